@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Starts throwaway PostgreSQL 15 and MariaDB 10.11 servers on free loopback
+# ports under DIR (default /tmp/txcoord-local), creates the test databases and
+# users, and writes DIR/env with connection strings:
+#   TXC_PG_URI, TXC_PG2_URI      libpq URIs (databases txcoord_a, txcoord_b)
+#   TXC_PG_ODBC                  PostgreSQL over psqlODBC
+#   TXC_MARIADB_ODBC             MariaDB over MariaDB Connector/ODBC
+#   TXC_SQLITE_ODBC              SQLite3 ODBC (a file under DIR)
+# Safe to run twice: servers already running under DIR are reused.
+# Works as root: PostgreSQL runs as "postgres", MariaDB as "mysql".
+# Stop with deploy/local/stop.sh DIR.
+set -euo pipefail
+
+DIR=${1:-${TXC_LOCAL_DIR:-/tmp/txcoord-local}}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+chmod 755 "$DIR"
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PASSWORD=txcoord_local_pw
+log() { echo "local-db: $*" >&2; }
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+as_user() {  # as_user USER CMD... : run as USER when root, else as ourselves
+  local u=$1; shift
+  if [ "$(id -u)" -eq 0 ]; then runuser -u "$u" -- "$@"; else "$@"; fi
+}
+wait_for() {  # wait_for WHAT SECONDS CMD...
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq 1 $((secs * 5))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  log "$what did not come up within ${secs}s"; return 1
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+PG_DATA=$DIR/pg/data
+PG_SOCK=$DIR/pg/sock
+mkdir -p "$DIR/pg" "$PG_SOCK"
+[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$DIR/pg"
+if [ -f "$DIR/pg/port" ]; then PG_PORT=$(cat "$DIR/pg/port"); else PG_PORT=$(free_port); echo "$PG_PORT" >"$DIR/pg/port"; fi
+if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+  log "initdb $PG_DATA"
+  rm -rf "$PG_DATA"
+  as_user postgres "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth-local=trust \
+    --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$DIR/pg/initdb.log" 2>&1
+fi
+if as_user postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+  log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+else
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  as_user postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$DIR/pg/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c max_prepared_transactions=200 -c max_connections=300 -c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
+    start >/dev/null
+fi
+psql_admin() { as_user postgres psql -h "$PG_SOCK" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
+wait_for PostgreSQL 60 psql_admin -c 'select 1'
+if [ "$(psql_admin -c "select count(*) from pg_roles where rolname='txcoord'")" = 0 ]; then
+  psql_admin -c "create role txcoord login password '$PASSWORD'"
+fi
+for db in txcoord_a txcoord_b; do
+  if [ "$(psql_admin -c "select count(*) from pg_database where datname='$db'")" = 0 ]; then
+    psql_admin -c "create database $db owner txcoord"
+  fi
+done
+
+# ---------------------------------------------------------------- MariaDB
+MY_DIR=$DIR/mariadb
+MY_DATA=$MY_DIR/data
+mkdir -p "$MY_DIR/run"
+[ "$(id -u)" -eq 0 ] && chown -R mysql:mysql "$MY_DIR"
+if [ -f "$MY_DIR/port" ]; then MY_PORT=$(cat "$MY_DIR/port"); else MY_PORT=$(free_port); echo "$MY_PORT" >"$MY_DIR/port"; fi
+MY_SOCK=$MY_DIR/run/mysql.sock
+if [ ! -d "$MY_DATA/mysql" ]; then
+  log "mariadb-install-db $MY_DATA"
+  rm -rf "$MY_DATA"
+  as_user mysql mariadb-install-db --no-defaults --user=mysql --datadir="$MY_DATA" \
+    --auth-root-authentication-method=normal --skip-test-db >"$MY_DIR/install.log" 2>&1
+fi
+my_admin() { mariadb --no-defaults -S "$MY_SOCK" -u root "$@"; }
+if [ -f "$MY_DIR/run/mariadbd.pid" ] && kill -0 "$(cat "$MY_DIR/run/mariadbd.pid")" 2>/dev/null; then
+  log "MariaDB already running on 127.0.0.1:$MY_PORT"
+else
+  log "starting MariaDB on 127.0.0.1:$MY_PORT"
+  # Durable settings: flush the redo log at every commit, sync the binlog
+  # (XA across binlog and InnoDB), and keep XA PREPAREd branches on disk.
+  as_user mysql setsid mariadbd --no-defaults --user=mysql --datadir="$MY_DATA" \
+    --socket="$MY_SOCK" --port="$MY_PORT" --bind-address=127.0.0.1 \
+    --pid-file="$MY_DIR/run/mariadbd.pid" --log-error="$MY_DIR/server.log" \
+    --default-storage-engine=InnoDB --innodb-flush-log-at-trx-commit=1 \
+    --innodb-doublewrite=1 --log-bin="$MY_DATA/binlog" --sync-binlog=1 \
+    --max-connections=500 --innodb-lock-wait-timeout=50 \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+    </dev/null >/dev/null 2>&1 &
+fi
+wait_for MariaDB 60 my_admin -e 'select 1'
+my_admin -e "
+  DELETE FROM mysql.global_priv WHERE User='';
+  CREATE DATABASE IF NOT EXISTS txcoord;
+  CREATE USER IF NOT EXISTS 'txcoord'@'localhost' IDENTIFIED BY '$PASSWORD';
+  CREATE USER IF NOT EXISTS 'txcoord'@'127.0.0.1' IDENTIFIED BY '$PASSWORD';
+  CREATE USER IF NOT EXISTS 'txcoord'@'%' IDENTIFIED BY '$PASSWORD';
+  GRANT ALL PRIVILEGES ON *.* TO 'txcoord'@'localhost';
+  GRANT ALL PRIVILEGES ON *.* TO 'txcoord'@'127.0.0.1';
+  GRANT ALL PRIVILEGES ON *.* TO 'txcoord'@'%';
+  FLUSH PRIVILEGES;"
+
+# ---------------------------------------------------------------- SQLite
+mkdir -p "$DIR/sqlite"
+
+cat >"$DIR/env.tmp" <<ENV
+# written by deploy/local/start.sh; source it
+export TXC_LOCAL_DIR='$DIR'
+export TXC_PG_PORT='$PG_PORT'
+export TXC_PG_SOCKET_DIR='$PG_SOCK'
+export TXC_PG_URI='postgresql://txcoord:$PASSWORD@127.0.0.1:$PG_PORT/txcoord_a'
+export TXC_PG2_URI='postgresql://txcoord:$PASSWORD@127.0.0.1:$PG_PORT/txcoord_b'
+export TXC_PG_ODBC='Driver=PostgreSQL Unicode;Server=127.0.0.1;Port=$PG_PORT;Database=txcoord_a;Uid=txcoord;Pwd=$PASSWORD'
+export TXC_MARIADB_PORT='$MY_PORT'
+export TXC_MARIADB_SOCKET='$MY_SOCK'
+export TXC_MARIADB_ODBC='Driver=MariaDB Unicode;Server=127.0.0.1;Port=$MY_PORT;Database=txcoord;User=txcoord;Password=$PASSWORD'
+export TXC_SQLITE_ODBC='Driver=SQLite3;Database=$DIR/sqlite/txcoord.db'
+ENV
+mv "$DIR/env.tmp" "$DIR/env"
+log "ready; source $DIR/env"
+echo "$DIR/env"

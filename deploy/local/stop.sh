@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Stops the servers that deploy/local/start.sh started under DIR and leaves
+# nothing running, also after a failed or killed start. Keeps the data
+# unless --wipe is given.
+set -uo pipefail
+
+DIR=${1:-${TXC_LOCAL_DIR:-/tmp/txcoord-local}}
+WIPE=${2:-}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+log() { echo "local-db: $*" >&2; }
+[ -d "$DIR" ] || { log "$DIR does not exist: nothing to stop"; exit 0; }
+DIR=$(cd "$DIR" && pwd)
+
+as_user() {
+  local u=$1; shift
+  if [ "$(id -u)" -eq 0 ]; then runuser -u "$u" -- "$@"; else "$@"; fi
+}
+
+if [ -f "$DIR/pg/data/postmaster.pid" ]; then
+  as_user postgres "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1 \
+    && log "PostgreSQL stopped"
+fi
+if [ -f "$DIR/mariadb/run/mariadbd.pid" ]; then
+  pid=$(cat "$DIR/mariadb/run/mariadbd.pid")
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  log "MariaDB stopped"
+fi
+# Anything still running from this directory (a start killed half-way, a
+# server that ignored the polite stop) is killed outright.
+for _ in 1 2 3; do
+  pids=$(pgrep -f -- "$DIR/" || true)
+  pids=$(echo "$pids" | grep -vx "$$" || true)
+  [ -z "$pids" ] && break
+  kill -KILL $pids 2>/dev/null
+  sleep 0.3
+done
+rm -f "$DIR/mariadb/run/mariadbd.pid" "$DIR/mariadb/run/mysql.sock"
+if [ "$WIPE" = "--wipe" ]; then rm -rf "$DIR"; log "removed $DIR"; fi
+exit 0
