@@ -1,0 +1,150 @@
+// journal_bench: durable decisions per second through the journal, by
+// number of concurrent writers. Prints one line per configuration:
+//   journal_bench mode=M writers=N decisions_per_s=X p50_us=Y p99_us=Z
+// mode=group-commit is RocksDbJournal::LogDecision (txcoord's own writer
+// queue, one synced WriteBatch per group); mode=rocksdb-write-group is each
+// writer calling DB::Put with sync=true itself (RocksDB's own write grouping),
+// measured side by side for comparison.
+//
+//   journal_bench [--dir=/var/tmp] [--seconds=3] [--writers=1,4,16,64,256]
+//                 [--modes=group-commit,rocksdb-write-group]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "journal/journal.h"
+#include "rocksdb/db.h"
+
+ABSL_FLAG(std::string, dir, "/var/tmp", "where the benchmark journals are made (a real disk)");
+ABSL_FLAG(double, seconds, 3.0, "seconds per configuration");
+ABSL_FLAG(std::string, writers, "1,4,16,64,256", "writer counts");
+ABSL_FLAG(std::string, modes, "group-commit,rocksdb-write-group", "modes to run");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+txcoord::journal::DecisionRecord Realistic(const std::string& txn_id) {
+  txcoord::journal::DecisionRecord r;
+  r.set_txn_id(txn_id);
+  r.set_state(txcoord::journal::COMMITTING);
+  r.set_session_id("s-0123456789abcdef");
+  r.set_started_at_unix_micros(1'800'000'000'000'000);
+  r.set_decided_at_unix_micros(1'800'000'000'050'000);
+  const char* binds[] = {"pg_main", "mariadb_orders", "pg_ledger"};
+  for (int i = 0; i < 3; ++i) {
+    auto* b = r.add_branches();
+    b->set_bind(binds[i]);
+    b->set_format_id(0x54584331);
+    b->set_gtrid(txn_id);
+    b->set_bqual(absl::StrCat(i, "-", binds[i]));
+    b->set_state(txcoord::journal::BRANCH_PREPARED);
+  }
+  return r;
+}
+
+struct Result {
+  double per_s;
+  double p50_us;
+  double p99_us;
+};
+
+template <typename WriteFn>
+Result Run(int writers, double seconds, WriteFn write) {
+  std::vector<std::vector<double>> latencies(writers);
+  std::atomic<bool> stop{false};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  auto start = Clock::now();
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        auto t0 = Clock::now();
+        if (!write(w, i)) {
+          failed = true;
+          return;
+        }
+        latencies[w].push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<double> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  if (failed || all.empty()) {
+    std::fprintf(stderr, "journal_bench: a write failed\n");
+    std::exit(1);
+  }
+  std::sort(all.begin(), all.end());
+  return {all.size() / elapsed, all[all.size() / 2], all[all.size() * 99 / 100]};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const double seconds = absl::GetFlag(FLAGS_seconds);
+  std::vector<int> writer_counts;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_writers), ',')) {
+    int n;
+    if (absl::SimpleAtoi(s, &n) && n > 0) writer_counts.push_back(n);
+  }
+  std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
+  const std::string base = absl::StrCat(absl::GetFlag(FLAGS_dir), "/journal_bench.", ::getpid());
+
+  for (int writers : writer_counts) {
+    for (const std::string& mode : modes) {
+      const std::string dir = absl::StrCat(base, "/", mode, "-", writers);
+      std::filesystem::remove_all(dir);
+      Result r{};
+      if (mode == "group-commit") {
+        txcoord::journal::JournalOptions o;
+        o.dir = dir;
+        o.node_id = "bench";
+        auto journal = txcoord::journal::OpenRocksDbJournal(o);
+        if (!journal.ok()) {
+          std::fprintf(stderr, "journal_bench: %s\n", journal.status().ToString().c_str());
+          return 1;
+        }
+        r = Run(writers, seconds, [&](int w, int i) {
+          return (*journal)->LogDecision(Realistic(absl::StrCat("bench.1.", w, "-", i))).ok();
+        });
+      } else if (mode == "rocksdb-write-group") {
+        rocksdb::Options o;
+        o.create_if_missing = true;
+        rocksdb::DB* db = nullptr;
+        if (!rocksdb::DB::Open(o, dir, &db).ok()) return 1;
+        rocksdb::WriteOptions wo;
+        wo.sync = true;
+        r = Run(writers, seconds, [&](int w, int i) {
+          std::string id = absl::StrCat("bench.1.", w, "-", i);
+          return db->Put(wo, id, Realistic(id).SerializeAsString()).ok();
+        });
+        delete db;
+      } else {
+        std::fprintf(stderr, "journal_bench: unknown mode %s\n", mode.c_str());
+        return 2;
+      }
+      std::printf("journal_bench mode=%s writers=%d decisions_per_s=%.0f p50_us=%.0f p99_us=%.0f\n",
+                  mode.c_str(), writers, r.per_s, r.p50_us, r.p99_us);
+      std::fflush(stdout);
+      std::filesystem::remove_all(dir);
+    }
+  }
+  std::filesystem::remove_all(base);
+  return 0;
+}

@@ -1,0 +1,100 @@
+// The journal: txcoord's durable memory of commit decisions.
+//
+// Presumed abort: only COMMIT decisions (and operators' resolutions) are
+// written. A transaction without a record aborted. A record lives in the
+// "unfinished" set from LogDecision until MarkFinished, then in a history
+// kept for a configurable retention, then it is deleted.
+//
+// Thread safety: every method is thread-safe.
+#ifndef TXCOORD_JOURNAL_JOURNAL_H_
+#define TXCOORD_JOURNAL_JOURNAL_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "journal/journal.pb.h"
+
+namespace txcoord::journal {
+
+inline constexpr uint32_t kSchemaVersion = 1;
+
+struct Retention {
+  int64_t finished_max = 100000;                  // history records kept at most
+  absl::Duration finished_max_age = absl::Hours(24 * 7);
+};
+
+struct JournalOptions {
+  std::string dir;          // created 0700 when missing
+  std::string node_id;      // must match the one stored at first open
+  Retention retention;
+  int max_group_size = 512; // decisions sharing one fsync at most
+};
+
+class Journal {
+ public:
+  virtual ~Journal() = default;
+
+  virtual const std::string& node_id() const = 0;
+  // This process's epoch: one more than at the previous open, synced.
+  virtual uint64_t epoch() const = 0;
+
+  // Writes `record` (state COMMITTING, or an operator's decision) to the
+  // unfinished set. Durable when it returns OK: the write and an fsync of
+  // the write-ahead log completed; concurrent callers share one fsync.
+  // An error (disk full, I/O error) means nothing may be assumed written:
+  // the caller must not send any COMMIT and must abort the transaction.
+  // REQUIRES: record.txn_id() is not empty.
+  virtual absl::Status LogDecision(const DecisionRecord& record) = 0;
+
+  // Replaces an unfinished record (branch states, attempts, errors) without
+  // waiting for an fsync: losing this update in a crash only repeats work.
+  virtual absl::Status UpdateDecision(const DecisionRecord& record) = 0;
+
+  // Moves the record to history (END). Need not be durable: a record that
+  // reappears as unfinished after a crash is re-driven, and re-driving a
+  // finished transaction is harmless.
+  virtual absl::Status MarkFinished(const DecisionRecord& final_record) = 0;
+
+  // Every record without an END, for recovery. DATA_LOSS naming the key
+  // when a record cannot be read.
+  virtual absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() = 0;
+
+  // The record of `txn_id`, unfinished or in history; nullopt if none.
+  virtual absl::StatusOr<std::optional<DecisionRecord>> Find(
+      absl::string_view txn_id) = 0;
+
+  // Finished records, newest first, at most `limit`, older than the
+  // record finished at `before` (use absl::InfiniteFuture() for the first page).
+  virtual absl::StatusOr<std::vector<DecisionRecord>> ListFinished(
+      absl::Time before, int limit) = 0;
+
+  // Applies the retention at time `now`: deletes the oldest history
+  // records beyond finished_max and those finished before now - max_age.
+  // Never touches unfinished records. Returns how many were deleted.
+  virtual absl::StatusOr<int64_t> CollectGarbage(absl::Time now) = 0;
+
+  // Number of history records (kept in memory; exact).
+  virtual int64_t finished_count() const = 0;
+};
+
+// Opens (creating if missing) the RocksDB journal in options.dir, checks and
+// stores the node identity, increments the epoch (synced), and validates
+// every unfinished record. Errors:
+//   FAILED_PRECONDITION  another node_id owns the directory; another process
+//                        has it open (RocksDB's LOCK); bad options.
+//   DATA_LOSS            a record or the database is corrupt (the message
+//                        names the key and the repair path).
+//   UNAVAILABLE          an I/O error.
+absl::StatusOr<std::unique_ptr<Journal>> OpenRocksDbJournal(
+    const JournalOptions& options);
+
+}  // namespace txcoord::journal
+
+#endif  // TXCOORD_JOURNAL_JOURNAL_H_

@@ -1,0 +1,382 @@
+#include "journal/rocksdb_journal.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "util/failpoint.h"
+#include "util/status_macros.h"
+
+namespace txcoord::journal {
+namespace {
+
+constexpr char kNodeKey[] = "node";
+const char* const kColumnFamilies[] = {"default", "unfinished", "history",
+                                       "history_by_time"};
+
+std::string RepairHint(const std::string& dir) {
+  return absl::StrCat(
+      " Do not delete the directory: it holds commit decisions. Stop the "
+      "coordinator, copy ",
+      dir,
+      " aside, inspect it with `ldb --db=<copy> scan --column_family=unfinished` "
+      "(Debian package rocksdb-tools) and, if RocksDB itself is damaged, run "
+      "`ldb --db=<copy> repair` on the copy; restart on the repaired copy only "
+      "after checking that every unfinished decision is intact.");
+}
+
+// Maps a RocksDB status to an absl::Status whose message names `what`.
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat("journal: ", what, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
+  if (s.IsInvalidArgument() || s.IsNotSupported()) {
+    return absl::FailedPreconditionError(msg);
+  }
+  return absl::UnavailableError(msg);
+}
+
+std::string TimeKey(int64_t finished_us, absl::string_view txn_id) {
+  std::string key(8, '\0');
+  uint64_t v = static_cast<uint64_t>(finished_us);
+  for (int i = 7; i >= 0; --i) {
+    key[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  key.append(txn_id.data(), txn_id.size());
+  return key;
+}
+
+int64_t TimeOfKey(const rocksdb::Slice& key) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8 && i < static_cast<int>(key.size()); ++i) {
+    v = (v << 8) | static_cast<unsigned char>(key[i]);
+  }
+  return static_cast<int64_t>(v);
+}
+
+rocksdb::Slice ToSlice(absl::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+// One LogDecision call waiting in the group-commit queue.
+struct RocksDbJournal::Writer {
+  std::string key;
+  std::string value;
+  absl::Status status;
+  bool done = false;
+  absl::CondVar cv;
+};
+
+RocksDbJournal::RocksDbJournal(JournalOptions options,
+                               std::unique_ptr<rocksdb::DB> db,
+                               std::vector<rocksdb::ColumnFamilyHandle*> handles)
+    : options_(std::move(options)), db_(std::move(db)), handles_(std::move(handles)) {}
+
+RocksDbJournal::~RocksDbJournal() {
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+}
+
+absl::Status RocksDbJournal::Initialize() {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta(), kNodeKey, &value);
+  NodeIdentity identity;
+  if (s.IsNotFound()) {
+    identity.set_schema_version(kSchemaVersion);
+    identity.set_node_id(options_.node_id);
+  } else if (!s.ok()) {
+    return FromRocks(s, "reading the node identity");
+  } else if (!identity.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("journal ", options_.dir, ": the node identity (key \"",
+                     kNodeKey, "\") cannot be parsed.", RepairHint(options_.dir)));
+  } else if (identity.schema_version() > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "journal ", options_.dir, " has schema version ",
+        identity.schema_version(), "; this txcoord reads up to ", kSchemaVersion));
+  } else if (identity.node_id() != options_.node_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "journal ", options_.dir, " belongs to node_id \"", identity.node_id(),
+        "\", but this coordinator is configured as \"", options_.node_id,
+        "\": a journal directory must never change hands. Point this node at "
+        "its own directory, or restore node_id \"", identity.node_id(), "\""));
+  }
+  identity.set_epoch(identity.epoch() + 1);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // a new epoch must never be handed out twice
+  TXC_RETURN_IF_ERROR(FromRocks(
+      db_->Put(wo, meta(), kNodeKey, identity.SerializeAsString()),
+      "storing the epoch"));
+  epoch_ = identity.epoch();
+
+  int64_t count = 0;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), history_by_time()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++count;
+  TXC_RETURN_IF_ERROR(FromRocks(it->status(), "counting history"));
+  {
+    absl::MutexLock lock(&history_mu_);
+    finished_count_ = count;
+  }
+  // Refuse to start on an unreadable decision: never drop one silently.
+  return ScanUnfinished().status();
+}
+
+absl::StatusOr<DecisionRecord> RocksDbJournal::Parse(
+    absl::string_view cf, absl::string_view key, const std::string& value) const {
+  DecisionRecord record;
+  if (!record.ParseFromString(value) || record.txn_id() != key) {
+    return absl::DataLossError(absl::StrCat(
+        "journal ", options_.dir, ": the record at key \"", key,
+        "\" in column family ", cf, " cannot be parsed as a decision.",
+        RepairHint(options_.dir)));
+  }
+  if (record.schema_version() > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "journal ", options_.dir, ": the record at key \"", key,
+        "\" has schema version ", record.schema_version(),
+        "; this txcoord reads up to ", kSchemaVersion));
+  }
+  return record;
+}
+
+absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
+  if (record.txn_id().empty()) {
+    return absl::InvalidArgumentError("journal: a decision needs a txn id");
+  }
+  Writer w;
+  w.key = record.txn_id();
+  DecisionRecord copy = record;
+  copy.set_schema_version(kSchemaVersion);
+  w.value = copy.SerializeAsString();
+
+  absl::MutexLock lock(&writers_mu_);
+  writers_.push_back(&w);
+  while (!w.done && writers_.front() != &w) w.cv.Wait(&writers_mu_);
+  if (w.done) return w.status;
+
+  // This writer leads: write everything queued so far in one synced batch.
+  rocksdb::WriteBatch batch;
+  std::vector<Writer*> group;
+  for (Writer* queued : writers_) {
+    if (static_cast<int>(group.size()) >= options_.max_group_size) break;
+    batch.Put(unfinished(), queued->key, queued->value);
+    group.push_back(queued);
+  }
+  absl::Status status;
+  {
+    writers_mu_.Unlock();
+    status = failpoint::Hit("journal.before_decision_sync");
+    if (status.ok()) {
+      rocksdb::WriteOptions wo;
+      wo.sync = true;  // the decision must survive power loss before phase 2
+      status = FromRocks(db_->Write(wo, &batch), "writing commit decisions");
+    }
+    writers_mu_.Lock();
+  }
+  for (Writer* done : group) {
+    writers_.pop_front();
+    done->status = status;
+    done->done = true;
+    if (done != &w) done->cv.Signal();
+  }
+  if (!writers_.empty()) writers_.front()->cv.Signal();
+  return w.status;
+}
+
+absl::Status RocksDbJournal::UpdateDecision(const DecisionRecord& record) {
+  DecisionRecord copy = record;
+  copy.set_schema_version(kSchemaVersion);
+  rocksdb::WriteOptions wo;  // not synced: a lost update only repeats work
+  return FromRocks(db_->Put(wo, unfinished(), record.txn_id(), copy.SerializeAsString()),
+                   absl::StrCat("updating ", record.txn_id()));
+}
+
+absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
+  const std::string& id = final_record.txn_id();
+  DecisionRecord copy = final_record;
+  copy.set_schema_version(kSchemaVersion);
+  if (copy.finished_at_unix_micros() == 0) {
+    copy.set_finished_at_unix_micros(absl::ToUnixMicros(absl::Now()));
+  }
+  absl::MutexLock lock(&history_mu_);
+  rocksdb::WriteBatch batch;
+  bool replaces = false;
+  std::string old;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &old);
+  if (s.ok()) {
+    DecisionRecord previous;
+    if (previous.ParseFromString(old)) {
+      batch.Delete(history_by_time(), TimeKey(previous.finished_at_unix_micros(), id));
+    }
+    replaces = true;
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, absl::StrCat("finishing ", id));
+  }
+  batch.Delete(unfinished(), id);
+  batch.Put(history(), id, copy.SerializeAsString());
+  batch.Put(history_by_time(), TimeKey(copy.finished_at_unix_micros(), id), "");
+  rocksdb::WriteOptions wo;  // END need not be durable: a lost END re-drives
+  TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), absl::StrCat("finishing ", id)));
+  if (!replaces) ++finished_count_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<DecisionRecord>> RocksDbJournal::ScanUnfinished() {
+  std::vector<DecisionRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), unfinished()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    TXC_ASSIGN_OR_RETURN(DecisionRecord record,
+                         Parse("unfinished", absl::string_view(it->key().data(), it->key().size()),
+                               it->value().ToString()));
+    out.push_back(std::move(record));
+  }
+  TXC_RETURN_IF_ERROR(FromRocks(it->status(), "scanning unfinished decisions"));
+  return out;
+}
+
+absl::StatusOr<std::optional<DecisionRecord>> RocksDbJournal::Find(
+    absl::string_view txn_id) {
+  std::string value;
+  for (auto [cf, name] : {std::pair{unfinished(), "unfinished"},
+                          std::pair{history(), "history"}}) {
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, ToSlice(txn_id), &value);
+    if (s.ok()) {
+      TXC_ASSIGN_OR_RETURN(DecisionRecord record, Parse(name, txn_id, value));
+      return std::optional<DecisionRecord>(std::move(record));
+    }
+    if (!s.IsNotFound()) return FromRocks(s, absl::StrCat("reading ", txn_id));
+  }
+  return std::optional<DecisionRecord>();
+}
+
+absl::StatusOr<std::vector<DecisionRecord>> RocksDbJournal::ListFinished(
+    absl::Time before, int limit) {
+  std::vector<DecisionRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), history_by_time()));
+  if (before == absl::InfiniteFuture()) {
+    it->SeekToLast();
+  } else {
+    it->SeekForPrev(TimeKey(absl::ToUnixMicros(before), ""));
+    // SeekForPrev lands on a key <= target; keys at exactly `before` sort
+    // after the bare time prefix, so this is strictly older.
+  }
+  for (; it->Valid() && static_cast<int>(out.size()) < limit; it->Prev()) {
+    rocksdb::Slice key = it->key();
+    std::string id(key.data() + 8, key.size() - 8);
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &value);
+    if (s.IsNotFound()) continue;  // deleted by GC meanwhile
+    TXC_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading ", id)));
+    TXC_ASSIGN_OR_RETURN(DecisionRecord record, Parse("history", id, value));
+    out.push_back(std::move(record));
+  }
+  TXC_RETURN_IF_ERROR(FromRocks(it->status(), "listing history"));
+  return out;
+}
+
+absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now) {
+  const int64_t cutoff_us = absl::ToUnixMicros(now - options_.retention.finished_max_age);
+  absl::MutexLock lock(&history_mu_);
+  int64_t deleted = 0;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), history_by_time()));
+  rocksdb::WriteBatch batch;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    bool over_count = finished_count_ - deleted > options_.retention.finished_max;
+    bool too_old = TimeOfKey(it->key()) < cutoff_us;
+    if (!over_count && !too_old) break;
+    rocksdb::Slice key = it->key();
+    batch.Delete(history_by_time(), key);
+    batch.Delete(history(), rocksdb::Slice(key.data() + 8, key.size() - 8));
+    ++deleted;
+    if (batch.Count() >= 2048) {
+      TXC_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"));
+      batch.Clear();
+    }
+  }
+  TXC_RETURN_IF_ERROR(FromRocks(it->status(), "collecting garbage"));
+  TXC_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"));
+  finished_count_ -= deleted;
+  return deleted;
+}
+
+int64_t RocksDbJournal::finished_count() const {
+  absl::MutexLock lock(&history_mu_);
+  return finished_count_;
+}
+
+absl::StatusOr<std::unique_ptr<Journal>> OpenRocksDbJournal(
+    const JournalOptions& options) {
+  if (options.dir.empty()) {
+    return absl::InvalidArgumentError("journal: dir is not set");
+  }
+  if (options.node_id.empty()) {
+    return absl::InvalidArgumentError("journal: node_id is not set");
+  }
+  if (options.max_group_size < 1) {
+    return absl::InvalidArgumentError("journal: max_group_size must be >= 1");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(
+        "journal: cannot create ", options.dir, ": ", ec.message()));
+  }
+  // Decisions name every database's transactions: owner-only.
+  if (::chmod(options.dir.c_str(), 0700) != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "journal: cannot chmod 0700 ", options.dir, ": ", std::strerror(errno)));
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.paranoid_checks = true;
+  // Synced writes are never lost; an unsynced torn tail (updates, ENDs) is
+  // dropped at recovery, which only repeats phase-2 work.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.keep_log_file_num = 4;
+  db_options.max_total_wal_size = 64 << 20;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const char* name : kColumnFamilies) {
+    families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.dir, families, &handles, &raw);
+  if (!s.ok()) {
+    if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "journal ", options.dir,
+          " is already open in another process or coordinator (RocksDB LOCK "
+          "is held): only one coordinator may use a journal directory (",
+          s.ToString(), ")"));
+    }
+    if (s.IsCorruption()) {
+      return absl::DataLossError(absl::StrCat("journal ", options.dir,
+                                              " is corrupt: ", s.ToString(), ".",
+                                              RepairHint(options.dir)));
+    }
+    return FromRocks(s, absl::StrCat("opening ", options.dir));
+  }
+  auto journal = std::make_unique<RocksDbJournal>(
+      options, std::unique_ptr<rocksdb::DB>(raw), std::move(handles));
+  TXC_RETURN_IF_ERROR(journal->Initialize());
+  return std::unique_ptr<Journal>(std::move(journal));
+}
+
+}  // namespace txcoord::journal

@@ -1,0 +1,85 @@
+// The Journal on RocksDB.
+//
+// Column families:
+//   default          "node" → NodeIdentity
+//   unfinished       txn id → DecisionRecord (no END yet)
+//   history          txn id → DecisionRecord (finished)
+//   history_by_time  big-endian finished_at µs + txn id → "" (GC order)
+//
+// Group commit: LogDecision callers queue up; the first in line (the
+// leader) writes every queued record in one WriteBatch with sync=true and
+// wakes the others with the shared result (LevelDB's writer queue). One
+// fsync thus covers up to JournalOptions::max_group_size decisions.
+#ifndef TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
+#define TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "journal/journal.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace txcoord::journal {
+
+class RocksDbJournal final : public Journal {
+ public:
+  // Use OpenRocksDbJournal().
+  RocksDbJournal(JournalOptions options, std::unique_ptr<rocksdb::DB> db,
+                 std::vector<rocksdb::ColumnFamilyHandle*> handles);
+  ~RocksDbJournal() override;
+
+  // Reads the node identity, checks it, stores epoch + 1 (synced), counts
+  // history and validates every unfinished record.
+  absl::Status Initialize();
+
+  const std::string& node_id() const override { return options_.node_id; }
+  uint64_t epoch() const override { return epoch_; }
+  absl::Status LogDecision(const DecisionRecord& record) override;
+  absl::Status UpdateDecision(const DecisionRecord& record) override;
+  absl::Status MarkFinished(const DecisionRecord& final_record) override;
+  absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() override;
+  absl::StatusOr<std::optional<DecisionRecord>> Find(
+      absl::string_view txn_id) override;
+  absl::StatusOr<std::vector<DecisionRecord>> ListFinished(absl::Time before,
+                                                           int limit) override;
+  absl::StatusOr<int64_t> CollectGarbage(absl::Time now) override;
+  int64_t finished_count() const override;
+
+ private:
+  struct Writer;
+
+  rocksdb::ColumnFamilyHandle* meta() const { return handles_[0]; }
+  rocksdb::ColumnFamilyHandle* unfinished() const { return handles_[1]; }
+  rocksdb::ColumnFamilyHandle* history() const { return handles_[2]; }
+  rocksdb::ColumnFamilyHandle* history_by_time() const { return handles_[3]; }
+
+  absl::StatusOr<DecisionRecord> Parse(absl::string_view cf,
+                                       absl::string_view key,
+                                       const std::string& value) const;
+
+  const JournalOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  uint64_t epoch_ = 0;
+
+  // The group-commit queue. The front writer leads the next group.
+  absl::Mutex writers_mu_;
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(writers_mu_);
+
+  // Serializes MarkFinished and CollectGarbage, which keep finished_count_
+  // exact. Lock order: history_mu_ is never held with writers_mu_.
+  mutable absl::Mutex history_mu_;
+  int64_t finished_count_ ABSL_GUARDED_BY(history_mu_) = 0;
+};
+
+}  // namespace txcoord::journal
+
+#endif  // TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_

@@ -1,0 +1,318 @@
+#include "journal/rocksdb_journal.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "tests/testing/temp_dir.h"
+#include "util/failpoint.h"
+
+namespace txcoord::journal {
+namespace {
+
+using ::testing::HasSubstr;
+using txcoord::testing::TempDir;
+
+DecisionRecord MakeDecision(const std::string& txn_id, int branches = 3) {
+  DecisionRecord r;
+  r.set_txn_id(txn_id);
+  r.set_state(COMMITTING);
+  r.set_decided_at_unix_micros(absl::ToUnixMicros(absl::Now()));
+  for (int i = 0; i < branches; ++i) {
+    BranchRecord* b = r.add_branches();
+    b->set_bind(absl::StrCat("bind_", i));
+    b->set_format_id(0x54584331);
+    b->set_gtrid(txn_id);
+    b->set_bqual(absl::StrCat(i, "-bind_", i));
+    b->set_state(BRANCH_PREPARED);
+  }
+  return r;
+}
+
+JournalOptions Options(const std::string& dir, const std::string& node = "node-a") {
+  JournalOptions o;
+  o.dir = dir;
+  o.node_id = node;
+  return o;
+}
+
+TEST(RocksDbJournalTest, EpochIncrementsAtEveryOpen) {
+  TempDir tmp;
+  for (uint64_t expected = 1; expected <= 3; ++expected) {
+    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    ASSERT_TRUE(j.ok()) << j.status();
+    EXPECT_EQ((*j)->epoch(), expected);
+    EXPECT_EQ((*j)->node_id(), "node-a");
+  }
+}
+
+TEST(RocksDbJournalTest, DirectoryIsOwnerOnly) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok()) << j.status();
+  struct stat st;
+  ASSERT_EQ(::stat(tmp.Sub("j").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+TEST(RocksDbJournalTest, LoggedDecisionSurvivesReopenUntilFinished) {
+  TempDir tmp;
+  DecisionRecord d = MakeDecision("node-a.1.7");
+  {
+    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    ASSERT_TRUE(j.ok()) << j.status();
+    ASSERT_TRUE((*j)->LogDecision(d).ok());
+  }
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok()) << j.status();
+  auto unfinished = (*j)->ScanUnfinished();
+  ASSERT_TRUE(unfinished.ok()) << unfinished.status();
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.7");
+  EXPECT_EQ((*unfinished)[0].branches_size(), 3);
+  EXPECT_EQ((*unfinished)[0].schema_version(), kSchemaVersion);
+  EXPECT_EQ((*unfinished)[0].branches(2).bqual(), "2-bind_2");
+
+  DecisionRecord done = (*unfinished)[0];
+  done.set_state(COMMITTED);
+  ASSERT_TRUE((*j)->MarkFinished(done).ok());
+  EXPECT_TRUE((*j)->ScanUnfinished()->empty());
+  auto found = (*j)->Find("node-a.1.7");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->state(), COMMITTED);
+  EXPECT_GT((*found)->finished_at_unix_micros(), 0);
+  EXPECT_EQ((*j)->finished_count(), 1);
+  EXPECT_FALSE((*(*j)->Find("node-a.1.8")).has_value());
+}
+
+TEST(RocksDbJournalTest, UpdateDecisionReplacesTheUnfinishedRecord) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  DecisionRecord d = MakeDecision("node-a.1.1");
+  ASSERT_TRUE((*j)->LogDecision(d).ok());
+  d.mutable_branches(0)->set_state(BRANCH_COMMITTED);
+  d.mutable_branches(1)->set_attempts(4);
+  d.mutable_branches(1)->set_last_error("bind_1 unavailable");
+  ASSERT_TRUE((*j)->UpdateDecision(d).ok());
+  auto unfinished = (*j)->ScanUnfinished();
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].branches(0).state(), BRANCH_COMMITTED);
+  EXPECT_EQ((*unfinished)[0].branches(1).attempts(), 4);
+  EXPECT_EQ((*unfinished)[0].branches(1).last_error(), "bind_1 unavailable");
+}
+
+TEST(RocksDbJournalTest, FinishingTwiceCountsOnce) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  DecisionRecord d = MakeDecision("node-a.1.1");
+  ASSERT_TRUE((*j)->LogDecision(d).ok());
+  d.set_finished_at_unix_micros(1000);
+  ASSERT_TRUE((*j)->MarkFinished(d).ok());
+  d.set_finished_at_unix_micros(2000);  // a replay after a crash
+  ASSERT_TRUE((*j)->MarkFinished(d).ok());
+  EXPECT_EQ((*j)->finished_count(), 1);
+  auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].finished_at_unix_micros(), 2000);
+}
+
+TEST(RocksDbJournalTest, ListFinishedPagesNewestFirst) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  for (int i = 1; i <= 5; ++i) {
+    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i));
+    d.set_finished_at_unix_micros(i * 1000);
+    ASSERT_TRUE((*j)->MarkFinished(d).ok());
+  }
+  auto page1 = (*j)->ListFinished(absl::InfiniteFuture(), 2);
+  ASSERT_TRUE(page1.ok());
+  ASSERT_EQ(page1->size(), 2u);
+  EXPECT_EQ((*page1)[0].txn_id(), "node-a.1.5");
+  EXPECT_EQ((*page1)[1].txn_id(), "node-a.1.4");
+  auto page2 = (*j)->ListFinished(
+      absl::FromUnixMicros((*page1)[1].finished_at_unix_micros()), 10);
+  ASSERT_TRUE(page2.ok());
+  ASSERT_EQ(page2->size(), 3u);
+  EXPECT_EQ((*page2)[0].txn_id(), "node-a.1.3");
+  EXPECT_EQ((*page2)[2].txn_id(), "node-a.1.1");
+}
+
+TEST(RocksDbJournalTest, GarbageCollectionKeepsRetentionAndNeverTouchesUnfinished) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.retention.finished_max = 3;
+  o.retention.finished_max_age = absl::Hours(1);
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok());
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  // 2 records older than the max age, 5 recent ones.
+  for (int i = 0; i < 7; ++i) {
+    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i));
+    absl::Time finished = i < 2 ? now - absl::Hours(2) + absl::Seconds(i)
+                                : now - absl::Minutes(10) + absl::Seconds(i);
+    d.set_finished_at_unix_micros(absl::ToUnixMicros(finished));
+    ASSERT_TRUE((*j)->MarkFinished(d).ok());
+  }
+  ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.100")).ok());
+  EXPECT_EQ((*j)->finished_count(), 7);
+  auto deleted = (*j)->CollectGarbage(now);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 4);  // 2 too old, then 2 more over the count of 3
+  EXPECT_EQ((*j)->finished_count(), 3);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE((*(*j)->Find(absl::StrCat("node-a.1.", i))).has_value()) << i;
+  }
+  for (int i = 4; i < 7; ++i) {
+    EXPECT_TRUE((*(*j)->Find(absl::StrCat("node-a.1.", i))).has_value()) << i;
+  }
+  auto unfinished = (*j)->ScanUnfinished();
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.100");
+  // The count survives a reopen.
+  j->reset();
+  auto again = OpenRocksDbJournal(o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->finished_count(), 3);
+  // Aging alone: an hour later everything left in history is too old.
+  EXPECT_EQ(*(*again)->CollectGarbage(now + absl::Hours(2)), 3);
+  EXPECT_EQ((*again)->ScanUnfinished()->size(), 1u);
+}
+
+TEST(RocksDbJournalTest, RefusesAnotherNodeId) {
+  TempDir tmp;
+  ASSERT_TRUE(OpenRocksDbJournal(Options(tmp.Sub("j"), "node-a")).ok());
+  auto other = OpenRocksDbJournal(Options(tmp.Sub("j"), "node-b"));
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("node-a"));
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("node-b"));
+}
+
+TEST(RocksDbJournalTest, RefusesASecondOpenInThisProcess) {
+  TempDir tmp;
+  auto first = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(first.ok());
+  auto second = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("already open"));
+}
+
+TEST(RocksDbJournalTest, RefusesASecondOpenInAnotherProcess) {
+  TempDir tmp;
+  auto first = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(first.ok());
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto second = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    char code = second.ok() ? 'O'
+                : second.status().code() == absl::StatusCode::kFailedPrecondition ? 'F'
+                                                                                   : 'X';
+    (void)!::write(pipefd[1], &code, 1);
+    ::_exit(0);
+  }
+  char code = 0;
+  ASSERT_EQ(::read(pipefd[0], &code, 1), 1);
+  ::waitpid(pid, nullptr, 0);
+  EXPECT_EQ(code, 'F');
+}
+
+TEST(RocksDbJournalTest, UnreadableRecordRefusesToStartAndNamesTheKey) {
+  TempDir tmp;
+  {
+    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.1")).ok());
+  }
+  {  // Damage one record behind the journal's back.
+    rocksdb::DBOptions opts;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* n : {"default", "unfinished", "history", "history_by_time"}) {
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(opts, tmp.Sub("j"), cfs, &handles, &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], "node-a.1.2",
+                        "\xff\xff not a protobuf")
+                    .ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(j.status().message()), HasSubstr("node-a.1.2"));
+  EXPECT_THAT(std::string(j.status().message()), HasSubstr("ldb"));
+}
+
+TEST(RocksDbJournalTest, WriteErrorIsReturnedAndNothingIsLogged) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  ASSERT_TRUE(failpoint::Arm("journal.before_decision_sync", "error").ok());
+  absl::Status s = (*j)->LogDecision(MakeDecision("node-a.1.1"));
+  failpoint::DisarmAll();
+#ifdef TXC_FAILPOINTS_ENABLED
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE((*j)->ScanUnfinished()->empty());
+#else
+  GTEST_SKIP() << "fault points are compiled out of this build";
+#endif
+}
+
+TEST(RocksDbJournalTest, RejectsBadOptionsAndEmptyTxnId) {
+  TempDir tmp;
+  EXPECT_EQ(OpenRocksDbJournal(Options("", "n")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpenRocksDbJournal(Options(tmp.Sub("j"), "")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ((*j)->LogDecision(DecisionRecord()).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RocksDbJournalTest, ConcurrentWritersAllLandDurably) {
+  TempDir tmp;
+  constexpr int kThreads = 32, kEach = 50;
+  {
+    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    ASSERT_TRUE(j.ok());
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          if (!(*j)->LogDecision(MakeDecision(absl::StrCat("node-a.1.", t * kEach + i))).ok()) {
+            ++failures;
+          }
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(failures.load(), 0);
+  }
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ((*j)->ScanUnfinished()->size(), static_cast<size_t>(kThreads * kEach));
+}
+
+}  // namespace
+}  // namespace txcoord::journal
