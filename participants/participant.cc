@@ -1,0 +1,19 @@
+#include "participants/participant.h"
+
+#include "absl/strings/str_cat.h"
+#include "participants/postgres/postgres_participant.h"
+
+namespace txcoord::participants {
+
+absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(const BindOptions& options) {
+  if (options.name.empty()) return absl::InvalidArgumentError("bind name is empty");
+  if (options.pool_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bind ", options.name, ": pool_size must be at least 1"));
+  }
+  if (options.driver == "postgres") return CreatePostgresParticipant(options);
+  return absl::InvalidArgumentError(absl::StrCat("bind ", options.name, ": unknown driver \"",
+                                                 options.driver, "\" (postgres or odbc)"));
+}
+
+}  // namespace txcoord::participants

@@ -1,0 +1,194 @@
+// Participants: txcoord's hand on one database ("bind").
+//
+// A Participant owns one bind's connection pool and does everything that
+// does not belong to one live transaction: finishing prepared branches from
+// any connection (also after a crash), listing this node's in-doubt
+// branches, health checks. Participant::Begin() takes a pooled connection
+// and starts a Branch on it: one local transaction, driven through
+//
+//   Begin ─▶ Execute* ─▶ Prepare ──▶ (Participant::CommitPrepared / RollbackPrepared)
+//                 │          └─ READ_ONLY vote: already ended, nothing to finish
+//                 ├─▶ CommitOnePhase          (the only bind of its transaction)
+//                 ├─▶ CommitAsLastResource    (the non-2PC bind of a 2PC transaction)
+//                 └─▶ Rollback
+//
+// Errors (absl::Status): ABORTED serialization failure / deadlock / lock
+// timeout (the whole transaction may be retried); UNAVAILABLE the database
+// is unreachable or the connection broke; RESOURCE_EXHAUSTED pool or
+// database connection limit; NOT_FOUND (only from CommitPrepared /
+// RollbackPrepared) no prepared branch with that xid exists;
+// INVALID_ARGUMENT / FAILED_PRECONDITION the statement's own error. Every
+// message names the bind and the SQLSTATE / native code where there is one.
+// Exceptions of the client libraries never leave a participant.
+#ifndef TXCOORD_PARTICIPANTS_PARTICIPANT_H_
+#define TXCOORD_PARTICIPANTS_PARTICIPANT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "participants/xid.h"
+
+namespace txcoord::participants {
+
+// A typed SQL value: statement parameters and result cells.
+struct Value {
+  enum class Kind {
+    kNull, kBool, kInt64, kDouble,
+    kDecimal,    // exact numeric as text: "12.30"
+    kString,     // UTF-8
+    kBytes,      // raw bytes
+    kDate,       // "2026-11-25"
+    kTime,       // "13:45:00.123"
+    kTimestamp,  // "2026-11-25T13:45:00.123Z" or without zone
+  };
+  Kind kind = Kind::kNull;
+  bool bool_value = false;
+  int64_t int_value = 0;
+  double double_value = 0;
+  std::string text;  // kDecimal, kString, kBytes, kDate, kTime, kTimestamp
+
+  static Value Null() { return Value{}; }
+  static Value Bool(bool v) { Value x; x.kind = Kind::kBool; x.bool_value = v; return x; }
+  static Value Int64(int64_t v) { Value x; x.kind = Kind::kInt64; x.int_value = v; return x; }
+  static Value Double(double v) { Value x; x.kind = Kind::kDouble; x.double_value = v; return x; }
+  static Value Text(Kind k, std::string v) { Value x; x.kind = k; x.text = std::move(v); return x; }
+  static Value String(std::string v) { return Text(Kind::kString, std::move(v)); }
+  bool operator==(const Value&) const = default;
+};
+
+struct Column {
+  std::string name;
+  std::string type;  // the database's type name, e.g. "int8", "VARCHAR"
+};
+
+struct ResultSet {
+  std::vector<Column> columns;           // empty when no rows are returned
+  std::vector<std::vector<Value>> rows;
+  int64_t rows_affected = -1;            // -1 when the database does not say
+  bool truncated = false;                // more rows existed than max_rows
+};
+
+enum class Vote {
+  kPrepared,  // prepared under the branch's xid: finish with Commit/RollbackPrepared
+  kReadOnly,  // wrote nothing: the local transaction is already ended
+};
+
+// A prepared branch as the database lists it.
+struct PreparedBranch {
+  Xid xid;
+  std::string raw;                // as the database shows it (gid, or XA data)
+  absl::Time prepared_at = absl::InfinitePast();  // InfinitePast: not told
+};
+
+struct BindOptions {
+  std::string name;                // the bind's name, in every error message
+  std::string driver;              // "postgres" (libpqxx) or "odbc"
+  std::string dsn;                 // libpq URI / key=value, or ODBC "Driver=…;…"
+  int pool_size = 8;
+  absl::Duration acquire_timeout = absl::Seconds(2);
+};
+
+struct Capabilities {
+  std::string driver;    // "postgres" or "odbc:<DBMS name>"
+  std::string dialect;   // "postgresql", "mariadb", "oracle", "sqlserver", "sqlite"
+  bool two_phase = true; // false: may join a 2PC transaction only as last resource
+};
+
+struct PoolStats {
+  int size = 0;      // the limit
+  int open = 0;      // connections open now
+  int in_use = 0;    // held by branches
+};
+
+// One local transaction on one pooled connection. Not thread-safe, except
+// Cancel(). Destroying a Branch that did not finish rolls it back (or, when
+// the connection is unusable, discards the connection) and returns the
+// connection to the pool.
+class Branch {
+ public:
+  virtual ~Branch() = default;
+
+  // Runs one statement. Parameters are positional in the bind's native
+  // style ($1… on PostgreSQL, ? on ODBC). At most `max_rows` rows are
+  // returned (0: no limit); `truncated` says when there were more.
+  // REQUIRES: the branch is active (not prepared or finished).
+  virtual absl::StatusOr<ResultSet> Execute(absl::string_view sql,
+                                            const std::vector<Value>& params,
+                                            int max_rows) = 0;
+
+  // Phase 1: ends the branch's work and prepares it under xid(). A branch
+  // that wrote nothing votes kReadOnly and is already ended. On error the
+  // branch is rolled back and no prepared branch is left behind.
+  virtual absl::StatusOr<Vote> Prepare() = 0;
+
+  // Commits the local transaction in one phase (the only bind).
+  virtual absl::Status CommitOnePhase() = 0;
+
+  // Logging last resource: inserts (txn_id, payload) into the database's
+  // txcoord_decisions table and commits, both in this one local
+  // transaction: that local COMMIT is the transaction's decision.
+  // REQUIRES: !capabilities().two_phase or a test that says otherwise.
+  virtual absl::Status CommitAsLastResource(absl::string_view txn_id,
+                                            absl::string_view payload) = 0;
+
+  // Rolls back an active (not prepared) branch. Idempotent.
+  virtual absl::Status Rollback() = 0;
+
+  // Cancels the statement running on this branch (PQcancel / SQLCancel).
+  // Thread-safe: meant to be called from another thread.
+  virtual void Cancel() = 0;
+
+  virtual const Xid& xid() const = 0;
+};
+
+// One bind. Thread-safe.
+class Participant {
+ public:
+  virtual ~Participant() = default;
+
+  virtual const std::string& bind() const = 0;
+  virtual Capabilities capabilities() const = 0;
+  virtual PoolStats pool_stats() const = 0;
+
+  // Takes a connection from the pool (waits up to the acquire timeout, then
+  // RESOURCE_EXHAUSTED) and starts a local transaction for `xid` (XA START
+  // on XA dialects). Statements and lock waits in it are limited to
+  // `lock_timeout` (0: none), so that a cross-database deadlock ends.
+  virtual absl::StatusOr<std::unique_ptr<Branch>> Begin(
+      const Xid& xid, absl::Duration lock_timeout) = 0;
+
+  // Phase 2, from any connection; idempotent in effect. A branch that does
+  // not exist (already finished, or never prepared) is NOT_FOUND.
+  virtual absl::Status CommitPrepared(const Xid& xid) = 0;
+  virtual absl::Status RollbackPrepared(const Xid& xid) = 0;
+
+  // Prepared branches whose gtrid belongs to `node_id` (see xid.h), in this
+  // bind's database only. Never another node's.
+  virtual absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(
+      absl::string_view node_id) = 0;
+
+  // Last resource only: the txn ids of `node_id` recorded in
+  // txcoord_decisions, and removal of one once the journal holds it.
+  virtual absl::StatusOr<std::vector<std::string>> ListDecisions(
+      absl::string_view node_id) = 0;
+  virtual absl::Status ForgetDecision(absl::string_view txn_id) = 0;
+
+  // Opens (or reuses) a connection and runs a trivial query.
+  virtual absl::Status CheckHealth() = 0;
+};
+
+// Creates the participant for `options.driver`. Connects lazily except for
+// ODBC, which connects once to learn the dialect (SQLGetInfo(SQL_DBMS_NAME)):
+// an unreachable ODBC bind is UNAVAILABLE here.
+absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(
+    const BindOptions& options);
+
+}  // namespace txcoord::participants
+
+#endif  // TXCOORD_PARTICIPANTS_PARTICIPANT_H_

@@ -1,0 +1,569 @@
+#include "participants/postgres/postgres_participant.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "participants/connection_pool.h"
+#include "participants/sql_common.h"
+#include "util/failpoint.h"
+#include "util/status_macros.h"
+
+namespace txcoord::participants {
+namespace {
+
+constexpr absl::string_view kCreateDecisionsTable =
+    "CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id text PRIMARY KEY, payload text, "
+    "decided_at timestamptz DEFAULT now())";
+
+struct PgConnection {
+  std::unique_ptr<pqxx::connection> conn;
+};
+
+// What a participant and its branches share (branches may outlive it).
+struct PgShared {
+  BindOptions options;
+  std::shared_ptr<ConnectionPool<PgConnection>> pool;
+  absl::Mutex types_mu;
+  absl::flat_hash_map<uint32_t, std::string> type_names ABSL_GUARDED_BY(types_mu);
+  absl::Mutex decisions_mu;
+  bool decisions_table_ready ABSL_GUARDED_BY(decisions_mu) = false;
+};
+
+// Runs `fn`, turning every libpqxx / std exception into a Status. Sets
+// *broken when the connection can no longer be used.
+template <typename Fn>
+absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken, Fn&& fn) {
+  try {
+    fn();
+    return absl::OkStatus();
+  } catch (const pqxx::too_many_connections& e) {
+    *broken = true;
+    return absl::ResourceExhaustedError(
+        absl::StrCat("bind ", bind, ": SQLSTATE 53300: ", TrimRight(e.what())));
+  } catch (const pqxx::broken_connection& e) {
+    *broken = true;
+    std::string what = TrimRight(e.what());
+    if (absl::StrContains(what, "too many clients") ||
+        absl::StrContains(what, "remaining connection slots")) {
+      return absl::ResourceExhaustedError(absl::StrCat("bind ", bind, ": SQLSTATE 53300: ", what));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("bind ", bind, ": connection to PostgreSQL lost: ", what));
+  } catch (const pqxx::sql_error& e) {
+    return StatusFromSqlstate(bind, e.sqlstate(), 0, e.what(), context);
+  } catch (const pqxx::serialization_failure& e) {
+    return StatusFromSqlstate(bind, "40001", 0, e.what(), context);
+  } catch (const pqxx::deadlock_detected& e) {
+    return StatusFromSqlstate(bind, "40P01", 0, e.what(), context);
+  } catch (const pqxx::statement_completion_unknown& e) {
+    *broken = true;
+    return absl::UnavailableError(absl::StrCat(
+        "bind ", bind, ": connection lost, statement outcome unknown: ", TrimRight(e.what())));
+  } catch (const pqxx::transaction_rollback& e) {
+    return StatusFromSqlstate(bind, "40000", 0, e.what(), context);
+  } catch (const pqxx::in_doubt_error& e) {
+    *broken = true;
+    return absl::UnavailableError(
+        absl::StrCat("bind ", bind, ": outcome unknown: ", TrimRight(e.what())));
+  } catch (const std::exception& e) {
+    // usage / conversion / internal errors: the connection's state is unknown.
+    *broken = true;
+    return absl::InternalError(absl::StrCat("bind ", bind, ": libpqxx: ", TrimRight(e.what())));
+  } catch (...) {
+    *broken = true;
+    return absl::InternalError(absl::StrCat("bind ", bind, ": unknown exception"));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PgConnection>> OpenConnection(const BindOptions& options) {
+  auto out = std::make_unique<PgConnection>();
+  bool broken = false;
+  absl::Status s = Guard(options.name, SqlErrorContext::kStatement, &broken, [&] {
+    out->conn = std::make_unique<pqxx::connection>(options.dsn);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    // A broken connection is evicted and replaced by the pool; libpqxx must
+    // not reconnect behind our back (session settings would be lost).
+    out->conn->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+    pqxx::nontransaction n(*out->conn);
+    n.exec("SET TIME ZONE 'UTC'");
+  });
+  if (!s.ok()) {
+    if (s.code() == absl::StatusCode::kInternal) {
+      // A bad DSN surfaces as a plain exception from the constructor.
+      return absl::UnavailableError(s.message());
+    }
+    return s;
+  }
+  return out;
+}
+
+std::string FormatDouble(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, end);
+}
+
+// The text form of a parameter; nullopt for NULL.
+std::optional<std::string> ParamText(const Value& v) {
+  switch (v.kind) {
+    case Value::Kind::kNull:
+      return std::nullopt;
+    case Value::Kind::kBool:
+      return std::string(v.bool_value ? "true" : "false");
+    case Value::Kind::kInt64:
+      return absl::StrCat(v.int_value);
+    case Value::Kind::kDouble:
+      return FormatDouble(v.double_value);
+    case Value::Kind::kBytes:
+      return absl::StrCat("\\x", absl::BytesToHexString(v.text));
+    default:
+      return v.text;
+  }
+}
+
+// Type OIDs of pg_type that need no lookup, and how their text converts.
+const char* BuiltinTypeName(uint32_t oid) {
+  switch (oid) {
+    case 16: return "bool";
+    case 17: return "bytea";
+    case 18: return "char";
+    case 19: return "name";
+    case 20: return "int8";
+    case 21: return "int2";
+    case 23: return "int4";
+    case 25: return "text";
+    case 26: return "oid";
+    case 28: return "xid";
+    case 114: return "json";
+    case 700: return "float4";
+    case 701: return "float8";
+    case 1042: return "bpchar";
+    case 1043: return "varchar";
+    case 1082: return "date";
+    case 1083: return "time";
+    case 1114: return "timestamp";
+    case 1184: return "timestamptz";
+    case 1186: return "interval";
+    case 1266: return "timetz";
+    case 1700: return "numeric";
+    case 2950: return "uuid";
+    case 3802: return "jsonb";
+    default: return nullptr;
+  }
+}
+
+Value CellValue(uint32_t oid, const pqxx::field& f) {
+  if (f.is_null()) return Value::Null();
+  const char* s = f.c_str();
+  switch (oid) {
+    case 16:
+      return Value::Bool(s[0] == 't');
+    case 20: case 21: case 23: case 26: case 28:
+      return Value::Int64(std::strtoll(s, nullptr, 10));
+    case 700: case 701:
+      return Value::Double(std::strtod(s, nullptr));
+    case 1700:
+      return Value::Text(Value::Kind::kDecimal, s);
+    case 17: {
+      // bytea_output = hex (the default since 9.0): "\x0a1b…".
+      absl::string_view hex(s, f.size());
+      if (absl::StartsWith(hex, "\\x")) {
+        return Value::Text(Value::Kind::kBytes, absl::HexStringToBytes(hex.substr(2)));
+      }
+      pqxx::binarystring b(f);  // escape format
+      return Value::Text(Value::Kind::kBytes, b.str());
+    }
+    case 1082:
+      return Value::Text(Value::Kind::kDate, s);
+    case 1083: case 1266:
+      return Value::Text(Value::Kind::kTime, s);
+    case 1114: case 1184:
+      return Value::Text(Value::Kind::kTimestamp, NormalizeTimestampText(s));
+    default:
+      return Value::Text(Value::Kind::kString, std::string(s, f.size()));
+  }
+}
+
+std::string TypeName(PgShared& shared, pqxx::nontransaction& n, uint32_t oid) {
+  if (const char* name = BuiltinTypeName(oid)) return name;
+  {
+    absl::MutexLock lock(&shared.types_mu);
+    auto it = shared.type_names.find(oid);
+    if (it != shared.type_names.end()) return it->second;
+  }
+  std::string name = absl::StrCat("oid:", oid);
+  pqxx::result r = n.exec_params("SELECT typname FROM pg_type WHERE oid = $1::oid", oid);
+  if (!r.empty()) name = r[0][0].c_str();
+  absl::MutexLock lock(&shared.types_mu);
+  shared.type_names[oid] = name;
+  return name;
+}
+
+ResultSet ToResultSet(PgShared& shared, pqxx::nontransaction& n, const pqxx::result& r,
+                      int max_rows) {
+  ResultSet out;
+  const int ncols = static_cast<int>(r.columns());
+  std::vector<uint32_t> oids(ncols);
+  for (int c = 0; c < ncols; ++c) {
+    oids[c] = r.column_type(c);
+    out.columns.push_back(Column{r.column_name(c), TypeName(shared, n, oids[c])});
+  }
+  size_t limit = r.size();
+  if (max_rows > 0 && r.size() > static_cast<size_t>(max_rows)) {
+    limit = static_cast<size_t>(max_rows);
+    out.truncated = true;
+  }
+  out.rows.reserve(limit);
+  for (size_t i = 0; i < limit; ++i) {
+    std::vector<Value> row;
+    row.reserve(ncols);
+    for (int c = 0; c < ncols; ++c) row.push_back(CellValue(oids[c], r[i][c]));
+    out.rows.push_back(std::move(row));
+  }
+  // PQcmdTuples: rows inserted/updated/deleted/selected; 0 for commands
+  // that do not count rows (SET, CREATE…), which libpqxx 6 cannot tell apart.
+  out.rows_affected = static_cast<int64_t>(r.affected_rows());
+  return out;
+}
+
+std::string TimeoutSql(absl::Duration lock_timeout) {
+  int64_t ms = lock_timeout <= absl::ZeroDuration()
+                   ? 0
+                   : std::max<int64_t>(1, absl::ToInt64Milliseconds(lock_timeout));
+  return absl::StrCat("BEGIN; SET LOCAL lock_timeout = ", ms,
+                      "; SET LOCAL statement_timeout = ", ms);
+}
+
+class PostgresBranch : public Branch {
+ public:
+  enum class State { kActive, kFailed, kEnded };
+
+  PostgresBranch(std::shared_ptr<PgShared> shared, ConnectionPool<PgConnection>::Lease lease,
+                 Xid xid)
+      : shared_(std::move(shared)), lease_(std::move(lease)), xid_(std::move(xid)) {
+    absl::MutexLock lock(&cancel_mu_);
+    cancel_target_ = lease_->conn.get();
+  }
+
+  ~PostgresBranch() override {
+    if (state_ != State::kEnded) (void)Rollback();
+    Finish();
+  }
+
+  absl::StatusOr<ResultSet> Execute(absl::string_view sql, const std::vector<Value>& params,
+                                    int max_rows) override {
+    TXC_RETURN_IF_ERROR(RequireActive("Execute"));
+    std::vector<std::optional<std::string>> texts;
+    texts.reserve(params.size());
+    for (const Value& v : params) texts.push_back(ParamText(v));
+    std::vector<const char*> ptrs;
+    ptrs.reserve(texts.size());
+    for (const auto& t : texts) ptrs.push_back(t ? t->c_str() : nullptr);
+    ResultSet out;
+    absl::Status s = Run([&](pqxx::nontransaction& n) {
+      pqxx::result r =
+          n.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(ptrs));
+      out = ToResultSet(*shared_, n, r, max_rows);
+    });
+    if (!s.ok()) {
+      Fail(s);
+      return s;
+    }
+    return out;
+  }
+
+  absl::StatusOr<Vote> Prepare() override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("Prepare"));
+    bool read_only = false;
+    // In a transaction aborted by an earlier error, PostgreSQL answers
+    // PREPARE TRANSACTION and COMMIT with a silent ROLLBACK. That cannot
+    // happen here: a failed Execute makes the branch kFailed, and the SELECT
+    // below would itself fail in an aborted transaction.
+    absl::Status s = Run([&](pqxx::nontransaction& n) {
+      read_only = n.exec("SELECT txid_current_if_assigned() IS NULL")[0][0].as<bool>();
+      TXC_FAILPOINT("participants.postgres.before_prepare");
+      n.exec(read_only ? std::string("COMMIT")
+                       : "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid_)));
+    });
+    if (!s.ok()) {
+      (void)EndLocally("ROLLBACK");
+      return s;
+    }
+    state_ = State::kEnded;
+    Finish();
+    return read_only ? Vote::kReadOnly : Vote::kPrepared;
+  }
+
+  absl::Status CommitOnePhase() override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("CommitOnePhase"));
+    return EndLocally("COMMIT");
+  }
+
+  absl::Status CommitAsLastResource(absl::string_view txn_id,
+                                    absl::string_view payload) override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("CommitAsLastResource"));
+    bool ready;
+    {
+      absl::MutexLock lock(&shared_->decisions_mu);
+      ready = shared_->decisions_table_ready;
+    }
+    absl::Status s = Run([&](pqxx::nontransaction& n) {
+      if (!ready) {
+        // Inside the transaction, under a savepoint: a concurrent creator
+        // makes ours fail (duplicate pg_type row), and then the table exists.
+        n.exec("SAVEPOINT txc_decisions_ddl");
+        try {
+          n.exec(std::string(kCreateDecisionsTable));
+          n.exec("RELEASE SAVEPOINT txc_decisions_ddl");
+        } catch (const pqxx::sql_error&) {
+          n.exec("ROLLBACK TO SAVEPOINT txc_decisions_ddl");
+        }
+      }
+      n.exec_params("INSERT INTO txcoord_decisions (txn_id, payload) VALUES ($1, $2)",
+                    std::string(txn_id), std::string(payload));
+    });
+    if (!s.ok()) {
+      (void)EndLocally("ROLLBACK");
+      return s;
+    }
+    TXC_FAILPOINT("participants.postgres.before_last_resource_commit");
+    TXC_RETURN_IF_ERROR(EndLocally("COMMIT"));
+    absl::MutexLock lock(&shared_->decisions_mu);
+    shared_->decisions_table_ready = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status Rollback() override {
+    if (state_ == State::kEnded) return absl::OkStatus();
+    return EndLocally("ROLLBACK");
+  }
+
+  void Cancel() override {
+    absl::MutexLock lock(&cancel_mu_);
+    if (cancel_target_ == nullptr) return;
+    try {
+      cancel_target_->cancel_query();
+    } catch (...) {
+      // Best effort: the statement may have ended, or the server be gone.
+    }
+  }
+
+  const Xid& xid() const override { return xid_; }
+
+ private:
+  template <typename Fn>
+  absl::Status Run(Fn&& fn) {
+    bool broken = false;
+    absl::Status s = Guard(shared_->options.name, SqlErrorContext::kStatement, &broken, [&] {
+      pqxx::nontransaction n(*lease_->conn);
+      fn(n);
+    });
+    if (broken) {
+      lease_.MarkBroken();  // the server rolls back an unprepared transaction
+      state_ = State::kEnded;
+      Finish();
+    }
+    return s;
+  }
+
+  absl::Status RequireActive(absl::string_view op) {
+    if (state_ == State::kActive) return absl::OkStatus();
+    if (state_ == State::kFailed) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("bind ", shared_->options.name, ": ", op,
+                       " after a failed statement: ", failure_.message()));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("bind ", shared_->options.name, ": ", op, " on a finished branch"));
+  }
+
+  // Like RequireActive, but a failed branch is rolled back first.
+  absl::Status RequireActiveOrRollback(absl::string_view op) {
+    absl::Status s = RequireActive(op);
+    if (!s.ok() && state_ == State::kFailed) (void)EndLocally("ROLLBACK");
+    return s;
+  }
+
+  void Fail(const absl::Status& s) {
+    if (state_ == State::kActive) {
+      state_ = State::kFailed;
+      failure_ = s;
+    }
+  }
+
+  // Ends the local transaction with COMMIT or ROLLBACK and returns the
+  // connection (closed instead when even ROLLBACK failed).
+  absl::Status EndLocally(const char* sql) {
+    if (state_ == State::kEnded) return absl::OkStatus();
+    absl::Status s = Run([&](pqxx::nontransaction& n) { n.exec(sql); });
+    if (!s.ok() && std::string(sql) == "ROLLBACK") lease_.MarkBroken();
+    state_ = State::kEnded;
+    Finish();
+    return s;
+  }
+
+  // Returns the connection to the pool (once).
+  void Finish() {
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      cancel_target_ = nullptr;
+    }
+    lease_.Release();
+  }
+
+  std::shared_ptr<PgShared> shared_;
+  ConnectionPool<PgConnection>::Lease lease_;
+  const Xid xid_;
+  State state_ = State::kActive;
+  absl::Status failure_;
+  absl::Mutex cancel_mu_;
+  pqxx::connection* cancel_target_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
+};
+
+class PostgresParticipant : public Participant {
+ public:
+  explicit PostgresParticipant(std::shared_ptr<PgShared> shared) : shared_(std::move(shared)) {}
+
+  const std::string& bind() const override { return shared_->options.name; }
+  Capabilities capabilities() const override {
+    return Capabilities{"postgres", "postgresql", true};
+  }
+  PoolStats pool_stats() const override { return shared_->pool->stats(); }
+
+  absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid,
+                                                absl::Duration lock_timeout) override {
+    const std::string sql = TimeoutSql(lock_timeout);
+    // A pooled connection may have died while idle (server restart,
+    // terminated backend): BEGIN has no effect yet, so try once more on a
+    // freshly opened connection.
+    for (int attempt = 0;; ++attempt) {
+      TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
+      bool broken = false;
+      absl::Status s = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+        pqxx::nontransaction n(*lease->conn);
+        n.exec(sql);
+      });
+      if (s.ok()) return std::unique_ptr<Branch>(new PostgresBranch(shared_, std::move(lease), xid));
+      if (broken) lease.MarkBroken();
+      if (!broken || attempt > 0) return s;
+    }
+  }
+
+  absl::Status CommitPrepared(const Xid& xid) override {
+    return FinishPrepared("COMMIT PREPARED ", xid);
+  }
+  absl::Status RollbackPrepared(const Xid& xid) override {
+    return FinishPrepared("ROLLBACK PREPARED ", xid);
+  }
+
+  absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    const std::string prefix = absl::StrCat(kPostgresGidPrefix, node_id, ".");
+    std::vector<PreparedBranch> out;
+    TXC_RETURN_IF_ERROR(RunPooled(/*retry_if_broken=*/true, [&](pqxx::nontransaction& n) {
+      out.clear();
+      pqxx::result r = n.exec_params(
+          "SELECT gid, (extract(epoch FROM prepared) * 1000000)::int8 FROM pg_prepared_xacts "
+          "WHERE database = current_database() AND left(gid, length($1)) = $1 ORDER BY prepared",
+          prefix);
+      for (const auto& row : r) {
+        absl::StatusOr<Xid> xid = ParsePostgresGid(row[0].c_str());
+        if (!xid.ok() || NodeIdOfGtrid(xid->gtrid) != node_id) continue;  // not ours
+        PreparedBranch b;
+        b.xid = *std::move(xid);
+        b.raw = row[0].c_str();
+        b.prepared_at = absl::FromUnixMicros(row[1].as<int64_t>());
+        out.push_back(std::move(b));
+      }
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListDecisions(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    const std::string prefix = absl::StrCat(node_id, ".");
+    std::vector<std::string> out;
+    TXC_RETURN_IF_ERROR(RunPooled(/*retry_if_broken=*/true, [&](pqxx::nontransaction& n) {
+      out.clear();
+      if (n.exec("SELECT to_regclass('txcoord_decisions') IS NULL")[0][0].as<bool>()) return;
+      pqxx::result r = n.exec_params(
+          "SELECT txn_id FROM txcoord_decisions WHERE left(txn_id, length($1)) = $1 "
+          "ORDER BY decided_at, txn_id",
+          prefix);
+      for (const auto& row : r) out.emplace_back(row[0].c_str());
+    }));
+    return out;
+  }
+
+  absl::Status ForgetDecision(absl::string_view txn_id) override {
+    return RunPooled(/*retry_if_broken=*/false, [&](pqxx::nontransaction& n) {
+      if (n.exec("SELECT to_regclass('txcoord_decisions') IS NULL")[0][0].as<bool>()) return;
+      n.exec_params("DELETE FROM txcoord_decisions WHERE txn_id = $1", std::string(txn_id));
+    });
+  }
+
+  absl::Status CheckHealth() override {
+    return RunPooled(/*retry_if_broken=*/true,
+                     [&](pqxx::nontransaction& n) { n.exec("SELECT 1"); });
+  }
+
+ private:
+  absl::Status FinishPrepared(const char* verb, const Xid& xid) {
+    // No retry here: if the connection broke mid-statement the branch may be
+    // finished already, and a retry would report NOT_FOUND for a success.
+    return RunPooled(/*retry_if_broken=*/false,
+                     [&](pqxx::nontransaction& n) {
+                       n.exec(verb + QuoteSqlLiteral(PostgresGid(xid)));
+                     },
+                     SqlErrorContext::kFinishPrepared);
+  }
+
+  template <typename Fn>
+  absl::Status RunPooled(bool retry_if_broken, Fn&& fn,
+                         SqlErrorContext context = SqlErrorContext::kStatement) {
+    for (int attempt = 0;; ++attempt) {
+      TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
+      bool broken = false;
+      absl::Status s = Guard(bind(), context, &broken, [&] {
+        pqxx::nontransaction n(*lease->conn);
+        fn(n);
+      });
+      if (broken) lease.MarkBroken();
+      if (s.ok() || !broken || !retry_if_broken || attempt > 0) return s;
+    }
+  }
+
+  std::shared_ptr<PgShared> shared_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Participant>> CreatePostgresParticipant(
+    const BindOptions& options) {
+  auto shared = std::make_shared<PgShared>();
+  shared->options = options;
+  BindOptions copy = options;
+  shared->pool = ConnectionPool<PgConnection>::Create(
+      options.name, options.pool_size, options.acquire_timeout,
+      [copy]() { return OpenConnection(copy); });
+  return std::unique_ptr<Participant>(new PostgresParticipant(std::move(shared)));
+}
+
+}  // namespace txcoord::participants

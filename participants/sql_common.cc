@@ -1,0 +1,58 @@
+#include "participants/sql_common.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace txcoord::participants {
+
+absl::Status StatusFromSqlstate(absl::string_view bind, absl::string_view sqlstate,
+                                int native_error, absl::string_view message,
+                                SqlErrorContext context) {
+  std::string text = absl::StrCat("bind ", bind, ": SQLSTATE ", sqlstate.empty() ? "?????" : sqlstate);
+  if (native_error != 0) absl::StrAppend(&text, " (native ", native_error, ")");
+  absl::StrAppend(&text, ": ", TrimRight(message));
+  absl::string_view cls = sqlstate.substr(0, 2);
+  if (context == SqlErrorContext::kFinishPrepared && sqlstate == "42704") {
+    return absl::NotFoundError(text);
+  }
+  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03" ||
+      sqlstate == "57014" || sqlstate == "HY008" || cls == "40") {
+    return absl::AbortedError(text);
+  }
+  if (cls == "53") return absl::ResourceExhaustedError(text);
+  if (cls == "08" || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03") {
+    return absl::UnavailableError(text);
+  }
+  if (cls == "22" || cls == "42") return absl::InvalidArgumentError(text);
+  return absl::FailedPreconditionError(text);
+}
+
+std::string NormalizeTimestampText(absl::string_view text) {
+  std::string out(text);
+  // "YYYY-MM-DD hh:mm…": the separator is at index 10 (years 0001–9999).
+  if (out.size() > 10 && out[10] == ' ') out[10] = 'T';
+  for (absl::string_view zero : {"+00:00", "+00"}) {
+    if (out.size() > 19 && absl::EndsWith(out, zero)) {
+      out.resize(out.size() - zero.size());
+      out += 'Z';
+      break;
+    }
+  }
+  return out;
+}
+
+std::string QuoteSqlLiteral(absl::string_view text) {
+  return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", "''"}}), "'");
+}
+
+std::string TrimRight(absl::string_view text) {
+  size_t end = text.size();
+  while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\n' || text[end - 1] == '\r' ||
+                     text[end - 1] == '\t' || text[end - 1] == '\0')) {
+    --end;
+  }
+  return std::string(text.substr(0, end));
+}
+
+}  // namespace txcoord::participants

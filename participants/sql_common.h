@@ -1,0 +1,42 @@
+// Helpers shared by the adapters: SQLSTATE → absl::Status mapping, value
+// text normalisation, SQL literal quoting.
+#ifndef TXCOORD_PARTICIPANTS_SQL_COMMON_H_
+#define TXCOORD_PARTICIPANTS_SQL_COMMON_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace txcoord::participants {
+
+// Where an error happened: a 42704 (undefined object) while finishing a
+// prepared branch means "no such prepared transaction" and is NOT_FOUND.
+enum class SqlErrorContext { kStatement, kFinishPrepared };
+
+// Maps a database error to a Status (see docs/participants.md):
+//   40001 40P01 55P03 57014 HY008 (canceled), class 40 → ABORTED
+//   53200 53300 53000 (class 53)                → RESOURCE_EXHAUSTED
+//   class 08, 57P01..57P03                      → UNAVAILABLE
+//   42704 in kFinishPrepared                    → NOT_FOUND
+//   class 22 and 42 (data, syntax, undefined)   → INVALID_ARGUMENT
+//   anything else (class 23 constraints, 25…)   → FAILED_PRECONDITION
+// The message names the bind, the SQLSTATE and the native code (if not 0).
+absl::Status StatusFromSqlstate(absl::string_view bind, absl::string_view sqlstate,
+                                int native_error, absl::string_view message,
+                                SqlErrorContext context = SqlErrorContext::kStatement);
+
+// "2026-11-25 13:45:00.5+00" → "2026-11-25T13:45:00.5Z": the Value text
+// form of timestamps (a zero offset becomes Z; other offsets are kept).
+std::string NormalizeTimestampText(absl::string_view text);
+
+// 'text' with embedded quotes doubled (standard SQL string literal; callers
+// only pass text without backslashes or NULs, e.g. gids and txn ids).
+std::string QuoteSqlLiteral(absl::string_view text);
+
+// Removes trailing whitespace and NULs (ODBC diagnostics, CHAR columns).
+std::string TrimRight(absl::string_view text);
+
+}  // namespace txcoord::participants
+
+#endif  // TXCOORD_PARTICIPANTS_SQL_COMMON_H_
