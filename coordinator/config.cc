@@ -1,0 +1,260 @@
+#include "coordinator/config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "participants/xid.h"
+#include "util/status_macros.h"
+#include "yaml-cpp/yaml.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+absl::Status KeyError(const std::string& key, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": ", what));
+}
+
+// Reads scalar `node[name]` into *out when present.
+absl::Status ReadString(const YAML::Node& node, const std::string& prefix,
+                        const char* name, std::string* out) {
+  YAML::Node v = node[name];
+  if (!v) return absl::OkStatus();
+  if (!v.IsScalar()) return KeyError(prefix + name, "must be a string");
+  *out = v.as<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadInt(const YAML::Node& node, const std::string& prefix,
+                     const char* name, int64_t min, int64_t max, int* out) {
+  YAML::Node v = node[name];
+  if (!v) return absl::OkStatus();
+  int64_t value;
+  if (!v.IsScalar() || !absl::SimpleAtoi(v.Scalar(), &value)) {
+    return KeyError(prefix + name, "must be an integer");
+  }
+  if (value < min || value > max) {
+    return KeyError(prefix + name, absl::StrCat("must be between ", min, " and ", max));
+  }
+  *out = static_cast<int>(value);
+  return absl::OkStatus();
+}
+
+absl::Status ReadDuration(const YAML::Node& node, const std::string& prefix,
+                          const char* name, absl::Duration* out) {
+  YAML::Node v = node[name];
+  if (!v) return absl::OkStatus();
+  if (!v.IsScalar()) return KeyError(prefix + name, "must be a duration like 30s");
+  auto d = ParseDuration(v.Scalar());
+  if (!d.ok()) return KeyError(prefix + name, d.status().message());
+  *out = *d;
+  return absl::OkStatus();
+}
+
+absl::Status CheckKeys(const YAML::Node& node, const std::string& where,
+                       std::initializer_list<const char*> known) {
+  if (!node) return absl::OkStatus();
+  if (!node.IsMap()) return KeyError(where.empty() ? "(top level)" : where, "must be a mapping");
+  std::set<std::string> names(known.begin(), known.end());
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>();
+    if (!names.count(key)) {
+      return KeyError(where.empty() ? key : where + "." + key, "unknown key");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Duration> ParseDuration(const std::string& text) {
+  std::string t = std::string(absl::StripAsciiWhitespace(text));
+  if (t == "0") return absl::ZeroDuration();
+  absl::Duration total = absl::ZeroDuration();
+  size_t i = 0;
+  if (t.empty()) return absl::InvalidArgumentError("empty duration");
+  while (i < t.size()) {
+    size_t start = i;
+    while (i < t.size() && (absl::ascii_isdigit(t[i]) || t[i] == '.')) ++i;
+    double value;
+    if (start == i || !absl::SimpleAtod(t.substr(start, i - start), &value)) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not a duration (like 30s, 100ms, 7d)"));
+    }
+    size_t unit_start = i;
+    while (i < t.size() && absl::ascii_isalpha(t[i])) ++i;
+    std::string unit = t.substr(unit_start, i - unit_start);
+    if (unit == "ms") total += absl::Milliseconds(value);
+    else if (unit == "s") total += absl::Seconds(value);
+    else if (unit == "m") total += absl::Minutes(value);
+    else if (unit == "h") total += absl::Hours(value);
+    else if (unit == "d") total += absl::Hours(24 * value);
+    else if (unit == "us") total += absl::Microseconds(value);
+    else return absl::InvalidArgumentError(absl::StrCat("\"", text, "\": unknown unit \"", unit, "\" (use us, ms, s, m, h, d)"));
+  }
+  return total;
+}
+
+absl::StatusOr<std::string> SubstituteEnv(const std::string& text) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = text.find("${", i);
+    if (start == std::string::npos) {
+      out.append(text, i, std::string::npos);
+      break;
+    }
+    out.append(text, i, start - i);
+    size_t end = text.find('}', start);
+    if (end == std::string::npos) {
+      return absl::InvalidArgumentError("config: unterminated ${ in the file");
+    }
+    std::string name = text.substr(start + 2, end - start - 2);
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config: environment variable ${", name, "} is not set"));
+    }
+    out += value;
+    i = end + 1;
+  }
+  return out;
+}
+
+std::string RedactDsn(const std::string& dsn) {
+  // URI form: scheme://user:password@host
+  static const std::regex uri_password(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):[^@]*@)");
+  // key=value forms: Password=…; Pwd=…; password=… (libpq)
+  static const std::regex kv_password(R"(((?:^|[;\s])(?:password|pwd)\s*=\s*)(\{[^}]*\}|[^;\s]*))",
+                                      std::regex::icase);
+  std::string out = std::regex_replace(dsn, uri_password, "$1:***@");
+  out = std::regex_replace(out, kv_password, "$1***");
+  return out;
+}
+
+namespace {
+absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root);
+}  // namespace
+
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
+  TXC_ASSIGN_OR_RETURN(std::string text, SubstituteEnv(yaml_text));
+  try {
+    return ParseConfigNode(YAML::Load(text));
+  } catch (const YAML::ParserException& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: not valid YAML: ", e.what()));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
+  }
+}
+
+namespace {
+absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
+  if (!root.IsMap()) return absl::InvalidArgumentError("config: the file must be a YAML mapping");
+  TXC_RETURN_IF_ERROR(CheckKeys(root, "", {"node_id", "listen", "metrics_listen", "plaintext",
+                                           "journal", "timeouts", "recovery", "limits", "binds",
+                                           "tls", "auth", "log"}));
+  Config c;
+  TXC_RETURN_IF_ERROR(ReadString(root, "", "node_id", &c.node_id));
+  if (c.node_id.empty()) return KeyError("node_id", "is required");
+  if (auto s = participants::ValidateNodeId(c.node_id); !s.ok()) {
+    return KeyError("node_id", s.message());
+  }
+  TXC_RETURN_IF_ERROR(ReadString(root, "", "listen", &c.listen));
+  if (YAML::Node p = root["plaintext"]) c.plaintext = p.as<bool>(false);
+  if (root["tls"]) {
+    return KeyError("tls", "TLS is not implemented yet in this build: remove the key and set plaintext: true");
+  }
+
+  YAML::Node j = root["journal"];
+  TXC_RETURN_IF_ERROR(CheckKeys(j, "journal", {"dir", "retention", "max_group_size"}));
+  c.journal.dir = "./data/journal";
+  c.journal.node_id = c.node_id;
+  if (j) {
+    TXC_RETURN_IF_ERROR(ReadString(j, "journal.", "dir", &c.journal.dir));
+    TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "max_group_size", 1, 65536, &c.journal.max_group_size));
+    YAML::Node r = j["retention"];
+    TXC_RETURN_IF_ERROR(CheckKeys(r, "journal.retention", {"finished_max", "finished_max_age"}));
+    if (r) {
+      int max = static_cast<int>(c.journal.retention.finished_max);
+      TXC_RETURN_IF_ERROR(ReadInt(r, "journal.retention.", "finished_max", 0, 1 << 30, &max));
+      c.journal.retention.finished_max = max;
+      TXC_RETURN_IF_ERROR(ReadDuration(r, "journal.retention.", "finished_max_age",
+                                       &c.journal.retention.finished_max_age));
+    }
+  }
+
+  YAML::Node t = root["timeouts"];
+  TXC_RETURN_IF_ERROR(CheckKeys(t, "timeouts", {"transaction", "idle", "prepare", "orphan_safety"}));
+  if (t) {
+    TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "transaction", &c.timeouts.transaction));
+    TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "idle", &c.timeouts.idle));
+    TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "prepare", &c.timeouts.prepare));
+    TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "orphan_safety", &c.timeouts.orphan_safety));
+  }
+  YAML::Node rec = root["recovery"];
+  TXC_RETURN_IF_ERROR(CheckKeys(rec, "recovery", {"interval", "backoff"}));
+  if (rec) {
+    TXC_RETURN_IF_ERROR(ReadDuration(rec, "recovery.", "interval", &c.recovery.interval));
+    YAML::Node b = rec["backoff"];
+    TXC_RETURN_IF_ERROR(CheckKeys(b, "recovery.backoff", {"initial", "max"}));
+    if (b) {
+      TXC_RETURN_IF_ERROR(ReadDuration(b, "recovery.backoff.", "initial", &c.recovery.backoff_initial));
+      TXC_RETURN_IF_ERROR(ReadDuration(b, "recovery.backoff.", "max", &c.recovery.backoff_max));
+    }
+  }
+  YAML::Node l = root["limits"];
+  TXC_RETURN_IF_ERROR(CheckKeys(l, "limits", {"max_sessions", "max_message_bytes", "max_rows",
+                                               "max_sql_bytes", "server_threads"}));
+  if (l) {
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions", 1, 1 << 24, &c.limits.max_sessions));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_message_bytes", 1024, 1 << 30, &c.limits.max_message_bytes));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_rows", 1, 1 << 24, &c.limits.max_rows));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sql_bytes", 1, 1 << 30, &c.limits.max_sql_bytes));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "server_threads", 2, 4096, &c.limits.server_threads));
+  }
+
+  YAML::Node binds = root["binds"];
+  if (!binds || !binds.IsMap() || binds.size() == 0) {
+    return KeyError("binds", "at least one bind is required (name: {driver, dsn})");
+  }
+  for (const auto& kv : binds) {
+    std::string name = kv.first.as<std::string>();
+    std::string prefix = "binds." + name + ".";
+    static const std::regex bind_name(R"([A-Za-z][A-Za-z0-9_]{0,47})");
+    if (!std::regex_match(name, bind_name)) {
+      return KeyError("binds." + name, "a bind name is a letter then up to 47 letters, digits or _");
+    }
+    TXC_RETURN_IF_ERROR(CheckKeys(kv.second, "binds." + name, {"driver", "dsn", "pool"}));
+    participants::BindOptions b;
+    b.name = name;
+    TXC_RETURN_IF_ERROR(ReadString(kv.second, prefix, "driver", &b.driver));
+    if (b.driver != "postgres" && b.driver != "odbc") {
+      return KeyError(prefix + "driver", absl::StrCat("\"", b.driver, "\" unknown: use postgres or odbc"));
+    }
+    TXC_RETURN_IF_ERROR(ReadString(kv.second, prefix, "dsn", &b.dsn));
+    if (b.dsn.empty()) return KeyError(prefix + "dsn", "is required");
+    YAML::Node pool = kv.second["pool"];
+    TXC_RETURN_IF_ERROR(CheckKeys(pool, "binds." + name + ".pool", {"size", "acquire_timeout"}));
+    if (pool) {
+      TXC_RETURN_IF_ERROR(ReadInt(pool, prefix + "pool.", "size", 1, 4096, &b.pool_size));
+      TXC_RETURN_IF_ERROR(ReadDuration(pool, prefix + "pool.", "acquire_timeout", &b.acquire_timeout));
+    }
+    c.binds.push_back(std::move(b));
+  }
+  return c;
+}
+}  // namespace
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("config: cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str());
+}
+
+}  // namespace txcoord::coordinator

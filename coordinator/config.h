@@ -1,0 +1,66 @@
+// txcoord's configuration: a YAML file (see deploy/config/), with ${NAME}
+// replaced from the environment so that secrets stay out of files.
+#ifndef TXCOORD_COORDINATOR_CONFIG_H_
+#define TXCOORD_COORDINATOR_CONFIG_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "journal/journal.h"
+#include "participants/participant.h"
+
+namespace txcoord::coordinator {
+
+struct Timeouts {
+  absl::Duration transaction = absl::Seconds(30);
+  absl::Duration idle = absl::Seconds(60);
+  absl::Duration prepare = absl::Seconds(10);
+  absl::Duration orphan_safety = absl::Seconds(30);
+};
+
+struct RecoveryOptions {
+  absl::Duration interval = absl::Seconds(10);
+  absl::Duration backoff_initial = absl::Milliseconds(100);
+  absl::Duration backoff_max = absl::Seconds(30);
+};
+
+struct Limits {
+  int max_sessions = 10000;
+  int max_message_bytes = 16 << 20;
+  int max_rows = 10000;
+  int max_sql_bytes = 1 << 20;
+  int server_threads = 64;  // gRPC sync server's thread cap
+};
+
+struct Config {
+  std::string node_id;
+  std::string listen = "127.0.0.1:7600";
+  bool plaintext = true;
+  journal::JournalOptions journal;
+  Timeouts timeouts;
+  RecoveryOptions recovery;
+  Limits limits;
+  std::vector<participants::BindOptions> binds;  // in file order
+};
+
+// Parses YAML text. Errors are INVALID_ARGUMENT and name the key
+// ("binds.pg_main.dsn: …", "timeouts.idle: …"); an unset ${NAME} is named too.
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text);
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+// "30s", "100ms", "7d", "1h30m" → Duration. INVALID_ARGUMENT otherwise.
+absl::StatusOr<absl::Duration> ParseDuration(const std::string& text);
+
+// Replaces every ${NAME} with the environment's value.
+absl::StatusOr<std::string> SubstituteEnv(const std::string& text);
+
+// A connection string with its password replaced by "***" (for logs,
+// errors and admin replies).
+std::string RedactDsn(const std::string& dsn);
+
+}  // namespace txcoord::coordinator
+
+#endif  // TXCOORD_COORDINATOR_CONFIG_H_

@@ -1,0 +1,960 @@
+#include "coordinator/coordinator.h"
+
+#include <future>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "participants/xid.h"
+#include "util/failpoint.h"
+#include "util/status_macros.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+using journal::BranchRecord;
+using journal::DecisionRecord;
+using participants::Participant;
+
+constexpr size_t kRecentOutcomes = 100000;
+
+class SystemClock : public Clock {
+ public:
+  absl::Time Now() override { return absl::Now(); }
+};
+
+// Runs fn(0..n-1) concurrently: fn(0) on this thread, the others on threads
+// of their own (a transaction has few branches).
+template <typename Fn>
+void RunParallel(size_t n, Fn fn) {
+  if (n == 0) return;
+  std::vector<std::thread> threads;
+  threads.reserve(n - 1);
+  for (size_t i = 1; i < n; ++i) threads.emplace_back([&fn, i] { fn(i); });
+  fn(0);
+  for (auto& t : threads) t.join();
+}
+
+// Parses "<node>.<epoch>.<seq>".
+bool ParseTxnId(absl::string_view id, std::string* node, uint64_t* epoch, uint64_t* seq) {
+  std::vector<absl::string_view> parts = absl::StrSplit(id, '.');
+  if (parts.size() != 3) return false;
+  *node = std::string(parts[0]);
+  return absl::SimpleAtoi(parts[1], epoch) && absl::SimpleAtoi(parts[2], seq);
+}
+
+std::string BranchStateName(journal::BranchState s) {
+  switch (s) {
+    case journal::BRANCH_PREPARED: return "prepared";
+    case journal::BRANCH_COMMITTED: return "committed";
+    case journal::BRANCH_ROLLED_BACK: return "rolled_back";
+    case journal::BRANCH_HEURISTIC_HAZARD: return "heuristic_hazard";
+    case journal::BRANCH_READ_ONLY: return "read_only";
+    default: return "unknown";
+  }
+}
+
+participants::Xid XidOf(const BranchRecord& b) {
+  participants::Xid x;
+  x.format_id = b.format_id();
+  x.gtrid = b.gtrid();
+  x.bqual = b.bqual();
+  return x;
+}
+
+}  // namespace
+
+Clock* RealClock() {
+  static SystemClock clock;
+  return &clock;
+}
+
+const char* TxnStateName(TxnState s) {
+  switch (s) {
+    case TxnState::kActive: return "ACTIVE";
+    case TxnState::kPreparing: return "PREPARING";
+    case TxnState::kCommitting: return "COMMITTING";
+    case TxnState::kCommitted: return "COMMITTED";
+    case TxnState::kAborting: return "ABORTING";
+    case TxnState::kAborted: return "ABORTED";
+    case TxnState::kHeuristic: return "HEURISTIC";
+  }
+  return "UNKNOWN";
+}
+
+absl::Status AbortedBecause(absl::string_view txn_id, const absl::Status& cause) {
+  return absl::AbortedError(absl::StrCat("transaction ", txn_id, " was rolled back: ",
+                                         cause.message()));
+}
+
+// ---------------------------------------------------------------- Transaction
+
+Transaction::Transaction(Coordinator* owner, std::string id, std::string session_id,
+                         std::map<std::string, std::string> labels, absl::Time started,
+                         absl::Time deadline)
+    : owner_(owner),
+      id_(std::move(id)),
+      session_id_(std::move(session_id)),
+      labels_(std::move(labels)),
+      started_(started),
+      deadline_(deadline) {}
+
+Transaction::~Transaction() {
+  // A transaction dropped while active (its session closed or expired) is
+  // rolled back: nothing stays locked.
+  TxnState s = state();
+  if (s == TxnState::kActive || s == TxnState::kPreparing) {
+    (void)owner_->Rollback(*this, "the session ended with the transaction open");
+  }
+  owner_->Unregister(id_);
+}
+
+TxnState Transaction::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+void Transaction::CancelRunning() {
+  absl::MutexLock lock(&mu_);
+  // Branches are only released after the state leaves ACTIVE (under mu_),
+  // so every branch seen here is alive.
+  if (state_ != TxnState::kActive) return;
+  for (auto& e : branches_) {
+    if (e->branch) e->branch->Cancel();
+  }
+}
+
+void Transaction::Fail(std::string why) {
+  absl::MutexLock lock(&mu_);
+  if (failure_.empty()) failure_ = std::move(why);
+}
+
+// ---------------------------------------------------------------- Coordinator
+
+Coordinator::Coordinator(journal::Journal* journal,
+                         std::map<std::string, std::unique_ptr<Participant>> binds,
+                         CoordinatorOptions options, Clock* clock)
+    : journal_(journal), binds_(std::move(binds)), options_(std::move(options)), clock_(clock) {}
+
+Coordinator::~Coordinator() { Stop(); }
+
+absl::Status Coordinator::Start() {
+  RecoveryReport r = RecoverPass(/*at_start=*/true);
+  (void)r;
+  if (options_.background_recovery) {
+    background_ = std::thread([this] { BackgroundLoop(); });
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (background_.joinable()) background_.join();
+}
+
+bool Coordinator::HasBind(absl::string_view bind) const {
+  return binds_.count(std::string(bind)) > 0;
+}
+
+std::vector<std::string> Coordinator::BindNames() const {
+  std::vector<std::string> out;
+  for (const auto& [name, p] : binds_) out.push_back(name);
+  return out;
+}
+
+Participant* Coordinator::FindBind(absl::string_view bind) const {
+  auto it = binds_.find(std::string(bind));
+  return it == binds_.end() ? nullptr : it->second.get();
+}
+
+std::string Coordinator::NextTxnId() {
+  return absl::StrCat(options_.node_id, ".", journal_->epoch(), ".", next_seq_.fetch_add(1));
+}
+
+std::unique_ptr<Transaction> Coordinator::Begin(std::string session_id,
+                                                std::map<std::string, std::string> labels,
+                                                absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) timeout = options_.timeouts.transaction;
+  absl::Time now = clock_->Now();
+  auto txn = std::unique_ptr<Transaction>(new Transaction(
+      this, NextTxnId(), std::move(session_id), std::move(labels), now, now + timeout));
+  absl::MutexLock lock(&mu_);
+  live_[txn->id()] = txn.get();
+  return txn;
+}
+
+void Coordinator::Unregister(const std::string& txn_id) {
+  absl::MutexLock lock(&mu_);
+  live_.erase(txn_id);
+}
+
+void Coordinator::RememberOutcome(TxnInfo info) {
+  absl::MutexLock lock(&mu_);
+  if (info.state == TxnState::kCommitted) ++stats_.committed;
+  if (info.state == TxnState::kAborted) ++stats_.aborted;
+  std::string id = info.txn_id;
+  if (recent_.insert_or_assign(id, std::move(info)).second) recent_order_.push_back(id);
+  while (recent_order_.size() > kRecentOutcomes) {
+    recent_.erase(recent_order_.front());
+    recent_order_.pop_front();
+  }
+}
+
+TxnInfo Coordinator::Describe(const Transaction& txn) const {
+  TxnInfo info;
+  info.txn_id = txn.id_;
+  info.session_id = txn.session_id_;
+  info.labels = txn.labels_;
+  info.started_at = txn.started_;
+  absl::MutexLock lock(&txn.mu_);
+  info.state = txn.state_;
+  info.abort_reason = txn.failure_;
+  for (const auto& e : txn.branches_) {
+    BranchInfo b;
+    b.bind = e->bind;
+    b.xid = participants::XidToString(e->xid);
+    b.state = e->read_only ? "read_only" : e->prepared ? "prepared" : "active";
+    b.last_resource = !e->two_phase;
+    info.branches.push_back(std::move(b));
+  }
+  return info;
+}
+
+absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
+    Transaction& txn, absl::string_view bind,
+    const std::vector<std::pair<std::string, std::vector<participants::Value>>>& statements,
+    int max_rows) {
+  Participant* participant = FindBind(bind);
+  if (participant == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown bind \"", bind, "\""));
+  }
+  if (statements.empty()) {
+    return absl::InvalidArgumentError("Execute needs at least one statement");
+  }
+  for (const auto& [sql, params] : statements) {
+    if (sql.empty()) return absl::InvalidArgumentError("empty SQL statement");
+    if (static_cast<int>(sql.size()) > options_.max_sql_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("SQL statement of ", sql.size(),
+                                                     " bytes exceeds the limit of ",
+                                                     options_.max_sql_bytes));
+    }
+  }
+  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+
+  Transaction::Enlisted* enlisted = nullptr;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    if (txn.state_ != TxnState::kActive) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", txn.id_, " is ", TxnStateName(txn.state_), ": Execute needs ACTIVE"));
+    }
+    if (!txn.failure_.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", txn.id_, " failed (", txn.failure_, "): only Rollback is accepted"));
+    }
+    for (auto& e : txn.branches_) {
+      if (e->bind == bind) enlisted = e.get();
+    }
+  }
+  absl::Time now = clock_->Now();
+  if (now >= txn.deadline_) {
+    txn.Fail("transaction timeout");
+    return absl::DeadlineExceededError(absl::StrCat(
+        "transaction ", txn.id_, " exceeded its timeout: roll it back"));
+  }
+  if (enlisted == nullptr) {
+    bool two_phase = participant->capabilities().two_phase;
+    if (!two_phase) {
+      absl::MutexLock lock(&txn.mu_);
+      for (auto& e : txn.branches_) {
+        if (!e->two_phase) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "bind \"", bind, "\" has no two-phase commit and \"", e->bind,
+              "\" already joined as the transaction's one last resource"));
+        }
+      }
+    }
+    int index;
+    {
+      absl::MutexLock lock(&txn.mu_);
+      index = static_cast<int>(txn.branches_.size());
+    }
+    TXC_ASSIGN_OR_RETURN(participants::Xid xid, participants::MakeXid(txn.id_, index, bind));
+    auto branch = participant->Begin(xid, txn.deadline_ - now);
+    if (!branch.ok()) return branch.status();  // nothing enlisted: the txn stays usable
+    auto e = std::make_unique<Transaction::Enlisted>();
+    e->bind = std::string(bind);
+    e->participant = participant;
+    e->branch = std::move(*branch);
+    e->xid = xid;
+    e->two_phase = two_phase;
+    enlisted = e.get();
+    absl::MutexLock lock(&txn.mu_);
+    txn.branches_.push_back(std::move(e));
+  }
+  std::vector<participants::ResultSet> results;
+  for (const auto& [sql, params] : statements) {
+    auto result = enlisted->branch->Execute(sql, params, max_rows);
+    if (!result.ok()) {
+      txn.Fail(absl::StrCat("statement on bind \"", bind, "\" failed: ", result.status().message()));
+      if (clock_->Now() >= txn.deadline_) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "transaction ", txn.id_, " exceeded its timeout on bind \"", bind,
+            "\": ", result.status().message()));
+      }
+      return result.status();
+    }
+    results.push_back(std::move(*result));
+  }
+  return results;
+}
+
+absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) {
+  std::vector<Transaction::Enlisted*> branches;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.state_ = TxnState::kAborting;
+    if (txn.failure_.empty()) txn.failure_ = reason;
+    for (auto& e : txn.branches_) branches.push_back(e.get());
+  }
+  RunParallel(branches.size(), [&](size_t i) {
+    Transaction::Enlisted* e = branches[i];
+    if (e->read_only) return;
+    if (e->prepared) {
+      absl::Status s = e->participant->RollbackPrepared(e->xid);
+      // Not rolled back now (database down): the background pass rolls
+      // this orphan back once the transaction is no longer live.
+      (void)s;
+    } else if (e->branch) {
+      (void)e->branch->Rollback();
+    }
+    e->branch.reset();  // returns the connection to the pool
+  });
+  TxnInfo info = Describe(txn);
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.state_ = TxnState::kAborted;
+  }
+  info.state = TxnState::kAborted;
+  info.finished_at = clock_->Now();
+  RememberOutcome(std::move(info));
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Rollback(Transaction& txn, absl::string_view reason) {
+  TxnState s = txn.state();
+  if (s == TxnState::kAborted) return absl::OkStatus();
+  if (s != TxnState::kActive && s != TxnState::kPreparing) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", txn.id_, " is ", TxnStateName(s), ": it can no longer be rolled back"));
+  }
+  return AbortAll(txn, std::string(reason));
+}
+
+absl::StatusOr<TxnState> Coordinator::CommitOnePhase(Transaction& txn,
+                                                     Transaction::Enlisted& only) {
+  absl::Status s = only.branch->CommitOnePhase();
+  only.branch.reset();
+  if (!s.ok()) {
+    {
+      absl::MutexLock lock(&txn.mu_);
+      txn.state_ = TxnState::kAborted;
+      txn.failure_ = std::string(s.message());
+    }
+    TxnInfo info = Describe(txn);
+    info.finished_at = clock_->Now();
+    RememberOutcome(std::move(info));
+    if (s.code() == absl::StatusCode::kUnavailable) {
+      return absl::UnavailableError(absl::StrCat(
+          "transaction ", txn.id_, ": the connection to bind \"", only.bind,
+          "\" broke during its one-phase COMMIT; the outcome is unknown to txcoord: ",
+          s.message()));
+    }
+    return AbortedBecause(txn.id_, s);
+  }
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.state_ = TxnState::kCommitted;
+  }
+  TxnInfo info = Describe(txn);
+  info.finished_at = info.decided_at = clock_->Now();
+  // Kept in the journal's history (not synced: see docs/design.md) so that
+  // GetTransaction answers after a restart too.
+  DecisionRecord record;
+  record.set_txn_id(txn.id_);
+  record.set_state(journal::COMMITTED);
+  record.set_session_id(txn.session_id_);
+  record.set_started_at_unix_micros(absl::ToUnixMicros(txn.started_));
+  record.set_decided_at_unix_micros(absl::ToUnixMicros(info.decided_at));
+  record.set_finished_at_unix_micros(absl::ToUnixMicros(info.finished_at));
+  for (const auto& [k, v] : txn.labels_) (*record.mutable_labels())[k] = v;
+  BranchRecord* b = record.add_branches();
+  b->set_bind(only.bind);
+  b->set_format_id(only.xid.format_id);
+  b->set_gtrid(only.xid.gtrid);
+  b->set_bqual(only.xid.bqual);
+  b->set_state(journal::BRANCH_COMMITTED);
+  b->set_last_resource(!only.two_phase);
+  (void)journal_->MarkFinished(record);
+  RememberOutcome(std::move(info));
+  return TxnState::kCommitted;
+}
+
+DecisionRecord Coordinator::MakeDecision(const Transaction& txn,
+                                         const std::vector<Transaction::Enlisted*>& prepared,
+                                         Transaction::Enlisted* last_resource) {
+  DecisionRecord record;
+  record.set_txn_id(txn.id_);
+  record.set_state(journal::COMMITTING);
+  record.set_session_id(txn.session_id_);
+  record.set_started_at_unix_micros(absl::ToUnixMicros(txn.started_));
+  record.set_decided_at_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  for (const auto& [k, v] : txn.labels_) (*record.mutable_labels())[k] = v;
+  for (Transaction::Enlisted* e : prepared) {
+    BranchRecord* b = record.add_branches();
+    b->set_bind(e->bind);
+    b->set_format_id(e->xid.format_id);
+    b->set_gtrid(e->xid.gtrid);
+    b->set_bqual(e->xid.bqual);
+    b->set_state(journal::BRANCH_PREPARED);
+  }
+  if (last_resource != nullptr) {
+    BranchRecord* b = record.add_branches();
+    b->set_bind(last_resource->bind);
+    b->set_format_id(last_resource->xid.format_id);
+    b->set_gtrid(last_resource->xid.gtrid);
+    b->set_bqual(last_resource->xid.bqual);
+    b->set_state(journal::BRANCH_COMMITTED);
+    b->set_last_resource(true);
+  }
+  return record;
+}
+
+absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
+  std::vector<Transaction::Enlisted*> branches;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    if (txn.state_ == TxnState::kCommitted || txn.state_ == TxnState::kCommitting) {
+      return txn.state_;  // a retried Commit: the recorded outcome
+    }
+    if (txn.state_ != TxnState::kActive) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", txn.id_, " is ", TxnStateName(txn.state_), ": it cannot commit"));
+    }
+    if (!txn.failure_.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", txn.id_, " failed (", txn.failure_, "): only Rollback is accepted"));
+    }
+    for (auto& e : txn.branches_) branches.push_back(e.get());
+    txn.state_ = TxnState::kPreparing;
+  }
+  if (clock_->Now() >= txn.deadline_) {
+    (void)AbortAll(txn, "transaction timeout before commit");
+    return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
+                                           " exceeded its timeout and was rolled back"));
+  }
+  if (branches.empty()) {
+    {
+      absl::MutexLock lock(&txn.mu_);
+      txn.state_ = TxnState::kCommitted;
+    }
+    TxnInfo info = Describe(txn);
+    RememberOutcome(std::move(info));
+    return TxnState::kCommitted;
+  }
+  if (branches.size() == 1) return CommitOnePhase(txn, *branches[0]);
+
+  // Phase 1: PREPARE every two-phase branch in parallel.
+  Transaction::Enlisted* last_resource = nullptr;
+  std::vector<Transaction::Enlisted*> two_phase;
+  for (auto* e : branches) {
+    if (e->two_phase) two_phase.push_back(e);
+    else last_resource = e;
+  }
+  TXC_FAILPOINT("commit.before_prepare");
+  std::vector<absl::Status> votes(two_phase.size());
+  RunParallel(two_phase.size(), [&](size_t i) {
+    Transaction::Enlisted* e = two_phase[i];
+    absl::StatusOr<participants::Vote> vote = e->branch->Prepare();
+    if (!vote.ok()) {
+      votes[i] = vote.status();
+      return;
+    }
+    if (*vote == participants::Vote::kReadOnly) {
+      e->read_only = true;
+    } else {
+      e->prepared = true;
+    }
+    e->branch.reset();  // ended on this connection: back to the pool
+    TXC_FAILPOINT("commit.after_prepare");
+  });
+  for (size_t i = 0; i < votes.size(); ++i) {
+    if (!votes[i].ok()) {
+      std::string reason = absl::StrCat("PREPARE on bind \"", two_phase[i]->bind,
+                                        "\" failed: ", votes[i].message());
+      (void)AbortAll(txn, reason);
+      return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
+                                             " was rolled back: ", reason));
+    }
+  }
+  std::vector<Transaction::Enlisted*> prepared;
+  for (auto* e : two_phase) {
+    if (e->prepared) prepared.push_back(e);
+  }
+  if (clock_->Now() >= txn.deadline_) {
+    (void)AbortAll(txn, "transaction timeout during prepare");
+    return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
+                                           " exceeded its timeout and was rolled back"));
+  }
+  if (prepared.empty()) {
+    // Every two-phase branch was read-only: at most the last resource writes.
+    if (last_resource != nullptr) return CommitOnePhase(txn, *last_resource);
+    {
+      absl::MutexLock lock(&txn.mu_);
+      txn.state_ = TxnState::kCommitted;
+    }
+    RememberOutcome(Describe(txn));
+    return TxnState::kCommitted;
+  }
+
+  // The decision.
+  DecisionRecord record = MakeDecision(txn, prepared, last_resource);
+  {
+    absl::MutexLock lock(&mu_);
+    driving_.insert(txn.id_);
+  }
+  TXC_FAILPOINT("commit.before_decision_logged");
+  if (last_resource != nullptr) {
+    // Logging last resource: its local COMMIT with the decision row is the
+    // decision. Then the journal records it (fsynced) for phase 2.
+    std::string payload = absl::BytesToHexString(record.SerializeAsString());
+    absl::Status s = last_resource->branch->CommitAsLastResource(txn.id_, payload);
+    last_resource->branch.reset();
+    if (!s.ok()) {
+      // Not committed, or unknown (connection lost in COMMIT): in the latter
+      // case recovery reads txcoord_decisions before touching the branches.
+      bool unknown = s.code() == absl::StatusCode::kUnavailable;
+      {
+        absl::MutexLock lock(&mu_);
+        driving_.erase(txn.id_);
+      }
+      if (unknown) {
+        absl::MutexLock lock(&txn.mu_);
+        txn.state_ = TxnState::kAborting;
+        return absl::UnavailableError(absl::StrCat(
+            "transaction ", txn.id_, ": the last-resource bind \"", last_resource->bind,
+            "\" failed during its COMMIT, so the outcome is not known yet; recovery settles it "
+            "from that database's txcoord_decisions table (ask GetTransaction later): ",
+            s.message()));
+      }
+      std::string reason = absl::StrCat("last-resource COMMIT on bind \"",
+                                        last_resource->bind, "\" failed: ", s.message());
+      (void)AbortAll(txn, reason);
+      return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
+                                             " was rolled back: ", reason));
+    }
+    TXC_FAILPOINT("commit.after_last_resource_committed");
+    // Even if this write fails the decision stands (it is in the last
+    // resource); recovery rebuilds the record from there.
+    (void)journal_->LogDecision(record);
+  } else {
+    absl::Status s = journal_->LogDecision(record);
+    if (!s.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        driving_.erase(txn.id_);
+      }
+      std::string reason = absl::StrCat("the journal could not record the decision: ", s.message());
+      (void)AbortAll(txn, reason);
+      return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
+                                             " was rolled back: ", reason));
+    }
+  }
+  TXC_FAILPOINT("commit.after_decision_logged");
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.state_ = TxnState::kCommitting;
+  }
+  // Phase 2.
+  bool finished = DrivePhase2(record, /*first_attempt=*/true);
+  TxnState result = finished ? TxnState::kCommitted : TxnState::kCommitting;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.state_ = result;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    driving_.erase(txn.id_);
+    if (!finished) ScheduleRetry(txn.id_);
+  }
+  if (finished) {
+    TxnInfo info = FromRecord(record);
+    RememberOutcome(std::move(info));
+    if (last_resource != nullptr) (void)last_resource->participant->ForgetDecision(txn.id_);
+  }
+  return result;
+}
+
+bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt) {
+  const bool rollback = record.state() == journal::ROLLING_BACK;
+  std::vector<BranchRecord*> todo;
+  for (BranchRecord& b : *record.mutable_branches()) {
+    if (b.state() == journal::BRANCH_PREPARED) todo.push_back(&b);
+  }
+  std::vector<absl::Status> results(todo.size());
+  RunParallel(todo.size(), [&](size_t i) {
+    BranchRecord* b = todo[i];
+    Participant* p = FindBind(b->bind());
+    if (p == nullptr) {
+      results[i] = absl::FailedPreconditionError(absl::StrCat(
+          "bind \"", b->bind(), "\" is not in the configuration any more"));
+      return;
+    }
+    participants::Xid xid = XidOf(*b);
+    results[i] = rollback ? p->RollbackPrepared(xid) : p->CommitPrepared(xid);
+    if (!rollback) TXC_FAILPOINT("commit.after_branch_committed");
+  });
+  bool all_done = true;
+  int hazards = 0;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    BranchRecord* b = todo[i];
+    const absl::Status& s = results[i];
+    b->set_attempts(b->attempts() + 1);
+    if (s.ok()) {
+      b->set_state(rollback ? journal::BRANCH_ROLLED_BACK : journal::BRANCH_COMMITTED);
+      b->clear_last_error();
+    } else if (s.code() == absl::StatusCode::kNotFound) {
+      if (first_attempt && b->attempts() == 1 && !rollback) {
+        // Prepared a moment ago and gone before our first COMMIT PREPARED:
+        // someone else ended it. Record and count it; never ignore it.
+        b->set_state(journal::BRANCH_HEURISTIC_HAZARD);
+        b->set_last_error(std::string(s.message()));
+        ++hazards;
+      } else {
+        // A replay: an earlier attempt (before a crash or a lost reply)
+        // already finished it.
+        b->set_state(rollback ? journal::BRANCH_ROLLED_BACK : journal::BRANCH_COMMITTED);
+      }
+    } else {
+      b->set_last_error(std::string(s.message()));
+      all_done = false;
+    }
+  }
+  record.set_phase2_rounds(record.phase2_rounds() + 1);
+  if (hazards > 0) {
+    absl::MutexLock lock(&mu_);
+    stats_.heuristic_hazards += hazards;
+  }
+  if (!all_done) {
+    (void)journal_->UpdateDecision(record);
+    return false;
+  }
+  TXC_FAILPOINT("commit.before_end");
+  bool hazard = false;
+  for (const BranchRecord& b : record.branches()) {
+    hazard |= b.state() == journal::BRANCH_HEURISTIC_HAZARD;
+  }
+  record.set_state(hazard ? journal::HEURISTIC_HAZARD
+                   : rollback ? journal::ROLLED_BACK
+                              : journal::COMMITTED);
+  record.set_finished_at_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  (void)journal_->MarkFinished(record);
+  return true;
+}
+
+void Coordinator::ScheduleRetry(const std::string& txn_id) {
+  auto [it, inserted] = pending_.try_emplace(txn_id);
+  if (inserted) {
+    it->second.backoff = options_.recovery.backoff_initial;
+  } else {
+    it->second.backoff = std::min(it->second.backoff * 2, options_.recovery.backoff_max);
+    ++stats_.phase2_retries;
+  }
+  it->second.next_attempt = clock_->Now() + it->second.backoff;
+}
+
+TxnInfo Coordinator::FromRecord(const DecisionRecord& record) {
+  TxnInfo info;
+  info.txn_id = record.txn_id();
+  switch (record.state()) {
+    case journal::COMMITTING: info.state = TxnState::kCommitting; break;
+    case journal::COMMITTED: info.state = TxnState::kCommitted; break;
+    case journal::ROLLING_BACK: info.state = TxnState::kAborting; break;
+    case journal::ROLLED_BACK: info.state = TxnState::kAborted; break;
+    default: info.state = TxnState::kHeuristic; break;
+  }
+  for (const BranchRecord& b : record.branches()) {
+    BranchInfo bi;
+    bi.bind = b.bind();
+    bi.xid = participants::XidToString(XidOf(b));
+    bi.state = BranchStateName(b.state());
+    bi.attempts = b.attempts();
+    bi.last_error = b.last_error();
+    bi.last_resource = b.last_resource();
+    info.branches.push_back(std::move(bi));
+  }
+  info.session_id = record.session_id();
+  for (const auto& [k, v] : record.labels()) info.labels[k] = v;
+  if (record.started_at_unix_micros()) info.started_at = absl::FromUnixMicros(record.started_at_unix_micros());
+  if (record.decided_at_unix_micros()) info.decided_at = absl::FromUnixMicros(record.decided_at_unix_micros());
+  if (record.finished_at_unix_micros()) info.finished_at = absl::FromUnixMicros(record.finished_at_unix_micros());
+  return info;
+}
+
+absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
+  std::string node;
+  uint64_t epoch = 0, seq = 0;
+  if (!ParseTxnId(txn_id, &node, &epoch, &seq)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", txn_id, "\" is not a txn id (<node_id>.<epoch>.<seq>)"));
+  }
+  if (node != options_.node_id) {
+    return absl::NotFoundError(absl::StrCat("transaction ", txn_id, " belongs to node \"", node,
+                                            "\"; this is \"", options_.node_id, "\""));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = live_.find(txn_id); it != live_.end()) {
+      Transaction* t = it->second;
+      // Describe takes the transaction's lock: copy what we need first.
+      TxnInfo info;
+      info.txn_id = std::string(txn_id);
+      info.state = t->state();
+      info.session_id = t->session_id_;
+      info.started_at = t->started_;
+      return info;
+    }
+  }
+  TXC_ASSIGN_OR_RETURN(std::optional<DecisionRecord> record, journal_->Find(txn_id));
+  if (record.has_value()) return FromRecord(*record);
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = recent_.find(txn_id); it != recent_.end()) return it->second;
+  }
+  const uint64_t current = journal_->epoch();
+  if (epoch > current || (epoch == current && seq >= next_seq_.load())) {
+    return absl::NotFoundError(absl::StrCat("transaction ", txn_id, " was never started here"));
+  }
+  // Presumed abort: an id this node handed out, with no decision.
+  TxnInfo info;
+  info.txn_id = std::string(txn_id);
+  info.state = TxnState::kAborted;
+  info.abort_reason = "no commit decision was recorded (presumed abort)";
+  return info;
+}
+
+CoordinatorStats Coordinator::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+int Coordinator::CancelExpired() {
+  const absl::Time now = clock_->Now();
+  int cancelled = 0;
+  absl::MutexLock lock(&mu_);  // lock order: mu_, then a transaction's mu_
+  for (auto& [id, txn] : live_) {
+    if (now >= txn->deadline_) {
+      txn->CancelRunning();
+      ++cancelled;
+    }
+  }
+  return cancelled;
+}
+
+RecoveryReport Coordinator::RecoverNow() { return RecoverPass(/*at_start=*/false); }
+
+RecoveryReport Coordinator::RecoverPass(bool at_start) {
+  absl::MutexLock recovery_lock(&recovery_mu_);
+  RecoveryReport report;
+  const absl::Time now = clock_->Now();
+  const uint64_t epoch = journal_->epoch();
+
+  // (a) Re-drive every unfinished decision not driven by a live commit.
+  auto unfinished = journal_->ScanUnfinished();
+  absl::flat_hash_set<std::string> unfinished_ids;
+  if (unfinished.ok()) {
+    for (DecisionRecord& record : *unfinished) {
+      unfinished_ids.insert(record.txn_id());
+      {
+        absl::MutexLock lock(&mu_);
+        if (driving_.contains(record.txn_id())) continue;
+        auto p = pending_.find(record.txn_id());
+        if (!at_start && p != pending_.end() && p->second.next_attempt > now) {
+          ++report.still_pending;
+          continue;
+        }
+        driving_.insert(record.txn_id());
+      }
+      if (record.state() != journal::COMMITTING && record.state() != journal::ROLLING_BACK) {
+        absl::MutexLock lock(&mu_);
+        driving_.erase(record.txn_id());
+        continue;  // heuristic: waits for an operator
+      }
+      bool done = DrivePhase2(record, /*first_attempt=*/false);
+      TXC_FAILPOINT("recovery.after_redrive");
+      absl::MutexLock lock(&mu_);
+      driving_.erase(record.txn_id());
+      if (done) {
+        ++report.redriven;
+        pending_.erase(record.txn_id());
+        unfinished_ids.erase(record.txn_id());
+      } else {
+        ++report.still_pending;
+        ScheduleRetry(record.txn_id());
+      }
+    }
+  } else {
+    ++report.still_pending;
+  }
+
+  // (b) Decisions held only by last resources.
+  absl::flat_hash_set<std::string> lr_decided;
+  bool lr_unknown = false;
+  for (const auto& [name, p] : binds_) {
+    if (p->capabilities().two_phase) continue;
+    auto ids = p->ListDecisions(options_.node_id);
+    if (!ids.ok()) {
+      lr_unknown = true;
+      continue;
+    }
+    for (std::string& id : *ids) lr_decided.insert(std::move(id));
+  }
+
+  // (c) Prepared branches of this node on every bind.
+  bool all_listed = true;
+  absl::flat_hash_set<std::string> still_prepared;
+  absl::flat_hash_set<std::string> seen_now;
+  for (const auto& [name, p] : binds_) {
+    if (!p->capabilities().two_phase) continue;
+    auto branches = p->ListPrepared(options_.node_id);
+    if (!branches.ok()) {
+      all_listed = false;
+      ++report.still_pending;
+      continue;
+    }
+    for (const participants::PreparedBranch& b : *branches) {
+      const std::string& txn_id = b.xid.gtrid;
+      std::string key = absl::StrCat(name, "/", participants::XidToString(b.xid));
+      seen_now.insert(key);
+      if (unfinished_ids.contains(txn_id)) {
+        still_prepared.insert(txn_id);
+        continue;  // its journal record drives it
+      }
+      bool live;
+      {
+        absl::MutexLock lock(&mu_);
+        live = live_.contains(txn_id) || driving_.contains(txn_id);
+      }
+      if (live) continue;
+      bool committed = lr_decided.contains(txn_id);
+      if (!committed) {
+        auto record = journal_->Find(txn_id);
+        if (!record.ok()) {
+          ++report.still_pending;
+          continue;
+        }
+        committed = record->has_value() &&
+                    ((*record)->state() == journal::COMMITTED ||
+                     (*record)->state() == journal::COMMITTING ||
+                     (*record)->state() == journal::HEURISTIC_HAZARD);
+      }
+      if (committed) {
+        absl::Status s = p->CommitPrepared(b.xid);
+        if (s.ok() || s.code() == absl::StatusCode::kNotFound) {
+          ++report.decided_committed;
+        } else {
+          still_prepared.insert(txn_id);
+          ++report.still_pending;
+        }
+        continue;
+      }
+      if (lr_unknown) {
+        ++report.still_pending;  // a last resource may hold its decision
+        continue;
+      }
+      std::string node;
+      uint64_t txn_epoch = 0, seq = 0;
+      bool orphan = at_start;
+      if (!orphan && ParseTxnId(txn_id, &node, &txn_epoch, &seq)) {
+        absl::Time since = b.prepared_at;
+        if (since == absl::InfinitePast()) {
+          absl::MutexLock lock(&mu_);
+          since = first_seen_.try_emplace(key, now).first->second;
+        }
+        orphan = txn_epoch < epoch || now - since >= options_.timeouts.orphan_safety;
+      }
+      if (!orphan) continue;
+      absl::Status s = p->RollbackPrepared(b.xid);
+      if (s.ok() || s.code() == absl::StatusCode::kNotFound) {
+        ++report.orphans_rolled_back;
+      } else {
+        ++report.still_pending;
+      }
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = first_seen_.begin(); it != first_seen_.end();) {
+      if (!seen_now.contains(it->first)) first_seen_.erase(it++);
+      else ++it;
+    }
+  }
+
+  // (d) A last resource's decision whose branches are all finished: record
+  // it in the journal's history, then drop the row.
+  if (all_listed) {
+    for (const std::string& txn_id : lr_decided) {
+      if (still_prepared.contains(txn_id)) continue;
+      {
+        absl::MutexLock lock(&mu_);
+        if (live_.contains(txn_id) || driving_.contains(txn_id)) continue;
+      }
+      auto record = journal_->Find(txn_id);
+      if (!record.ok()) continue;
+      if (!record->has_value()) {
+        DecisionRecord r;
+        r.set_txn_id(txn_id);
+        r.set_state(journal::COMMITTED);
+        r.set_finished_at_unix_micros(absl::ToUnixMicros(now));
+        if (!journal_->MarkFinished(r).ok()) continue;
+      } else if ((*record)->state() == journal::COMMITTING) {
+        continue;  // (a) finishes it
+      }
+      for (const auto& [name, p] : binds_) {
+        if (!p->capabilities().two_phase) (void)p->ForgetDecision(txn_id);
+      }
+    }
+  }
+  return report;
+}
+
+void Coordinator::BackgroundLoop() {
+  absl::Duration step = std::min(options_.recovery.interval, options_.recovery.backoff_initial);
+  if (step < absl::Milliseconds(10)) step = absl::Milliseconds(10);
+  absl::Time next_full = clock_->Now() + options_.recovery.interval;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), step);
+      if (stopping_) return;
+    }
+    bool due = clock_->Now() >= next_full;
+    if (!due) {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [id, p] : pending_) {
+        if (p.next_attempt <= clock_->Now()) due = true;
+      }
+    }
+    if (!due) continue;
+    RecoverPass(/*at_start=*/false);
+    next_full = clock_->Now() + options_.recovery.interval;
+  }
+}
+
+}  // namespace txcoord::coordinator

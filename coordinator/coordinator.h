@@ -1,0 +1,256 @@
+// The coordinator: transactions across binds and the two-phase commit
+// protocol (presumed abort), with recovery.
+//
+//   ACTIVE ──Commit──▶ PREPARING ──all voted yes──▶ COMMITTING ──all acked──▶ COMMITTED
+//     │                    │ a no vote, an error, a timeout
+//     └──Rollback──────────┴────────────────────▶ ABORTING ──all acked──▶ ABORTED
+//
+// Commit of a transaction with enlisted binds B:
+//   |B| == 0: nothing to do.   |B| == 1: one-phase commit, no journal write.
+//   otherwise: PREPARE every 2PC branch in parallel (read-only voters drop
+//   out); any failure rolls every branch back (nothing journaled: presumed
+//   abort). Then the decision: with a last-resource (non-2PC) bind, its
+//   local COMMIT carrying the decision row *is* the decision and the journal
+//   records it afterwards; without, Journal::LogDecision (fsynced). No
+//   COMMIT PREPARED is sent before the decision is durable. Phase 2 commits
+//   every branch in parallel; branches that fail are retried by the
+//   background pass with capped exponential backoff; END when all acked.
+//
+// Recovery (Start() before serving, then every recovery interval): re-drive
+// every unfinished journal record; list every bind's prepared branches of
+// this node: commit those decided (journal or a last resource's
+// txcoord_decisions), roll back the others that are orphans (older epoch, or
+// not live and older than the orphan safety interval). Nothing is rolled
+// back while a last-resource bind cannot be read. Other nodes' branches are
+// never touched.
+//
+// Thread safety: Coordinator is thread-safe. A Transaction is used by one
+// caller at a time (its session serializes calls), except
+// Transaction::CancelRunning(), which any thread may call.
+#ifndef TXCOORD_COORDINATOR_COORDINATOR_H_
+#define TXCOORD_COORDINATOR_COORDINATOR_H_
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coordinator/config.h"
+#include "journal/journal.h"
+#include "participants/participant.h"
+
+namespace txcoord::coordinator {
+
+// The time source; tests may hand in a fake.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() = 0;
+};
+Clock* RealClock();
+
+enum class TxnState { kActive, kPreparing, kCommitting, kCommitted, kAborting, kAborted, kHeuristic };
+const char* TxnStateName(TxnState s);
+
+struct BranchInfo {
+  std::string bind;
+  std::string xid;
+  std::string state;  // "active", "prepared", "read_only", "committed", "rolled_back", "heuristic_hazard"
+  int attempts = 0;
+  std::string last_error;
+  bool last_resource = false;
+};
+
+struct TxnInfo {
+  std::string txn_id;
+  TxnState state = TxnState::kActive;
+  std::vector<BranchInfo> branches;
+  absl::Time started_at = absl::InfinitePast();
+  absl::Time decided_at = absl::InfinitePast();
+  absl::Time finished_at = absl::InfinitePast();
+  std::string session_id;
+  std::map<std::string, std::string> labels;
+  std::string abort_reason;
+};
+
+struct RecoveryReport {
+  int redriven = 0;             // journal records finished this pass
+  int orphans_rolled_back = 0;
+  int decided_committed = 0;    // prepared branches committed from a decision
+  int still_pending = 0;        // records or branches left for a later pass
+};
+
+struct CoordinatorStats {
+  int64_t committed = 0;
+  int64_t aborted = 0;
+  int64_t heuristic_hazards = 0;
+  int64_t phase2_retries = 0;
+};
+
+class Coordinator;
+
+// One global transaction while it is live. Created by
+// Coordinator::Begin(), owned by its session.
+class Transaction {
+ public:
+  ~Transaction();
+  const std::string& id() const { return id_; }
+  TxnState state() const;
+  absl::Time deadline() const { return deadline_; }
+  // Cancels the statement running on any branch (thread-safe).
+  void CancelRunning();
+  // Marks the transaction as failed with `why` (only Rollback is accepted).
+  void Fail(std::string why);
+
+ private:
+  friend class Coordinator;
+  struct Enlisted {
+    std::string bind;
+    participants::Participant* participant = nullptr;
+    std::unique_ptr<participants::Branch> branch;
+    participants::Xid xid;
+    bool two_phase = true;
+    bool prepared = false;
+    bool read_only = false;
+  };
+  Transaction(Coordinator* owner, std::string id, std::string session_id,
+              std::map<std::string, std::string> labels, absl::Time started,
+              absl::Time deadline);
+
+  Coordinator* const owner_;
+  const std::string id_;
+  const std::string session_id_;
+  const std::map<std::string, std::string> labels_;
+  const absl::Time started_;
+  const absl::Time deadline_;
+  mutable absl::Mutex mu_;
+  TxnState state_ ABSL_GUARDED_BY(mu_) = TxnState::kActive;
+  std::string failure_ ABSL_GUARDED_BY(mu_);  // non-empty: only Rollback
+  // Enlisted branches; the vector is only resized under mu_, so that
+  // CancelRunning() may walk it from another thread.
+  std::vector<std::unique_ptr<Enlisted>> branches_ ABSL_GUARDED_BY(mu_);
+};
+
+struct CoordinatorOptions {
+  std::string node_id;
+  Timeouts timeouts;
+  RecoveryOptions recovery;
+  int max_rows = 10000;
+  int max_sql_bytes = 1 << 20;
+  bool background_recovery = true;  // false: only Start() and RecoverNow()
+};
+
+class Coordinator {
+ public:
+  // REQUIRES: "journal" and "clock" outlive this object.
+  Coordinator(journal::Journal* journal,
+              std::map<std::string, std::unique_ptr<participants::Participant>> binds,
+              CoordinatorOptions options, Clock* clock);
+  ~Coordinator();
+
+  // Runs recovery (before serving) and starts the background pass.
+  absl::Status Start();
+  void Stop();
+
+  bool HasBind(absl::string_view bind) const;
+  std::vector<std::string> BindNames() const;
+  participants::Participant* FindBind(absl::string_view bind) const;
+
+  // A new transaction; `timeout` 0 means the configured default.
+  std::unique_ptr<Transaction> Begin(std::string session_id,
+                                     std::map<std::string, std::string> labels,
+                                     absl::Duration timeout);
+
+  // Runs statements on `bind`, enlisting it on first use. A statement error
+  // leaves the transaction failed. INVALID_ARGUMENT unknown bind or bad
+  // statement; FAILED_PRECONDITION the transaction is not active or failed.
+  absl::StatusOr<std::vector<participants::ResultSet>> Execute(
+      Transaction& txn, absl::string_view bind,
+      const std::vector<std::pair<std::string, std::vector<participants::Value>>>& statements,
+      int max_rows);
+
+  // Commits. OK with kCommitted, or kCommitting when the decision is durable
+  // but some branch is still being finished in the background. ABORTED when
+  // the transaction was rolled back (a no vote, an error, a timeout).
+  absl::StatusOr<TxnState> Commit(Transaction& txn);
+  absl::Status Rollback(Transaction& txn, absl::string_view reason);
+
+  // The outcome of a transaction of this node: live, in the journal, in the
+  // recent-outcome cache, or presumed aborted (an id this node handed out
+  // with no decision). NOT_FOUND for ids this node never handed out.
+  absl::StatusOr<TxnInfo> GetTransaction(absl::string_view txn_id);
+
+  RecoveryReport RecoverNow();
+  // Cancels the running statements of live transactions past their
+  // deadline (their calls then fail and roll back). Returns how many.
+  int CancelExpired();
+  CoordinatorStats stats() const;
+  uint64_t epoch() const { return journal_->epoch(); }
+  const std::string& node_id() const { return options_.node_id; }
+  journal::Journal* journal() const { return journal_; }
+
+ private:
+  friend class Transaction;
+  struct Pending {  // a decided transaction whose phase 2 is not done
+    absl::Time next_attempt;
+    absl::Duration backoff;
+  };
+
+  std::string NextTxnId();
+  void Unregister(const std::string& txn_id);
+  void RememberOutcome(TxnInfo info);
+  TxnInfo Describe(const Transaction& txn) const;
+  absl::Status AbortAll(Transaction& txn, const std::string& reason);
+  absl::StatusOr<TxnState> CommitOnePhase(Transaction& txn, Transaction::Enlisted& only);
+  // Drives phase 2 of `record` once; updates or finishes it in the journal.
+  // `first_attempt`: the foreground attempt right after the decision.
+  bool DrivePhase2(journal::DecisionRecord& record, bool first_attempt);
+  void ScheduleRetry(const std::string& txn_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RecoveryReport RecoverPass(bool at_start);
+  void BackgroundLoop();
+  journal::DecisionRecord MakeDecision(const Transaction& txn,
+                                       const std::vector<Transaction::Enlisted*>& prepared,
+                                       Transaction::Enlisted* last_resource);
+  static TxnInfo FromRecord(const journal::DecisionRecord& record);
+
+  journal::Journal* const journal_;
+  const std::map<std::string, std::unique_ptr<participants::Participant>> binds_;
+  const CoordinatorOptions options_;
+  Clock* const clock_;
+  std::atomic<uint64_t> next_seq_{1};
+
+  mutable absl::Mutex mu_;
+  // Transactions from Begin until their commit or rollback has returned.
+  absl::flat_hash_map<std::string, Transaction*> live_ ABSL_GUARDED_BY(mu_);
+  // Decided transactions whose phase 2 the foreground is driving right now.
+  absl::flat_hash_set<std::string> driving_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  // Prepared branches of this node first seen (when the database does not
+  // say when they were prepared), for the orphan safety interval.
+  absl::flat_hash_map<std::string, absl::Time> first_seen_ ABSL_GUARDED_BY(mu_);
+  // Outcomes of recent transactions that the journal does not hold.
+  absl::flat_hash_map<std::string, TxnInfo> recent_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> recent_order_ ABSL_GUARDED_BY(mu_);
+  CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex recovery_mu_;  // one recovery pass at a time
+  std::thread background_;
+};
+
+// Maps a participant's error in phase 1 to what the client sees: the
+// transaction was rolled back, so ABORTED, naming the bind and the cause.
+absl::Status AbortedBecause(absl::string_view txn_id, const absl::Status& cause);
+
+}  // namespace txcoord::coordinator
+
+#endif  // TXCOORD_COORDINATOR_COORDINATOR_H_

@@ -1,0 +1,59 @@
+// txcoord --config FILE : the coordinator service.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "coordinator/config.h"
+#include "coordinator/server.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+}
+
+int main(int argc, char** argv) {
+  CLI::App app{"txcoord: two-phase-commit transaction coordinator"};
+  std::string config_path;
+  std::string address_file;
+  app.add_option("--config,-c", config_path, "YAML configuration file")->required();
+  app.add_option("--address-file", address_file,
+                 "write the bound address (host:port) to this file once serving");
+  CLI11_PARSE(app, argc, argv);
+
+  // SIGTERM/SIGINT stop the server (open transactions are rolled back).
+  // Blocked before any thread starts, so that only the waiter receives them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  auto config = txcoord::coordinator::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::cerr << "txcoord: " << config.status().message() << "\n";
+    return 2;
+  }
+  auto server = txcoord::coordinator::TxcoordServer::Start(*config);
+  if (!server.ok()) {
+    std::cerr << "txcoord: " << server.status().message() << "\n";
+    return 1;
+  }
+  if (!address_file.empty()) {
+    std::string tmp = address_file + ".tmp";
+    std::ofstream(tmp) << (*server)->address() << "\n";
+    std::rename(tmp.c_str(), address_file.c_str());
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::info("txcoord: signal {}, shutting down", sig);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  waiter.join();
+  server->reset();
+  return 0;
+}

@@ -1,0 +1,51 @@
+// One txcoord process: journal, binds, coordinator, sessions and the gRPC
+// server, started in that order (recovery runs before the port opens) and
+// stopped in reverse. Used by main() and by tests (on 127.0.0.1:0).
+#ifndef TXCOORD_COORDINATOR_SERVER_H_
+#define TXCOORD_COORDINATOR_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/config.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/session_manager.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace txcoord::coordinator {
+
+class SessionServiceImpl;
+
+class TxcoordServer {
+ public:
+  // Opens the journal, creates every bind's participant, runs recovery, and
+  // starts serving on config.listen. A bind that cannot be reached is not
+  // fatal (it is retried); a bad config or journal is.
+  static absl::StatusOr<std::unique_ptr<TxcoordServer>> Start(const Config& config,
+                                                              Clock* clock = RealClock());
+  ~TxcoordServer();
+
+  // The address actually bound ("127.0.0.1:<port>").
+  const std::string& address() const { return address_; }
+  Coordinator* coordinator() { return coordinator_.get(); }
+  SessionManager* sessions() { return sessions_.get(); }
+  void Wait();
+  void Shutdown();
+
+ private:
+  TxcoordServer() = default;
+  std::unique_ptr<journal::Journal> journal_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<SessionManager> sessions_;
+  std::unique_ptr<SessionServiceImpl> session_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+}  // namespace txcoord::coordinator
+
+#endif  // TXCOORD_COORDINATOR_SERVER_H_

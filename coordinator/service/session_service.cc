@@ -1,0 +1,238 @@
+#include "coordinator/service/session_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/service/convert.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+using Statements = std::vector<std::pair<std::string, std::vector<participants::Value>>>;
+
+absl::StatusOr<Statements> StatementsFromProto(
+    const google::protobuf::RepeatedPtrField<txcoord::v1::Statement>& in) {
+  Statements out;
+  for (int i = 0; i < in.size(); ++i) {
+    auto s = FromProto(in[i]);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("statement ", i + 1, ": ", s.status().message()));
+    }
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
+  if (!s.allowed_binds.empty() && !s.allowed_binds.count(bind)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bind \"", bind, "\" is not among the binds session ", s.id, " was opened with"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions)
+    : coordinator_(coordinator), sessions_(sessions) {}
+
+grpc::Status SessionServiceImpl::OpenSession(grpc::ServerContext*,
+                                             const txcoord::v1::OpenSessionRequest* req,
+                                             txcoord::v1::OpenSessionResponse* resp) {
+  std::vector<std::string> binds(req->binds().begin(), req->binds().end());
+  std::map<std::string, std::string> labels(req->labels().begin(), req->labels().end());
+  auto id = sessions_->Open(binds, FromProto(req->transaction_timeout()),
+                            FromProto(req->idle_timeout()), std::move(labels));
+  if (!id.ok()) return ToGrpc(id.status());
+  resp->set_session_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::Begin(grpc::ServerContext*, const txcoord::v1::BeginRequest* req,
+                                       txcoord::v1::BeginResponse* resp) {
+  return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (s.txn != nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "session ", s.id, " already has transaction ", s.txn->id(), " open: commit or roll it back first"));
+    }
+    s.txn = coordinator_->Begin(s.id, s.labels, s.transaction_timeout);
+    resp->set_txn_id(s.txn->id());
+    return absl::OkStatus();
+  }));
+}
+
+grpc::Status SessionServiceImpl::Execute(grpc::ServerContext*, const txcoord::v1::ExecuteRequest* req,
+                                         txcoord::v1::ExecuteResponse* resp) {
+  if (req->bind().empty()) return ToGrpc(absl::InvalidArgumentError("bind is required"));
+  if (!coordinator_->HasBind(req->bind())) {
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat("unknown bind \"", req->bind(), "\"")));
+  }
+  if (req->max_rows() < 0) return ToGrpc(absl::InvalidArgumentError("max_rows must not be negative"));
+  auto statements = StatementsFromProto(req->statements());
+  if (!statements.ok()) return ToGrpc(statements.status());
+  return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (auto st = CheckBindAllowed(s, req->bind()); !st.ok()) return st;
+    if (s.txn == nullptr) s.txn = coordinator_->Begin(s.id, s.labels, s.transaction_timeout);
+    resp->set_txn_id(s.txn->id());
+    auto results = coordinator_->Execute(*s.txn, req->bind(), *statements, req->max_rows());
+    if (!results.ok()) return results.status();
+    for (const auto& r : *results) ToProto(r, resp->add_results());
+    return absl::OkStatus();
+  }));
+}
+
+grpc::Status SessionServiceImpl::Commit(grpc::ServerContext*, const txcoord::v1::CommitRequest* req,
+                                        txcoord::v1::CommitResponse* resp) {
+  return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (s.txn == nullptr || (!req->txn_id().empty() && req->txn_id() != s.txn->id())) {
+      // A retried Commit after a lost reply: answer with the recorded outcome.
+      std::string id = req->txn_id().empty() ? s.last_txn_id : req->txn_id();
+      if (id.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat("session ", s.id, " has no transaction to commit"));
+      }
+      if (!req->txn_id().empty() && s.txn == nullptr && req->txn_id() != s.last_txn_id) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "transaction ", req->txn_id(), " is not this session's last transaction"));
+      }
+      if (s.txn != nullptr) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "session ", s.id, " has transaction ", s.txn->id(), " open, not ", req->txn_id()));
+      }
+      auto info = coordinator_->GetTransaction(id);
+      if (!info.ok()) return info.status();
+      resp->set_txn_id(id);
+      if (info->state == TxnState::kAborted) {
+        return absl::AbortedError(absl::StrCat("transaction ", id, " was rolled back: ", info->abort_reason));
+      }
+      if (info->state != TxnState::kCommitted && info->state != TxnState::kCommitting) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "transaction ", id, " is ", TxnStateName(info->state)));
+      }
+      resp->set_state(ToProto(info->state));
+      return absl::OkStatus();
+    }
+    resp->set_txn_id(s.txn->id());
+    auto state = coordinator_->Commit(*s.txn);
+    TxnState now = s.txn->state();
+    if (now != TxnState::kActive && now != TxnState::kPreparing) {
+      s.last_txn_id = s.txn->id();
+      s.txn.reset();  // ended (committed, committing or rolled back)
+    }
+    if (!state.ok()) return state.status();
+    resp->set_state(ToProto(*state));
+    return absl::OkStatus();
+  }));
+}
+
+grpc::Status SessionServiceImpl::Rollback(grpc::ServerContext*, const txcoord::v1::RollbackRequest* req,
+                                          txcoord::v1::RollbackResponse* resp) {
+  return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (s.txn == nullptr) {
+      if (!s.last_txn_id.empty()) {
+        auto info = coordinator_->GetTransaction(s.last_txn_id);
+        if (info.ok() && info->state == TxnState::kAborted) {
+          resp->set_txn_id(s.last_txn_id);
+          return absl::OkStatus();  // already rolled back (a timeout, a failed commit)
+        }
+        if (info.ok()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "transaction ", s.last_txn_id, " is already ", TxnStateName(info->state),
+              ": it cannot be rolled back"));
+        }
+      }
+      return absl::FailedPreconditionError(absl::StrCat("session ", s.id, " has no open transaction"));
+    }
+    resp->set_txn_id(s.txn->id());
+    absl::Status st = coordinator_->Rollback(*s.txn, "rolled back by the client");
+    if (st.ok()) {
+      s.last_txn_id = s.txn->id();
+      s.txn.reset();
+    }
+    return st;
+  }));
+}
+
+grpc::Status SessionServiceImpl::CloseSession(grpc::ServerContext*,
+                                              const txcoord::v1::CloseSessionRequest* req,
+                                              txcoord::v1::CloseSessionResponse*) {
+  return ToGrpc(sessions_->Close(req->session_id()));
+}
+
+grpc::Status SessionServiceImpl::GetTransaction(grpc::ServerContext*,
+                                                const txcoord::v1::GetTransactionRequest* req,
+                                                txcoord::v1::Transaction* resp) {
+  if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
+  auto info = coordinator_->GetTransaction(req->txn_id());
+  if (!info.ok()) return ToGrpc(info.status());
+  ToProto(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext*,
+                                                const txcoord::v1::RunTransactionRequest* req,
+                                                txcoord::v1::RunTransactionResponse* resp) {
+  if (req->work_size() == 0) return ToGrpc(absl::InvalidArgumentError("work is empty"));
+  if (req->max_rows() < 0) return ToGrpc(absl::InvalidArgumentError("max_rows must not be negative"));
+  std::vector<std::pair<std::string, Statements>> work;
+  for (int i = 0; i < req->work_size(); ++i) {
+    const auto& w = req->work(i);
+    if (!coordinator_->HasBind(w.bind())) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": unknown bind \"", w.bind(), "\"")));
+    }
+    if (w.statements_size() == 0) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, " has no statements")));
+    }
+    auto st = StatementsFromProto(w.statements());
+    if (!st.ok()) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": ", st.status().message())));
+    }
+    work.emplace_back(w.bind(), std::move(*st));
+  }
+  const std::string& key = req->idempotency_key();
+  if (!key.empty()) {
+    absl::MutexLock lock(&keys_mu_);
+    auto [it, inserted] = keys_.try_emplace(key, "");
+    if (!inserted) {
+      if (it->second.empty()) {
+        return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
+            "a transaction with idempotency key \"", key, "\" is running: ask again when it returned")));
+      }
+      std::string id = it->second;
+      keys_mu_.Unlock();
+      auto info = coordinator_->GetTransaction(id);
+      keys_mu_.Lock();
+      if (!info.ok()) return ToGrpc(info.status());
+      resp->set_txn_id(id);
+      resp->set_state(ToProto(info->state));
+      if (info->state == TxnState::kAborted) {
+        return ToGrpc(absl::AbortedError(absl::StrCat("transaction ", id, " was rolled back: ", info->abort_reason)));
+      }
+      return grpc::Status::OK;
+    }
+  }
+  std::map<std::string, std::string> labels(req->labels().begin(), req->labels().end());
+  std::unique_ptr<Transaction> txn = coordinator_->Begin("", std::move(labels), FromProto(req->timeout()));
+  resp->set_txn_id(txn->id());
+  if (!key.empty()) {
+    absl::MutexLock lock(&keys_mu_);
+    keys_[key] = txn->id();
+  }
+  for (const auto& [bind, statements] : work) {
+    auto results = coordinator_->Execute(*txn, bind, statements, req->max_rows());
+    if (!results.ok()) {
+      (void)coordinator_->Rollback(*txn, absl::StrCat("statement on bind \"", bind, "\" failed"));
+      absl::Status s = results.status();
+      // The whole transaction was rolled back: the client may retry it.
+      return ToGrpc(absl::Status(s.code() == absl::StatusCode::kInvalidArgument ||
+                                         s.code() == absl::StatusCode::kFailedPrecondition
+                                     ? s.code()
+                                     : absl::StatusCode::kAborted,
+                                 absl::StrCat("transaction ", txn->id(), " was rolled back: ", s.message())));
+    }
+    for (const auto& r : *results) ToProto(r, resp->add_results());
+  }
+  auto state = coordinator_->Commit(*txn);
+  if (!state.ok()) return ToGrpc(state.status());
+  resp->set_state(ToProto(*state));
+  return grpc::Status::OK;
+}
+
+}  // namespace txcoord::coordinator

@@ -1,0 +1,55 @@
+// txcoord.v1.SessionService on the gRPC synchronous server.
+//
+// Why the sync server: every handler blocks on databases (a statement, a
+// PREPARE, an fsync). gRPC's sync server runs each call on a thread of its
+// own pool, capped by ResourceQuota::SetMaxThreads (limits.server_threads):
+// a slow database blocks only the calls that wait for it, never the
+// completion queues. The callback API would need a second thread pool to
+// keep blocking work off gRPC's event threads, for the same effect.
+#ifndef TXCOORD_COORDINATOR_SERVICE_SESSION_SERVICE_H_
+#define TXCOORD_COORDINATOR_SERVICE_SESSION_SERVICE_H_
+
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/session_manager.h"
+#include "txcoord/v1/session.grpc.pb.h"
+
+namespace txcoord::coordinator {
+
+class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
+ public:
+  // REQUIRES: both outlive this object.
+  SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions);
+
+  grpc::Status OpenSession(grpc::ServerContext*, const txcoord::v1::OpenSessionRequest*,
+                           txcoord::v1::OpenSessionResponse*) override;
+  grpc::Status Begin(grpc::ServerContext*, const txcoord::v1::BeginRequest*,
+                     txcoord::v1::BeginResponse*) override;
+  grpc::Status Execute(grpc::ServerContext*, const txcoord::v1::ExecuteRequest*,
+                       txcoord::v1::ExecuteResponse*) override;
+  grpc::Status Commit(grpc::ServerContext*, const txcoord::v1::CommitRequest*,
+                      txcoord::v1::CommitResponse*) override;
+  grpc::Status Rollback(grpc::ServerContext*, const txcoord::v1::RollbackRequest*,
+                        txcoord::v1::RollbackResponse*) override;
+  grpc::Status CloseSession(grpc::ServerContext*, const txcoord::v1::CloseSessionRequest*,
+                            txcoord::v1::CloseSessionResponse*) override;
+  grpc::Status GetTransaction(grpc::ServerContext*, const txcoord::v1::GetTransactionRequest*,
+                              txcoord::v1::Transaction*) override;
+  grpc::Status RunTransaction(grpc::ServerContext*, const txcoord::v1::RunTransactionRequest*,
+                              txcoord::v1::RunTransactionResponse*) override;
+
+ private:
+  Coordinator* const coordinator_;
+  SessionManager* const sessions_;
+  // RunTransaction idempotency keys → txn id ("" while running). In memory:
+  // a key is honoured until this process restarts (see docs/design.md).
+  absl::Mutex keys_mu_;
+  absl::flat_hash_map<std::string, std::string> keys_ ABSL_GUARDED_BY(keys_mu_);
+};
+
+}  // namespace txcoord::coordinator
+
+#endif  // TXCOORD_COORDINATOR_SERVICE_SESSION_SERVICE_H_

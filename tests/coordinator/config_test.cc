@@ -1,0 +1,96 @@
+#include "coordinator/config.h"
+
+#include <cstdlib>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kGood[] = R"(
+node_id: coord-1
+listen: 127.0.0.1:7600
+journal:
+  dir: /tmp/j
+  retention: {finished_max: 10, finished_max_age: 2h}
+timeouts: {transaction: 5s, idle: 1m, prepare: 500ms, orphan_safety: 30s}
+recovery: {interval: 2s, backoff: {initial: 100ms, max: 30s}}
+limits: {max_sessions: 7}
+binds:
+  pg_main:
+    driver: postgres
+    dsn: "postgresql://app:${TXC_TEST_SECRET}@127.0.0.1:5432/app"
+    pool: {size: 3, acquire_timeout: 250ms}
+  maria:
+    driver: odbc
+    dsn: "Driver=MariaDB Unicode;Server=127.0.0.1;Password=${TXC_TEST_SECRET};User=x"
+)";
+
+TEST(ConfigTest, ParsesEveryKeyAndSubstitutesTheEnvironment) {
+  ::setenv("TXC_TEST_SECRET", "s3cret", 1);
+  auto c = ParseConfig(kGood);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node_id, "coord-1");
+  EXPECT_EQ(c->journal.dir, "/tmp/j");
+  EXPECT_EQ(c->journal.node_id, "coord-1");
+  EXPECT_EQ(c->journal.retention.finished_max, 10);
+  EXPECT_EQ(c->journal.retention.finished_max_age, absl::Hours(2));
+  EXPECT_EQ(c->timeouts.transaction, absl::Seconds(5));
+  EXPECT_EQ(c->timeouts.idle, absl::Minutes(1));
+  EXPECT_EQ(c->timeouts.prepare, absl::Milliseconds(500));
+  EXPECT_EQ(c->recovery.backoff_max, absl::Seconds(30));
+  EXPECT_EQ(c->limits.max_sessions, 7);
+  ASSERT_EQ(c->binds.size(), 2u);
+  EXPECT_EQ(c->binds[0].name, "pg_main");
+  EXPECT_EQ(c->binds[0].dsn, "postgresql://app:s3cret@127.0.0.1:5432/app");
+  EXPECT_EQ(c->binds[0].pool_size, 3);
+  EXPECT_EQ(c->binds[0].acquire_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(c->binds[1].driver, "odbc");
+}
+
+TEST(ConfigTest, ErrorsNameTheKey) {
+  ::setenv("TXC_TEST_SECRET", "s3cret", 1);
+  struct Case {
+    std::string yaml;
+    std::string key;
+  } cases[] = {
+      {"listen: x\nbinds: {a: {driver: postgres, dsn: x}}", "node_id"},
+      {"node_id: bad_id\nbinds: {a: {driver: postgres, dsn: x}}", "node_id"},
+      {"node_id: n\n", "binds"},
+      {"node_id: n\nbinds: {a: {driver: oracle, dsn: x}}", "binds.a.driver"},
+      {"node_id: n\nbinds: {a: {driver: postgres}}", "binds.a.dsn"},
+      {"node_id: n\nbinds: {a: {driver: postgres, dsn: x, pool: {size: 0}}}", "binds.a.pool.size"},
+      {"node_id: n\ntimeouts: {idle: soon}\nbinds: {a: {driver: postgres, dsn: x}}", "timeouts.idle"},
+      {"node_id: n\ntimeout: {idle: 1s}\nbinds: {a: {driver: postgres, dsn: x}}", "timeout"},
+      {"node_id: n\nbinds: {a: {driver: postgres, dsn: \"${TXC_NOT_SET_ANYWHERE}\"}}", "TXC_NOT_SET_ANYWHERE"},
+      {"node_id: n\nbinds: [1, 2]", "binds"},
+      {"node_id: [\n", "YAML"},
+  };
+  for (const Case& c : cases) {
+    auto parsed = ParseConfig(c.yaml);
+    ASSERT_FALSE(parsed.ok()) << c.yaml;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.key)) << c.yaml;
+  }
+}
+
+TEST(ConfigTest, DurationsParse) {
+  EXPECT_EQ(*ParseDuration("1h30m"), absl::Minutes(90));
+  EXPECT_EQ(*ParseDuration("7d"), absl::Hours(168));
+  EXPECT_EQ(*ParseDuration("0"), absl::ZeroDuration());
+  EXPECT_FALSE(ParseDuration("10 parsecs").ok());
+  EXPECT_FALSE(ParseDuration("").ok());
+}
+
+TEST(ConfigTest, RedactDsnHidesPasswords) {
+  EXPECT_EQ(RedactDsn("postgresql://app:pw123@h:5432/db"), "postgresql://app:***@h:5432/db");
+  EXPECT_EQ(RedactDsn("Driver=X;Server=h;Password=pw123;User=u"), "Driver=X;Server=h;Password=***;User=u");
+  EXPECT_EQ(RedactDsn("Driver=X;PWD={p;w};UID=u"), "Driver=X;PWD=***;UID=u");
+  EXPECT_EQ(RedactDsn("host=h password=pw123 dbname=d"), "host=h password=*** dbname=d");
+}
+
+}  // namespace
+}  // namespace txcoord::coordinator

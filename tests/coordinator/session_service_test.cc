@@ -1,0 +1,345 @@
+// The session API end to end: a real gRPC server on loopback, real
+// PostgreSQL, MariaDB and SQLite.
+#include <atomic>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "tests/coordinator/coordinator_fixture.h"
+
+namespace txcoord::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST_F(CoordinatorTest, CommitsAcrossPostgresMariadbAndSqliteLastResource) {
+  std::string s = Open();
+  v1::ExecuteResponse first;
+  ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 1, 100))}, &first).ok());
+  EXPECT_EQ(first.results(0).rows_affected(), 1);
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 1, 100))}).ok());
+  ASSERT_TRUE(Exec(s, "lite", {Sql(absl::StrCat("INSERT INTO ", lite_table_, " VALUES (1, 'transfer')"))}).ok());
+  v1::CommitResponse c;
+  grpc::Status st = Commit(s, &c);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(c.state(), v1::COMMITTED);
+  EXPECT_EQ(c.txn_id(), first.txn_id());
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 100);
+  EXPECT_EQ(MyBalance(1), kInitial + 100);
+  RawOdbc lite(sqlite_dsn_);
+  EXPECT_EQ(lite.Query(absl::StrCat("SELECT note FROM ", lite_table_, " WHERE id = 1")),
+            std::vector<std::string>{"transfer"});
+  EXPECT_EQ(PreparedLeft(), 0);
+  v1::Transaction t = GetTxn(c.txn_id());
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+  ASSERT_EQ(t.branches_size(), 3);
+  int last_resources = 0;
+  for (const auto& b : t.branches()) {
+    EXPECT_EQ(b.state(), v1::BRANCH_COMMITTED) << b.bind();
+    last_resources += b.last_resource();
+  }
+  EXPECT_EQ(last_resources, 1);
+  EXPECT_TRUE(server_->coordinator()->journal()->ScanUnfinished()->empty());
+}
+
+TEST_F(CoordinatorTest, FailedPrepareRollsBackEveryBranch) {
+  RawPostgres(pg_uri_, absl::StrCat("CREATE TABLE parent_", suffix_, " (id int PRIMARY KEY)"));
+  RawPostgres(pg_uri_, absl::StrCat("CREATE TABLE child_", suffix_, " (id int, parent int REFERENCES parent_",
+                                    suffix_, " DEFERRABLE INITIALLY DEFERRED)"));
+  std::string s = Open();
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 2, 50))}).ok());
+  ASSERT_TRUE(Exec(s, "pg2", {Sql(Debit(pg_table_, 2, 50))}).ok());
+  // Violates the deferred foreign key: fails only at PREPARE.
+  ASSERT_TRUE(Exec(s, "pg", {Sql(absl::StrCat("INSERT INTO child_", suffix_, " VALUES (1, 42)"))}).ok());
+  v1::CommitResponse c;
+  grpc::Status st = Commit(s, &c);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ABORTED) << st.error_message();
+  EXPECT_THAT(st.error_message(), HasSubstr("pg"));
+  EXPECT_EQ(MyBalance(2), kInitial);
+  EXPECT_EQ(PgBalance(pg2_uri_, 2), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+  EXPECT_EQ(GetTxn(c.txn_id()).state(), v1::ABORTED);
+  RawPostgres(pg_uri_, absl::StrCat("DROP TABLE child_", suffix_, ", parent_", suffix_));
+}
+
+TEST_F(CoordinatorTest, RollbackUndoesEveryBind) {
+  std::string s = Open();
+  ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 3, 10))}).ok());
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 3, 10))}).ok());
+  ASSERT_TRUE(Rollback(s).ok());
+  EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial);
+  EXPECT_EQ(MyBalance(3), kInitial);
+  // The session goes on with a new transaction.
+  ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 3, 1))}).ok());
+  ASSERT_TRUE(Commit(s).ok());
+  EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial - 1);
+}
+
+TEST_F(CoordinatorTest, SingleBindCommitsInOnePhaseWithoutJournalDecision) {
+  std::string s = Open();
+  v1::ExecuteResponse e;
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 4, 7)), Sql(Credit(my_table_, 5, 7))}, &e).ok());
+  ASSERT_EQ(e.results_size(), 2);
+  v1::CommitResponse c;
+  ASSERT_TRUE(Commit(s, &c).ok());
+  EXPECT_EQ(c.state(), v1::COMMITTED);
+  EXPECT_EQ(MyBalance(4), kInitial + 7);
+  EXPECT_EQ(MyBalance(5), kInitial + 7);
+  EXPECT_EQ(PreparedLeft(), 0);
+  EXPECT_EQ(GetTxn(c.txn_id()).state(), v1::COMMITTED);
+}
+
+TEST_F(CoordinatorTest, ReadOnlyBranchIsLeftOutOfPhaseTwo) {
+  std::string s = Open();
+  v1::ExecuteResponse e;
+  ASSERT_TRUE(Exec(s, "pg", {Sql(absl::StrCat("SELECT balance FROM ", pg_table_, " WHERE id = $1"), {6})}, &e).ok());
+  ASSERT_EQ(e.results(0).rows_size(), 1);
+  EXPECT_EQ(e.results(0).rows(0).values(0).int_value(), kInitial);
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 6, 1))}).ok());
+  ASSERT_TRUE(Exec(s, "pg2", {Sql(Debit(pg_table_, 6, 1))}).ok());
+  v1::CommitResponse c;
+  ASSERT_TRUE(Commit(s, &c).ok());
+  v1::Transaction t = GetTxn(c.txn_id());
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+  std::vector<std::string> binds;
+  for (const auto& b : t.branches()) binds.push_back(b.bind());
+  EXPECT_THAT(binds, ::testing::UnorderedElementsAre("maria", "pg2"));
+  EXPECT_EQ(PgBalance(pg2_uri_, 6), kInitial - 1);
+  EXPECT_EQ(MyBalance(6), kInitial + 1);
+}
+
+TEST_F(CoordinatorTest, StatementErrorLeavesOnlyRollback) {
+  std::string s = Open();
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 7, 5))}).ok());
+  grpc::Status bad = Exec(s, "pg", {Sql("SELECT * FROM no_such_table_" + suffix_)});
+  EXPECT_FALSE(bad.ok());
+  EXPECT_THAT(bad.error_message(), HasSubstr("42P01"));
+  EXPECT_EQ(Commit(s).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Exec(s, "maria", {Sql(Credit(my_table_, 7, 5))}).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(Rollback(s).ok());
+  EXPECT_EQ(MyBalance(7), kInitial);
+}
+
+TEST_F(CoordinatorTest, UnknownBindAndSessionAreRefused) {
+  std::string s = Open();
+  EXPECT_EQ(Exec(s, "nope", {Sql("SELECT 1")}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Exec("no-such-session", "pg", {Sql("SELECT 1")}).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Commit("no-such-session").error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::Status other_epoch = Exec(absl::StrCat(node_id_, ".999.s1.00"), "pg", {Sql("SELECT 1")});
+  EXPECT_EQ(other_epoch.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(other_epoch.error_message(), HasSubstr("epoch"));
+  grpc::Status other_node = Exec("othernode.1.s1.00", "pg", {Sql("SELECT 1")});
+  EXPECT_EQ(other_node.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(other_node.error_message(), HasSubstr("othernode"));
+  grpc::ClientContext ctx;
+  v1::OpenSessionRequest req;
+  req.add_binds("nope");
+  v1::OpenSessionResponse resp;
+  EXPECT_EQ(stub_->OpenSession(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(CoordinatorTest, TransactionTimeoutFreesLocks) {
+  std::string holder = Open(/*txn_timeout_ms=*/1500);
+  ASSERT_TRUE(Exec(holder, "pg", {Sql(Debit(pg_table_, 8, 1))}).ok());
+  ASSERT_TRUE(Exec(holder, "maria", {Sql(Debit(my_table_, 8, 1))}).ok());
+  // Another session updates the same rows: it waits for the locks until the
+  // holder's transaction times out and is rolled back.
+  std::string other = Open(/*txn_timeout_ms=*/15000);
+  auto start = absl::Now();
+  grpc::Status pg = Exec(other, "pg", {Sql(Credit(pg_table_, 8, 2))});
+  grpc::Status my = Exec(other, "maria", {Sql(Credit(my_table_, 8, 2))});
+  ASSERT_TRUE(pg.ok()) << pg.error_message();
+  ASSERT_TRUE(my.ok()) << my.error_message();
+  ASSERT_TRUE(Commit(other).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(PgBalance(pg_uri_, 8), kInitial + 2);
+  EXPECT_EQ(MyBalance(8), kInitial + 2);
+  // The holder learns its transaction is gone.
+  grpc::Status late = Commit(holder);
+  EXPECT_FALSE(late.ok());
+  EXPECT_TRUE(late.error_code() == grpc::StatusCode::ABORTED ||
+              late.error_code() == grpc::StatusCode::FAILED_PRECONDITION)
+      << late.error_message();
+}
+
+TEST_F(CoordinatorTest, ConcurrentTransfersKeepTheTotal) {
+  constexpr int kClients = 32, kEach = 8;
+  std::atomic<int> committed{0}, aborted{0}, other{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      std::mt19937 rng(c);
+      std::string s = Open(10000);
+      for (int i = 0; i < kEach; ++i) {
+        int from = 1 + rng() % kAccounts, to = 1 + rng() % kAccounts;
+        int64_t amount = 1 + rng() % 5;
+        bool pg_first = rng() % 2;
+        grpc::Status a = Exec(s, pg_first ? "pg" : "maria",
+                              {Sql(Debit(pg_first ? pg_table_ : my_table_, from, amount))});
+        grpc::Status b = a.ok() ? Exec(s, pg_first ? "maria" : "pg",
+                                       {Sql(Credit(pg_first ? my_table_ : pg_table_, to, amount))})
+                                : a;
+        if (!a.ok() || !b.ok()) {
+          (void)Rollback(s);
+          ++aborted;
+          continue;
+        }
+        grpc::Status st = Commit(s);
+        if (st.ok()) ++committed;
+        else if (st.error_code() == grpc::StatusCode::ABORTED) ++aborted;
+        else ++other;
+      }
+      (void)Close(s);
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(committed.load(), kClients * kEach / 2);
+  EXPECT_EQ(PgTotal(pg_uri_) + MyTotal(), 2 * kAccounts * kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
+TEST_F(CoordinatorTest, CommitRetriedWithTheSameTxnIdReturnsTheRecordedOutcome) {
+  std::string s = Open();
+  ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 9, 3))}).ok());
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 9, 3))}).ok());
+  v1::CommitResponse c;
+  ASSERT_TRUE(Commit(s, &c).ok());
+  v1::CommitResponse again;
+  grpc::Status st = Commit(s, &again, c.txn_id());
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(again.state(), v1::COMMITTED);
+  EXPECT_EQ(again.txn_id(), c.txn_id());
+  EXPECT_EQ(PgBalance(pg_uri_, 9), kInitial - 3);  // not twice
+  EXPECT_EQ(MyBalance(9), kInitial + 3);
+  EXPECT_EQ(Rollback(s).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(CoordinatorTest, CloseSessionRollsBackItsTransaction) {
+  std::string s = Open();
+  ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 10, 5))}).ok());
+  ASSERT_TRUE(Close(s).ok());
+  EXPECT_EQ(PgBalance(pg_uri_, 10), kInitial);
+  // The row is not locked any more.
+  std::string t = Open(5000);
+  ASSERT_TRUE(Exec(t, "pg", {Sql(Debit(pg_table_, 10, 1))}).ok());
+  ASSERT_TRUE(Commit(t).ok());
+  EXPECT_EQ(Exec(s, "pg", {Sql("SELECT 1")}).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CoordinatorTest, BadInputGetsClearErrors) {
+  std::string s = Open();
+  EXPECT_EQ(Exec(s, "pg", {Sql("")}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Exec(s, "pg", {}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::Statement no_kind = Sql("SELECT $1::int");
+  no_kind.add_params();  // a Value without a kind
+  EXPECT_EQ(Exec(s, "pg", {no_kind}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::Statement bad_utf8 = Sql("SELECT $1::text");
+  bad_utf8.add_params()->set_string_value(std::string("\xc3\x28", 2));
+  grpc::Status utf8 = Exec(s, "pg", {bad_utf8});
+  EXPECT_EQ(utf8.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << utf8.error_message();
+  // Wrong parameter count: the database's error, naming the bind; the
+  // transaction is then failed.
+  grpc::Status count = Exec(s, "pg", {Sql("SELECT $1::int + $2::int", {1})});
+  EXPECT_FALSE(count.ok());
+  EXPECT_NE(count.error_code(), grpc::StatusCode::UNKNOWN);
+  EXPECT_NE(count.error_code(), grpc::StatusCode::INTERNAL);
+  ASSERT_TRUE(Rollback(s).ok());
+  // A 64 MiB request is refused by the message size limit.
+  std::string huge(64 << 20, 'x');
+  grpc::Status big = Exec(s, "pg", {Sql("SELECT '" + huge + "'")});
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << big.error_message();
+  // SQL over the per-statement limit but under the message limit.
+  std::string long_sql(2 << 20, ' ');
+  EXPECT_EQ(Exec(s, "pg", {Sql("SELECT 1" + long_sql)}).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // The session still works.
+  v1::ExecuteResponse e;
+  ASSERT_TRUE(Exec(s, "pg", {Sql("SELECT 41 + $1::int", {1})}, &e).ok());
+  EXPECT_EQ(e.results(0).rows(0).values(0).int_value(), 42);
+  ASSERT_TRUE(Commit(s).ok());
+}
+
+TEST_F(CoordinatorTest, GetTransactionOfUnknownIds) {
+  grpc::Status st;
+  GetTxn("garbage", &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  GetTxn(absl::StrCat(node_id_, ".1.999999"), &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+  GetTxn("othernode.1.1", &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+class SessionLimitTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    max_sessions_ = 50;
+    CoordinatorTest::SetUp();
+  }
+};
+
+TEST_F(SessionLimitTest, ManySessionsHitTheLimitAndIdleOnesAreReclaimed) {
+  int opened = 0;
+  grpc::Status last;
+  for (int i = 0; i < 2000; ++i) {
+    grpc::ClientContext ctx;
+    v1::OpenSessionRequest req;
+    req.mutable_idle_timeout()->set_nanos(500000000);  // 0.5 s
+    v1::OpenSessionResponse resp;
+    last = stub_->OpenSession(&ctx, req, &resp);
+    if (!last.ok()) break;
+    ++opened;
+  }
+  EXPECT_EQ(opened, 50);
+  EXPECT_EQ(last.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // After the idle timeout the reaper frees them.
+  absl::SleepFor(absl::Seconds(1.5));
+  EXPECT_EQ(server_->sessions()->size(), 0);
+  EXPECT_FALSE(Open().empty());
+}
+
+TEST_F(CoordinatorTest, RunTransactionCommitsInOneCallAndHonoursItsIdempotencyKey) {
+  auto run = [&](v1::RunTransactionResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::RunTransactionRequest req;
+    auto* a = req.add_work();
+    a->set_bind("pg");
+    *a->add_statements() = Sql(Debit(pg_table_, 1, 11));
+    auto* b = req.add_work();
+    b->set_bind("maria");
+    *b->add_statements() = Sql(Credit(my_table_, 1, 11));
+    req.set_idempotency_key("key-" + suffix_);
+    return stub_->RunTransaction(&ctx, req, resp);
+  };
+  v1::RunTransactionResponse first, second;
+  ASSERT_TRUE(run(&first).ok());
+  EXPECT_EQ(first.state(), v1::COMMITTED);
+  ASSERT_EQ(first.results_size(), 2);
+  ASSERT_TRUE(run(&second).ok());
+  EXPECT_EQ(second.txn_id(), first.txn_id());
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 11);  // once
+  EXPECT_EQ(MyBalance(1), kInitial + 11);
+}
+
+TEST_F(CoordinatorTest, OutcomeSurvivesARestart) {
+  std::string s = Open();
+  ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 2, 4))}).ok());
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 2, 4))}).ok());
+  v1::CommitResponse c;
+  ASSERT_TRUE(Commit(s, &c).ok());
+  std::string s2 = Open();
+  v1::ExecuteResponse e;
+  ASSERT_TRUE(Exec(s2, "pg", {Sql(Debit(pg_table_, 3, 4))}, &e).ok());
+  ASSERT_TRUE(Rollback(s2).ok());
+  StopServer();
+  StartServer();
+  EXPECT_EQ(GetTxn(c.txn_id()).state(), v1::COMMITTED);
+  EXPECT_EQ(GetTxn(e.txn_id()).state(), v1::ABORTED);  // presumed abort
+  // The old session is gone, with a clear reason.
+  grpc::Status old = Exec(s, "pg", {Sql("SELECT 1")});
+  EXPECT_EQ(old.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(old.error_message(), HasSubstr("restarted"));
+}
+
+}  // namespace
+}  // namespace txcoord::testing
