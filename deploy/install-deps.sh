@@ -10,7 +10,7 @@ PACKAGES=(
   libsqliteodbc sqlite3 librocksdb-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev
-  libcpp-httplib-dev libssl-dev
+  libcpp-httplib-dev libssl-dev clang-14 libclang-rt-14-dev
   postgresql-15 mariadb-server mariadb-client
   python3-grpcio python3-grpc-tools python3-protobuf python3-sqlalchemy
   python3-psycopg2 python3-pymysql python3-pytest

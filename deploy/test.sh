@@ -7,6 +7,10 @@ BUILD=${TXC_BUILD_DIR:-$ROOT/build}
 DBDIR=${TXC_TEST_DB_DIR:-/tmp/txcoord-test}
 
 bash "$ROOT/deploy/build.sh"
+# Bounded fuzzing of the parsers of untrusted bytes (TXC_FUZZ_SECONDS=0 skips).
+if [ "${TXC_FUZZ_SECONDS:-15}" != 0 ]; then
+  bash "$ROOT/deploy/fuzz.sh" "${TXC_FUZZ_SECONDS:-15}"
+fi
 
 bash "$ROOT/deploy/local/stop.sh" "$DBDIR" --wipe >/dev/null 2>&1 || true
 trap 'bash "$ROOT/deploy/local/stop.sh" "$DBDIR" --wipe >/dev/null 2>&1 || true' EXIT
