@@ -67,9 +67,19 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Conn>>
     Conn& operator*() const { return *conn_; }
     explicit operator bool() const { return conn_ != nullptr; }
 
-    // The connection must not be reused: it is closed on release.
+    // The connection is lost: it is closed on release, and so are the idle
+    // ones (what broke this one, e.g. a server restart, likely broke them).
     void MarkBroken() { broken_ = true; }
     bool broken() const { return broken_; }
+
+    // This connection (only) must not be reused, e.g. MariaDB's after XA
+    // PREPARE: it is closed now and its slot freed.
+    void Discard() {
+      if (pool_ != nullptr && conn_ != nullptr) pool_->Drop(std::move(conn_));
+      pool_.reset();
+      conn_.reset();
+      broken_ = false;
+    }
 
     // Returns the connection to the pool now (idempotent).
     void Release() {
@@ -168,6 +178,15 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Conn>>
         idle_.push_back(std::move(conn));
       }
     }
+  }
+
+  void Drop(std::unique_ptr<Conn> conn) {
+    {
+      absl::MutexLock lock(&mu_);
+      --in_use_;
+      --open_;
+    }
+    conn.reset();  // closed outside the lock
   }
 
   const std::string bind_;

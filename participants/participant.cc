@@ -1,6 +1,7 @@
 #include "participants/participant.h"
 
 #include "absl/strings/str_cat.h"
+#include "participants/odbc/odbc_participant.h"
 #include "participants/postgres/postgres_participant.h"
 
 namespace txcoord::participants {
@@ -12,6 +13,7 @@ absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(const BindOptions
         absl::StrCat("bind ", options.name, ": pool_size must be at least 1"));
   }
   if (options.driver == "postgres") return CreatePostgresParticipant(options);
+  if (options.driver == "odbc") return CreateOdbcParticipant(options);
   return absl::InvalidArgumentError(absl::StrCat("bind ", options.name, ": unknown driver \"",
                                                  options.driver, "\" (postgres or odbc)"));
 }

@@ -1,0 +1,648 @@
+#include "participants/odbc/odbc_dialect.h"
+
+#include <atomic>
+#include <cmath>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "util/failpoint.h"
+#include "util/status_macros.h"
+
+namespace txcoord::participants::odbc {
+namespace {
+
+absl::Status Decorate(absl::StatusCode code, absl::string_view bind, const Diagnostic& d) {
+  return absl::Status(code, absl::StrCat("bind ", bind, ": SQLSTATE ", d.sqlstate, " (native ",
+                                         d.native_error, "): ", d.message));
+}
+
+int64_t TimeoutMillis(absl::Duration d) {
+  if (d <= absl::ZeroDuration()) return 0;
+  return std::max<int64_t>(1, absl::ToInt64Milliseconds(d));
+}
+
+bool Truthy(const Value& v) {
+  switch (v.kind) {
+    case Value::Kind::kBool: return v.bool_value;
+    case Value::Kind::kInt64: return v.int_value != 0;
+    case Value::Kind::kString:
+    case Value::Kind::kDecimal: return !v.text.empty() && v.text != "0" && v.text != "f";
+    default: return false;
+  }
+}
+
+}  // namespace
+
+absl::Status Dialect::MapError(absl::string_view bind, const Diagnostic& d,
+                               SqlErrorContext context, bool connection_dead) const {
+  if (connection_dead) return Decorate(absl::StatusCode::kUnavailable, bind, d);
+  return StatusFromSqlstate(bind, d.sqlstate, d.native_error, d.message, context);
+}
+
+absl::StatusOr<Vote> Dialect::Prepare(OdbcConnection& c, const Xid&) const {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "bind ", c.bind(), ": ", name(),
+      " has no two-phase commit; it can only join a 2PC transaction as its last resource"));
+}
+absl::Status Dialect::CommitPrepared(OdbcConnection& c, const Xid&) const {
+  return absl::FailedPreconditionError(
+      absl::StrCat("bind ", c.bind(), ": ", name(), " has no prepared branches"));
+}
+absl::Status Dialect::RollbackPrepared(OdbcConnection& c, const Xid& xid) const {
+  return CommitPrepared(c, xid);
+}
+absl::StatusOr<std::vector<PreparedBranch>> Dialect::ListPrepared(OdbcConnection&,
+                                                                  absl::string_view) const {
+  return std::vector<PreparedBranch>{};
+}
+
+namespace {
+
+// ---------------------------------------------------------------- MariaDB
+//
+// XA START/END/PREPARE/COMMIT/ROLLBACK with hex-literal xids; autocommit
+// stays on (it does not apply inside an XA transaction).
+//
+// Read-only vote: the session's row-change counters (Handler_write +
+// Handler_update + Handler_delete, exact and per session, unlike
+// information_schema.innodb_trx, which is a cache refreshed every 0.1 s)
+// are read at Prepare and compared with a value read earlier on the same
+// connection (at Begin, or at the previous Prepare). Counters only grow, so
+// an older baseline can only make a read-only branch look written (it then
+// prepares: safe), never the reverse. A branch that changed no row ends with
+// XA COMMIT … ONE PHASE and votes kReadOnly.
+constexpr absl::string_view kMariadbWriteCounterSql =
+    "SELECT CAST(SUM(VARIABLE_VALUE) AS SIGNED) FROM information_schema.SESSION_STATUS "
+    "WHERE VARIABLE_NAME IN ('HANDLER_WRITE', 'HANDLER_UPDATE', 'HANDLER_DELETE')";
+
+absl::StatusOr<int64_t> MariadbWriteCounter(OdbcConnection& c) {
+  TXC_ASSIGN_OR_RETURN(ResultSet rs, c.Execute(kMariadbWriteCounterSql, {}));
+  if (rs.rows.empty() || rs.rows[0].empty() || rs.rows[0][0].kind != Value::Kind::kInt64) {
+    return absl::InternalError(absl::StrCat("bind ", c.bind(), ": no Handler_* counters"));
+  }
+  return rs.rows[0][0].int_value;
+}
+
+class MariadbDialect : public Dialect {
+ public:
+  const char* name() const override { return "mariadb"; }
+  bool two_phase() const override { return true; }
+
+  absl::Status MapError(absl::string_view bind, const Diagnostic& d, SqlErrorContext context,
+                        bool connection_dead) const override {
+    switch (d.native_error) {
+      case 1397:  // XAER_NOTA: unknown XID
+        return Decorate(context == SqlErrorContext::kFinishPrepared
+                            ? absl::StatusCode::kNotFound
+                            : absl::StatusCode::kFailedPrecondition,
+                        bind, d);
+      case 1205:  // lock wait timeout
+      case 1213:  // deadlock
+      case 1317:  // query interrupted (SQLCancel / KILL QUERY)
+      case 1969:  // max_statement_time exceeded
+      case 1402:  // XA_RBROLLBACK
+      case 1613:  // XA_RBTIMEOUT
+      case 1614:  // XA_RBDEADLOCK
+        return Decorate(absl::StatusCode::kAborted, bind, d);
+      case 1040:  // too many connections
+      case 1203:  // max_user_connections
+        return Decorate(absl::StatusCode::kResourceExhausted, bind, d);
+      case 1927:  // connection killed
+      case 2002:
+      case 2003:
+      case 2006:  // server has gone away
+      case 2013:  // lost connection
+      case 2055:
+        return Decorate(absl::StatusCode::kUnavailable, bind, d);
+      default:
+        return Dialect::MapError(bind, d, context, connection_dead);
+    }
+  }
+
+  absl::Status OnConnect(OdbcConnection& c) const override {
+    c.time_as_text = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status Begin(OdbcConnection& c, const Xid& xid,
+                     absl::Duration lock_timeout) const override {
+    if (c.write_counter < 0) {
+      absl::StatusOr<int64_t> counter = MariadbWriteCounter(c);
+      if (!counter.ok() && c.broken()) return counter.status();
+      c.write_counter = counter.ok() ? *counter : -1;  // -1: Prepare will not vote read-only
+    }
+    const int64_t ms = TimeoutMillis(lock_timeout);
+    if (c.session_lock_timeout_ms != ms) {
+      // innodb_lock_wait_timeout takes whole seconds (at least 1);
+      // max_statement_time (seconds, fractional) bounds every statement.
+      const std::string sql =
+          ms == 0 ? std::string("SET SESSION innodb_lock_wait_timeout = DEFAULT, "
+                                "max_statement_time = 0")
+                  : absl::StrCat("SET SESSION innodb_lock_wait_timeout = ",
+                                 std::max<int64_t>(1, (ms + 999) / 1000),
+                                 ", max_statement_time = ", ms / 1000, ".",
+                                 absl::StrFormat("%03d", ms % 1000));
+      TXC_RETURN_IF_ERROR(c.Run(sql));
+      c.session_lock_timeout_ms = ms;
+    }
+    return c.Run("XA START " + XaLiteral(xid));
+  }
+
+  bool close_after_prepare() const override { return true; }
+
+  absl::StatusOr<Vote> Prepare(OdbcConnection& c, const Xid& xid) const override {
+    const int64_t before = c.write_counter;
+    c.write_counter = -1;
+    absl::StatusOr<int64_t> now = MariadbWriteCounter(c);
+    if (!now.ok() && c.broken()) return now.status();
+    const bool wrote = before < 0 || !now.ok() || *now != before;
+    if (now.ok()) c.write_counter = *now;  // the baseline of the next branch here
+    TXC_RETURN_IF_ERROR(c.Run("XA END " + XaLiteral(xid)));
+    if (!wrote) {
+      TXC_RETURN_IF_ERROR(c.Run("XA COMMIT " + XaLiteral(xid) + " ONE PHASE"));
+      return Vote::kReadOnly;
+    }
+    TXC_FAILPOINT("participants.mariadb.before_prepare");
+    TXC_RETURN_IF_ERROR(c.Run("XA PREPARE " + XaLiteral(xid)));
+    return Vote::kPrepared;
+  }
+
+  absl::Status CommitOnePhase(OdbcConnection& c, const Xid& xid) const override {
+    c.write_counter = -1;  // re-read at the next Begin
+    TXC_RETURN_IF_ERROR(c.Run("XA END " + XaLiteral(xid)));
+    return c.Run("XA COMMIT " + XaLiteral(xid) + " ONE PHASE");
+  }
+
+  absl::Status Rollback(OdbcConnection& c, const Xid& xid) const override {
+    // XA END fails when the branch is already idle (or was rolled back by a
+    // deadlock); XA ROLLBACK then decides.
+    c.write_counter = -1;
+    (void)c.Run("XA END " + XaLiteral(xid));
+    absl::Status s = c.Run("XA ROLLBACK " + XaLiteral(xid), SqlErrorContext::kFinishPrepared);
+    if (s.code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    return s;
+  }
+
+  absl::Status CommitPrepared(OdbcConnection& c, const Xid& xid) const override {
+    return c.Run("XA COMMIT " + XaLiteral(xid), SqlErrorContext::kFinishPrepared);
+  }
+  absl::Status RollbackPrepared(OdbcConnection& c, const Xid& xid) const override {
+    return c.Run("XA ROLLBACK " + XaLiteral(xid), SqlErrorContext::kFinishPrepared);
+  }
+
+  // MariaDB Connector/ODBC 3.1.15 crashes the process on a plain
+  // "XA RECOVER"; the same statement inside a stored procedure returns its
+  // rows. The procedure is created in the DSN's database on first use.
+  // XA RECOVER is server-wide: binds on databases of one server list the
+  // same branches.
+  absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(
+      OdbcConnection& c, absl::string_view node_id) const override {
+    bool ready;
+    {
+      absl::MutexLock lock(&mu_);
+      ready = recover_procedure_ready_;
+    }
+    if (!ready) {
+      TXC_RETURN_IF_ERROR(
+          c.Run("CREATE PROCEDURE IF NOT EXISTS txcoord_xa_recover() XA RECOVER"));
+      absl::MutexLock lock(&mu_);
+      recover_procedure_ready_ = true;
+    }
+    ExecOptions o;
+    o.text_as_bytes = true;  // the data column holds raw gtrid+bqual bytes
+    TXC_ASSIGN_OR_RETURN(ResultSet rs, c.Execute("CALL txcoord_xa_recover()", {}, o));
+    std::vector<PreparedBranch> out;
+    for (const auto& row : rs.rows) {
+      // formatID, gtrid_length, bqual_length, data
+      if (row.size() < 4 || row[0].kind != Value::Kind::kInt64) continue;
+      if (row[0].int_value != kTxcFormatId) continue;
+      const int64_t gl = row[1].int_value, bl = row[2].int_value;
+      const std::string& data = row[3].text;
+      if (gl < 0 || bl < 0 || static_cast<size_t>(gl + bl) != data.size()) continue;
+      PreparedBranch b;
+      b.xid.format_id = kTxcFormatId;
+      b.xid.gtrid = data.substr(0, gl);
+      b.xid.bqual = data.substr(gl);
+      if (NodeIdOfGtrid(b.xid.gtrid) != node_id) continue;
+      b.raw = XaLiteral(b.xid);
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+
+  bool decisions_ddl_in_transaction() const override { return false; }
+  absl::Status EnsureDecisionsTable(OdbcConnection& c) const override {
+    return c.Run(
+        "CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id VARCHAR(64) CHARACTER SET ascii "
+        "PRIMARY KEY, payload LONGTEXT, decided_at TIMESTAMP(6) NOT NULL DEFAULT "
+        "CURRENT_TIMESTAMP(6)) ENGINE=InnoDB");
+  }
+  std::string DecisionsTableExistsSql() const override {
+    return "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+           "AND table_name = 'txcoord_decisions'";
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  mutable bool recover_procedure_ready_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// ---------------------------------------------------------------- PostgreSQL
+//
+// psqlODBC with autocommit on and the transaction driven by hand, with the
+// same SQL as the libpqxx participant (see postgres/postgres_participant.h).
+class PostgresDialect : public Dialect {
+ public:
+  const char* name() const override { return "postgresql"; }
+  bool two_phase() const override { return true; }
+
+  absl::Status OnConnect(OdbcConnection& c) const override {
+    return c.Run("SET TIME ZONE 'UTC'");
+  }
+
+  absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {
+    const int64_t ms = TimeoutMillis(lock_timeout);
+    TXC_RETURN_IF_ERROR(c.Run("BEGIN"));
+    return c.Run(absl::StrCat("SELECT set_config('lock_timeout', '", ms,
+                              "', true), set_config('statement_timeout', '", ms, "', true)"));
+  }
+
+  absl::StatusOr<Vote> Prepare(OdbcConnection& c, const Xid& xid) const override {
+    TXC_ASSIGN_OR_RETURN(ResultSet rs,
+                         c.Execute("SELECT txid_current_if_assigned() IS NULL", {}));
+    const bool read_only = !rs.rows.empty() && Truthy(rs.rows[0][0]);
+    if (read_only) {
+      TXC_RETURN_IF_ERROR(c.Run("COMMIT"));
+      return Vote::kReadOnly;
+    }
+    TXC_FAILPOINT("participants.postgres_odbc.before_prepare");
+    TXC_RETURN_IF_ERROR(c.Run("PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid))));
+    return Vote::kPrepared;
+  }
+
+  absl::Status CommitOnePhase(OdbcConnection& c, const Xid&) const override {
+    return c.Run("COMMIT");
+  }
+  absl::Status Rollback(OdbcConnection& c, const Xid&) const override {
+    return c.Run("ROLLBACK");
+  }
+  absl::Status CommitPrepared(OdbcConnection& c, const Xid& xid) const override {
+    return c.Run("COMMIT PREPARED " + QuoteSqlLiteral(PostgresGid(xid)),
+                 SqlErrorContext::kFinishPrepared);
+  }
+  absl::Status RollbackPrepared(OdbcConnection& c, const Xid& xid) const override {
+    return c.Run("ROLLBACK PREPARED " + QuoteSqlLiteral(PostgresGid(xid)),
+                 SqlErrorContext::kFinishPrepared);
+  }
+
+  absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(
+      OdbcConnection& c, absl::string_view node_id) const override {
+    // node_id is [A-Za-z0-9-]: safe inside a literal.
+    const std::string prefix = absl::StrCat(kPostgresGidPrefix, node_id, ".");
+    TXC_ASSIGN_OR_RETURN(
+        ResultSet rs,
+        c.Execute(absl::StrCat("SELECT gid, (extract(epoch FROM prepared) * 1000000)::int8 "
+                               "FROM pg_prepared_xacts WHERE database = current_database() "
+                               "AND left(gid, ",
+                               prefix.size(), ") = ", QuoteSqlLiteral(prefix),
+                               " ORDER BY prepared"),
+                  {}));
+    std::vector<PreparedBranch> out;
+    for (const auto& row : rs.rows) {
+      absl::StatusOr<Xid> xid = ParsePostgresGid(row[0].text);
+      if (!xid.ok() || NodeIdOfGtrid(xid->gtrid) != node_id) continue;
+      PreparedBranch b;
+      b.xid = *std::move(xid);
+      b.raw = row[0].text;
+      if (row[1].kind == Value::Kind::kInt64) b.prepared_at = absl::FromUnixMicros(row[1].int_value);
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+
+  bool decisions_ddl_in_transaction() const override { return true; }
+  absl::Status EnsureDecisionsTable(OdbcConnection& c) const override {
+    // Under a savepoint: a concurrent creator makes ours fail, and then the
+    // table exists.
+    TXC_RETURN_IF_ERROR(c.Run("SAVEPOINT txc_decisions_ddl"));
+    absl::Status s = c.Run(
+        "CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id text PRIMARY KEY, payload text, "
+        "decided_at timestamptz DEFAULT now())");
+    if (!s.ok()) {
+      if (c.broken()) return s;
+      return c.Run("ROLLBACK TO SAVEPOINT txc_decisions_ddl");
+    }
+    return c.Run("RELEASE SAVEPOINT txc_decisions_ddl");
+  }
+  std::string DecisionsTableExistsSql() const override {
+    return "SELECT to_regclass('txcoord_decisions') IS NOT NULL";
+  }
+};
+
+// Dialects whose local transaction is ODBC's own (autocommit off, SQLEndTran).
+class OdbcTransactionDialect : public Dialect {
+ public:
+  absl::Status CommitOnePhase(OdbcConnection& c, const Xid&) const override {
+    absl::Status s = c.EndTransaction(/*commit=*/true);
+    if (!s.ok()) {
+      (void)c.EndTransaction(/*commit=*/false);
+      return s;
+    }
+    return c.SetAutocommit(true);
+  }
+  absl::Status Rollback(OdbcConnection& c, const Xid&) const override {
+    TXC_RETURN_IF_ERROR(c.EndTransaction(/*commit=*/false));
+    return c.SetAutocommit(true);
+  }
+};
+
+// ---------------------------------------------------------------- SQLite
+//
+// No 2PC: last resource only. PRAGMA busy_timeout is the lock timeout (0:
+// 100 s, sqliteodbc's default). sqliteodbc retries SQLITE_BUSY itself for
+// its DSN "Timeout" (ms, default 100000) on top of SQLite's busy handler, so
+// the pool connects with Timeout=1 unless the DSN sets one; a lock wait then
+// ends about 0.5 s after lock_timeout.
+class SqliteDialect : public OdbcTransactionDialect {
+ public:
+  const char* name() const override { return "sqlite"; }
+  bool two_phase() const override { return false; }
+
+  std::string AdjustDsn(const std::string& dsn) const override {
+    if (absl::StrContains(absl::AsciiStrToLower(dsn), "timeout=")) return dsn;
+    return absl::StrCat(dsn, dsn.empty() || dsn.back() == ';' ? "" : ";", "Timeout=1");
+  }
+
+  absl::Status MapError(absl::string_view bind, const Diagnostic& d, SqlErrorContext context,
+                        bool connection_dead) const override {
+    // sqliteodbc reports most errors as HY000 with SQLite's result code.
+    const std::string lower = absl::AsciiStrToLower(d.message);
+    if (d.native_error == 5 || d.native_error == 6 || absl::StrContains(lower, "database is locked") ||
+        absl::StrContains(lower, "database table is locked")) {
+      return Decorate(absl::StatusCode::kAborted, bind, d);
+    }
+    if (d.native_error == 19 || absl::StrContains(lower, "constraint failed")) {
+      return Decorate(absl::StatusCode::kFailedPrecondition, bind, d);
+    }
+    if (absl::StrContains(lower, "syntax error") || absl::StrContains(lower, "no such ")) {
+      return Decorate(absl::StatusCode::kInvalidArgument, bind, d);
+    }
+    return Dialect::MapError(bind, d, context, connection_dead);
+  }
+
+  absl::Status OnConnect(OdbcConnection& c) const override {
+    TXC_ASSIGN_OR_RETURN(ResultSet rs, c.Execute("PRAGMA busy_timeout", {}));
+    // sqliteodbc waits through its own busy handler (DSN "Timeout", 100 s
+    // by default), which PRAGMA busy_timeout reports as 0.
+    const int64_t current = (!rs.rows.empty() && rs.rows[0][0].kind == Value::Kind::kInt64)
+                                ? rs.rows[0][0].int_value
+                                : 0;
+    default_busy_ms_ = current > 0 ? current : 100000;
+    return absl::OkStatus();
+  }
+
+  absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {
+    int64_t ms = TimeoutMillis(lock_timeout);
+    if (ms == 0) ms = default_busy_ms_;
+    if (c.session_lock_timeout_ms != ms) {
+      TXC_RETURN_IF_ERROR(c.Run(absl::StrCat("PRAGMA busy_timeout = ", ms)));
+      c.session_lock_timeout_ms = ms;
+    }
+    return c.SetAutocommit(false);
+  }
+
+  bool decisions_ddl_in_transaction() const override { return true; }
+  absl::Status EnsureDecisionsTable(OdbcConnection& c) const override {
+    return c.Run(
+        "CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id TEXT PRIMARY KEY, payload TEXT, "
+        "decided_at TEXT DEFAULT CURRENT_TIMESTAMP)");
+  }
+  std::string DecisionsTableExistsSql() const override {
+    return "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = "
+           "'txcoord_decisions'";
+  }
+
+ private:
+  mutable std::atomic<int64_t> default_busy_ms_{100000};
+};
+
+// ---------------------------------------------------------------- SQL Server
+//
+// UNTESTED (no SQL Server can be installed here): written from Microsoft's
+// documentation. No 2PC without MSDTC: last resource only.
+class SqlServerDialect : public OdbcTransactionDialect {
+ public:
+  const char* name() const override { return "sqlserver"; }
+  bool two_phase() const override { return false; }
+
+  absl::Status MapError(absl::string_view bind, const Diagnostic& d, SqlErrorContext context,
+                        bool connection_dead) const override {
+    switch (d.native_error) {
+      case 1205:  // deadlock victim
+      case 1222:  // lock request time out
+        return Decorate(absl::StatusCode::kAborted, bind, d);
+      default:
+        return Dialect::MapError(bind, d, context, connection_dead);
+    }
+  }
+
+  absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {
+    const int64_t ms = TimeoutMillis(lock_timeout);
+    if (c.session_lock_timeout_ms != ms) {
+      TXC_RETURN_IF_ERROR(c.Run(absl::StrCat("SET LOCK_TIMEOUT ", ms == 0 ? -1 : ms)));
+      c.session_lock_timeout_ms = ms;
+    }
+    return c.SetAutocommit(false);
+  }
+
+  bool decisions_ddl_in_transaction() const override { return true; }
+  absl::Status EnsureDecisionsTable(OdbcConnection& c) const override {
+    return c.Run(
+        "IF OBJECT_ID(N'txcoord_decisions', N'U') IS NULL CREATE TABLE txcoord_decisions "
+        "(txn_id NVARCHAR(64) NOT NULL PRIMARY KEY, payload NVARCHAR(MAX), "
+        "decided_at DATETIME2 NOT NULL DEFAULT SYSUTCDATETIME())");
+  }
+  std::string DecisionsTableExistsSql() const override {
+    return "SELECT CASE WHEN OBJECT_ID(N'txcoord_decisions', N'U') IS NULL THEN 0 ELSE 1 END";
+  }
+};
+
+// ---------------------------------------------------------------- Oracle
+//
+// UNTESTED (no Oracle server can be installed here): written from Oracle's
+// DBMS_XA documentation. Each call is an anonymous PL/SQL block that turns
+// a DBMS_XA return code other than XA_OK into an application error whose
+// number carries the meaning:
+//   ORA-20003  XA_PREPARE returned XA_RDONLY (3)   → vote kReadOnly
+//   ORA-20004  XAER_NOTA (-4)                       → NOT_FOUND when finishing
+//   ORA-20000  any other code (in the message)
+// Needs: EXECUTE on DBMS_XA, SELECT on DBA_PENDING_TRANSACTIONS, FORCE ANY
+// TRANSACTION (to finish branches from another session). Oracle has no
+// session lock timeout: the branch timeout (XA_SETTIMEOUT, whole seconds)
+// and Cancel() bound lock waits.
+class OracleDialect : public Dialect {
+ public:
+  const char* name() const override { return "oracle"; }
+  bool two_phase() const override { return true; }
+  std::string HealthCheckSql() const override { return "SELECT 1 FROM DUAL"; }
+
+  absl::Status MapError(absl::string_view bind, const Diagnostic& d, SqlErrorContext context,
+                        bool connection_dead) const override {
+    switch (d.native_error) {
+      case 20004:
+        return Decorate(context == SqlErrorContext::kFinishPrepared
+                            ? absl::StatusCode::kNotFound
+                            : absl::StatusCode::kFailedPrecondition,
+                        bind, d);
+      case 60:     // deadlock detected
+      case 8177:   // cannot serialize access
+      case 1013:   // user requested cancel
+      case 24756:  // transaction does not exist (timed out and rolled back)
+        return Decorate(absl::StatusCode::kAborted, bind, d);
+      case 3113:   // end-of-file on communication channel
+      case 3114:   // not connected
+      case 3135:   // connection lost contact
+      case 12541:  // no listener
+        return Decorate(absl::StatusCode::kUnavailable, bind, d);
+      default:
+        return Dialect::MapError(bind, d, context, connection_dead);
+    }
+  }
+
+  absl::Status Begin(OdbcConnection& c, const Xid& xid,
+                     absl::Duration lock_timeout) const override {
+    TXC_RETURN_IF_ERROR(c.SetAutocommit(false));
+    const int64_t seconds =
+        lock_timeout <= absl::ZeroDuration()
+            ? 0
+            : std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(lock_timeout, absl::Seconds(1))));
+    std::string body;
+    if (seconds > 0) {
+      absl::StrAppend(&body, "rc := DBMS_XA.XA_SETTIMEOUT(", seconds, "); ", Check("XA_SETTIMEOUT"));
+    }
+    absl::StrAppend(&body, "rc := DBMS_XA.XA_START(", XidExpr(xid), ", DBMS_XA.TMNOFLAGS); ",
+                    Check("XA_START"));
+    return c.Run(Block(body));
+  }
+
+  absl::StatusOr<Vote> Prepare(OdbcConnection& c, const Xid& xid) const override {
+    absl::Status s = c.Run(Block(absl::StrCat(
+        "rc := DBMS_XA.XA_END(", XidExpr(xid), ", DBMS_XA.TMSUCCESS); ", Check("XA_END"),
+        "rc := DBMS_XA.XA_PREPARE(", XidExpr(xid), "); ",
+        "IF rc = DBMS_XA.XA_RDONLY THEN RAISE_APPLICATION_ERROR(-20003, 'txcoord: XA_RDONLY'); "
+        "END IF; ",
+        Check("XA_PREPARE"))));
+    if (absl::StrContains(s.message(), "ORA-20003") || absl::StrContains(s.message(), "20003")) {
+      (void)c.SetAutocommit(true);
+      return Vote::kReadOnly;  // Oracle ended the read-only branch itself
+    }
+    TXC_RETURN_IF_ERROR(s);
+    TXC_RETURN_IF_ERROR(c.SetAutocommit(true));
+    return Vote::kPrepared;
+  }
+
+  absl::Status CommitOnePhase(OdbcConnection& c, const Xid& xid) const override {
+    TXC_RETURN_IF_ERROR(c.Run(Block(absl::StrCat(
+        "rc := DBMS_XA.XA_END(", XidExpr(xid), ", DBMS_XA.TMSUCCESS); ", Check("XA_END"),
+        "rc := DBMS_XA.XA_COMMIT(", XidExpr(xid), ", TRUE); ", Check("XA_COMMIT")))));
+    return c.SetAutocommit(true);
+  }
+
+  absl::Status Rollback(OdbcConnection& c, const Xid& xid) const override {
+    (void)c.Run(Block(absl::StrCat("rc := DBMS_XA.XA_END(", XidExpr(xid),
+                                   ", DBMS_XA.TMSUCCESS); ")));
+    absl::Status s = c.Run(
+        Block(absl::StrCat("rc := DBMS_XA.XA_ROLLBACK(", XidExpr(xid), "); ", Check("XA_ROLLBACK"))),
+        SqlErrorContext::kFinishPrepared);
+    if (s.code() == absl::StatusCode::kNotFound) s = absl::OkStatus();
+    TXC_RETURN_IF_ERROR(s);
+    return c.SetAutocommit(true);
+  }
+
+  absl::Status CommitPrepared(OdbcConnection& c, const Xid& xid) const override {
+    return c.Run(
+        Block(absl::StrCat("rc := DBMS_XA.XA_COMMIT(", XidExpr(xid), ", FALSE); ", Check("XA_COMMIT"))),
+        SqlErrorContext::kFinishPrepared);
+  }
+  absl::Status RollbackPrepared(OdbcConnection& c, const Xid& xid) const override {
+    return c.Run(
+        Block(absl::StrCat("rc := DBMS_XA.XA_ROLLBACK(", XidExpr(xid), "); ", Check("XA_ROLLBACK"))),
+        SqlErrorContext::kFinishPrepared);
+  }
+
+  absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(
+      OdbcConnection& c, absl::string_view node_id) const override {
+    TXC_ASSIGN_OR_RETURN(
+        ResultSet rs,
+        c.Execute(absl::StrCat("SELECT FORMATID, RAWTOHEX(GLOBALID), RAWTOHEX(BRANCHID) "
+                               "FROM DBA_PENDING_TRANSACTIONS WHERE FORMATID = ",
+                               kTxcFormatId),
+                  {}));
+    std::vector<PreparedBranch> out;
+    for (const auto& row : rs.rows) {
+      if (row.size() < 3) continue;
+      PreparedBranch b;
+      b.xid.format_id = kTxcFormatId;
+      b.xid.gtrid = absl::HexStringToBytes(row[1].text);
+      b.xid.bqual = absl::HexStringToBytes(row[2].text);
+      if (NodeIdOfGtrid(b.xid.gtrid) != node_id) continue;
+      b.raw = absl::StrCat(row[1].text, ".", row[2].text);
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+
+  bool decisions_ddl_in_transaction() const override { return false; }
+  absl::Status EnsureDecisionsTable(OdbcConnection& c) const override {
+    // No CREATE TABLE IF NOT EXISTS before 23c: ignore ORA-00955 (exists).
+    return c.Run(
+        "BEGIN EXECUTE IMMEDIATE 'CREATE TABLE txcoord_decisions (txn_id VARCHAR2(64) PRIMARY "
+        "KEY, payload CLOB, decided_at TIMESTAMP DEFAULT SYSTIMESTAMP)'; EXCEPTION WHEN OTHERS "
+        "THEN IF SQLCODE != -955 THEN RAISE; END IF; END;");
+  }
+  std::string DecisionsTableExistsSql() const override {
+    return "SELECT COUNT(*) FROM user_tables WHERE table_name = 'TXCOORD_DECISIONS'";
+  }
+
+ private:
+  static std::string XidExpr(const Xid& xid) {
+    return absl::StrCat("DBMS_XA_XID(", xid.format_id, ", HEXTORAW('",
+                        absl::BytesToHexString(xid.gtrid), "'), HEXTORAW('",
+                        absl::BytesToHexString(xid.bqual), "'))");
+  }
+  static std::string Check(absl::string_view call) {
+    return absl::StrCat(
+        "IF rc = DBMS_XA.XAER_NOTA THEN RAISE_APPLICATION_ERROR(-20004, 'txcoord: ", call,
+        " XAER_NOTA'); ELSIF rc <> DBMS_XA.XA_OK THEN RAISE_APPLICATION_ERROR(-20000, "
+        "'txcoord: ",
+        call, " returned ' || rc); END IF; ");
+  }
+  static std::string Block(absl::string_view body) {
+    return absl::StrCat("DECLARE rc PLS_INTEGER; BEGIN ", body, "END;");
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Dialect>> DialectForDbms(absl::string_view dbms_name) {
+  const std::string lower = absl::AsciiStrToLower(dbms_name);
+  if (absl::StrContains(lower, "mariadb") || absl::StrContains(lower, "mysql")) {
+    return std::unique_ptr<Dialect>(new MariadbDialect());
+  }
+  if (absl::StrContains(lower, "postgres")) return std::unique_ptr<Dialect>(new PostgresDialect());
+  if (absl::StrContains(lower, "sqlite")) return std::unique_ptr<Dialect>(new SqliteDialect());
+  if (absl::StrContains(lower, "sql server")) {
+    return std::unique_ptr<Dialect>(new SqlServerDialect());
+  }
+  if (absl::StrContains(lower, "oracle")) return std::unique_ptr<Dialect>(new OracleDialect());
+  return absl::UnimplementedError(
+      absl::StrCat("no txcoord dialect for the ODBC DBMS \"", dbms_name,
+                   "\" (MariaDB/MySQL, PostgreSQL, Oracle, SQL Server, SQLite)"));
+}
+
+}  // namespace txcoord::participants::odbc

@@ -1,0 +1,90 @@
+// What differs between databases behind ODBC: how a branch begins, prepares
+// and ends, how prepared branches are finished and listed, how errors map.
+//
+//   dialect     SQL_DBMS_NAME           2PC                       tested here
+//   mariadb     MariaDB, MySQL          XA START/END/PREPARE/…    yes (MariaDB 10.11, Connector/ODBC 3.1.15)
+//   postgresql  PostgreSQL              PREPARE TRANSACTION       yes (psqlODBC)
+//   oracle      Oracle                  DBMS_XA (PL/SQL)          NO: written from Oracle's documentation
+//   sqlserver   Microsoft SQL Server    none: last resource       NO: written from Microsoft's documentation
+//   sqlite      SQLite                  none: last resource       yes (sqliteodbc)
+//
+// Dialects are stateless apart from one-time set-up memos; they are shared
+// by all connections of a bind and are thread-safe.
+#ifndef TXCOORD_PARTICIPANTS_ODBC_ODBC_DIALECT_H_
+#define TXCOORD_PARTICIPANTS_ODBC_ODBC_DIALECT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "participants/odbc/odbc_connection.h"
+#include "participants/participant.h"
+
+namespace txcoord::participants::odbc {
+
+class Dialect {
+ public:
+  virtual ~Dialect() = default;
+
+  // Capabilities::dialect: "mariadb", "postgresql", "oracle", "sqlserver", "sqlite".
+  virtual const char* name() const = 0;
+  virtual bool two_phase() const = 0;
+
+  // Maps a driver diagnostic (default: sql_common.h's SQLSTATE mapping; a
+  // dead connection is UNAVAILABLE).
+  virtual absl::Status MapError(absl::string_view bind, const Diagnostic& d,
+                                SqlErrorContext context, bool connection_dead) const;
+
+  // The connection string the pool connects with (default: as configured).
+  virtual std::string AdjustDsn(const std::string& dsn) const { return dsn; }
+
+  // A trivial query for Participant::CheckHealth.
+  virtual std::string HealthCheckSql() const { return "SELECT 1"; }
+
+  // Once per new pooled connection, before its first use.
+  virtual absl::Status OnConnect(OdbcConnection& c) const { (void)c; return absl::OkStatus(); }
+
+  // Starts the local transaction / XA branch. lock_timeout 0: no limit.
+  virtual absl::Status Begin(OdbcConnection& c, const Xid& xid,
+                             absl::Duration lock_timeout) const = 0;
+  // Phase 1 (two_phase() only). On error the caller calls Rollback().
+  // REQUIRES: c.write_counter is the value before Begin or older (MariaDB).
+  virtual absl::StatusOr<Vote> Prepare(OdbcConnection& c, const Xid& xid) const;
+  virtual absl::Status CommitOnePhase(OdbcConnection& c, const Xid& xid) const = 0;
+  // Ends an active (unprepared) branch; best effort: an error makes the
+  // caller close the connection, which rolls the branch back.
+  virtual absl::Status Rollback(OdbcConnection& c, const Xid& xid) const = 0;
+
+  // True when the preparing connection must be closed after a successful
+  // prepare (MariaDB: a session stays attached to its prepared XA branch and
+  // can start no other until it disconnects).
+  virtual bool close_after_prepare() const { return false; }
+
+  // Phase 2 from any connection; NOT_FOUND when no such prepared branch.
+  virtual absl::Status CommitPrepared(OdbcConnection& c, const Xid& xid) const;
+  virtual absl::Status RollbackPrepared(OdbcConnection& c, const Xid& xid) const;
+  // This node's prepared branches (node_id already validated).
+  virtual absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(
+      OdbcConnection& c, absl::string_view node_id) const;
+
+  // The decisions table of the logging last resource. If
+  // decisions_ddl_in_transaction(), EnsureDecisionsTable runs on the
+  // branch's connection inside its transaction; otherwise (MariaDB and
+  // Oracle, where DDL commits or is refused inside XA) on a separate
+  // connection in autocommit mode.
+  virtual bool decisions_ddl_in_transaction() const = 0;
+  virtual absl::Status EnsureDecisionsTable(OdbcConnection& c) const = 0;
+  // One row, one column: non-zero / true when the table exists.
+  virtual std::string DecisionsTableExistsSql() const = 0;
+};
+
+// The dialect for SQL_DBMS_NAME `dbms_name`; UNIMPLEMENTED for others.
+absl::StatusOr<std::unique_ptr<Dialect>> DialectForDbms(absl::string_view dbms_name);
+
+}  // namespace txcoord::participants::odbc
+
+#endif  // TXCOORD_PARTICIPANTS_ODBC_ODBC_DIALECT_H_

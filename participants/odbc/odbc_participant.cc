@@ -1,0 +1,349 @@
+#include "participants/odbc/odbc_participant.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "participants/connection_pool.h"
+#include "participants/odbc/odbc_connection.h"
+#include "participants/odbc/odbc_dialect.h"
+#include "util/failpoint.h"
+#include "util/status_macros.h"
+
+namespace txcoord::participants {
+namespace {
+
+using odbc::Dialect;
+using odbc::OdbcConnection;
+
+bool Truthy(const Value& v) {
+  if (v.kind == Value::Kind::kBool) return v.bool_value;
+  if (v.kind == Value::Kind::kInt64) return v.int_value != 0;
+  return !v.text.empty() && v.text != "0" && v.text != "f";
+}
+
+// What a participant and its branches share (branches may outlive it).
+struct OdbcShared {
+  BindOptions options;
+  std::string dbms_name;
+  std::shared_ptr<const Dialect> dialect;
+  std::shared_ptr<ConnectionPool<OdbcConnection>> pool;
+  absl::Mutex mu;
+  bool decisions_table_ready ABSL_GUARDED_BY(mu) = false;
+
+  bool decisions_ready() {
+    absl::MutexLock lock(&mu);
+    return decisions_table_ready;
+  }
+  void set_decisions_ready() {
+    absl::MutexLock lock(&mu);
+    decisions_table_ready = true;
+  }
+};
+
+odbc::ErrorMapper MapperFor(std::shared_ptr<const Dialect> dialect, std::string bind) {
+  return [dialect = std::move(dialect), bind = std::move(bind)](
+             const odbc::Diagnostic& d, SqlErrorContext context, bool dead) {
+    return dialect->MapError(bind, d, context, dead);
+  };
+}
+
+// A new (unpooled) connection, set up for the dialect.
+absl::StatusOr<std::unique_ptr<OdbcConnection>> OpenConnection(const OdbcShared& shared) {
+  TXC_ASSIGN_OR_RETURN(
+      auto conn, OdbcConnection::Open(shared.options.name, shared.dialect->AdjustDsn(shared.options.dsn),
+                                      MapperFor(shared.dialect, shared.options.name)));
+  TXC_RETURN_IF_ERROR(shared.dialect->OnConnect(*conn));
+  return conn;
+}
+
+class OdbcBranch : public Branch {
+ public:
+  enum class State { kActive, kFailed, kEnded };
+
+  OdbcBranch(std::shared_ptr<OdbcShared> shared, ConnectionPool<OdbcConnection>::Lease lease,
+             Xid xid)
+      : shared_(std::move(shared)), lease_(std::move(lease)), xid_(std::move(xid)) {
+    absl::MutexLock lock(&cancel_mu_);
+    cancel_target_ = lease_.get();
+  }
+
+  ~OdbcBranch() override {
+    if (state_ != State::kEnded) (void)Rollback();
+    Finish();
+  }
+
+  absl::StatusOr<ResultSet> Execute(absl::string_view sql, const std::vector<Value>& params,
+                                    int max_rows) override {
+    TXC_RETURN_IF_ERROR(RequireActive("Execute"));
+    odbc::ExecOptions o;
+    o.max_rows = max_rows;
+    absl::StatusOr<ResultSet> rs = lease_->Execute(sql, params, o);
+    if (!rs.ok()) {
+      if (state_ == State::kActive) {
+        state_ = State::kFailed;
+        failure_ = rs.status();
+      }
+      CheckBroken();
+    }
+    return rs;
+  }
+
+  absl::StatusOr<Vote> Prepare() override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("Prepare"));
+    if (!shared_->dialect->two_phase()) {
+      absl::StatusOr<Vote> refused = shared_->dialect->Prepare(*lease_, xid_);  // FAILED_PRECONDITION
+      (void)End(/*commit=*/false);
+      return refused;
+    }
+    absl::StatusOr<Vote> vote = shared_->dialect->Prepare(*lease_, xid_);
+    if (!vote.ok()) {
+      CheckBroken();
+      if (state_ != State::kEnded) (void)End(/*commit=*/false);
+      return vote.status();
+    }
+    state_ = State::kEnded;
+    if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare()) lease_.Discard();
+    Finish();
+    return vote;
+  }
+
+  absl::Status CommitOnePhase() override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("CommitOnePhase"));
+    return End(/*commit=*/true);
+  }
+
+  absl::Status CommitAsLastResource(absl::string_view txn_id,
+                                    absl::string_view payload) override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("CommitAsLastResource"));
+    absl::Status s = EnsureDecisionsTable();
+    if (s.ok()) {
+      s = lease_->Execute("INSERT INTO txcoord_decisions (txn_id, payload) VALUES (?, ?)",
+                          {Value::String(std::string(txn_id)), Value::String(std::string(payload))})
+              .status();
+    }
+    if (!s.ok()) {
+      CheckBroken();
+      if (state_ != State::kEnded) (void)End(/*commit=*/false);
+      return s;
+    }
+    TXC_FAILPOINT("participants.odbc.before_last_resource_commit");
+    TXC_RETURN_IF_ERROR(End(/*commit=*/true));
+    shared_->set_decisions_ready();
+    return absl::OkStatus();
+  }
+
+  absl::Status Rollback() override {
+    if (state_ == State::kEnded) return absl::OkStatus();
+    return End(/*commit=*/false);
+  }
+
+  void Cancel() override {
+    absl::MutexLock lock(&cancel_mu_);
+    if (cancel_target_ != nullptr) cancel_target_->Cancel();
+  }
+
+  const Xid& xid() const override { return xid_; }
+
+ private:
+  absl::Status RequireActive(absl::string_view op) {
+    if (state_ == State::kActive) return absl::OkStatus();
+    if (state_ == State::kFailed) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("bind ", shared_->options.name, ": ", op,
+                       " after a failed statement: ", failure_.message()));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("bind ", shared_->options.name, ": ", op, " on a finished branch"));
+  }
+
+  absl::Status RequireActiveOrRollback(absl::string_view op) {
+    absl::Status s = RequireActive(op);
+    if (!s.ok() && state_ == State::kFailed) (void)End(/*commit=*/false);
+    return s;
+  }
+
+  absl::Status EnsureDecisionsTable() {
+    if (shared_->decisions_ready()) return absl::OkStatus();
+    if (shared_->dialect->decisions_ddl_in_transaction()) {
+      return shared_->dialect->EnsureDecisionsTable(*lease_);
+    }
+    // DDL would commit (or be refused) inside the branch: use a separate,
+    // unpooled connection so that a full pool cannot block it.
+    TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
+    TXC_RETURN_IF_ERROR(shared_->dialect->EnsureDecisionsTable(*separate));
+    shared_->set_decisions_ready();
+    return absl::OkStatus();
+  }
+
+  // The connection is lost: the server rolls back an unprepared branch.
+  void CheckBroken() {
+    if (lease_ && lease_->broken()) {
+      lease_.MarkBroken();
+      state_ = State::kEnded;
+      Finish();
+    }
+  }
+
+  // Ends the local transaction. A failed ROLLBACK closes the connection
+  // (which rolls the branch back); a failed COMMIT is followed by a rollback.
+  absl::Status End(bool commit) {
+    if (state_ == State::kEnded) return absl::OkStatus();
+    absl::Status s = commit ? shared_->dialect->CommitOnePhase(*lease_, xid_)
+                            : shared_->dialect->Rollback(*lease_, xid_);
+    if (!s.ok() && commit && !lease_->broken()) {
+      if (!shared_->dialect->Rollback(*lease_, xid_).ok()) lease_.MarkBroken();
+    } else if (!s.ok()) {
+      lease_.MarkBroken();
+    }
+    if (lease_->broken()) lease_.MarkBroken();
+    state_ = State::kEnded;
+    Finish();
+    return s;
+  }
+
+  void Finish() {
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      cancel_target_ = nullptr;
+    }
+    lease_.Release();
+  }
+
+  std::shared_ptr<OdbcShared> shared_;
+  ConnectionPool<OdbcConnection>::Lease lease_;
+  const Xid xid_;
+  State state_ = State::kActive;
+  absl::Status failure_;
+  absl::Mutex cancel_mu_;
+  OdbcConnection* cancel_target_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
+};
+
+class OdbcParticipant : public Participant {
+ public:
+  explicit OdbcParticipant(std::shared_ptr<OdbcShared> shared) : shared_(std::move(shared)) {}
+
+  const std::string& bind() const override { return shared_->options.name; }
+  Capabilities capabilities() const override {
+    return Capabilities{absl::StrCat("odbc:", shared_->dbms_name), shared_->dialect->name(),
+                        shared_->dialect->two_phase()};
+  }
+  PoolStats pool_stats() const override { return shared_->pool->stats(); }
+
+  absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid,
+                                                absl::Duration lock_timeout) override {
+    // An idle pooled connection may have died (server restart, killed
+    // session): nothing has happened yet, so try once more on a new one.
+    for (int attempt = 0;; ++attempt) {
+      TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
+      absl::Status s = shared_->dialect->Begin(*lease, xid, lock_timeout);
+      if (s.ok()) return std::unique_ptr<Branch>(new OdbcBranch(shared_, std::move(lease), xid));
+      const bool broken = lease->broken();
+      lease.MarkBroken();  // its session state is unknown now
+      if (!broken || attempt > 0) return s;
+    }
+  }
+
+  absl::Status CommitPrepared(const Xid& xid) override {
+    // No retry: a lost connection may have committed already.
+    return RunPooled(false, [&](OdbcConnection& c) { return shared_->dialect->CommitPrepared(c, xid); });
+  }
+  absl::Status RollbackPrepared(const Xid& xid) override {
+    return RunPooled(false,
+                     [&](OdbcConnection& c) { return shared_->dialect->RollbackPrepared(c, xid); });
+  }
+
+  absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    std::vector<PreparedBranch> out;
+    TXC_RETURN_IF_ERROR(RunPooled(true, [&](OdbcConnection& c) -> absl::Status {
+      TXC_ASSIGN_OR_RETURN(out, shared_->dialect->ListPrepared(c, node_id));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListDecisions(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    std::vector<std::string> out;
+    TXC_RETURN_IF_ERROR(RunPooled(true, [&](OdbcConnection& c) -> absl::Status {
+      out.clear();
+      TXC_ASSIGN_OR_RETURN(ResultSet exists,
+                           c.Execute(shared_->dialect->DecisionsTableExistsSql(), {}));
+      if (exists.rows.empty() || !Truthy(exists.rows[0][0])) return absl::OkStatus();
+      // node_id is [A-Za-z0-9-]: no LIKE wildcards, safe in a literal.
+      TXC_ASSIGN_OR_RETURN(ResultSet rs,
+                           c.Execute(absl::StrCat("SELECT txn_id FROM txcoord_decisions WHERE "
+                                                  "txn_id LIKE '",
+                                                  node_id, ".%' ORDER BY decided_at, txn_id"),
+                                     {}));
+      for (const auto& row : rs.rows) out.push_back(row[0].text);
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status ForgetDecision(absl::string_view txn_id) override {
+    return RunPooled(false, [&](OdbcConnection& c) -> absl::Status {
+      TXC_ASSIGN_OR_RETURN(ResultSet exists,
+                           c.Execute(shared_->dialect->DecisionsTableExistsSql(), {}));
+      if (exists.rows.empty() || !Truthy(exists.rows[0][0])) return absl::OkStatus();
+      return c.Execute("DELETE FROM txcoord_decisions WHERE txn_id = ?",
+                       {Value::String(std::string(txn_id))})
+          .status();
+    });
+  }
+
+  absl::Status CheckHealth() override {
+    return RunPooled(true,
+                     [&](OdbcConnection& c) { return c.Run(shared_->dialect->HealthCheckSql()); });
+  }
+
+ private:
+  // Runs `fn` on a pooled connection in autocommit mode; once more on a new
+  // connection if `retry_if_broken` and the first one turned out dead.
+  template <typename Fn>
+  absl::Status RunPooled(bool retry_if_broken, Fn&& fn) {
+    for (int attempt = 0;; ++attempt) {
+      TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
+      absl::Status s = fn(*lease);
+      const bool broken = lease->broken();
+      if (broken) lease.MarkBroken();
+      if (s.ok() || !broken || !retry_if_broken || attempt > 0) return s;
+    }
+  }
+
+  std::shared_ptr<OdbcShared> shared_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Participant>> CreateOdbcParticipant(const BindOptions& options) {
+  auto shared = std::make_shared<OdbcShared>();
+  shared->options = options;
+  {
+    // Connect once to learn the DBMS; errors here use the generic mapping.
+    auto generic = [bind = options.name](const odbc::Diagnostic& d, SqlErrorContext context,
+                                         bool) {
+      return StatusFromSqlstate(bind, d.sqlstate, d.native_error, d.message, context);
+    };
+    TXC_ASSIGN_OR_RETURN(auto probe, OdbcConnection::Open(options.name, options.dsn, generic));
+    TXC_ASSIGN_OR_RETURN(shared->dbms_name, probe->DbmsName());
+    absl::StatusOr<std::unique_ptr<Dialect>> dialect = odbc::DialectForDbms(shared->dbms_name);
+    if (!dialect.ok()) {
+      return absl::Status(dialect.status().code(),
+                          absl::StrCat("bind ", options.name, ": ", dialect.status().message()));
+    }
+    shared->dialect = std::shared_ptr<const Dialect>(std::move(*dialect));
+  }
+  OdbcShared* raw = shared.get();  // the pool lives inside *raw
+  shared->pool = ConnectionPool<OdbcConnection>::Create(
+      options.name, options.pool_size, options.acquire_timeout,
+      [raw]() { return OpenConnection(*raw); });
+  return std::unique_ptr<Participant>(new OdbcParticipant(std::move(shared)));
+}
+
+}  // namespace txcoord::participants
