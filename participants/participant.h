@@ -175,6 +175,8 @@ class Participant {
 
   // Last resource only: the txn ids of `node_id` recorded in
   // txcoord_decisions, and removal of one once the journal holds it.
+  // ListDecisions is empty while the table does not exist; ForgetDecision
+  // of an absent txn id is OK (idempotent).
   virtual absl::StatusOr<std::vector<std::string>> ListDecisions(
       absl::string_view node_id) = 0;
   virtual absl::Status ForgetDecision(absl::string_view txn_id) = 0;
