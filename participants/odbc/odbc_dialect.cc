@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
 
@@ -189,10 +190,35 @@ class MariadbDialect : public Dialect {
   }
 
   absl::Status CommitPrepared(OdbcConnection& c, const Xid& xid) const override {
-    return c.Run("XA COMMIT " + XaLiteral(xid), SqlErrorContext::kFinishPrepared);
+    return FinishPrepared(c, "XA COMMIT ", xid);
   }
   absl::Status RollbackPrepared(OdbcConnection& c, const Xid& xid) const override {
-    return c.Run("XA ROLLBACK " + XaLiteral(xid), SqlErrorContext::kFinishPrepared);
+    return FinishPrepared(c, "XA ROLLBACK ", xid);
+  }
+
+  // XAER_NOTA is NOT_FOUND only if XA RECOVER does not list the xid either:
+  // a branch whose preparing session is still closing is listed but not yet
+  // finishable (see close_after_prepare()); retried for up to 5 s, then
+  // UNAVAILABLE (e.g. a live session of another client still holds it).
+  absl::Status FinishPrepared(OdbcConnection& c, absl::string_view verb, const Xid& xid) const {
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    absl::Duration pause = absl::Milliseconds(2);
+    for (;;) {
+      absl::Status s = c.Run(absl::StrCat(verb, XaLiteral(xid)), SqlErrorContext::kFinishPrepared);
+      const std::string node = NodeIdOfGtrid(xid.gtrid);
+      if (s.code() != absl::StatusCode::kNotFound || node.empty()) return s;
+      TXC_ASSIGN_OR_RETURN(std::vector<PreparedBranch> listed, ListPrepared(c, node));
+      bool still_there = false;
+      for (const PreparedBranch& b : listed) still_there = still_there || b.xid == xid;
+      if (!still_there) return s;
+      if (absl::Now() + pause > deadline) {
+        return absl::UnavailableError(absl::StrCat(
+            "bind ", c.bind(), ": ", XidToString(xid),
+            " is listed by XA RECOVER but still attached to a session: ", s.message()));
+      }
+      absl::SleepFor(pause);
+      pause = std::min(pause * 2, absl::Milliseconds(100));
+    }
   }
 
   // MariaDB Connector/ODBC 3.1.15 crashes the process on a plain

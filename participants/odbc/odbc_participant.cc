@@ -106,7 +106,9 @@ class OdbcBranch : public Branch {
       return vote.status();
     }
     state_ = State::kEnded;
-    if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare()) lease_.Discard();
+    if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare()) {
+      lease_.Discard();  // see Dialect::close_after_prepare()
+    }
     Finish();
     return vote;
   }
