@@ -127,9 +127,9 @@ absl::StatusOr<std::string> SubstituteEnv(const std::string& text) {
 
 std::string RedactDsn(const std::string& dsn) {
   // URI form: scheme://user:password@host
-  static const std::regex uri_password(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):[^@]*@)");
+  static const std::regex uri_password(R"(([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@)");
   // key=value forms: Password=…; Pwd=…; password=… (libpq)
-  static const std::regex kv_password(R"(((?:^|[;\s])(?:password|pwd)\s*=\s*)(\{[^}]*\}|[^;\s]*))",
+  static const std::regex kv_password(R"(((?:^|[;\s'"])(?:password|pwd)\s*=\s*)(\{[^}]*\}|[^;\s'"]*))",
                                       std::regex::icase);
   std::string out = std::regex_replace(dsn, uri_password, "$1:***@");
   out = std::regex_replace(out, kv_password, "$1***");
@@ -164,6 +164,18 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     return KeyError("node_id", s.message());
   }
   TXC_RETURN_IF_ERROR(ReadString(root, "", "listen", &c.listen));
+  TXC_RETURN_IF_ERROR(ReadString(root, "", "metrics_listen", &c.metrics_listen));
+  YAML::Node log = root["log"];
+  TXC_RETURN_IF_ERROR(CheckKeys(log, "log", {"format", "level"}));
+  if (log) {
+    TXC_RETURN_IF_ERROR(ReadString(log, "log.", "format", &c.log_format));
+    TXC_RETURN_IF_ERROR(ReadString(log, "log.", "level", &c.log_level));
+    if (c.log_format != "text" && c.log_format != "json") {
+      return KeyError("log.format", "must be text or json");
+    }
+    static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
+    if (!levels.count(c.log_level)) return KeyError("log.level", "must be trace, debug, info, warn, error or off");
+  }
   if (YAML::Node p = root["plaintext"]) c.plaintext = p.as<bool>(false);
   if (root["tls"]) {
     return KeyError("tls", "TLS is not implemented yet in this build: remove the key and set plaintext: true");

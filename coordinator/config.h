@@ -38,6 +38,9 @@ struct Limits {
 struct Config {
   std::string node_id;
   std::string listen = "127.0.0.1:7600";
+  std::string metrics_listen;  // HTTP /metrics; empty: off
+  std::string log_format = "text";  // "text" or "json" (JSON lines)
+  std::string log_level = "info";
   bool plaintext = true;
   journal::JournalOptions journal;
   Timeouts timeouts;

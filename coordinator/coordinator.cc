@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <algorithm>
 #include <future>
 #include <utility>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/logging.h"
 #include "participants/xid.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
@@ -136,7 +138,51 @@ void Transaction::Fail(std::string why) {
 Coordinator::Coordinator(journal::Journal* journal,
                          std::map<std::string, std::unique_ptr<Participant>> binds,
                          CoordinatorOptions options, Clock* clock)
-    : journal_(journal), binds_(std::move(binds)), options_(std::move(options)), clock_(clock) {}
+    : journal_(journal), binds_(std::move(binds)), options_(std::move(options)), clock_(clock) {
+  metrics_.DescribeCounter("txcoord_transactions_total",
+                           "Transactions ended, by outcome (committed, aborted, failed).");
+  metrics_.DescribeHistogram("txcoord_commit_duration_seconds",
+                             "Commit call latency, from the Commit request to its answer.",
+                             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  metrics_.DescribeCounter("txcoord_prepares_total", "PREPARE calls by bind and vote (prepared, read_only, failed).");
+  metrics_.DescribeCounter("txcoord_phase2_retries_total", "Phase-2 passes repeated after a branch failed.");
+  metrics_.DescribeCounter("txcoord_heuristic_hazards_total",
+                           "Branches not found on their first COMMIT PREPARED (someone else ended them).");
+  metrics_.DescribeHistogram("txcoord_journal_write_duration_seconds",
+                             "Durable decision write latency (LogDecision, fsync included).",
+                             {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5});
+  metrics_.RegisterGauge("txcoord_in_doubt_transactions",
+                         "Decided transactions whose phase 2 waits for a retry.", [this] {
+                           absl::MutexLock lock(&mu_);
+                           return std::vector<std::pair<Labels, double>>{{{}, double(pending_.size())}};
+                         });
+  metrics_.RegisterGauge("txcoord_orphan_branches",
+                         "Prepared branches of this node without a decision, waiting for the orphan safety interval.",
+                         [this] {
+                           absl::MutexLock lock(&mu_);
+                           return std::vector<std::pair<Labels, double>>{{{}, double(first_seen_.size())}};
+                         });
+  metrics_.RegisterGauge("txcoord_live_transactions", "Transactions open or committing now.", [this] {
+    return std::vector<std::pair<Labels, double>>{{{}, double(live_count())}};
+  });
+  metrics_.RegisterGauge("txcoord_pool_connections", "Connections per bind: size (limit), open, in_use.", [this] {
+    std::vector<std::pair<Labels, double>> out;
+    for (const auto& [name, p] : binds_) {
+      participants::PoolStats s = p->pool_stats();
+      out.push_back({{{"bind", name}, {"state", "size"}}, double(s.size)});
+      out.push_back({{{"bind", name}, {"state", "open"}}, double(s.open)});
+      out.push_back({{{"bind", name}, {"state", "in_use"}}, double(s.in_use)});
+    }
+    return out;
+  });
+}
+
+absl::Status Coordinator::LogDecisionTimed(const DecisionRecord& record) {
+  absl::Time start = absl::Now();
+  absl::Status s = journal_->LogDecision(record);
+  metrics_.Observe("txcoord_journal_write_duration_seconds", absl::Now() - start);
+  return s;
+}
 
 Coordinator::~Coordinator() { Stop(); }
 
@@ -436,6 +482,22 @@ DecisionRecord Coordinator::MakeDecision(const Transaction& txn,
 }
 
 absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
+  absl::Time start = absl::Now();
+  absl::StatusOr<TxnState> result = CommitProtocol(txn);
+  metrics_.Observe("txcoord_commit_duration_seconds", absl::Now() - start);
+  const char* outcome = result.ok() ? "committed"
+                        : result.status().code() == absl::StatusCode::kAborted ? "aborted"
+                                                                               : "failed";
+  metrics_.Increment("txcoord_transactions_total", {{"outcome", outcome}});
+  if (result.ok()) {
+    Log(spdlog::level::debug, txn.id(), absl::StrCat("commit: ", TxnStateName(*result)));
+  } else {
+    Log(spdlog::level::info, txn.id(), absl::StrCat("commit: ", result.status().ToString()));
+  }
+  return result;
+}
+
+absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   std::vector<Transaction::Enlisted*> branches;
   {
     absl::MutexLock lock(&txn.mu_);
@@ -481,6 +543,11 @@ absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
   RunParallel(two_phase.size(), [&](size_t i) {
     Transaction::Enlisted* e = two_phase[i];
     absl::StatusOr<participants::Vote> vote = e->branch->Prepare();
+    metrics_.Increment("txcoord_prepares_total",
+                       {{"bind", e->bind},
+                        {"vote", !vote.ok() ? "failed"
+                                 : *vote == participants::Vote::kReadOnly ? "read_only"
+                                                                           : "prepared"}});
     if (!vote.ok()) {
       votes[i] = vote.status();
       return;
@@ -561,9 +628,9 @@ absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
     TXC_FAILPOINT("commit.after_last_resource_committed");
     // Even if this write fails the decision stands (it is in the last
     // resource); recovery rebuilds the record from there.
-    (void)journal_->LogDecision(record);
+    (void)LogDecisionTimed(record);
   } else {
-    absl::Status s = journal_->LogDecision(record);
+    absl::Status s = LogDecisionTimed(record);
     if (!s.ok()) {
       {
         absl::MutexLock lock(&mu_);
@@ -575,6 +642,7 @@ absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
                                              " was rolled back: ", reason));
     }
   }
+  Log(spdlog::level::debug, txn.id_, "decision COMMIT is durable");
   TXC_FAILPOINT("commit.after_decision_logged");
   {
     absl::MutexLock lock(&txn.mu_);
@@ -635,6 +703,9 @@ bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt) {
         b->set_state(journal::BRANCH_HEURISTIC_HAZARD);
         b->set_last_error(std::string(s.message()));
         ++hazards;
+        Log(spdlog::level::err, record.txn_id(),
+            absl::StrCat("HEURISTIC HAZARD: the prepared branch on bind \"", b->bind(),
+                         "\" was gone at the first COMMIT PREPARED: ", s.message()));
       } else {
         // A replay: an earlier attempt (before a crash or a lost reply)
         // already finished it.
@@ -643,10 +714,14 @@ bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt) {
     } else {
       b->set_last_error(std::string(s.message()));
       all_done = false;
+      Log(spdlog::level::warn, record.txn_id(),
+          absl::StrCat("phase 2 on bind \"", b->bind(), "\" failed (attempt ", b->attempts(),
+                       "), will retry: ", s.message()));
     }
   }
   record.set_phase2_rounds(record.phase2_rounds() + 1);
   if (hazards > 0) {
+    metrics_.Increment("txcoord_heuristic_hazards_total", {}, hazards);
     absl::MutexLock lock(&mu_);
     stats_.heuristic_hazards += hazards;
   }
@@ -674,6 +749,7 @@ void Coordinator::ScheduleRetry(const std::string& txn_id) {
   } else {
     it->second.backoff = std::min(it->second.backoff * 2, options_.recovery.backoff_max);
     ++stats_.phase2_retries;
+    metrics_.Increment("txcoord_phase2_retries_total");
   }
   it->second.next_attempt = clock_->Now() + it->second.backoff;
 }
@@ -719,16 +795,8 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
   }
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = live_.find(txn_id); it != live_.end()) {
-      Transaction* t = it->second;
-      // Describe takes the transaction's lock: copy what we need first.
-      TxnInfo info;
-      info.txn_id = std::string(txn_id);
-      info.state = t->state();
-      info.session_id = t->session_id_;
-      info.started_at = t->started_;
-      return info;
-    }
+    // Lock order: mu_, then the transaction's mu_ (in Describe).
+    if (auto it = live_.find(txn_id); it != live_.end()) return Describe(*it->second);
   }
   TXC_ASSIGN_OR_RETURN(std::optional<DecisionRecord> record, journal_->Find(txn_id));
   if (record.has_value()) return FromRecord(*record);
@@ -751,6 +819,234 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
 CoordinatorStats Coordinator::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;
+}
+
+int Coordinator::live_count() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(live_.size());
+}
+
+absl::StatusOr<std::pair<std::vector<TxnInfo>, std::string>> Coordinator::ListTransactions(
+    const ListTransactionsFilter& filter) {
+  const int page_size = filter.page_size > 0 ? std::min(filter.page_size, 1000) : 100;
+  const absl::Time now = clock_->Now();
+  auto keep = [&](const TxnInfo& t) {
+    if (!filter.states.empty() &&
+        std::find(filter.states.begin(), filter.states.end(), t.state) == filter.states.end()) {
+      return false;
+    }
+    if (!filter.bind.empty() &&
+        std::none_of(t.branches.begin(), t.branches.end(),
+                     [&](const BranchInfo& b) { return b.bind == filter.bind; })) {
+      return false;
+    }
+    if (filter.older_than > absl::ZeroDuration()) {
+      absl::Time since = t.started_at != absl::InfinitePast() ? t.started_at : t.decided_at;
+      if (since == absl::InfinitePast() || now - since < filter.older_than) return false;
+    }
+    return true;
+  };
+  std::vector<TxnInfo> out;
+  absl::Time before = absl::InfiniteFuture();
+  if (filter.page_token.empty()) {
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [id, txn] : live_) {
+        TxnInfo info = Describe(*txn);
+        if (keep(info)) out.push_back(std::move(info));
+      }
+    }
+    TXC_ASSIGN_OR_RETURN(std::vector<DecisionRecord> unfinished, journal_->ScanUnfinished());
+    for (const DecisionRecord& r : unfinished) {
+      TxnInfo info = FromRecord(r);
+      if (keep(info)) out.push_back(std::move(info));
+    }
+  } else {
+    int64_t us;
+    if (!absl::SimpleAtoi(filter.page_token, &us)) {
+      return absl::InvalidArgumentError("page_token is not one this server handed out");
+    }
+    before = absl::FromUnixMicros(us);
+  }
+  std::string next;
+  while (static_cast<int>(out.size()) < page_size) {
+    TXC_ASSIGN_OR_RETURN(std::vector<DecisionRecord> history, journal_->ListFinished(before, page_size));
+    if (history.empty()) {
+      next.clear();
+      break;
+    }
+    for (const DecisionRecord& r : history) {
+      before = absl::FromUnixMicros(r.finished_at_unix_micros());
+      next = absl::StrCat(r.finished_at_unix_micros());
+      TxnInfo info = FromRecord(r);
+      if (keep(info)) out.push_back(std::move(info));
+      if (static_cast<int>(out.size()) >= page_size) break;
+    }
+    if (static_cast<int>(history.size()) < page_size) {
+      if (static_cast<int>(out.size()) < page_size) next.clear();
+      break;
+    }
+  }
+  return std::make_pair(std::move(out), next);
+}
+
+absl::StatusOr<std::vector<InDoubtBranch>> Coordinator::ListInDoubt(
+    const std::vector<std::string>& binds) {
+  for (const std::string& b : binds) {
+    if (!HasBind(b)) return absl::InvalidArgumentError(absl::StrCat("unknown bind \"", b, "\""));
+  }
+  absl::flat_hash_set<std::string> lr_decided;
+  for (const auto& [name, p] : binds_) {
+    if (p->capabilities().two_phase) continue;
+    auto ids = p->ListDecisions(options_.node_id);
+    if (ids.ok()) lr_decided.insert(ids->begin(), ids->end());
+  }
+  const absl::Time now = clock_->Now();
+  std::vector<InDoubtBranch> out;
+  for (const auto& [name, p] : binds_) {
+    if (!binds.empty() && std::find(binds.begin(), binds.end(), name) == binds.end()) continue;
+    if (!p->capabilities().two_phase) continue;
+    auto prepared = p->ListPrepared("");
+    if (!prepared.ok()) {
+      return absl::Status(prepared.status().code(),
+                          absl::StrCat("bind \"", name, "\": ", prepared.status().message()));
+    }
+    for (const participants::PreparedBranch& b : *prepared) {
+      InDoubtBranch d;
+      d.bind = name;
+      d.xid = b.raw.empty() ? participants::XidToString(b.xid) : b.raw;
+      if (b.prepared_at != absl::InfinitePast()) {
+        d.age = now - b.prepared_at;
+        d.age_known = true;
+      }
+      if (b.xid.format_id != participants::kTxcFormatId ||
+          participants::NodeIdOfGtrid(b.xid.gtrid) != options_.node_id) {
+        d.kind = InDoubtBranch::Kind::kForeign;
+        out.push_back(std::move(d));
+        continue;
+      }
+      d.txn_id = b.xid.gtrid;
+      bool decided = lr_decided.contains(d.txn_id);
+      if (!decided) {
+        auto record = journal_->Find(d.txn_id);
+        decided = record.ok() && record->has_value() && (*record)->state() != journal::ROLLED_BACK;
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        decided |= driving_.contains(d.txn_id);
+      }
+      d.kind = decided ? InDoubtBranch::Kind::kDecided : InDoubtBranch::Kind::kOrphaned;
+      out.push_back(std::move(d));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<TxnInfo> Coordinator::Resolve(absl::string_view txn_id, bool commit,
+                                             absl::string_view operator_identity,
+                                             absl::string_view reason) {
+  std::string node;
+  uint64_t epoch = 0, seq = 0;
+  if (!ParseTxnId(txn_id, &node, &epoch, &seq)) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", txn_id, "\" is not a txn id"));
+  }
+  if (node != options_.node_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", txn_id, " belongs to node \"", node,
+        "\": resolve it on that coordinator; txcoord never touches another node's branches"));
+  }
+  if (reason.empty()) return absl::InvalidArgumentError("a resolution needs a reason");
+  // No recovery pass may act on this transaction meanwhile.
+  absl::MutexLock recovery_lock(&recovery_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (live_.contains(txn_id) || driving_.contains(txn_id)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", txn_id, " is live (its commit is running): it is not in doubt"));
+    }
+  }
+  journal::Resolution resolution;
+  resolution.set_operator_identity(std::string(operator_identity));
+  resolution.set_reason(std::string(reason));
+  resolution.set_at_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  resolution.set_decision(commit ? journal::Resolution::COMMIT : journal::Resolution::ROLLBACK);
+
+  TXC_ASSIGN_OR_RETURN(std::optional<DecisionRecord> existing, journal_->Find(txn_id));
+  bool lr_committed = false;
+  for (const auto& [name, p] : binds_) {
+    if (p->capabilities().two_phase) continue;
+    auto ids = p->ListDecisions(options_.node_id);
+    if (!ids.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "last-resource bind \"", name, "\" cannot be read, and it may hold this transaction's decision: ",
+          ids.status().message()));
+    }
+    lr_committed |= std::find(ids->begin(), ids->end(), txn_id) != ids->end();
+  }
+  const bool holds_commit =
+      lr_committed || (existing.has_value() && existing->state() != journal::ROLLING_BACK &&
+                       existing->state() != journal::ROLLED_BACK);
+  const bool holds_rollback =
+      existing.has_value() && (existing->state() == journal::ROLLING_BACK ||
+                               existing->state() == journal::ROLLED_BACK);
+  if (commit && holds_rollback) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the journal already holds a ROLLBACK decision for ", txn_id, ": it cannot be committed"));
+  }
+  if (!commit && holds_commit) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ", lr_committed ? "last resource" : "journal", " already holds a COMMIT decision for ",
+        txn_id, ": it cannot be rolled back (recovery commits it)"));
+  }
+
+  DecisionRecord record;
+  if (existing.has_value()) {
+    record = *existing;
+  } else {
+    // No decision yet: the transaction's branches are what the binds list.
+    record.set_txn_id(std::string(txn_id));
+    record.set_state(commit ? journal::COMMITTING : journal::ROLLING_BACK);
+    record.set_decided_at_unix_micros(resolution.at_unix_micros());
+    for (const auto& [name, p] : binds_) {
+      if (!p->capabilities().two_phase) continue;
+      auto prepared = p->ListPrepared(options_.node_id);
+      if (!prepared.ok()) {
+        return absl::UnavailableError(absl::StrCat("bind \"", name, "\" cannot be listed: ",
+                                                   prepared.status().message()));
+      }
+      for (const participants::PreparedBranch& b : *prepared) {
+        if (b.xid.gtrid != txn_id) continue;
+        BranchRecord* br = record.add_branches();
+        br->set_bind(name);
+        br->set_format_id(b.xid.format_id);
+        br->set_gtrid(b.xid.gtrid);
+        br->set_bqual(b.xid.bqual);
+        br->set_state(journal::BRANCH_PREPARED);
+      }
+    }
+    if (record.branches_size() == 0 && !lr_committed) {
+      return absl::NotFoundError(absl::StrCat("no prepared branch and no decision of ", txn_id,
+                                              " exists: nothing to resolve"));
+    }
+  }
+  *record.add_resolutions() = resolution;
+  if (record.state() == journal::COMMITTED || record.state() == journal::ROLLED_BACK) {
+    // Already finished: record who asked, change nothing.
+    (void)journal_->MarkFinished(record);
+    return FromRecord(record);
+  }
+  // Who and why, durable before anything is applied.
+  TXC_RETURN_IF_ERROR(LogDecisionTimed(record));
+  Log(spdlog::level::warn, record.txn_id(),
+      absl::StrCat("operator resolution ", commit ? "COMMIT" : "ROLLBACK", " by ", operator_identity, ": ",
+                   reason));
+  const bool done = DrivePhase2(record, /*first_attempt=*/!existing.has_value());
+  {
+    absl::MutexLock lock(&mu_);
+    if (done) pending_.erase(record.txn_id());
+    else ScheduleRetry(record.txn_id());  // the background pass finishes it
+  }
+  return FromRecord(record);
 }
 
 int Coordinator::CancelExpired() {
@@ -796,6 +1092,8 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
         continue;  // heuristic: waits for an operator
       }
       bool done = DrivePhase2(record, /*first_attempt=*/false);
+      Log(spdlog::level::info, record.txn_id(),
+          done ? "recovery: decision re-driven to the end" : "recovery: re-driven, branches still pending");
       TXC_FAILPOINT("recovery.after_redrive");
       absl::MutexLock lock(&mu_);
       driving_.erase(record.txn_id());
@@ -890,6 +1188,9 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
       }
       if (!orphan) continue;
       absl::Status s = p->RollbackPrepared(b.xid);
+      Log(spdlog::level::info, txn_id,
+          absl::StrCat("recovery: orphaned prepared branch on bind \"", name, "\" rolled back: ",
+                       s.ok() ? "OK" : s.ToString()));
       if (s.ok() || s.code() == absl::StatusCode::kNotFound) {
         ++report.orphans_rolled_back;
       } else {

@@ -46,6 +46,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "coordinator/config.h"
+#include "coordinator/metrics.h"
 #include "journal/journal.h"
 #include "participants/participant.h"
 
@@ -88,6 +89,25 @@ struct RecoveryReport {
   int orphans_rolled_back = 0;
   int decided_committed = 0;    // prepared branches committed from a decision
   int still_pending = 0;        // records or branches left for a later pass
+};
+
+// A prepared branch found on a bind, matched against the journal.
+struct InDoubtBranch {
+  enum class Kind { kDecided, kOrphaned, kForeign };
+  std::string bind;
+  std::string xid;
+  std::string txn_id;  // when ours
+  Kind kind = Kind::kForeign;
+  absl::Duration age = absl::ZeroDuration();
+  bool age_known = false;
+};
+
+struct ListTransactionsFilter {
+  std::vector<TxnState> states;  // empty: all
+  std::string bind;              // empty: all
+  absl::Duration older_than = absl::ZeroDuration();
+  int page_size = 100;
+  std::string page_token;        // from the previous page; empty: first
 };
 
 struct CoordinatorStats {
@@ -183,6 +203,7 @@ class Coordinator {
   // but some branch is still being finished in the background. ABORTED when
   // the transaction was rolled back (a no vote, an error, a timeout).
   absl::StatusOr<TxnState> Commit(Transaction& txn);
+  Metrics& metrics() { return metrics_; }
   absl::Status Rollback(Transaction& txn, absl::string_view reason);
 
   // The outcome of a transaction of this node: live, in the journal, in the
@@ -191,6 +212,20 @@ class Coordinator {
   absl::StatusOr<TxnInfo> GetTransaction(absl::string_view txn_id);
 
   RecoveryReport RecoverNow();
+
+  // Admin. Live transactions, then unfinished decisions, then history,
+  // newest first; the token pages through history.
+  absl::StatusOr<std::pair<std::vector<TxnInfo>, std::string>> ListTransactions(
+      const ListTransactionsFilter& filter);
+  // Prepared branches on `binds` (empty: all), classified.
+  absl::StatusOr<std::vector<InDoubtBranch>> ListInDoubt(const std::vector<std::string>& binds);
+  // An operator's decision for an in-doubt transaction of this node:
+  // journaled (fsynced) with who and why before it is applied. Refused with
+  // FAILED_PRECONDITION when the journal (or a last resource) holds the
+  // opposite decision, or while the transaction is live.
+  absl::StatusOr<TxnInfo> Resolve(absl::string_view txn_id, bool commit,
+                                  absl::string_view operator_identity, absl::string_view reason);
+  int live_count() const;
   // Cancels the running statements of live transactions past their
   // deadline (their calls then fail and roll back). Returns how many.
   int CancelExpired();
@@ -206,6 +241,8 @@ class Coordinator {
     absl::Duration backoff;
   };
 
+  absl::StatusOr<TxnState> CommitProtocol(Transaction& txn);
+  absl::Status LogDecisionTimed(const journal::DecisionRecord& record);
   std::string NextTxnId();
   void Unregister(const std::string& txn_id);
   void RememberOutcome(TxnInfo info);
@@ -244,6 +281,7 @@ class Coordinator {
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex recovery_mu_;  // one recovery pass at a time
+  Metrics metrics_;
   std::thread background_;
 };
 

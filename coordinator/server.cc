@@ -1,32 +1,38 @@
 #include "coordinator/server.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "coordinator/logging.h"
+#include "coordinator/service/admin_service.h"
 #include "coordinator/service/session_service.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
-#include "spdlog/spdlog.h"
+#include "httplib.h"
 #include "util/status_macros.h"
 
 namespace txcoord::coordinator {
 
 absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config& config,
                                                                      Clock* clock) {
+  ConfigureLogging(config.log_format, config.log_level);
   auto server = std::unique_ptr<TxcoordServer>(new TxcoordServer());
   TXC_ASSIGN_OR_RETURN(server->journal_, journal::OpenRocksDbJournal(config.journal));
-  spdlog::info("journal {} opened: node_id={} epoch={}", config.journal.dir,
-               server->journal_->node_id(), server->journal_->epoch());
+  Log(spdlog::level::info, "",
+      absl::StrCat("journal ", config.journal.dir, " opened: node_id=", server->journal_->node_id(),
+                   " epoch=", server->journal_->epoch()));
 
   std::map<std::string, std::unique_ptr<participants::Participant>> binds;
   for (const participants::BindOptions& b : config.binds) {
     auto p = participants::CreateParticipant(b);
     if (!p.ok()) {
-      return absl::Status(p.status().code(),
-                          absl::StrCat("bind \"", b.name, "\": ", p.status().message()));
+      return absl::Status(p.status().code(), RedactDsn(absl::StrCat("bind \"", b.name, "\": ",
+                                                                    p.status().message())));
     }
-    spdlog::info("bind {}: driver={} dialect={} two_phase={} dsn={}", b.name,
-                 (*p)->capabilities().driver, (*p)->capabilities().dialect,
-                 (*p)->capabilities().two_phase, RedactDsn(b.dsn));
+    participants::Capabilities caps = (*p)->capabilities();
+    Log(spdlog::level::info, "",
+        absl::StrCat("bind ", b.name, ": driver=", caps.driver, " dialect=", caps.dialect,
+                     " two_phase=", caps.two_phase ? "true" : "false", " dsn=", RedactDsn(b.dsn)));
     binds[b.name] = std::move(*p);
   }
   CoordinatorOptions options;
@@ -45,7 +51,16 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   server->sessions_ = std::make_unique<SessionManager>(server->coordinator_.get(), session_options, clock);
   server->session_service_ =
       std::make_unique<SessionServiceImpl>(server->coordinator_.get(), server->sessions_.get());
+  server->admin_service_ =
+      std::make_unique<AdminServiceImpl>(server->coordinator_.get(), server->sessions_.get());
+  SessionManager* sessions = server->sessions_.get();
+  server->coordinator_->metrics().RegisterGauge(
+      "txcoord_sessions", "Open sessions.", [sessions] {
+        return std::vector<std::pair<Labels, double>>{{{}, double(sessions->size())}};
+      });
 
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
@@ -55,15 +70,70 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   quota.SetMaxThreads(config.limits.server_threads);
   builder.SetResourceQuota(quota);
   builder.RegisterService(server->session_service_.get());
+  builder.RegisterService(server->admin_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen));
   }
-  std::vector<std::string> host_port = absl::StrSplit(config.listen, absl::MaxSplits(':', 1));
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   server->address_ = absl::StrCat(host, ":", port);
-  spdlog::info("txcoord serving on {}", server->address_);
+
+  if (!config.metrics_listen.empty()) {
+    auto colon = config.metrics_listen.rfind(':');
+    int metrics_port = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(config.metrics_listen.substr(colon + 1), &metrics_port)) {
+      return absl::InvalidArgumentError(absl::StrCat("config: metrics_listen: \"", config.metrics_listen,
+                                                     "\" is not host:port"));
+    }
+    server->http_ = std::make_unique<httplib::Server>();
+    Coordinator* coordinator = server->coordinator_.get();
+    server->http_->Get("/metrics", [coordinator](const httplib::Request&, httplib::Response& res) {
+      res.set_content(coordinator->metrics().Render(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    std::string metrics_host = config.metrics_listen.substr(0, colon);
+    if (metrics_port == 0) {
+      metrics_port = server->http_->bind_to_any_port(metrics_host);
+    } else if (!server->http_->bind_to_port(metrics_host, metrics_port)) {
+      metrics_port = -1;
+    }
+    if (metrics_port <= 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", config.metrics_listen, " for /metrics"));
+    }
+    server->metrics_address_ = absl::StrCat(metrics_host, ":", metrics_port);
+    server->http_thread_ = std::thread([http = server->http_.get()] { http->listen_after_bind(); });
+  }
+  server->health_thread_ = std::thread([s = server.get()] { s->HealthLoop(); });
+  Log(spdlog::level::info, "",
+      absl::StrCat("txcoord serving on ", server->address_,
+                   server->metrics_address_.empty() ? "" : absl::StrCat(", metrics on http://",
+                                                                        server->metrics_address_, "/metrics")));
   return server;
+}
+
+void TxcoordServer::UpdateHealth() {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  bool all = true;
+  for (const std::string& name : coordinator_->BindNames()) {
+    bool ok = coordinator_->FindBind(name)->CheckHealth().ok();
+    health->SetServingStatus("txcoord.bind." + name, ok);
+    all &= ok;
+  }
+  // The journal is open for the life of the server; a failed write shows in
+  // the transactions' errors. Serving means: every bind answers.
+  health->SetServingStatus("", all);
+  health->SetServingStatus("txcoord.v1.SessionService", all);
+  health->SetServingStatus("txcoord.v1.AdminService", true);
+}
+
+void TxcoordServer::HealthLoop() {
+  for (;;) {
+    UpdateHealth();
+    absl::MutexLock lock(&health_mu_);
+    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(health_mu_) { return stopping_; };
+    health_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Seconds(5));
+    if (stopping_) return;
+  }
 }
 
 void TxcoordServer::Wait() {
@@ -75,9 +145,17 @@ void TxcoordServer::Shutdown() {
 }
 
 TxcoordServer::~TxcoordServer() {
+  {
+    absl::MutexLock lock(&health_mu_);
+    stopping_ = true;
+  }
+  if (health_thread_.joinable()) health_thread_.join();
+  if (http_) http_->stop();
+  if (http_thread_.joinable()) http_thread_.join();
   Shutdown();
   if (server_) server_->Wait();
   server_.reset();
+  admin_service_.reset();
   session_service_.reset();
   sessions_.reset();  // rolls back open transactions
   if (coordinator_) coordinator_->Stop();

@@ -6,6 +6,9 @@
 
 #include <memory>
 #include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
 
 #include "absl/status/statusor.h"
 #include "coordinator/config.h"
@@ -15,10 +18,14 @@
 namespace grpc {
 class Server;
 }
+namespace httplib {
+class Server;
+}
 
 namespace txcoord::coordinator {
 
 class SessionServiceImpl;
+class AdminServiceImpl;
 
 class TxcoordServer {
  public:
@@ -31,6 +38,12 @@ class TxcoordServer {
 
   // The address actually bound ("127.0.0.1:<port>").
   const std::string& address() const { return address_; }
+  // The /metrics address ("" when metrics_listen is not set).
+  const std::string& metrics_address() const { return metrics_address_; }
+  // Sets the gRPC health statuses from the binds' health now (also done
+  // every 5 s): "" and "txcoord.v1.SessionService" serve when every bind
+  // answers; "txcoord.bind.<name>" per bind.
+  void UpdateHealth();
   Coordinator* coordinator() { return coordinator_.get(); }
   SessionManager* sessions() { return sessions_.get(); }
   void Wait();
@@ -38,12 +51,20 @@ class TxcoordServer {
 
  private:
   TxcoordServer() = default;
+  void HealthLoop();
   std::unique_ptr<journal::Journal> journal_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<SessionServiceImpl> session_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread http_thread_;
+  std::string metrics_address_;
+  absl::Mutex health_mu_;
+  bool stopping_ ABSL_GUARDED_BY(health_mu_) = false;
+  std::thread health_thread_;
 };
 
 }  // namespace txcoord::coordinator

@@ -41,7 +41,7 @@ inline v1::Statement Sql(const std::string& sql, std::vector<int64_t> ints = {})
 
 class CoordinatorTest : public ::testing::Test {
  protected:
-  static constexpr int kAccounts = 10;
+  static constexpr int kAccounts = 100;
   static constexpr int64_t kInitial = 1000;
 
   void SetUp() override {

@@ -1,6 +1,7 @@
 // The session API end to end: a real gRPC server on loopback, real
 // PostgreSQL, MariaDB and SQLite.
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -46,7 +47,8 @@ TEST_F(CoordinatorTest, FailedPrepareRollsBackEveryBranch) {
   RawPostgres(pg_uri_, absl::StrCat("CREATE TABLE child_", suffix_, " (id int, parent int REFERENCES parent_",
                                     suffix_, " DEFERRABLE INITIALLY DEFERRED)"));
   std::string s = Open();
-  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 2, 50))}).ok());
+  v1::ExecuteResponse e;
+  ASSERT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, 2, 50))}, &e).ok());
   ASSERT_TRUE(Exec(s, "pg2", {Sql(Debit(pg_table_, 2, 50))}).ok());
   // Violates the deferred foreign key: fails only at PREPARE.
   ASSERT_TRUE(Exec(s, "pg", {Sql(absl::StrCat("INSERT INTO child_", suffix_, " VALUES (1, 42)"))}).ok());
@@ -57,7 +59,9 @@ TEST_F(CoordinatorTest, FailedPrepareRollsBackEveryBranch) {
   EXPECT_EQ(MyBalance(2), kInitial);
   EXPECT_EQ(PgBalance(pg2_uri_, 2), kInitial);
   EXPECT_EQ(PreparedLeft(), 0);
-  EXPECT_EQ(GetTxn(c.txn_id()).state(), v1::ABORTED);
+  v1::Transaction t = GetTxn(e.txn_id());
+  EXPECT_EQ(t.state(), v1::ABORTED);
+  EXPECT_THAT(t.abort_reason(), HasSubstr("PREPARE"));
   RawPostgres(pg_uri_, absl::StrCat("DROP TABLE child_", suffix_, ", parent_", suffix_));
 }
 
@@ -162,6 +166,9 @@ TEST_F(CoordinatorTest, TransactionTimeoutFreesLocks) {
       << late.error_message();
 }
 
+// Transfers in both directions: some deadlock across the two databases
+// (neither database sees the cycle); the transaction timeout (3 s) ends them
+// with ABORTED, and the total never changes.
 TEST_F(CoordinatorTest, ConcurrentTransfersKeepTheTotal) {
   constexpr int kClients = 32, kEach = 8;
   std::atomic<int> committed{0}, aborted{0}, other{0};
@@ -169,7 +176,7 @@ TEST_F(CoordinatorTest, ConcurrentTransfersKeepTheTotal) {
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
       std::mt19937 rng(c);
-      std::string s = Open(10000);
+      std::string s = Open(3000);
       for (int i = 0; i < kEach; ++i) {
         int from = 1 + rng() % kAccounts, to = 1 + rng() % kAccounts;
         int64_t amount = 1 + rng() % 5;
@@ -196,6 +203,35 @@ TEST_F(CoordinatorTest, ConcurrentTransfersKeepTheTotal) {
   EXPECT_EQ(other.load(), 0);
   EXPECT_GT(committed.load(), kClients * kEach / 2);
   EXPECT_EQ(PgTotal(pg_uri_) + MyTotal(), 2 * kAccounts * kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
+// A deadlock across databases that neither database can see: A holds a
+// PostgreSQL row and waits for a MariaDB row that B holds while B waits for
+// A's PostgreSQL row. The transaction timeout ends it: one side fails and
+// rolls back, the other commits.
+TEST_F(CoordinatorTest, CrossDatabaseDeadlockIsBrokenByTheTransactionTimeout) {
+  std::string a = Open(2000), b = Open(2000);
+  ASSERT_TRUE(Exec(a, "pg", {Sql(Debit(pg_table_, 11, 1))}).ok());
+  ASSERT_TRUE(Exec(b, "maria", {Sql(Debit(my_table_, 11, 1))}).ok());
+  auto start = absl::Now();
+  auto a_waits = std::async(std::launch::async, [&] { return Exec(a, "maria", {Sql(Credit(my_table_, 11, 1))}); });
+  absl::SleepFor(absl::Milliseconds(200));
+  grpc::Status b_waits = Exec(b, "pg", {Sql(Credit(pg_table_, 11, 1))});
+  grpc::Status a_result = a_waits.get();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  EXPECT_FALSE(a_result.ok() && b_waits.ok()) << "both sides went through a deadlock";
+  for (const grpc::Status& s : {a_result, b_waits}) {
+    if (!s.ok()) {
+      EXPECT_TRUE(s.error_code() == grpc::StatusCode::ABORTED ||
+                  s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+          << s.error_code() << " " << s.error_message();
+    }
+  }
+  (void)Rollback(a);
+  (void)Rollback(b);
+  EXPECT_EQ(PgBalance(pg_uri_, 11), kInitial);
+  EXPECT_EQ(MyBalance(11), kInitial);
   EXPECT_EQ(PreparedLeft(), 0);
 }
 

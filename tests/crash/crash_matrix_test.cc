@@ -39,6 +39,8 @@ struct Case {
   bool commits;          // the outcome the protocol promises
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.point << " on " << c.topology; }
+
 std::string Name(const ::testing::TestParamInfo<Case>& info) {
   std::string n = info.param.point + "_" + info.param.topology;
   for (char& c : n) {

@@ -1,0 +1,159 @@
+#include "coordinator/metrics.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace txcoord::coordinator {
+
+std::string EscapeLabelValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+namespace {
+std::string FormatValue(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return absl::StrFormat("%.0f", v);
+  return absl::StrFormat("%.9g", v);
+}
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
+  for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i] = 0;
+}
+
+void Histogram::Observe(double seconds) {
+  size_t i = 0;
+  while (i < bounds_.size() && seconds > bounds_[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  double old = sum_.load(std::memory_order_relaxed);
+  while (!sum_.compare_exchange_weak(old, old + seconds, std::memory_order_relaxed)) {
+  }
+}
+
+void Histogram::Render(const std::string& name, const std::string& labels, std::string* out) const {
+  uint64_t cumulative = 0;
+  auto with = [&](const std::string& le) {
+    return labels.empty() ? absl::StrCat("{le=\"", le, "\"}")
+                          : absl::StrCat(labels.substr(0, labels.size() - 1), ",le=\"", le, "\"}");
+  };
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    absl::StrAppend(out, name, "_bucket", with(FormatValue(bounds_[i])), " ", cumulative, "\n");
+  }
+  cumulative += buckets_[bounds_.size()].load(std::memory_order_relaxed);
+  absl::StrAppend(out, name, "_bucket", with("+Inf"), " ", cumulative, "\n");
+  absl::StrAppend(out, name, "_sum", labels, " ", FormatValue(sum_.load()), "\n");
+  absl::StrAppend(out, name, "_count", labels, " ", cumulative, "\n");
+}
+
+Metrics::Metrics() = default;
+
+std::string Metrics::LabelText(const Labels& labels) {
+  if (labels.empty()) return "";
+  std::string out = "{";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    absl::StrAppend(&out, i ? "," : "", labels[i].first, "=\"", EscapeLabelValue(labels[i].second), "\"");
+  }
+  return out + "}";
+}
+
+void Metrics::DescribeCounter(const std::string& name, const std::string& help) {
+  absl::MutexLock lock(&mu_);
+  Family& f = families_[name];
+  f.help = help;
+  f.type = "counter";
+}
+
+void Metrics::DescribeHistogram(const std::string& name, const std::string& help,
+                                std::vector<double> bounds) {
+  absl::MutexLock lock(&mu_);
+  Family& f = families_[name];
+  f.help = help;
+  f.type = "histogram";
+  f.bounds = std::move(bounds);
+}
+
+void Metrics::RegisterGauge(const std::string& name, const std::string& help, GaugeFn fn) {
+  absl::MutexLock lock(&mu_);
+  Family& f = families_[name];
+  f.help = help;
+  f.type = "gauge";
+  f.gauge = std::move(fn);
+}
+
+void Metrics::Increment(const std::string& name, const Labels& labels, uint64_t by) {
+  std::string key = LabelText(labels);
+  absl::MutexLock lock(&mu_);
+  Family& f = families_[name];
+  if (f.type.empty()) f.type = "counter";
+  auto& c = f.counters[key];
+  if (!c) c = std::make_unique<std::atomic<uint64_t>>(0);
+  c->fetch_add(by, std::memory_order_relaxed);
+}
+
+void Metrics::Observe(const std::string& name, absl::Duration d, const Labels& labels) {
+  std::string key = LabelText(labels);
+  absl::MutexLock lock(&mu_);
+  Family& f = families_[name];
+  if (f.type.empty()) {
+    f.type = "histogram";
+    f.bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  }
+  auto& h = f.histograms[key];
+  if (!h) h = std::make_unique<Histogram>(f.bounds);
+  h->Observe(absl::ToDoubleSeconds(d));
+}
+
+uint64_t Metrics::CounterValue(const std::string& name, const Labels& labels) const {
+  absl::MutexLock lock(&mu_);
+  auto f = families_.find(name);
+  if (f == families_.end()) return 0;
+  auto c = f->second.counters.find(LabelText(labels));
+  return c == f->second.counters.end() ? 0 : c->second->load();
+}
+
+std::string Metrics::Render() const {
+  std::vector<std::pair<std::string, GaugeFn>> gauges;
+  std::string out;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, f] : families_) {
+      if (f.type == "gauge") {
+        gauges.emplace_back(name, f.gauge);
+        continue;
+      }
+      absl::StrAppend(&out, "# HELP ", name, " ", f.help.empty() ? name : f.help, "\n");
+      absl::StrAppend(&out, "# TYPE ", name, " ", f.type, "\n");
+      for (const auto& [labels, c] : f.counters) absl::StrAppend(&out, name, labels, " ", c->load(), "\n");
+      for (const auto& [labels, h] : f.histograms) h->Render(name, labels, &out);
+    }
+  }
+  // Gauges are read outside the lock: their functions may take other locks.
+  for (const auto& [name, fn] : gauges) {
+    std::string help;
+    {
+      absl::MutexLock lock(&mu_);
+      help = families_.at(name).help;
+    }
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n");
+    if (!fn) continue;
+    for (const auto& [labels, value] : fn()) {
+      absl::StrAppend(&out, name, LabelText(labels), " ", FormatValue(value), "\n");
+    }
+  }
+  return out;
+}
+
+}  // namespace txcoord::coordinator

@@ -1,0 +1,74 @@
+// Prometheus metrics: counters, gauges read at scrape time, and
+// histograms, rendered in the text exposition format (version 0.0.4).
+// Thread-safe; recording is lock-free except for the first use of a label set.
+#ifndef TXCOORD_COORDINATOR_METRICS_H_
+#define TXCOORD_COORDINATOR_METRICS_H_
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace txcoord::coordinator {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class Histogram {
+ public:
+  // Upper bounds in seconds (sorted), +Inf implied.
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double seconds);
+  void Render(const std::string& name, const std::string& labels, std::string* out) const;
+
+ private:
+  const std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;  // one per bound, plus +Inf
+  std::atomic<uint64_t> count_{0};
+  std::atomic<double> sum_{0};
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  void Increment(const std::string& name, const Labels& labels = {}, uint64_t by = 1);
+  void Observe(const std::string& name, absl::Duration d, const Labels& labels = {});
+  // A gauge whose samples are read by `fn` at every scrape.
+  using GaugeFn = std::function<std::vector<std::pair<Labels, double>>()>;
+  void RegisterGauge(const std::string& name, const std::string& help, GaugeFn fn);
+  // Declares a counter or histogram with its help text (before use).
+  void DescribeCounter(const std::string& name, const std::string& help);
+  void DescribeHistogram(const std::string& name, const std::string& help, std::vector<double> bounds);
+
+  // The whole exposition, "# HELP"/"# TYPE" lines included.
+  std::string Render() const;
+  // Current value of a counter (tests and admin).
+  uint64_t CounterValue(const std::string& name, const Labels& labels = {}) const;
+
+ private:
+  static std::string LabelText(const Labels& labels);
+  struct Family {
+    std::string help;
+    std::string type;  // counter, gauge, histogram
+    std::vector<double> bounds;
+    std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>> counters;
+    std::map<std::string, std::unique_ptr<Histogram>> histograms;
+    GaugeFn gauge;
+  };
+  mutable absl::Mutex mu_;
+  std::map<std::string, Family> families_ ABSL_GUARDED_BY(mu_);
+};
+
+// Escapes a label value for the exposition format.
+std::string EscapeLabelValue(const std::string& v);
+
+}  // namespace txcoord::coordinator
+
+#endif  // TXCOORD_COORDINATOR_METRICS_H_

@@ -1,0 +1,170 @@
+#include "coordinator/service/admin_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/config.h"
+#include "coordinator/service/convert.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+std::string Identity(grpc::ServerContext* ctx) {
+  // Until authentication exists (see docs/security.md), the caller is named
+  // by its peer address and the optional "x-txcoord-operator" metadata.
+  auto md = ctx->client_metadata().find("x-txcoord-operator");
+  std::string who = md != ctx->client_metadata().end() ? std::string(md->second.data(), md->second.size())
+                                                         : "unknown";
+  return absl::StrCat(who, "@", ctx->peer());
+}
+
+TxnState FromProtoState(txcoord::v1::TransactionState s) {
+  switch (s) {
+    case txcoord::v1::ACTIVE: return TxnState::kActive;
+    case txcoord::v1::PREPARING: return TxnState::kPreparing;
+    case txcoord::v1::COMMITTING: return TxnState::kCommitting;
+    case txcoord::v1::COMMITTED: return TxnState::kCommitted;
+    case txcoord::v1::ABORTING: return TxnState::kAborting;
+    case txcoord::v1::ABORTED: return TxnState::kAborted;
+    default: return TxnState::kHeuristic;
+  }
+}
+
+}  // namespace
+
+AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions)
+    : coordinator_(coordinator), sessions_(sessions) {}
+
+grpc::Status AdminServiceImpl::ListTransactions(grpc::ServerContext*,
+                                                const txcoord::v1::ListTransactionsRequest* req,
+                                                txcoord::v1::ListTransactionsResponse* resp) {
+  ListTransactionsFilter f;
+  for (int s : req->states()) {
+    if (s == txcoord::v1::TRANSACTION_STATE_UNSPECIFIED || !txcoord::v1::TransactionState_IsValid(s)) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("unknown transaction state ", s)));
+    }
+    f.states.push_back(FromProtoState(static_cast<txcoord::v1::TransactionState>(s)));
+  }
+  if (!req->bind().empty() && !coordinator_->HasBind(req->bind())) {
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat("unknown bind \"", req->bind(), "\"")));
+  }
+  if (req->page_size() < 0) return ToGrpc(absl::InvalidArgumentError("page_size must not be negative"));
+  f.bind = req->bind();
+  f.older_than = FromProto(req->older_than());
+  f.page_size = req->page_size();
+  f.page_token = req->page_token();
+  auto page = coordinator_->ListTransactions(f);
+  if (!page.ok()) return ToGrpc(page.status());
+  for (const TxnInfo& t : page->first) ToProto(t, resp->add_transactions());
+  resp->set_next_page_token(page->second);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::GetTransaction(grpc::ServerContext*, const txcoord::v1::GetTransactionRequest* req,
+                                              txcoord::v1::Transaction* resp) {
+  if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
+  auto info = coordinator_->GetTransaction(req->txn_id());
+  if (!info.ok()) return ToGrpc(info.status());
+  ToProto(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListInDoubt(grpc::ServerContext*, const txcoord::v1::ListInDoubtRequest* req,
+                                           txcoord::v1::ListInDoubtResponse* resp) {
+  std::vector<std::string> binds(req->binds().begin(), req->binds().end());
+  auto branches = coordinator_->ListInDoubt(binds);
+  if (!branches.ok()) return ToGrpc(branches.status());
+  for (const InDoubtBranch& b : *branches) {
+    auto* out = resp->add_branches();
+    out->set_bind(b.bind);
+    out->set_xid(b.xid);
+    out->set_txn_id(b.txn_id);
+    out->set_kind(b.kind == InDoubtBranch::Kind::kDecided    ? txcoord::v1::InDoubtBranch::DECIDED
+                  : b.kind == InDoubtBranch::Kind::kOrphaned ? txcoord::v1::InDoubtBranch::ORPHANED
+                                                             : txcoord::v1::InDoubtBranch::FOREIGN);
+    if (b.age_known) {
+      int64_t us = absl::ToInt64Microseconds(b.age);
+      out->mutable_age()->set_seconds(us / 1000000);
+      out->mutable_age()->set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ResolveTransaction(grpc::ServerContext* ctx,
+                                                  const txcoord::v1::ResolveTransactionRequest* req,
+                                                  txcoord::v1::Transaction* resp) {
+  if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
+  if (req->decision() != txcoord::v1::ResolveTransactionRequest::COMMIT &&
+      req->decision() != txcoord::v1::ResolveTransactionRequest::ROLLBACK) {
+    return ToGrpc(absl::InvalidArgumentError("decision must be COMMIT or ROLLBACK"));
+  }
+  if (req->reason().empty()) {
+    return ToGrpc(absl::InvalidArgumentError("reason is required: it is journaled with your identity"));
+  }
+  auto info = coordinator_->Resolve(req->txn_id(), req->decision() == txcoord::v1::ResolveTransactionRequest::COMMIT,
+                                    Identity(ctx), req->reason());
+  if (!info.ok()) return ToGrpc(info.status());
+  ToProto(*info, resp);
+  return grpc::Status::OK;
+}
+
+void AdminServiceImpl::FillBinds(bool check, txcoord::v1::ListBindsResponse* out) {
+  for (const std::string& name : coordinator_->BindNames()) {
+    participants::Participant* p = coordinator_->FindBind(name);
+    auto* b = out->add_binds();
+    participants::Capabilities caps = p->capabilities();
+    participants::PoolStats pool = p->pool_stats();
+    b->set_name(name);
+    b->set_driver(caps.driver);
+    b->set_dialect(caps.dialect);
+    b->set_two_phase(caps.two_phase);
+    b->set_pool_size(pool.size);
+    b->set_pool_in_use(pool.in_use);
+    if (check) {
+      absl::Time start = absl::Now();
+      absl::Status s = p->CheckHealth();
+      int64_t us = absl::ToInt64Microseconds(absl::Now() - start);
+      b->mutable_latency()->set_seconds(us / 1000000);
+      b->mutable_latency()->set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
+      b->set_reachable(s.ok());
+      if (!s.ok()) b->set_last_error(RedactDsn(std::string(s.message())));
+    }
+  }
+}
+
+grpc::Status AdminServiceImpl::ListBinds(grpc::ServerContext*, const txcoord::v1::ListBindsRequest*,
+                                         txcoord::v1::ListBindsResponse* resp) {
+  FillBinds(/*check=*/false, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::CheckBinds(grpc::ServerContext*, const txcoord::v1::CheckBindsRequest*,
+                                          txcoord::v1::ListBindsResponse* resp) {
+  FillBinds(/*check=*/true, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::RecoverNow(grpc::ServerContext*, const txcoord::v1::RecoverNowRequest*,
+                                          txcoord::v1::RecoverNowResponse* resp) {
+  RecoveryReport r = coordinator_->RecoverNow();
+  resp->set_redriven(r.redriven + r.decided_committed);
+  resp->set_orphans_rolled_back(r.orphans_rolled_back);
+  resp->set_still_pending(r.still_pending);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::Drain(grpc::ServerContext* ctx, const txcoord::v1::DrainRequest* req,
+                                     txcoord::v1::DrainResponse* resp) {
+  sessions_->StopAccepting();
+  absl::Duration timeout = FromProto(req->timeout());
+  if (timeout <= absl::ZeroDuration()) timeout = absl::Seconds(30);
+  absl::Time deadline = absl::Now() + timeout;
+  // In-flight transactions finish (their sessions commit or roll back, or
+  // their timeouts do); then the sessions left are reported.
+  while (coordinator_->live_count() > 0 && absl::Now() < deadline && !ctx->IsCancelled()) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  resp->set_sessions_left(sessions_->size());
+  return grpc::Status::OK;
+}
+
+}  // namespace txcoord::coordinator

@@ -1,0 +1,41 @@
+// txcoord.v1.AdminService: what operators and txctl use.
+#ifndef TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
+#define TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
+
+#include "coordinator/coordinator.h"
+#include "coordinator/session_manager.h"
+#include "txcoord/v1/admin.grpc.pb.h"
+
+namespace txcoord::coordinator {
+
+class AdminServiceImpl final : public txcoord::v1::AdminService::Service {
+ public:
+  // REQUIRES: both outlive this object.
+  AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions);
+
+  grpc::Status ListTransactions(grpc::ServerContext*, const txcoord::v1::ListTransactionsRequest*,
+                                txcoord::v1::ListTransactionsResponse*) override;
+  grpc::Status GetTransaction(grpc::ServerContext*, const txcoord::v1::GetTransactionRequest*,
+                              txcoord::v1::Transaction*) override;
+  grpc::Status ListInDoubt(grpc::ServerContext*, const txcoord::v1::ListInDoubtRequest*,
+                           txcoord::v1::ListInDoubtResponse*) override;
+  grpc::Status ResolveTransaction(grpc::ServerContext*, const txcoord::v1::ResolveTransactionRequest*,
+                                  txcoord::v1::Transaction*) override;
+  grpc::Status ListBinds(grpc::ServerContext*, const txcoord::v1::ListBindsRequest*,
+                         txcoord::v1::ListBindsResponse*) override;
+  grpc::Status CheckBinds(grpc::ServerContext*, const txcoord::v1::CheckBindsRequest*,
+                          txcoord::v1::ListBindsResponse*) override;
+  grpc::Status RecoverNow(grpc::ServerContext*, const txcoord::v1::RecoverNowRequest*,
+                          txcoord::v1::RecoverNowResponse*) override;
+  grpc::Status Drain(grpc::ServerContext*, const txcoord::v1::DrainRequest*,
+                     txcoord::v1::DrainResponse*) override;
+
+ private:
+  void FillBinds(bool check, txcoord::v1::ListBindsResponse* out);
+  Coordinator* const coordinator_;
+  SessionManager* const sessions_;
+};
+
+}  // namespace txcoord::coordinator
+
+#endif  // TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
