@@ -906,7 +906,7 @@ absl::StatusOr<std::vector<InDoubtBranch>> Coordinator::ListInDoubt(
   for (const auto& [name, p] : binds_) {
     if (!binds.empty() && std::find(binds.begin(), binds.end(), name) == binds.end()) continue;
     if (!p->capabilities().two_phase) continue;
-    auto prepared = p->ListPrepared("");
+    auto prepared = p->ListAllPrepared();
     if (!prepared.ok()) {
       return absl::Status(prepared.status().code(),
                           absl::StrCat("bind \"", name, "\": ", prepared.status().message()));
@@ -1086,10 +1086,12 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
         }
         driving_.insert(record.txn_id());
       }
-      if (record.state() != journal::COMMITTING && record.state() != journal::ROLLING_BACK) {
+      if ((record.state() != journal::COMMITTING && record.state() != journal::ROLLING_BACK) ||
+          !TXC_FAILPOINT_STATUS("recovery.before_redrive").ok()) {
         absl::MutexLock lock(&mu_);
         driving_.erase(record.txn_id());
-        continue;  // heuristic: waits for an operator
+        ++report.still_pending;
+        continue;  // heuristic (waits for an operator), or an injected fault
       }
       bool done = DrivePhase2(record, /*first_attempt=*/false);
       Log(spdlog::level::info, record.txn_id(),
@@ -1187,7 +1189,8 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
         orphan = txn_epoch < epoch || now - since >= options_.timeouts.orphan_safety;
       }
       if (!orphan) continue;
-      absl::Status s = p->RollbackPrepared(b.xid);
+      absl::Status s = TXC_FAILPOINT_STATUS("recovery.before_orphan_rollback");
+      if (s.ok()) s = p->RollbackPrepared(b.xid);
       Log(spdlog::level::info, txn_id,
           absl::StrCat("recovery: orphaned prepared branch on bind \"", name, "\" rolled back: ",
                        s.ok() ? "OK" : s.ToString()));

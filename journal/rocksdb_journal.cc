@@ -176,7 +176,7 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
   absl::Status status;
   {
     writers_mu_.Unlock();
-    status = failpoint::Hit("journal.before_decision_sync");
+    status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
     if (status.ok()) {
       rocksdb::WriteOptions wo;
       wo.sync = true;  // the decision must survive power loss before phase 2

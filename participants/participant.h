@@ -173,6 +173,13 @@ class Participant {
   virtual absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(
       absl::string_view node_id) = 0;
 
+  // Every prepared branch in this bind's database, whoever made it (for
+  // operators' in-doubt listings): txcoord's branches parsed into their xid,
+  // others with the format id the database reports (0 for a PostgreSQL gid
+  // that is not txcoord's, whose gid is then in xid.gtrid) and `raw` as
+  // shown by the database. Empty for binds without 2PC.
+  virtual absl::StatusOr<std::vector<PreparedBranch>> ListAllPrepared() = 0;
+
   // Last resource only: the txn ids of `node_id` recorded in
   // txcoord_decisions, and removal of one once the journal holds it.
   // ListDecisions is empty while the table does not exist; ForgetDecision

@@ -145,7 +145,11 @@ int main(int argc, char** argv) {
   std::string drain_timeout = "30s";
   drain->add_option("--timeout", drain_timeout, "how long to wait");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is 0; every usage error is 2
+  }
 
   auto stub = v1::AdminService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;

@@ -40,7 +40,10 @@ int HitCount(absl::string_view name);
 
 }  // namespace txcoord::failpoint
 
+// TXC_FAILPOINT_STATUS(name): the point's status (OK when not armed, and
+// always OK in builds without fault points).
 #ifdef TXC_FAILPOINTS_ENABLED
+#define TXC_FAILPOINT_STATUS(name) ::txcoord::failpoint::Hit(name)
 #define TXC_FAILPOINT(name) (void)::txcoord::failpoint::Hit(name)
 #define TXC_FAILPOINT_RETURN_IF_ERROR(name)                       \
   do {                                                            \
@@ -48,6 +51,7 @@ int HitCount(absl::string_view name);
     if (!txc_fp_.ok()) return txc_fp_;                            \
   } while (0)
 #else
+#define TXC_FAILPOINT_STATUS(name) ::absl::OkStatus()
 #define TXC_FAILPOINT(name) \
   do {                      \
   } while (0)

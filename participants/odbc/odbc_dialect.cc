@@ -246,15 +246,15 @@ class MariadbDialect : public Dialect {
     for (const auto& row : rs.rows) {
       // formatID, gtrid_length, bqual_length, data
       if (row.size() < 4 || row[0].kind != Value::Kind::kInt64) continue;
-      if (row[0].int_value != kTxcFormatId) continue;
+      if (!node_id.empty() && row[0].int_value != kTxcFormatId) continue;
       const int64_t gl = row[1].int_value, bl = row[2].int_value;
       const std::string& data = row[3].text;
       if (gl < 0 || bl < 0 || static_cast<size_t>(gl + bl) != data.size()) continue;
       PreparedBranch b;
-      b.xid.format_id = kTxcFormatId;
+      b.xid.format_id = static_cast<int32_t>(row[0].int_value);
       b.xid.gtrid = data.substr(0, gl);
       b.xid.bqual = data.substr(gl);
-      if (NodeIdOfGtrid(b.xid.gtrid) != node_id) continue;
+      if (!node_id.empty() && NodeIdOfGtrid(b.xid.gtrid) != node_id) continue;
       b.raw = XaLiteral(b.xid);
       out.push_back(std::move(b));
     }
@@ -330,18 +330,19 @@ class PostgresDialect : public Dialect {
       OdbcConnection& c, absl::string_view node_id) const override {
     // node_id is [A-Za-z0-9-]: safe inside a literal.
     const std::string prefix = absl::StrCat(kPostgresGidPrefix, node_id, ".");
+    const std::string mine =
+        node_id.empty() ? "" : absl::StrCat("AND left(gid, ", prefix.size(), ") = ", QuoteSqlLiteral(prefix));
     TXC_ASSIGN_OR_RETURN(
         ResultSet rs,
         c.Execute(absl::StrCat("SELECT gid, (extract(epoch FROM prepared) * 1000000)::int8 "
-                               "FROM pg_prepared_xacts WHERE database = current_database() "
-                               "AND left(gid, ",
-                               prefix.size(), ") = ", QuoteSqlLiteral(prefix),
-                               " ORDER BY prepared"),
+                               "FROM pg_prepared_xacts WHERE database = current_database() ",
+                               mine, " ORDER BY prepared"),
                   {}));
     std::vector<PreparedBranch> out;
     for (const auto& row : rs.rows) {
       absl::StatusOr<Xid> xid = ParsePostgresGid(row[0].text);
-      if (!xid.ok() || NodeIdOfGtrid(xid->gtrid) != node_id) continue;
+      if (node_id.empty() && !xid.ok()) xid = Xid{0, row[0].text, ""};  // another manager's gid
+      if (!xid.ok() || (!node_id.empty() && NodeIdOfGtrid(xid->gtrid) != node_id)) continue;
       PreparedBranch b;
       b.xid = *std::move(xid);
       b.raw = row[0].text;
@@ -606,17 +607,17 @@ class OracleDialect : public Dialect {
     TXC_ASSIGN_OR_RETURN(
         ResultSet rs,
         c.Execute(absl::StrCat("SELECT FORMATID, RAWTOHEX(GLOBALID), RAWTOHEX(BRANCHID) "
-                               "FROM DBA_PENDING_TRANSACTIONS WHERE FORMATID = ",
-                               kTxcFormatId),
+                               "FROM DBA_PENDING_TRANSACTIONS",
+                               node_id.empty() ? "" : absl::StrCat(" WHERE FORMATID = ", kTxcFormatId)),
                   {}));
     std::vector<PreparedBranch> out;
     for (const auto& row : rs.rows) {
       if (row.size() < 3) continue;
       PreparedBranch b;
-      b.xid.format_id = kTxcFormatId;
+      b.xid.format_id = row[0].kind == Value::Kind::kInt64 ? static_cast<int32_t>(row[0].int_value) : kTxcFormatId;
       b.xid.gtrid = absl::HexStringToBytes(row[1].text);
       b.xid.bqual = absl::HexStringToBytes(row[2].text);
-      if (NodeIdOfGtrid(b.xid.gtrid) != node_id) continue;
+      if (!node_id.empty() && NodeIdOfGtrid(b.xid.gtrid) != node_id) continue;
       b.raw = absl::StrCat(row[1].text, ".", row[2].text);
       out.push_back(std::move(b));
     }

@@ -72,7 +72,8 @@ class Dialect {
   // Phase 2 from any connection; NOT_FOUND when no such prepared branch.
   virtual absl::Status CommitPrepared(OdbcConnection& c, const Xid& xid) const;
   virtual absl::Status RollbackPrepared(OdbcConnection& c, const Xid& xid) const;
-  // This node's prepared branches (node_id already validated).
+  // This node's prepared branches (node_id already validated); every
+  // prepared branch, whoever made it, when node_id is empty.
   virtual absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(
       OdbcConnection& c, absl::string_view node_id) const;
 

@@ -258,6 +258,15 @@ class OdbcParticipant : public Participant {
                      [&](OdbcConnection& c) { return shared_->dialect->RollbackPrepared(c, xid); });
   }
 
+  absl::StatusOr<std::vector<PreparedBranch>> ListAllPrepared() override {
+    std::vector<PreparedBranch> out;
+    TXC_RETURN_IF_ERROR(RunPooled(true, [&](OdbcConnection& c) -> absl::Status {
+      TXC_ASSIGN_OR_RETURN(out, shared_->dialect->ListPrepared(c, ""));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
   absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(absl::string_view node_id) override {
     TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
     std::vector<PreparedBranch> out;

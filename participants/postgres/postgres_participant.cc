@@ -473,6 +473,25 @@ class PostgresParticipant : public Participant {
     return FinishPrepared("ROLLBACK PREPARED ", xid);
   }
 
+  absl::StatusOr<std::vector<PreparedBranch>> ListAllPrepared() override {
+    std::vector<PreparedBranch> out;
+    TXC_RETURN_IF_ERROR(RunPooled(/*retry_if_broken=*/true, [&](pqxx::nontransaction& n) {
+      out.clear();
+      pqxx::result r = n.exec(
+          "SELECT gid, (extract(epoch FROM prepared) * 1000000)::int8 FROM pg_prepared_xacts "
+          "WHERE database = current_database() ORDER BY prepared");
+      for (const auto& row : r) {
+        absl::StatusOr<Xid> xid = ParsePostgresGid(row[0].c_str());
+        PreparedBranch b;
+        b.xid = xid.ok() ? *std::move(xid) : Xid{0, row[0].c_str(), ""};  // another manager's gid
+        b.raw = row[0].c_str();
+        b.prepared_at = absl::FromUnixMicros(row[1].as<int64_t>());
+        out.push_back(std::move(b));
+      }
+    }));
+    return out;
+  }
+
   absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(absl::string_view node_id) override {
     TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
     const std::string prefix = absl::StrCat(kPostgresGidPrefix, node_id, ".");

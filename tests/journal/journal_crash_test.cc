@@ -90,12 +90,19 @@ TEST(JournalCrashTest, EveryAcknowledgedDecisionSurvivesSigkill) {
       ::_exit(6);
     }
     ::close(fds[1]);
-    // Let it write for 100–600 ms, reading acknowledgements as they come.
+    // Once it has acknowledged its first decision (start-up may be slow on a
+    // loaded machine: up to 20 s), let it write for 100–600 ms more, reading
+    // acknowledgements as they come.
     const int run_ms = 100 + static_cast<int>(rng() % 500);
     std::string buffer;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(run_ms);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    bool started = false;
     char chunk[65536];
     while (std::chrono::steady_clock::now() < deadline) {
+      if (!started && !buffer.empty()) {
+        started = true;
+        deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(run_ms);
+      }
       fd_set set;
       FD_ZERO(&set);
       FD_SET(fds[0], &set);
