@@ -1,6 +1,7 @@
 #include "participants/participant.h"
 
 #include "absl/strings/str_cat.h"
+#include "participants/noop/noop_participant.h"
 #include "participants/odbc/odbc_participant.h"
 #include "participants/postgres/postgres_participant.h"
 
@@ -14,8 +15,9 @@ absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(const BindOptions
   }
   if (options.driver == "postgres") return CreatePostgresParticipant(options);
   if (options.driver == "odbc") return CreateOdbcParticipant(options);
+  if (options.driver == "noop") return CreateNoopParticipant(options);  // test-only
   return absl::InvalidArgumentError(absl::StrCat("bind ", options.name, ": unknown driver \"",
-                                                 options.driver, "\" (postgres or odbc)"));
+                                                 options.driver, "\" (postgres, odbc or the test-only noop)"));
 }
 
 }  // namespace txcoord::participants
