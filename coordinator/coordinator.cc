@@ -360,6 +360,91 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
   return results;
 }
 
+absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::ExecuteOnBinds(
+    Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows) {
+  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+  int first_index;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    if (txn.state_ != TxnState::kActive || !txn.failure_.empty() || !txn.branches_.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("transaction ", txn.id_, " is not fresh"));
+    }
+    first_index = static_cast<int>(txn.branches_.size());
+  }
+  int last_resources = 0;
+  std::vector<participants::Xid> xids;
+  for (size_t i = 0; i < work.size(); ++i) {
+    const auto& [bind, statements] = work[i];
+    Participant* p = FindBind(bind);
+    if (p == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown bind \"", bind, "\""));
+    for (size_t j = 0; j < i; ++j) {
+      if (work[j].first == bind) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "bind \"", bind, "\" appears twice: put all of its statements in one entry"));
+      }
+    }
+    if (statements.empty()) return absl::InvalidArgumentError(absl::StrCat("bind \"", bind, "\" has no statements"));
+    for (const auto& [sql, params] : statements) {
+      if (sql.empty()) return absl::InvalidArgumentError("empty SQL statement");
+      if (static_cast<int>(sql.size()) > options_.max_sql_bytes) {
+        return absl::InvalidArgumentError(absl::StrCat("SQL statement of ", sql.size(),
+                                                       " bytes exceeds the limit of ", options_.max_sql_bytes));
+      }
+    }
+    if (!p->capabilities().two_phase && ++last_resources > 1) {
+      return absl::FailedPreconditionError("at most one bind without two-phase commit may join a transaction");
+    }
+    TXC_ASSIGN_OR_RETURN(participants::Xid xid,
+                         participants::MakeXid(txn.id_, first_index + static_cast<int>(i), bind));
+    xids.push_back(std::move(xid));
+  }
+  const absl::Time now = clock_->Now();
+  if (now >= txn.deadline_) {
+    return absl::DeadlineExceededError(absl::StrCat("transaction ", txn.id_, " exceeded its timeout"));
+  }
+  std::vector<std::unique_ptr<Transaction::Enlisted>> enlisted(work.size());
+  std::vector<std::vector<participants::ResultSet>> results(work.size());
+  std::vector<absl::Status> errors(work.size());
+  RunParallel(work.size(), [&](size_t i) {
+    const auto& [bind, statements] = work[i];
+    Participant* p = FindBind(bind);
+    auto branch = p->Begin(xids[i], txn.deadline_ - now);
+    if (!branch.ok()) {
+      errors[i] = branch.status();
+      return;
+    }
+    auto e = std::make_unique<Transaction::Enlisted>();
+    e->bind = bind;
+    e->participant = p;
+    e->branch = std::move(*branch);
+    e->xid = xids[i];
+    e->two_phase = p->capabilities().two_phase;
+    for (const auto& [sql, params] : statements) {
+      auto r = e->branch->Execute(sql, params, max_rows);
+      if (!r.ok()) {
+        errors[i] = absl::Status(r.status().code(),
+                                 absl::StrCat("statement on bind \"", bind, "\" failed: ", r.status().message()));
+        break;
+      }
+      results[i].push_back(std::move(*r));
+    }
+    enlisted[i] = std::move(e);
+  });
+  {
+    absl::MutexLock lock(&txn.mu_);
+    for (auto& e : enlisted) {
+      if (e) txn.branches_.push_back(std::move(e));  // enlisted even when failed: rolled back
+    }
+  }
+  for (const absl::Status& e : errors) {
+    if (!e.ok()) {
+      txn.Fail(std::string(e.message()));
+      return e;
+    }
+  }
+  return results;
+}
+
 absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) {
   std::vector<Transaction::Enlisted*> branches;
   {

@@ -199,6 +199,15 @@ class Coordinator {
       const std::vector<std::pair<std::string, std::vector<participants::Value>>>& statements,
       int max_rows);
 
+  // RunTransaction's path: runs each bind's statements on its own thread
+  // (BEGIN and statements of all binds concurrently), enlisting every bind.
+  // Binds must be distinct and not yet enlisted. Results in `work` order. On
+  // any error the transaction is failed (only Rollback) and that error is
+  // returned.
+  using Statements = std::vector<std::pair<std::string, std::vector<participants::Value>>>;
+  absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> ExecuteOnBinds(
+      Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows);
+
   // Commits. OK with kCommitted, or kCommitting when the decision is durable
   // but some branch is still being finished in the background. ABORTED when
   // the transaction was rolled back (a no vote, an error, a timeout).

@@ -215,19 +215,20 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext*,
     absl::MutexLock lock(&keys_mu_);
     keys_[key] = txn->id();
   }
-  for (const auto& [bind, statements] : work) {
-    auto results = coordinator_->Execute(*txn, bind, statements, req->max_rows());
-    if (!results.ok()) {
-      (void)coordinator_->Rollback(*txn, absl::StrCat("statement on bind \"", bind, "\" failed"));
-      absl::Status s = results.status();
-      // The whole transaction was rolled back: the client may retry it.
-      return ToGrpc(absl::Status(s.code() == absl::StatusCode::kInvalidArgument ||
-                                         s.code() == absl::StatusCode::kFailedPrecondition
-                                     ? s.code()
-                                     : absl::StatusCode::kAborted,
-                                 absl::StrCat("transaction ", txn->id(), " was rolled back: ", s.message())));
-    }
-    for (const auto& r : *results) ToProto(r, resp->add_results());
+  auto results = coordinator_->ExecuteOnBinds(*txn, work, req->max_rows());
+  if (!results.ok()) {
+    absl::Status s = results.status();
+    (void)coordinator_->Rollback(*txn, std::string(s.message()));
+    // The whole transaction was rolled back: the client may retry it, unless
+    // the request itself is wrong.
+    return ToGrpc(absl::Status(s.code() == absl::StatusCode::kInvalidArgument ||
+                                       s.code() == absl::StatusCode::kFailedPrecondition
+                                   ? s.code()
+                                   : absl::StatusCode::kAborted,
+                               absl::StrCat("transaction ", txn->id(), " was rolled back: ", s.message())));
+  }
+  for (const auto& per_bind : *results) {
+    for (const auto& r : per_bind) ToProto(r, resp->add_results());
   }
   auto state = coordinator_->Commit(*txn);
   if (!state.ok()) return ToGrpc(state.status());

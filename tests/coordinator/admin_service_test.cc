@@ -10,6 +10,10 @@
 #include "gmock/gmock.h"
 #include "httplib.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/impl/codegen/client_unary_call.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/sync_stream.h"
 #include "tests/coordinator/coordinator_fixture.h"
 #include "tests/testing/txcoord_process.h"
 #include "txcoord/v1/admin.grpc.pb.h"
@@ -229,6 +233,31 @@ TEST_F(AdminTest, HealthAndReflectionAnswer) {
     ASSERT_TRUE(s.ok()) << service << ": " << s.error_message();
     EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
   }
+  // Reflection lists the API, so standard gRPC tools can use it. (The
+  // reflection messages live inside libgrpc++_reflection, so the request is
+  // sent as raw bytes: field 7, list_services = "".)
+  grpc::internal::RpcMethod method("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                   grpc::internal::RpcMethod::BIDI_STREAMING);
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(channel_.get(), method,
+                                                                                             &ctx));
+  grpc::Slice request(std::string("\x3a\x00", 2));
+  grpc::ByteBuffer request_bytes(&request, 1);
+  ASSERT_TRUE(stream->Write(request_bytes));
+  stream->WritesDone();
+  grpc::ByteBuffer response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string listed;
+  for (const auto& sl : slices) listed.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_THAT(listed, HasSubstr("txcoord.v1.SessionService"));
+  EXPECT_THAT(listed, HasSubstr("txcoord.v1.AdminService"));
+  EXPECT_THAT(listed, HasSubstr("grpc.health.v1.Health"));
+  while (stream->Read(&response)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 // The exposition format, parsed: every sample line is `name{labels} value`

@@ -357,6 +357,34 @@ TEST_F(CoordinatorTest, RunTransactionCommitsInOneCallAndHonoursItsIdempotencyKe
   EXPECT_EQ(MyBalance(1), kInitial + 11);
 }
 
+TEST_F(CoordinatorTest, RunTransactionRollsBackEveryBindWhenOneFails) {
+  grpc::ClientContext ctx;
+  v1::RunTransactionRequest req;
+  auto* a = req.add_work();
+  a->set_bind("maria");
+  *a->add_statements() = Sql(Credit(my_table_, 12, 5));
+  auto* b = req.add_work();
+  b->set_bind("pg");
+  *b->add_statements() = Sql(Debit(pg_table_, 12, 5));
+  *b->add_statements() = Sql("SELECT * FROM no_such_table_" + suffix_);
+  v1::RunTransactionResponse resp;
+  grpc::Status st = stub_->RunTransaction(&ctx, req, &resp);
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.error_message(), HasSubstr("pg"));
+  EXPECT_EQ(MyBalance(12), kInitial);
+  EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+
+  grpc::ClientContext ctx2;
+  v1::RunTransactionRequest twice;
+  for (int i = 0; i < 2; ++i) {
+    auto* w = twice.add_work();
+    w->set_bind("pg");
+    *w->add_statements() = Sql("SELECT 1");
+  }
+  EXPECT_EQ(stub_->RunTransaction(&ctx2, twice, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(CoordinatorTest, OutcomeSurvivesARestart) {
   std::string s = Open();
   ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 2, 4))}).ok());
