@@ -14,6 +14,7 @@ PACKAGES=(
   postgresql-15 mariadb-server mariadb-client
   python3-grpcio python3-grpc-tools python3-protobuf python3-sqlalchemy
   python3-psycopg2 python3-pymysql python3-pytest
+  libmariadb-dev gnuplot-nox sysstat
   openssl procps iproute2
 )
 
