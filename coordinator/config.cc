@@ -114,6 +114,19 @@ absl::StatusOr<std::string> SubstituteEnv(const std::string& text) {
       return absl::InvalidArgumentError("config: unterminated ${ in the file");
     }
     std::string name = text.substr(start + 2, end - start - 2);
+    if (name.rfind("file:", 0) == 0) {
+      std::ifstream f(name.substr(5));
+      if (!f) {
+        return absl::InvalidArgumentError(absl::StrCat("config: ${", name, "}: cannot read the file"));
+      }
+      std::stringstream content;
+      content << f.rdbuf();
+      std::string v = content.str();
+      while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+      out += v;
+      i = end + 1;
+      continue;
+    }
     const char* value = std::getenv(name.c_str());
     if (value == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -176,9 +189,62 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
     if (!levels.count(c.log_level)) return KeyError("log.level", "must be trace, debug, info, warn, error or off");
   }
-  if (YAML::Node p = root["plaintext"]) c.plaintext = p.as<bool>(false);
-  if (root["tls"]) {
-    return KeyError("tls", "TLS is not implemented yet in this build: remove the key and set plaintext: true");
+  if (YAML::Node p = root["plaintext"]) {
+    if (!p.IsScalar() || (p.Scalar() != "true" && p.Scalar() != "false")) {
+      return KeyError("plaintext", "must be true or false");
+    }
+    c.plaintext = p.Scalar() == "true";
+  }
+  YAML::Node tls = root["tls"];
+  TXC_RETURN_IF_ERROR(CheckKeys(tls, "tls", {"cert", "key", "client_ca"}));
+  if (tls) {
+    TXC_RETURN_IF_ERROR(ReadString(tls, "tls.", "cert", &c.tls.cert_file));
+    TXC_RETURN_IF_ERROR(ReadString(tls, "tls.", "key", &c.tls.key_file));
+    TXC_RETURN_IF_ERROR(ReadString(tls, "tls.", "client_ca", &c.tls.client_ca_file));
+    if (c.tls.cert_file.empty()) return KeyError("tls.cert", "is required with tls");
+    if (c.tls.key_file.empty()) return KeyError("tls.key", "is required with tls");
+    if (c.plaintext) return KeyError("plaintext", "plaintext: true and a tls section contradict each other");
+  } else if (!c.plaintext) {
+    return KeyError("tls", "is required: set tls {cert, key[, client_ca]}, or plaintext: true to serve "
+                           "without encryption (only on a trusted network)");
+  }
+  YAML::Node auth = root["auth"];
+  TXC_RETURN_IF_ERROR(CheckKeys(auth, "auth", {"tokens_file", "tokens", "policies"}));
+  if (auth) {
+    c.auth.enabled = true;
+    TXC_RETURN_IF_ERROR(ReadString(auth, "auth.", "tokens_file", &c.auth.tokens_file));
+    if (YAML::Node tokens = auth["tokens"]) {
+      if (!tokens.IsMap()) return KeyError("auth.tokens", "must map a token's sha256 (hex) to an identity");
+      for (const auto& kv : tokens) {
+        std::string hash = kv.first.as<std::string>();
+        static const std::regex hex64("[0-9a-fA-F]{64}");
+        if (!std::regex_match(hash, hex64)) {
+          return KeyError("auth.tokens", "keys must be sha256 hex digests of the tokens (64 hex digits)");
+        }
+        c.auth.token_hashes.emplace_back(absl::AsciiStrToLower(hash), kv.second.as<std::string>());
+      }
+    }
+    YAML::Node policies = auth["policies"];
+    if (!policies || !policies.IsSequence()) {
+      return KeyError("auth.policies", "is required with auth: a list of {identity, role, binds}");
+    }
+    for (size_t i = 0; i < policies.size(); ++i) {
+      std::string where = absl::StrCat("auth.policies[", i, "]");
+      TXC_RETURN_IF_ERROR(CheckKeys(policies[i], where, {"identity", "role", "binds"}));
+      Policy p;
+      TXC_RETURN_IF_ERROR(ReadString(policies[i], where + ".", "identity", &p.identity));
+      if (p.identity.empty()) return KeyError(where + ".identity", "is required");
+      std::string role = "client";
+      TXC_RETURN_IF_ERROR(ReadString(policies[i], where + ".", "role", &role));
+      if (role == "client") p.role = Role::kClient;
+      else if (role == "admin") p.role = Role::kAdmin;
+      else return KeyError(where + ".role", "must be client or admin");
+      if (YAML::Node b = policies[i]["binds"]) {
+        if (!b.IsSequence()) return KeyError(where + ".binds", "must be a list of bind names");
+        for (const auto& name : b) p.binds.push_back(name.as<std::string>());
+      }
+      c.auth.policies.push_back(std::move(p));
+    }
   }
 
   YAML::Node j = root["journal"];
@@ -220,13 +286,16 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   }
   YAML::Node l = root["limits"];
   TXC_RETURN_IF_ERROR(CheckKeys(l, "limits", {"max_sessions", "max_message_bytes", "max_rows",
-                                               "max_sql_bytes", "server_threads"}));
+                                               "max_sql_bytes", "server_threads",
+                                               "max_sessions_per_identity"}));
   if (l) {
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions", 1, 1 << 24, &c.limits.max_sessions));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_message_bytes", 1024, 1 << 30, &c.limits.max_message_bytes));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_rows", 1, 1 << 24, &c.limits.max_rows));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sql_bytes", 1, 1 << 30, &c.limits.max_sql_bytes));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "server_threads", 2, 4096, &c.limits.server_threads));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions_per_identity", 1, 1 << 24,
+                                &c.limits.max_sessions_per_identity));
   }
 
   YAML::Node binds = root["binds"];
@@ -256,6 +325,13 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
       TXC_RETURN_IF_ERROR(ReadDuration(pool, prefix + "pool.", "acquire_timeout", &b.acquire_timeout));
     }
     c.binds.push_back(std::move(b));
+  }
+  for (size_t i = 0; i < c.auth.policies.size(); ++i) {
+    for (const std::string& b : c.auth.policies[i].binds) {
+      bool known = false;
+      for (const auto& bind : c.binds) known |= bind.name == b;
+      if (!known) return KeyError(absl::StrCat("auth.policies[", i, "].binds"), absl::StrCat("unknown bind \"", b, "\""));
+    }
   }
   return c;
 }

@@ -33,6 +33,28 @@ struct Limits {
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
   int server_threads = 64;  // gRPC sync server's thread cap
+  int max_sessions_per_identity = 1000;
+};
+
+struct TlsOptions {
+  std::string cert_file;       // PEM server certificate (chain)
+  std::string key_file;        // PEM private key
+  std::string client_ca_file;  // set: mutual TLS, client certificates required
+};
+
+enum class Role { kClient, kAdmin };
+
+struct Policy {
+  std::string identity;            // token identity or certificate common name
+  Role role = Role::kClient;
+  std::vector<std::string> binds;  // client: the binds it may use (empty: none)
+};
+
+struct AuthOptions {
+  bool enabled = false;            // the `auth` section is present
+  std::string tokens_file;         // "<sha256 hex of token> <identity>" per line
+  std::vector<std::pair<std::string, std::string>> token_hashes;  // inline: hash, identity
+  std::vector<Policy> policies;
 };
 
 struct Config {
@@ -41,7 +63,9 @@ struct Config {
   std::string metrics_listen;  // HTTP /metrics; empty: off
   std::string log_format = "text";  // "text" or "json" (JSON lines)
   std::string log_level = "info";
-  bool plaintext = true;
+  bool plaintext = false;  // true only when the config says so explicitly
+  TlsOptions tls;
+  AuthOptions auth;
   journal::JournalOptions journal;
   Timeouts timeouts;
   RecoveryOptions recovery;
@@ -57,7 +81,9 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path);
 // "30s", "100ms", "7d", "1h30m" → Duration. INVALID_ARGUMENT otherwise.
 absl::StatusOr<absl::Duration> ParseDuration(const std::string& text);
 
-// Replaces every ${NAME} with the environment's value.
+// Replaces every ${NAME} with the environment's value, and every
+// ${file:/path} with that file's content (trailing newline removed), so
+// that secrets can come from files (e.g. mounted secrets).
 absl::StatusOr<std::string> SubstituteEnv(const std::string& text);
 
 // A connection string with its password replaced by "***" (for logs,

@@ -1,4 +1,6 @@
 // txcoord --config FILE : the coordinator service.
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
                  "write the bound address (host:port) to this file once serving");
   CLI11_PARSE(app, argc, argv);
 
+  // Files txcoord creates (journal, logs it opens) are private to its user.
+  ::umask(077);
   // SIGTERM/SIGINT stop the server (open transactions are rolled back).
   // Blocked before any thread starts, so that only the waiter receives them.
   sigset_t set;

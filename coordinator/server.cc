@@ -1,6 +1,10 @@
 #include "coordinator/server.h"
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
+#include "coordinator/auth.h"
 #include "coordinator/logging.h"
 #include "coordinator/service/admin_service.h"
 #include "coordinator/service/session_service.h"
@@ -12,11 +16,51 @@
 #include "util/status_macros.h"
 
 namespace txcoord::coordinator {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": ", path, " is not PEM"));
+  }
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Config& config) {
+  if (config.plaintext) {
+    Log(spdlog::level::warn, "",
+        "plaintext: true: the gRPC port is NOT encrypted; use it only on a trusted network");
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions options;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  TXC_ASSIGN_OR_RETURN(pair.private_key, ReadPem(config.tls.key_file, "tls.key"));
+  TXC_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(config.tls.cert_file, "tls.cert"));
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!config.tls.client_ca_file.empty()) {
+    TXC_ASSIGN_OR_RETURN(options.pem_root_certs, ReadPem(config.tls.client_ca_file, "tls.client_ca"));
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  } else {
+    options.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config& config,
                                                                      Clock* clock) {
   ConfigureLogging(config.log_format, config.log_level);
   auto server = std::unique_ptr<TxcoordServer>(new TxcoordServer());
+  TXC_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials(config));
+  TXC_ASSIGN_OR_RETURN(server->auth_, Authenticator::Create(config.auth));
+  if (!config.auth.enabled) {
+    Log(spdlog::level::warn, "",
+        "no auth section: every caller is an anonymous admin with every bind (development only)");
+  }
   TXC_ASSIGN_OR_RETURN(server->journal_, journal::OpenRocksDbJournal(config.journal));
   Log(spdlog::level::info, "",
       absl::StrCat("journal ", config.journal.dir, " opened: node_id=", server->journal_->node_id(),
@@ -48,11 +92,14 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   SessionOptions session_options;
   session_options.max_sessions = config.limits.max_sessions;
   session_options.default_idle_timeout = config.timeouts.idle;
+  session_options.max_sessions_per_identity = config.limits.max_sessions_per_identity;
   server->sessions_ = std::make_unique<SessionManager>(server->coordinator_.get(), session_options, clock);
   server->session_service_ =
-      std::make_unique<SessionServiceImpl>(server->coordinator_.get(), server->sessions_.get());
+      std::make_unique<SessionServiceImpl>(server->coordinator_.get(), server->sessions_.get(),
+                                           server->auth_.get());
   server->admin_service_ =
-      std::make_unique<AdminServiceImpl>(server->coordinator_.get(), server->sessions_.get());
+      std::make_unique<AdminServiceImpl>(server->coordinator_.get(), server->sessions_.get(),
+                                         server->auth_.get());
   SessionManager* sessions = server->sessions_.get();
   server->coordinator_->metrics().RegisterGauge(
       "txcoord_sessions", "Open sessions.", [sessions] {
@@ -63,7 +110,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config.listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(config.limits.max_message_bytes);
   builder.SetMaxSendMessageSize(config.limits.max_message_bytes);
   grpc::ResourceQuota quota("txcoord");

@@ -25,6 +25,7 @@ class Server;
 namespace txcoord::coordinator {
 
 class SessionServiceImpl;
+class Authenticator;
 class AdminServiceImpl;
 
 class TxcoordServer {
@@ -55,6 +56,7 @@ class TxcoordServer {
   std::unique_ptr<journal::Journal> journal_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<SessionManager> sessions_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<SessionServiceImpl> session_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -44,7 +44,8 @@ SessionManager::~SessionManager() {
 absl::StatusOr<std::string> SessionManager::Open(const std::vector<std::string>& binds,
                                                  absl::Duration transaction_timeout,
                                                  absl::Duration idle_timeout,
-                                                 std::map<std::string, std::string> labels) {
+                                                 std::map<std::string, std::string> labels,
+                                                 const std::string& owner) {
   if (transaction_timeout < absl::ZeroDuration() || idle_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("timeouts must not be negative");
   }
@@ -64,6 +65,7 @@ absl::StatusOr<std::string> SessionManager::Open(const std::vector<std::string>&
   session->idle_timeout =
       idle_timeout > absl::ZeroDuration() ? idle_timeout : options_.default_idle_timeout;
   session->labels = std::move(labels);
+  session->owner = owner;
   session->last_used_us = absl::ToUnixMicros(clock_->Now());
   static thread_local std::mt19937_64 rng(std::random_device{}());
   absl::MutexLock lock(&mu_);
@@ -75,9 +77,15 @@ absl::StatusOr<std::string> SessionManager::Open(const std::vector<std::string>&
         "session limit reached (", options_.max_sessions,
         " open): close sessions you no longer use; idle ones expire after their idle timeout"));
   }
+  if (per_owner_[owner] >= options_.max_sessions_per_identity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "identity \"", owner, "\" has ", options_.max_sessions_per_identity,
+        " sessions open (limits.max_sessions_per_identity): close some first"));
+  }
   session->id = absl::StrFormat("%s.%d.s%d.%016x", coordinator_->node_id(),
                                 coordinator_->epoch(), next_seq_++, rng());
   sessions_[session->id] = session;
+  ++per_owner_[owner];
   return session->id;
 }
 
@@ -87,8 +95,16 @@ std::shared_ptr<Session> SessionManager::Find(absl::string_view id) const {
   return it == sessions_.end() ? nullptr : it->second;
 }
 
+void SessionManager::ForgetLocked(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  if (--per_owner_[it->second->owner] <= 0) per_owner_.erase(it->second->owner);
+  sessions_.erase(it);
+}
+
 absl::Status SessionManager::WithSession(absl::string_view id,
-                                         const std::function<absl::Status(Session&)>& fn) {
+                                         const std::function<absl::Status(Session&)>& fn,
+                                         const std::string& owner) {
   if (id.empty()) return absl::InvalidArgumentError("session_id is required");
   std::shared_ptr<Session> s = Find(id);
   if (s == nullptr) {
@@ -108,6 +124,9 @@ absl::Status SessionManager::WithSession(absl::string_view id,
     return absl::NotFoundError(absl::StrCat("session ", id,
                                             " does not exist (closed, expired or never opened)"));
   }
+  if (!owner.empty() && s->owner != owner) {
+    return absl::PermissionDeniedError(absl::StrCat("session ", id, " belongs to another identity"));
+  }
   if (!s->call_mu.TryLock()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "another call is running on session ", id,
@@ -125,15 +144,18 @@ absl::Status SessionManager::WithSession(absl::string_view id,
   return result;
 }
 
-absl::Status SessionManager::Close(absl::string_view id) {
-  absl::Status status = WithSession(id, [](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    s.txn.reset();  // an open transaction is rolled back
-    s.closed = true;
-    return absl::OkStatus();
-  });
+absl::Status SessionManager::Close(absl::string_view id, const std::string& owner) {
+  absl::Status status = WithSession(
+      id,
+      [](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        s.txn.reset();  // an open transaction is rolled back
+        s.closed = true;
+        return absl::OkStatus();
+      },
+      owner);
   if (!status.ok()) return status;
   absl::MutexLock lock(&mu_);
-  sessions_.erase(id);
+  ForgetLocked(std::string(id));
   return absl::OkStatus();
 }
 
@@ -159,7 +181,6 @@ void SessionManager::ReapExpired() {
   for (auto& s : all) {
     if (!s->call_mu.TryLock()) {
       continue;  // a call is running: CancelExpired() above handled a timeout
-
     }
     bool idle = now - absl::FromUnixMicros(s->last_used_us.load()) >= s->idle_timeout;
     if (s->txn != nullptr && now >= s->txn->deadline()) {
@@ -179,7 +200,7 @@ void SessionManager::ReapExpired() {
   }
   if (!expired.empty()) {
     absl::MutexLock lock(&mu_);
-    for (const auto& id : expired) sessions_.erase(id);
+    for (const auto& id : expired) ForgetLocked(id);
   }
 }
 

@@ -29,6 +29,7 @@ namespace txcoord::coordinator {
 
 struct Session {
   std::string id;
+  std::string owner;                    // the identity that opened it
   std::set<std::string> allowed_binds;  // empty: every bind
   absl::Duration transaction_timeout;
   absl::Duration idle_timeout;
@@ -44,6 +45,7 @@ struct Session {
 
 struct SessionOptions {
   int max_sessions = 10000;
+  int max_sessions_per_identity = 1000;
   absl::Duration default_idle_timeout = absl::Seconds(60);
   absl::Duration max_transaction_timeout = absl::Hours(1);
   absl::Duration reap_interval = absl::Milliseconds(200);
@@ -57,19 +59,23 @@ class SessionManager {
 
   // RESOURCE_EXHAUSTED at max_sessions; INVALID_ARGUMENT unknown bind or
   // negative timeouts.
+  // RESOURCE_EXHAUSTED also when `owner` has max_sessions_per_identity open.
   absl::StatusOr<std::string> Open(const std::vector<std::string>& binds,
                                    absl::Duration transaction_timeout,
                                    absl::Duration idle_timeout,
-                                   std::map<std::string, std::string> labels);
+                                   std::map<std::string, std::string> labels,
+                                   const std::string& owner = "");
 
   // Runs `fn` with the session's call lock held. NOT_FOUND unknown session
   // (with the reason when the id is from another node or epoch);
   // FAILED_PRECONDITION another call is running on it.
+  // PERMISSION_DENIED when `owner` is set and another identity opened it.
   absl::Status WithSession(absl::string_view id,
-                           const std::function<absl::Status(Session&)>& fn);
+                           const std::function<absl::Status(Session&)>& fn,
+                           const std::string& owner = "");
 
   // Rolls back an open transaction and forgets the session.
-  absl::Status Close(absl::string_view id);
+  absl::Status Close(absl::string_view id, const std::string& owner = "");
 
   // Refuses new sessions from now on (Drain).
   void StopAccepting();
@@ -85,6 +91,8 @@ class SessionManager {
   Clock* const clock_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> per_owner_ ABSL_GUARDED_BY(mu_);
+  void ForgetLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

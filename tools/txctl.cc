@@ -1,6 +1,7 @@
 // txctl: the operator's command line for a running txcoord (AdminService).
 //
-//   txctl [--address HOST:PORT] [--json] [--operator NAME] COMMAND ...
+//   txctl [--address HOST:PORT] [--json] [--operator NAME]
+//         [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] [--token T] COMMAND ...
 //     list [--state S]... [--bind B] [--older-than 10m] [--page-size N] [--page-token T]
 //     get TXN_ID
 //     in-doubt [--bind B]...
@@ -16,6 +17,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -113,6 +116,11 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "print JSON instead of tables");
   app.add_option("--operator", operator_name, "your name, journaled with resolutions")->envname("USER");
   app.add_option("--rpc-timeout", timeout_s, "seconds to wait for txcoord");
+  std::string tls_ca, tls_cert, tls_key, token;
+  app.add_option("--tls-ca", tls_ca, "PEM CA that signed txcoord's certificate (TLS on)")->envname("TXCTL_TLS_CA");
+  app.add_option("--tls-cert", tls_cert, "PEM client certificate (mutual TLS)")->envname("TXCTL_TLS_CERT");
+  app.add_option("--tls-key", tls_key, "PEM client key (mutual TLS)")->envname("TXCTL_TLS_KEY");
+  app.add_option("--token", token, "bearer token")->envname("TXCTL_TOKEN");
 
   auto* list = app.add_subcommand("list", "list transactions (live, unfinished, then history)");
   std::vector<std::string> states;
@@ -151,8 +159,27 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is 0; every usage error is 2
   }
 
-  auto stub = v1::AdminService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!tls_ca.empty()) {
+    auto read = [](const std::string& path) {
+      std::ifstream in(path);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = read(tls_ca);
+    if (!tls_cert.empty()) o.pem_cert_chain = read(tls_cert);
+    if (!tls_key.empty()) o.pem_private_key = read(tls_key);
+    if (o.pem_root_certs.empty()) {
+      std::cerr << "txctl: --tls-ca: cannot read " << tls_ca << "\n";
+      return 2;
+    }
+    credentials = grpc::SslCredentials(o);
+  }
+  auto stub = v1::AdminService::NewStub(grpc::CreateChannel(address, credentials));
   grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1000)));
   if (!operator_name.empty()) ctx.AddMetadata("x-txcoord-operator", operator_name);
   auto fail = [&](const grpc::Status& s) {

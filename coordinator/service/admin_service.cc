@@ -7,13 +7,13 @@
 namespace txcoord::coordinator {
 namespace {
 
-std::string Identity(grpc::ServerContext* ctx) {
-  // Until authentication exists (see docs/security.md), the caller is named
-  // by its peer address and the optional "x-txcoord-operator" metadata.
+// Who resolved: the authenticated identity, the operator's name it sent
+// ("x-txcoord-operator", e.g. txctl --operator) and the peer address.
+std::string Journaled(const Identity& who, grpc::ServerContext* ctx) {
   auto md = ctx->client_metadata().find("x-txcoord-operator");
-  std::string who = md != ctx->client_metadata().end() ? std::string(md->second.data(), md->second.size())
-                                                         : "unknown";
-  return absl::StrCat(who, "@", ctx->peer());
+  std::string name = md != ctx->client_metadata().end() ? std::string(md->second.data(), md->second.size())
+                                                          : "unnamed";
+  return absl::StrCat(name, " (identity ", who.name, ") from ", ctx->peer());
 }
 
 TxnState FromProtoState(txcoord::v1::TransactionState s) {
@@ -30,12 +30,22 @@ TxnState FromProtoState(txcoord::v1::TransactionState s) {
 
 }  // namespace
 
-AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions)
-    : coordinator_(coordinator), sessions_(sessions) {}
+// Every admin RPC: an authenticated admin only.
+#define TXC_REQUIRE_ADMIN(who)                                                       \
+  auto who##_or = auth_->Identify(*ctx);                                             \
+  if (!who##_or.ok()) return ToGrpc(who##_or.status());                              \
+  if (auto st = Authenticator::RequireAdmin(*who##_or); !st.ok()) return ToGrpc(st); \
+  const Identity& who = *who##_or;                                                   \
+  (void)who
 
-grpc::Status AdminServiceImpl::ListTransactions(grpc::ServerContext*,
+AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions,
+                                   const Authenticator* auth)
+    : coordinator_(coordinator), sessions_(sessions), auth_(auth) {}
+
+grpc::Status AdminServiceImpl::ListTransactions(grpc::ServerContext* ctx,
                                                 const txcoord::v1::ListTransactionsRequest* req,
                                                 txcoord::v1::ListTransactionsResponse* resp) {
+  TXC_REQUIRE_ADMIN(who);
   ListTransactionsFilter f;
   for (int s : req->states()) {
     if (s == txcoord::v1::TRANSACTION_STATE_UNSPECIFIED || !txcoord::v1::TransactionState_IsValid(s)) {
@@ -58,8 +68,9 @@ grpc::Status AdminServiceImpl::ListTransactions(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::GetTransaction(grpc::ServerContext*, const txcoord::v1::GetTransactionRequest* req,
+grpc::Status AdminServiceImpl::GetTransaction(grpc::ServerContext* ctx, const txcoord::v1::GetTransactionRequest* req,
                                               txcoord::v1::Transaction* resp) {
+  TXC_REQUIRE_ADMIN(who);
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
   auto info = coordinator_->GetTransaction(req->txn_id());
   if (!info.ok()) return ToGrpc(info.status());
@@ -67,8 +78,9 @@ grpc::Status AdminServiceImpl::GetTransaction(grpc::ServerContext*, const txcoor
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::ListInDoubt(grpc::ServerContext*, const txcoord::v1::ListInDoubtRequest* req,
+grpc::Status AdminServiceImpl::ListInDoubt(grpc::ServerContext* ctx, const txcoord::v1::ListInDoubtRequest* req,
                                            txcoord::v1::ListInDoubtResponse* resp) {
+  TXC_REQUIRE_ADMIN(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
   auto branches = coordinator_->ListInDoubt(binds);
   if (!branches.ok()) return ToGrpc(branches.status());
@@ -92,6 +104,7 @@ grpc::Status AdminServiceImpl::ListInDoubt(grpc::ServerContext*, const txcoord::
 grpc::Status AdminServiceImpl::ResolveTransaction(grpc::ServerContext* ctx,
                                                   const txcoord::v1::ResolveTransactionRequest* req,
                                                   txcoord::v1::Transaction* resp) {
+  TXC_REQUIRE_ADMIN(who);
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
   if (req->decision() != txcoord::v1::ResolveTransactionRequest::COMMIT &&
       req->decision() != txcoord::v1::ResolveTransactionRequest::ROLLBACK) {
@@ -101,7 +114,7 @@ grpc::Status AdminServiceImpl::ResolveTransaction(grpc::ServerContext* ctx,
     return ToGrpc(absl::InvalidArgumentError("reason is required: it is journaled with your identity"));
   }
   auto info = coordinator_->Resolve(req->txn_id(), req->decision() == txcoord::v1::ResolveTransactionRequest::COMMIT,
-                                    Identity(ctx), req->reason());
+                                    Journaled(who, ctx), req->reason());
   if (!info.ok()) return ToGrpc(info.status());
   ToProto(*info, resp);
   return grpc::Status::OK;
@@ -131,20 +144,23 @@ void AdminServiceImpl::FillBinds(bool check, txcoord::v1::ListBindsResponse* out
   }
 }
 
-grpc::Status AdminServiceImpl::ListBinds(grpc::ServerContext*, const txcoord::v1::ListBindsRequest*,
+grpc::Status AdminServiceImpl::ListBinds(grpc::ServerContext* ctx, const txcoord::v1::ListBindsRequest*,
                                          txcoord::v1::ListBindsResponse* resp) {
+  TXC_REQUIRE_ADMIN(who);
   FillBinds(/*check=*/false, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::CheckBinds(grpc::ServerContext*, const txcoord::v1::CheckBindsRequest*,
+grpc::Status AdminServiceImpl::CheckBinds(grpc::ServerContext* ctx, const txcoord::v1::CheckBindsRequest*,
                                           txcoord::v1::ListBindsResponse* resp) {
+  TXC_REQUIRE_ADMIN(who);
   FillBinds(/*check=*/true, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::RecoverNow(grpc::ServerContext*, const txcoord::v1::RecoverNowRequest*,
+grpc::Status AdminServiceImpl::RecoverNow(grpc::ServerContext* ctx, const txcoord::v1::RecoverNowRequest*,
                                           txcoord::v1::RecoverNowResponse* resp) {
+  TXC_REQUIRE_ADMIN(who);
   RecoveryReport r = coordinator_->RecoverNow();
   resp->set_redriven(r.redriven + r.decided_committed);
   resp->set_orphans_rolled_back(r.orphans_rolled_back);
@@ -154,6 +170,7 @@ grpc::Status AdminServiceImpl::RecoverNow(grpc::ServerContext*, const txcoord::v
 
 grpc::Status AdminServiceImpl::Drain(grpc::ServerContext* ctx, const txcoord::v1::DrainRequest* req,
                                      txcoord::v1::DrainResponse* resp) {
+  TXC_REQUIRE_ADMIN(who);
   sessions_->StopAccepting();
   absl::Duration timeout = FromProto(req->timeout());
   if (timeout <= absl::ZeroDuration()) timeout = absl::Seconds(30);

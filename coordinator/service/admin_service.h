@@ -2,6 +2,7 @@
 #ifndef TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
 #define TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
 
+#include "coordinator/auth.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "txcoord/v1/admin.grpc.pb.h"
@@ -10,8 +11,8 @@ namespace txcoord::coordinator {
 
 class AdminServiceImpl final : public txcoord::v1::AdminService::Service {
  public:
-  // REQUIRES: both outlive this object.
-  AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions);
+  // REQUIRES: all three outlive this object.
+  AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth);
 
   grpc::Status ListTransactions(grpc::ServerContext*, const txcoord::v1::ListTransactionsRequest*,
                                 txcoord::v1::ListTransactionsResponse*) override;
@@ -34,6 +35,7 @@ class AdminServiceImpl final : public txcoord::v1::AdminService::Service {
   void FillBinds(bool check, txcoord::v1::ListBindsResponse* out);
   Coordinator* const coordinator_;
   SessionManager* const sessions_;
+  const Authenticator* const auth_;
 };
 
 }  // namespace txcoord::coordinator

@@ -31,23 +31,43 @@ absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
 
 }  // namespace
 
-SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions)
-    : coordinator_(coordinator), sessions_(sessions) {}
+// Puts the caller's Identity in `who`, or returns UNAUTHENTICATED /
+// PERMISSION_DENIED.
+#define TXC_IDENTIFY(who)                                   \
+  auto who##_or = auth_->Identify(*ctx);                    \
+  if (!who##_or.ok()) return ToGrpc(who##_or.status());     \
+  const Identity& who = *who##_or
 
-grpc::Status SessionServiceImpl::OpenSession(grpc::ServerContext*,
+SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions,
+                                       const Authenticator* auth)
+    : coordinator_(coordinator), sessions_(sessions), auth_(auth) {}
+
+grpc::Status SessionServiceImpl::OpenSession(grpc::ServerContext* ctx,
                                              const txcoord::v1::OpenSessionRequest* req,
                                              txcoord::v1::OpenSessionResponse* resp) {
+  TXC_IDENTIFY(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
+  for (const std::string& b : binds) {
+    if (!coordinator_->HasBind(b)) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("unknown bind \"", b, "\"")));
+    }
+    if (auto st = Authenticator::RequireBind(who, b); !st.ok()) return ToGrpc(st);
+  }
+  if (binds.empty() && !who.all_binds) binds.assign(who.binds.begin(), who.binds.end());
+  if (binds.empty() && !who.all_binds) {
+    return ToGrpc(absl::PermissionDeniedError(absl::StrCat("identity \"", who.name, "\" may use no bind")));
+  }
   std::map<std::string, std::string> labels(req->labels().begin(), req->labels().end());
   auto id = sessions_->Open(binds, FromProto(req->transaction_timeout()),
-                            FromProto(req->idle_timeout()), std::move(labels));
+                            FromProto(req->idle_timeout()), std::move(labels), who.name);
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_session_id(*id);
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::Begin(grpc::ServerContext*, const txcoord::v1::BeginRequest* req,
+grpc::Status SessionServiceImpl::Begin(grpc::ServerContext* ctx, const txcoord::v1::BeginRequest* req,
                                        txcoord::v1::BeginResponse* resp) {
+  TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s.txn != nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -56,15 +76,17 @@ grpc::Status SessionServiceImpl::Begin(grpc::ServerContext*, const txcoord::v1::
     s.txn = coordinator_->Begin(s.id, s.labels, s.transaction_timeout);
     resp->set_txn_id(s.txn->id());
     return absl::OkStatus();
-  }));
+  }, who.name));
 }
 
-grpc::Status SessionServiceImpl::Execute(grpc::ServerContext*, const txcoord::v1::ExecuteRequest* req,
+grpc::Status SessionServiceImpl::Execute(grpc::ServerContext* ctx, const txcoord::v1::ExecuteRequest* req,
                                          txcoord::v1::ExecuteResponse* resp) {
+  TXC_IDENTIFY(who);
   if (req->bind().empty()) return ToGrpc(absl::InvalidArgumentError("bind is required"));
   if (!coordinator_->HasBind(req->bind())) {
     return ToGrpc(absl::InvalidArgumentError(absl::StrCat("unknown bind \"", req->bind(), "\"")));
   }
+  if (auto st = Authenticator::RequireBind(who, req->bind()); !st.ok()) return ToGrpc(st);
   if (req->max_rows() < 0) return ToGrpc(absl::InvalidArgumentError("max_rows must not be negative"));
   auto statements = StatementsFromProto(req->statements());
   if (!statements.ok()) return ToGrpc(statements.status());
@@ -76,11 +98,12 @@ grpc::Status SessionServiceImpl::Execute(grpc::ServerContext*, const txcoord::v1
     if (!results.ok()) return results.status();
     for (const auto& r : *results) ToProto(r, resp->add_results());
     return absl::OkStatus();
-  }));
+  }, who.name));
 }
 
-grpc::Status SessionServiceImpl::Commit(grpc::ServerContext*, const txcoord::v1::CommitRequest* req,
+grpc::Status SessionServiceImpl::Commit(grpc::ServerContext* ctx, const txcoord::v1::CommitRequest* req,
                                         txcoord::v1::CommitResponse* resp) {
+  TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s.txn == nullptr || (!req->txn_id().empty() && req->txn_id() != s.txn->id())) {
       // A retried Commit after a lost reply: answer with the recorded outcome.
@@ -119,11 +142,12 @@ grpc::Status SessionServiceImpl::Commit(grpc::ServerContext*, const txcoord::v1:
     if (!state.ok()) return state.status();
     resp->set_state(ToProto(*state));
     return absl::OkStatus();
-  }));
+  }, who.name));
 }
 
-grpc::Status SessionServiceImpl::Rollback(grpc::ServerContext*, const txcoord::v1::RollbackRequest* req,
+grpc::Status SessionServiceImpl::Rollback(grpc::ServerContext* ctx, const txcoord::v1::RollbackRequest* req,
                                           txcoord::v1::RollbackResponse* resp) {
+  TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s.txn == nullptr) {
       if (!s.last_txn_id.empty()) {
@@ -147,18 +171,21 @@ grpc::Status SessionServiceImpl::Rollback(grpc::ServerContext*, const txcoord::v
       s.txn.reset();
     }
     return st;
-  }));
+  }, who.name));
 }
 
-grpc::Status SessionServiceImpl::CloseSession(grpc::ServerContext*,
+grpc::Status SessionServiceImpl::CloseSession(grpc::ServerContext* ctx,
                                               const txcoord::v1::CloseSessionRequest* req,
                                               txcoord::v1::CloseSessionResponse*) {
-  return ToGrpc(sessions_->Close(req->session_id()));
+  TXC_IDENTIFY(who);
+  return ToGrpc(sessions_->Close(req->session_id(), who.name));
 }
 
-grpc::Status SessionServiceImpl::GetTransaction(grpc::ServerContext*,
+grpc::Status SessionServiceImpl::GetTransaction(grpc::ServerContext* ctx,
                                                 const txcoord::v1::GetTransactionRequest* req,
                                                 txcoord::v1::Transaction* resp) {
+  TXC_IDENTIFY(who);  // any authenticated caller may ask for an outcome
+  (void)who;
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
   auto info = coordinator_->GetTransaction(req->txn_id());
   if (!info.ok()) return ToGrpc(info.status());
@@ -166,9 +193,10 @@ grpc::Status SessionServiceImpl::GetTransaction(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext*,
+grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
                                                 const txcoord::v1::RunTransactionRequest* req,
                                                 txcoord::v1::RunTransactionResponse* resp) {
+  TXC_IDENTIFY(who);
   if (req->work_size() == 0) return ToGrpc(absl::InvalidArgumentError("work is empty"));
   if (req->max_rows() < 0) return ToGrpc(absl::InvalidArgumentError("max_rows must not be negative"));
   std::vector<std::pair<std::string, Statements>> work;
@@ -177,6 +205,7 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext*,
     if (!coordinator_->HasBind(w.bind())) {
       return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": unknown bind \"", w.bind(), "\"")));
     }
+    if (auto st = Authenticator::RequireBind(who, w.bind()); !st.ok()) return ToGrpc(st);
     if (w.statements_size() == 0) {
       return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, " has no statements")));
     }
@@ -186,14 +215,15 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext*,
     }
     work.emplace_back(w.bind(), std::move(*st));
   }
-  const std::string& key = req->idempotency_key();
+  // Keys are per identity: one caller cannot read another's outcomes.
+  const std::string key = req->idempotency_key().empty() ? "" : absl::StrCat(who.name, "/", req->idempotency_key());
   if (!key.empty()) {
     absl::MutexLock lock(&keys_mu_);
     auto [it, inserted] = keys_.try_emplace(key, "");
     if (!inserted) {
       if (it->second.empty()) {
         return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
-            "a transaction with idempotency key \"", key, "\" is running: ask again when it returned")));
+            "a transaction with idempotency key \"", req->idempotency_key(), "\" is running: ask again when it returned")));
       }
       std::string id = it->second;
       keys_mu_.Unlock();

@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "coordinator/auth.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "txcoord/v1/session.grpc.pb.h"
@@ -21,8 +22,8 @@ namespace txcoord::coordinator {
 
 class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
  public:
-  // REQUIRES: both outlive this object.
-  SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions);
+  // REQUIRES: all three outlive this object.
+  SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth);
 
   grpc::Status OpenSession(grpc::ServerContext*, const txcoord::v1::OpenSessionRequest*,
                            txcoord::v1::OpenSessionResponse*) override;
@@ -44,6 +45,7 @@ class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
  private:
   Coordinator* const coordinator_;
   SessionManager* const sessions_;
+  const Authenticator* const auth_;
   // RunTransaction idempotency keys → txn id ("" while running). In memory:
   // a key is honoured until this process restarts (see docs/design.md).
   absl::Mutex keys_mu_;

@@ -104,7 +104,7 @@ TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) {
   const std::string config = tmp.Sub("txcoord.yaml");
   {
     std::ofstream out(config);
-    out << "node_id: " << node << "\nlisten: " << address << "\n"
+    out << "node_id: " << node << "\nlisten: " << address << "\nplaintext: true\n"
         << "journal: {dir: " << tmp.Sub("journal") << "}\n"
         << "timeouts: {transaction: 10s, orphan_safety: 2s}\n"
         << "recovery: {interval: 500ms, backoff: {initial: 50ms, max: 1s}}\n"

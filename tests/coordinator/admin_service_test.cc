@@ -1,6 +1,9 @@
 // AdminService, health, reflection, /metrics and txctl against a real
 // coordinator and real databases.
+#include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <filesystem>
 
 #include <fstream>
 #include <future>
@@ -342,7 +345,7 @@ class TxctlTest : public CoordinatorTest {
   std::string WriteConfig() {
     std::string path = tmp_.Sub("txcoord.yaml");
     std::ofstream out(path);
-    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\njournal: {dir: " << tmp_.Sub("journal-proc") << "}\n"
+    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nplaintext: true\njournal: {dir: " << tmp_.Sub("journal-proc") << "}\n"
         << "timeouts: {orphan_safety: 1s}\nrecovery: {interval: 200ms}\n"
         << "binds:\n  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
         << "  maria: {driver: odbc, dsn: \"" << maria_dsn_ << "\"}\n";
@@ -446,7 +449,7 @@ TEST_F(TxctlTest, PasswordsNeverLeak) {
   std::string path = tmp_.Sub("secret.yaml");
   {
     std::ofstream out(path);
-    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n"
+    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nplaintext: true\nmetrics_listen: 127.0.0.1:0\n"
         << "journal: {dir: " << tmp_.Sub("journal-secret") << "}\nlog: {format: json, level: debug}\n"
         << "binds:\n  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
         << "  wrongpw: {driver: postgres, dsn: \"postgresql://txcoord:" << secret << "@127.0.0.1:"
@@ -482,6 +485,15 @@ TEST_F(TxctlTest, PasswordsNeverLeak) {
   EXPECT_THAT(ss.str(), HasSubstr("wrongpw"));  // the log does talk about the bind
   EXPECT_THAT(ss.str(), HasSubstr("\"level\":"));  // JSON lines
   EXPECT_EQ(all.find(secret), std::string::npos) << "the password leaked:\n" << all;
+  // The journal the binary wrote is private to its user.
+  int files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(tmp_.Sub("journal-secret"))) {
+    struct stat st;
+    ASSERT_EQ(::stat(entry.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 077, 0u) << entry.path() << " is readable by others";
+    ++files;
+  }
+  EXPECT_GT(files, 3);
 }
 
 }  // namespace

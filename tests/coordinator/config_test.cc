@@ -12,6 +12,7 @@ using ::testing::HasSubstr;
 
 constexpr char kGood[] = R"(
 node_id: coord-1
+plaintext: true
 listen: 127.0.0.1:7600
 journal:
   dir: /tmp/j
@@ -58,16 +59,16 @@ TEST(ConfigTest, ErrorsNameTheKey) {
     std::string key;
   } cases[] = {
       {"listen: x\nbinds: {a: {driver: postgres, dsn: x}}", "node_id"},
-      {"node_id: bad_id\nbinds: {a: {driver: postgres, dsn: x}}", "node_id"},
-      {"node_id: n\n", "binds"},
-      {"node_id: n\nbinds: {a: {driver: oracle, dsn: x}}", "binds.a.driver"},
-      {"node_id: n\nbinds: {a: {driver: postgres}}", "binds.a.dsn"},
-      {"node_id: n\nbinds: {a: {driver: postgres, dsn: x, pool: {size: 0}}}", "binds.a.pool.size"},
-      {"node_id: n\ntimeouts: {idle: soon}\nbinds: {a: {driver: postgres, dsn: x}}", "timeouts.idle"},
-      {"node_id: n\ntimeout: {idle: 1s}\nbinds: {a: {driver: postgres, dsn: x}}", "timeout"},
-      {"node_id: n\nbinds: {a: {driver: postgres, dsn: \"${TXC_NOT_SET_ANYWHERE}\"}}", "TXC_NOT_SET_ANYWHERE"},
-      {"node_id: n\nbinds: [1, 2]", "binds"},
-      {"node_id: [\n", "YAML"},
+      {"plaintext: true\nnode_id: bad_id\nbinds: {a: {driver: postgres, dsn: x}}", "node_id"},
+      {"plaintext: true\nnode_id: n\n", "binds"},
+      {"plaintext: true\nnode_id: n\nbinds: {a: {driver: oracle, dsn: x}}", "binds.a.driver"},
+      {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres}}", "binds.a.dsn"},
+      {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x, pool: {size: 0}}}", "binds.a.pool.size"},
+      {"plaintext: true\nnode_id: n\ntimeouts: {idle: soon}\nbinds: {a: {driver: postgres, dsn: x}}", "timeouts.idle"},
+      {"plaintext: true\nnode_id: n\ntimeout: {idle: 1s}\nbinds: {a: {driver: postgres, dsn: x}}", "timeout"},
+      {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: \"${TXC_NOT_SET_ANYWHERE}\"}}", "TXC_NOT_SET_ANYWHERE"},
+      {"plaintext: true\nnode_id: n\nbinds: [1, 2]", "binds"},
+      {"plaintext: true\nnode_id: [\n", "YAML"},
   };
   for (const Case& c : cases) {
     auto parsed = ParseConfig(c.yaml);

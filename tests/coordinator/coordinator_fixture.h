@@ -91,6 +91,7 @@ class CoordinatorTest : public ::testing::Test {
     coordinator::Config c;
     c.node_id = node_id_;
     c.listen = "127.0.0.1:0";
+    c.plaintext = true;
     c.journal.dir = tmp_.Sub("journal");
     c.journal.node_id = node_id_;
     c.timeouts.transaction = absl::Seconds(20);

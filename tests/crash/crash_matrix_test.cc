@@ -81,7 +81,7 @@ class CrashMatrixTest : public ::testing::TestWithParam<Case> {
     config_ = tmp_.Sub("txcoord.yaml");
     std::ofstream out(config_);
     out << "node_id: " << node_ << "\n"
-        << "listen: 127.0.0.1:0\n"
+        << "listen: 127.0.0.1:0\nplaintext: true\n"
         << "journal: {dir: " << tmp_.Sub("journal") << "}\n"
         << "timeouts: {transaction: 20s, orphan_safety: 1s}\n"
         << "recovery: {interval: 200ms, backoff: {initial: 50ms, max: 500ms}}\n"

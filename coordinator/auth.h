@@ -1,0 +1,57 @@
+// Authentication and authorization of gRPC callers.
+//
+// Identity: the common name of a verified client certificate (mutual TLS),
+// or a bearer token ("authorization: Bearer <token>") whose SHA-256 matches
+// a configured hash (compared in constant time). Authorization: the
+// identity's policy gives its role (client: session RPCs on its binds;
+// admin: AdminService, and session RPCs on its binds). Without an `auth`
+// section every caller is an anonymous admin with every bind (development
+// only: the server warns at start).
+// Thread-safe after construction.
+#ifndef TXCOORD_COORDINATOR_AUTH_H_
+#define TXCOORD_COORDINATOR_AUTH_H_
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/config.h"
+#include "grpcpp/server_context.h"
+
+namespace txcoord::coordinator {
+
+struct Identity {
+  std::string name;
+  Role role = Role::kClient;
+  bool all_binds = false;           // auth disabled
+  std::set<std::string> binds;
+};
+
+class Authenticator {
+ public:
+  // Reads the tokens file. INVALID_ARGUMENT names a bad line.
+  static absl::StatusOr<std::unique_ptr<Authenticator>> Create(const AuthOptions& options);
+
+  bool enabled() const { return options_.enabled; }
+  // UNAUTHENTICATED: no or invalid credentials; PERMISSION_DENIED: an
+  // identity without a policy.
+  absl::StatusOr<Identity> Identify(const grpc::ServerContext& ctx) const;
+
+  static absl::Status RequireAdmin(const Identity& who);
+  static absl::Status RequireBind(const Identity& who, const std::string& bind);
+
+ private:
+  explicit Authenticator(AuthOptions options) : options_(std::move(options)) {}
+  absl::StatusOr<Identity> ForName(const std::string& name, const std::string& how) const;
+  AuthOptions options_;
+  std::vector<std::pair<std::string, std::string>> tokens_;  // raw sha256 (32 bytes), identity
+};
+
+// Lower-case hex SHA-256 of `text` (for token hashes).
+std::string Sha256Hex(const std::string& text);
+
+}  // namespace txcoord::coordinator
+
+#endif  // TXCOORD_COORDINATOR_AUTH_H_

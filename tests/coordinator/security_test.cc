@@ -1,0 +1,226 @@
+// TLS, mutual TLS, bearer tokens, roles and per-bind authorization, with
+// certificates made by openssl in the test.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "coordinator/auth.h"
+#include "gmock/gmock.h"
+#include "tests/coordinator/coordinator_fixture.h"
+#include "txcoord/v1/admin.grpc.pb.h"
+
+namespace txcoord::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int Sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+
+// A CA, a server certificate for 127.0.0.1, client certificates for
+// "orders-service" and "ops", and one from another CA.
+class Pki {
+ public:
+  explicit Pki(const std::string& dir) : dir_(dir) {
+    auto req = [&](const std::string& name, const std::string& cn) {
+      return Sh("openssl req -new -newkey rsa:2048 -nodes -keyout " + dir_ + "/" + name + ".key -out " + dir_ + "/" +
+                name + ".csr -subj /CN=" + cn);
+    };
+    ok_ = Sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout " + dir_ + "/ca.key -out " + dir_ +
+             "/ca.pem -subj /CN=txcoord-test-ca") == 0 &&
+          Sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout " + dir_ + "/rogue.key -out " + dir_ +
+             "/rogue.pem -subj /CN=rogue-ca") == 0;
+    {
+      std::ofstream ext(dir_ + "/server.ext");
+      ext << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    }
+    ok_ = ok_ && req("server", "localhost") == 0 &&
+          Sh("openssl x509 -req -in " + dir_ + "/server.csr -CA " + dir_ + "/ca.pem -CAkey " + dir_ +
+             "/ca.key -CAcreateserial -days 2 -extfile " + dir_ + "/server.ext -out " + dir_ + "/server.pem") == 0;
+    for (const auto& [name, cn, ca] : {std::tuple{"orders", "orders-service", "ca"}, std::tuple{"ops", "ops", "ca"},
+                                       std::tuple{"intruder", "orders-service", "rogue"}}) {
+      ok_ = ok_ && req(name, cn) == 0 &&
+            Sh(std::string("openssl x509 -req -in ") + dir_ + "/" + name + ".csr -CA " + dir_ + "/" + ca +
+               ".pem -CAkey " + dir_ + "/" + ca + ".key -CAcreateserial -days 2 -out " + dir_ + "/" + name +
+               ".pem") == 0;
+    }
+  }
+  bool ok() const { return ok_; }
+  std::string Path(const std::string& f) const { return dir_ + "/" + f; }
+  std::shared_ptr<grpc::ChannelCredentials> Client(const std::string& who = "") const {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = ReadFile(Path("ca.pem"));
+    if (!who.empty()) {
+      o.pem_cert_chain = ReadFile(Path(who + ".pem"));
+      o.pem_private_key = ReadFile(Path(who + ".key"));
+    }
+    return grpc::SslCredentials(o);
+  }
+
+ private:
+  std::string dir_;
+  bool ok_ = false;
+};
+
+class SecurityTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    CoordinatorTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    StopServer();
+    pki_ = std::make_unique<Pki>(tmp_.path());
+    ASSERT_TRUE(pki_->ok()) << "openssl could not make the test certificates";
+  }
+
+  void StartSecure(bool mutual) {
+    coordinator::Config c = MakeConfig();
+    c.plaintext = false;
+    c.tls.cert_file = pki_->Path("server.pem");
+    c.tls.key_file = pki_->Path("server.key");
+    if (mutual) c.tls.client_ca_file = pki_->Path("ca.pem");
+    c.auth.enabled = true;
+    c.auth.token_hashes = {{coordinator::Sha256Hex("tok-orders-" + suffix_), "orders-service"},
+                           {coordinator::Sha256Hex("tok-ops-" + suffix_), "ops"}};
+    c.auth.policies = {{"orders-service", coordinator::Role::kClient, {"pg", "lite"}},
+                       {"ops", coordinator::Role::kAdmin, {"pg"}}};
+    c.limits.max_sessions_per_identity = 3;
+    auto server = coordinator::TxcoordServer::Start(c);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+
+  std::unique_ptr<v1::SessionService::Stub> Sessions(std::shared_ptr<grpc::ChannelCredentials> creds) {
+    return v1::SessionService::NewStub(grpc::CreateChannel(server_->address(), creds));
+  }
+  std::unique_ptr<v1::AdminService::Stub> Admin(std::shared_ptr<grpc::ChannelCredentials> creds) {
+    return v1::AdminService::NewStub(grpc::CreateChannel(server_->address(), creds));
+  }
+  static void Deadline(grpc::ClientContext& ctx, const std::string& token = "") {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  }
+  grpc::Status OpenWith(v1::SessionService::Stub* stub, const std::string& token, std::string* id,
+                        std::vector<std::string> binds = {}) {
+    grpc::ClientContext ctx;
+    Deadline(ctx, token);
+    v1::OpenSessionRequest req;
+    for (auto& b : binds) req.add_binds(b);
+    v1::OpenSessionResponse resp;
+    grpc::Status s = stub->OpenSession(&ctx, req, &resp);
+    *id = resp.session_id();
+    return s;
+  }
+  grpc::Status ExecWith(v1::SessionService::Stub* stub, const std::string& token, const std::string& session,
+                        const std::string& bind, const std::string& sql) {
+    grpc::ClientContext ctx;
+    Deadline(ctx, token);
+    v1::ExecuteRequest req;
+    req.set_session_id(session);
+    req.set_bind(bind);
+    req.add_statements()->set_sql(sql);
+    v1::ExecuteResponse resp;
+    return stub->Execute(&ctx, req, &resp);
+  }
+  grpc::Status ListBindsWith(v1::AdminService::Stub* stub, const std::string& token) {
+    grpc::ClientContext ctx;
+    Deadline(ctx, token);
+    v1::ListBindsResponse resp;
+    return stub->ListBinds(&ctx, v1::ListBindsRequest(), &resp);
+  }
+
+  std::unique_ptr<Pki> pki_;
+};
+
+TEST_F(SecurityTest, TlsWithTokensAuthenticatesAndAuthorizes) {
+  StartSecure(/*mutual=*/false);
+  const std::string orders = "tok-orders-" + suffix_, ops = "tok-ops-" + suffix_;
+  std::string id;
+  // Plaintext to a TLS port: no connection.
+  auto plain = Sessions(grpc::InsecureChannelCredentials());
+  EXPECT_EQ(OpenWith(plain.get(), orders, &id).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  auto tls = Sessions(pki_->Client());
+  EXPECT_EQ(OpenWith(tls.get(), "", &id).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(OpenWith(tls.get(), "wrong-token", &id).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  {
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    ctx.AddMetadata("authorization", "Basic abc");
+    v1::OpenSessionResponse resp;
+    EXPECT_EQ(tls->OpenSession(&ctx, v1::OpenSessionRequest(), &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // A bind outside the policy.
+  EXPECT_EQ(OpenWith(tls.get(), orders, &id, {"maria"}).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status opened = OpenWith(tls.get(), orders, &id);
+  ASSERT_TRUE(opened.ok()) << opened.error_message();
+  EXPECT_TRUE(ExecWith(tls.get(), orders, id, "pg", Debit(pg_table_, 1, 1)).ok());
+  grpc::Status denied = ExecWith(tls.get(), orders, id, "maria", Credit(my_table_, 1, 1));
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(denied.error_message(), HasSubstr("maria"));
+  // Another identity cannot use this session.
+  EXPECT_EQ(ExecWith(tls.get(), ops, id, "pg", "SELECT 1").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // Admin RPCs: admins only.
+  auto admin = Admin(pki_->Client());
+  EXPECT_EQ(ListBindsWith(admin.get(), orders).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(ListBindsWith(admin.get(), "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(ListBindsWith(admin.get(), ops).ok());
+  // At most 3 sessions per identity (one is open).
+  std::string more;
+  EXPECT_TRUE(OpenWith(tls.get(), orders, &more).ok());
+  EXPECT_TRUE(OpenWith(tls.get(), orders, &more).ok());
+  EXPECT_EQ(OpenWith(tls.get(), orders, &more).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(OpenWith(tls.get(), ops, &more).ok()) << "the limit is per identity";
+}
+
+TEST_F(SecurityTest, MutualTlsTakesTheIdentityFromTheCertificate) {
+  StartSecure(/*mutual=*/true);
+  std::string id;
+  auto orders = Sessions(pki_->Client("orders"));
+  grpc::Status s = OpenWith(orders.get(), "", &id);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(ExecWith(orders.get(), "", id, "pg", "SELECT 1").ok());
+  EXPECT_EQ(ExecWith(orders.get(), "", id, "maria", "SELECT 1").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(ListBindsWith(Admin(pki_->Client("orders")).get(), "").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(ListBindsWith(Admin(pki_->Client("ops")).get(), "").ok());
+  // No client certificate, or one from another CA: no connection.
+  EXPECT_EQ(OpenWith(Sessions(pki_->Client()).get(), "", &id).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(OpenWith(Sessions(pki_->Client("intruder")).get(), "", &id).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(SecurityTest, ConfigRefusesAnUnprotectedPortAndBadTokenFiles) {
+  auto no_tls = coordinator::ParseConfig("node_id: n\nbinds: {a: {driver: postgres, dsn: x}}");
+  ASSERT_FALSE(no_tls.ok());
+  EXPECT_THAT(std::string(no_tls.status().message()), HasSubstr("tls"));
+  auto both = coordinator::ParseConfig(
+      "node_id: n\nplaintext: true\ntls: {cert: a, key: b}\nbinds: {a: {driver: postgres, dsn: x}}");
+  EXPECT_FALSE(both.ok());
+  auto bad_policy = coordinator::ParseConfig(
+      "node_id: n\nplaintext: true\nauth: {policies: [{identity: x, role: king}]}\nbinds: {a: {driver: postgres, dsn: "
+      "x}}");
+  ASSERT_FALSE(bad_policy.ok());
+  EXPECT_THAT(std::string(bad_policy.status().message()), HasSubstr("auth.policies[0].role"));
+  std::ofstream(tmp_.Sub("tokens")) << "# comment\nnot-a-hash someone\n";
+  coordinator::AuthOptions o;
+  o.enabled = true;
+  o.tokens_file = tmp_.Sub("tokens");
+  auto a = coordinator::Authenticator::Create(o);
+  ASSERT_FALSE(a.ok());
+  EXPECT_THAT(std::string(a.status().message()), HasSubstr("line 2"));
+  // A secret from a file.
+  std::ofstream(tmp_.Sub("pw")) << "from-a-file\n";
+  auto from_file = coordinator::ParseConfig(absl::StrCat(
+      "node_id: n\nplaintext: true\nbinds: {a: {driver: postgres, dsn: \"password=${file:", tmp_.Sub("pw"), "}\"}}"));
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  EXPECT_EQ(from_file->binds[0].dsn, "password=from-a-file");
+}
+
+}  // namespace
+}  // namespace txcoord::testing
