@@ -296,6 +296,23 @@ TEST_F(CoordinatorTest, BadInputGetsClearErrors) {
   ASSERT_TRUE(Commit(s).ok());
 }
 
+TEST_F(CoordinatorTest, MaxRowsTruncatesAndSaysSo) {
+  std::string s = Open();
+  for (const std::string bind : {"pg", "maria"}) {
+    grpc::ClientContext ctx;
+    v1::ExecuteRequest req;
+    req.set_session_id(s);
+    req.set_bind(bind);
+    req.set_max_rows(3);
+    req.add_statements()->set_sql(absl::StrCat("SELECT id FROM ", bind == "pg" ? pg_table_ : my_table_, " ORDER BY id"));
+    v1::ExecuteResponse resp;
+    ASSERT_TRUE(stub_->Execute(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.results(0).rows_size(), 3) << bind;
+    EXPECT_TRUE(resp.results(0).truncated()) << bind;
+  }
+  ASSERT_TRUE(Commit(s).ok());
+}
+
 TEST_F(CoordinatorTest, GetTransactionOfUnknownIds) {
   grpc::Status st;
   GetTxn("garbage", &st);
