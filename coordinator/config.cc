@@ -103,7 +103,24 @@ absl::StatusOr<std::string> SubstituteEnv(const std::string& text) {
   std::string out;
   size_t i = 0;
   while (i < text.size()) {
+    // A line that is only a comment is copied as it is.
+    if (i == 0 || text[i - 1] == '\n') {
+      size_t first = text.find_first_not_of(" \t", i);
+      if (first != std::string::npos && text[first] == '#') {
+        size_t eol = text.find('\n', first);
+        size_t stop = eol == std::string::npos ? text.size() : eol + 1;
+        out.append(text, i, stop - i);
+        i = stop;
+        continue;
+      }
+    }
     size_t start = text.find("${", i);
+    size_t line_end = text.find('\n', i);
+    if (start != std::string::npos && line_end != std::string::npos && line_end < start) {
+      out.append(text, i, line_end + 1 - i);  // no ${ on this line
+      i = line_end + 1;
+      continue;
+    }
     if (start == std::string::npos) {
       out.append(text, i, std::string::npos);
       break;

@@ -11,6 +11,7 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kGood[] = R"(
+# ${COMMENTS_ARE_NOT_SUBSTITUTED}
 node_id: coord-1
 plaintext: true
 listen: 127.0.0.1:7600
