@@ -196,10 +196,14 @@ absl::Status Coordinator::Start() {
 }
 
 void Coordinator::Stop() {
+  std::vector<std::unique_ptr<Transaction>> globals;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    for (auto& [id, g] : globals_) globals.push_back(std::move(g.second));
+    globals_.clear();
   }
+  globals.clear();  // open global transactions are rolled back
   if (background_.joinable()) background_.join();
 }
 
@@ -456,7 +460,7 @@ absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) 
   RunParallel(branches.size(), [&](size_t i) {
     Transaction::Enlisted* e = branches[i];
     if (e->read_only) return;
-    if (e->prepared) {
+    if (e->prepared || e->external) {  // an external branch may be prepared though not registered
       absl::Status s = e->participant->RollbackPrepared(e->xid);
       // Not rolled back now (database down): the background pass rolls
       // this orphan back once the transaction is no longer live.
@@ -614,14 +618,39 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     RememberOutcome(std::move(info));
     return TxnState::kCommitted;
   }
-  if (branches.size() == 1) return CommitOnePhase(txn, *branches[0]);
+  if (branches.size() == 1 && !branches[0]->external) return CommitOnePhase(txn, *branches[0]);
 
   // Phase 1: PREPARE every two-phase branch in parallel.
   Transaction::Enlisted* last_resource = nullptr;
   std::vector<Transaction::Enlisted*> two_phase;
+  std::vector<Transaction::Enlisted*> external;
   for (auto* e : branches) {
-    if (e->two_phase) two_phase.push_back(e);
+    if (e->external) external.push_back(e);
+    else if (e->two_phase) two_phase.push_back(e);
     else last_resource = e;
+  }
+  // Branches services prepared themselves: each must be registered and
+  // really prepared on its database before any decision.
+  for (Transaction::Enlisted* e : external) {
+    absl::Status problem;
+    if (!e->registered) {
+      problem = absl::AbortedError(absl::StrCat("the branch on bind \"", e->bind, "\" was never registered"));
+    } else {
+      auto listed = e->participant->ListPrepared(options_.node_id);
+      if (!listed.ok()) {
+        problem = listed.status();
+      } else if (std::none_of(listed->begin(), listed->end(),
+                              [&](const participants::PreparedBranch& b) { return b.xid == e->xid; })) {
+        problem = absl::AbortedError(absl::StrCat("the branch registered on bind \"", e->bind,
+                                                  "\" is not prepared on its database"));
+      }
+    }
+    if (!problem.ok()) {
+      std::string reason(problem.message());
+      (void)AbortAll(txn, reason);
+      return absl::AbortedError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", reason));
+    }
+    e->prepared = true;
   }
   TXC_FAILPOINT("commit.before_prepare");
   std::vector<absl::Status> votes(two_phase.size());
@@ -654,7 +683,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
                                              " was rolled back: ", reason));
     }
   }
-  std::vector<Transaction::Enlisted*> prepared;
+  std::vector<Transaction::Enlisted*> prepared = external;
   for (auto* e : two_phase) {
     if (e->prepared) prepared.push_back(e);
   }
@@ -906,6 +935,127 @@ CoordinatorStats Coordinator::stats() const {
   return stats_;
 }
 
+namespace {
+// The xid as a service writes it in its bind's dialect.
+std::string XidForDialect(const participants::Xid& xid, const std::string& dialect) {
+  if (dialect == "postgresql") return participants::PostgresGid(xid);
+  return participants::XaLiteral(xid);
+}
+}  // namespace
+
+absl::StatusOr<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> Coordinator::BeginGlobal(
+    const std::vector<std::string>& binds, absl::Duration timeout, std::map<std::string, std::string> labels,
+    std::string owner) {
+  if (binds.empty()) return absl::InvalidArgumentError("name at least one bind");
+  std::vector<std::pair<std::string, std::string>> xids;
+  std::unique_ptr<Transaction> txn = Begin("", std::move(labels), timeout);
+  for (size_t i = 0; i < binds.size(); ++i) {
+    Participant* p = FindBind(binds[i]);
+    if (p == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown bind \"", binds[i], "\""));
+    for (size_t j = 0; j < i; ++j) {
+      if (binds[j] == binds[i]) return absl::InvalidArgumentError(absl::StrCat("bind \"", binds[i], "\" named twice"));
+    }
+    participants::Capabilities caps = p->capabilities();
+    if (!caps.two_phase) {
+      return absl::InvalidArgumentError(absl::StrCat("bind \"", binds[i], "\" (", caps.dialect,
+                                                     ") has no two-phase commit: a service cannot prepare on it"));
+    }
+    TXC_ASSIGN_OR_RETURN(participants::Xid xid, participants::MakeXid(txn->id(), static_cast<int>(i), binds[i]));
+    auto e = std::make_unique<Transaction::Enlisted>();
+    e->bind = binds[i];
+    e->participant = p;
+    e->xid = xid;
+    e->external = true;
+    xids.emplace_back(binds[i], XidForDialect(xid, caps.dialect));
+    absl::MutexLock lock(&txn->mu_);
+    txn->branches_.push_back(std::move(e));
+  }
+  std::string id = txn->id();
+  absl::MutexLock lock(&mu_);
+  globals_[id] = {std::move(owner), std::move(txn)};
+  return std::make_pair(id, xids);
+}
+
+absl::StatusOr<std::unique_ptr<Transaction>> Coordinator::TakeGlobal(absl::string_view txn_id,
+                                                                     absl::string_view owner) {
+  absl::MutexLock lock(&mu_);
+  auto it = globals_.find(txn_id);
+  if (it == globals_.end()) {
+    return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id,
+                                            " (ended, timed out, or never begun here)"));
+  }
+  if (!owner.empty() && it->second.first != owner) {
+    return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
+  }
+  std::unique_ptr<Transaction> txn = std::move(it->second.second);
+  globals_.erase(it);
+  return txn;
+}
+
+absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view xid,
+                                         absl::string_view owner) {
+  absl::MutexLock lock(&mu_);
+  auto it = globals_.find(txn_id);
+  if (it == globals_.end()) {
+    return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id));
+  }
+  if (!owner.empty() && it->second.first != owner) {
+    return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
+  }
+  Transaction& txn = *it->second.second;
+  // Lock order: mu_, then the transaction's mu_.
+  absl::MutexLock txn_lock(&txn.mu_);
+  if (txn.state_ != TxnState::kActive) {
+    return absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ", TxnStateName(txn.state_)));
+  }
+  for (auto& e : txn.branches_) {
+    if (e->bind != bind) continue;
+    if (xid != XidForDialect(e->xid, e->participant->capabilities().dialect) &&
+        xid != participants::XidToString(e->xid)) {
+      return absl::InvalidArgumentError(absl::StrCat("xid \"", xid, "\" is not the one minted for bind \"", bind,
+                                                     "\" in ", txn_id));
+    }
+    e->registered = true;
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("bind \"", bind, "\" was not named at BeginGlobal of ", txn_id));
+}
+
+absl::StatusOr<TxnInfo> Coordinator::CommitGlobal(absl::string_view txn_id, absl::string_view owner) {
+  TXC_ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn, TakeGlobal(txn_id, owner));
+  absl::StatusOr<TxnState> state = Commit(*txn);
+  TxnInfo info = Describe(*txn);
+  if (!state.ok()) return state.status();
+  info.state = *state;
+  return info;
+}
+
+absl::StatusOr<TxnInfo> Coordinator::RollbackGlobal(absl::string_view txn_id, absl::string_view owner) {
+  TXC_ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn, TakeGlobal(txn_id, owner));
+  TXC_RETURN_IF_ERROR(Rollback(*txn, "rolled back by the client"));
+  return Describe(*txn);
+}
+
+void Coordinator::AbortExpiredGlobals() {
+  std::vector<std::unique_ptr<Transaction>> expired;
+  const absl::Time now = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = globals_.begin(); it != globals_.end();) {
+      if (now >= it->second.second->deadline()) {
+        expired.push_back(std::move(it->second.second));
+        globals_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& txn : expired) {
+    Log(spdlog::level::info, txn->id(), "global transaction timed out: rolling back its branches");
+    (void)Rollback(*txn, "transaction timeout");
+  }  // destroyed here, outside mu_
+}
+
 int Coordinator::live_count() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(live_.size());
@@ -1135,6 +1285,7 @@ absl::StatusOr<TxnInfo> Coordinator::Resolve(absl::string_view txn_id, bool comm
 }
 
 int Coordinator::CancelExpired() {
+  AbortExpiredGlobals();
   const absl::Time now = clock_->Now();
   int cancelled = 0;
   absl::MutexLock lock(&mu_);  // lock order: mu_, then a transaction's mu_

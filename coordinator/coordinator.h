@@ -142,6 +142,10 @@ class Transaction {
     bool two_phase = true;
     bool prepared = false;
     bool read_only = false;
+    // A branch a service prepares on its own connection (TransactionService):
+    // no Branch object here; `registered` once the service said it prepared.
+    bool external = false;
+    bool registered = false;
   };
   Transaction(Coordinator* owner, std::string id, std::string session_id,
               std::map<std::string, std::string> labels, absl::Time started,
@@ -208,6 +212,21 @@ class Coordinator {
   absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> ExecuteOnBinds(
       Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows);
 
+  // Global transactions of services that run their own SQL
+  // (TransactionService). BeginGlobal mints one xid per bind (bind → the xid
+  // in that bind's dialect: a PostgreSQL gid, or an XA literal); services
+  // prepare under it and RegisterBranch; CommitGlobal checks every minted
+  // branch is registered and really prepared on its database, then runs the
+  // decision and phase 2 like any commit. Unfinished ones are rolled back
+  // at their timeout.
+  absl::StatusOr<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> BeginGlobal(
+      const std::vector<std::string>& binds, absl::Duration timeout, std::map<std::string, std::string> labels,
+      std::string owner);
+  absl::Status RegisterBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view xid,
+                              absl::string_view owner);
+  absl::StatusOr<TxnInfo> CommitGlobal(absl::string_view txn_id, absl::string_view owner);
+  absl::StatusOr<TxnInfo> RollbackGlobal(absl::string_view txn_id, absl::string_view owner);
+
   // Commits. OK with kCommitted, or kCommitting when the decision is durable
   // but some branch is still being finished in the background. ABORTED when
   // the transaction was rolled back (a no vote, an error, a timeout).
@@ -251,6 +270,10 @@ class Coordinator {
   };
 
   absl::StatusOr<TxnState> CommitProtocol(Transaction& txn);
+  // The global transaction `txn_id` of `owner`, taken out of globals_ for
+  // the caller (who puts it back or ends it). NOT_FOUND / PERMISSION_DENIED.
+  absl::StatusOr<std::unique_ptr<Transaction>> TakeGlobal(absl::string_view txn_id, absl::string_view owner);
+  void AbortExpiredGlobals();
   absl::Status LogDecisionTimed(const journal::DecisionRecord& record);
   std::string NextTxnId();
   void Unregister(const std::string& txn_id);
@@ -286,6 +309,9 @@ class Coordinator {
   absl::flat_hash_map<std::string, absl::Time> first_seen_ ABSL_GUARDED_BY(mu_);
   // Outcomes of recent transactions that the journal does not hold.
   absl::flat_hash_map<std::string, TxnInfo> recent_ ABSL_GUARDED_BY(mu_);
+  // Open global transactions (TransactionService) and their owners.
+  absl::flat_hash_map<std::string, std::pair<std::string, std::unique_ptr<Transaction>>> globals_
+      ABSL_GUARDED_BY(mu_);
   std::deque<std::string> recent_order_ ABSL_GUARDED_BY(mu_);
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

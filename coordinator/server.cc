@@ -8,6 +8,7 @@
 #include "coordinator/logging.h"
 #include "coordinator/service/admin_service.h"
 #include "coordinator/service/session_service.h"
+#include "coordinator/service/transaction_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -100,6 +101,8 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   server->admin_service_ =
       std::make_unique<AdminServiceImpl>(server->coordinator_.get(), server->sessions_.get(),
                                          server->auth_.get());
+  server->transaction_service_ =
+      std::make_unique<TransactionServiceImpl>(server->coordinator_.get(), server->auth_.get());
   SessionManager* sessions = server->sessions_.get();
   server->coordinator_->metrics().RegisterGauge(
       "txcoord_sessions", "Open sessions.", [sessions] {
@@ -118,6 +121,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   builder.SetResourceQuota(quota);
   builder.RegisterService(server->session_service_.get());
   builder.RegisterService(server->admin_service_.get());
+  builder.RegisterService(server->transaction_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen));
@@ -203,6 +207,7 @@ TxcoordServer::~TxcoordServer() {
   if (server_) server_->Wait();
   server_.reset();
   admin_service_.reset();
+  transaction_service_.reset();
   session_service_.reset();
   sessions_.reset();  // rolls back open transactions
   if (coordinator_) coordinator_->Stop();

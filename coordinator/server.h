@@ -27,6 +27,7 @@ namespace txcoord::coordinator {
 class SessionServiceImpl;
 class Authenticator;
 class AdminServiceImpl;
+class TransactionServiceImpl;
 
 class TxcoordServer {
  public:
@@ -59,6 +60,7 @@ class TxcoordServer {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<SessionServiceImpl> session_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<TransactionServiceImpl> transaction_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   std::unique_ptr<httplib::Server> http_;

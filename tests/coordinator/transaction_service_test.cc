@@ -1,0 +1,205 @@
+// TransactionService: services prepare their own branches on their own
+// connections under xids txcoord minted, register them, and txcoord makes
+// the decision and finishes the branches itself.
+#include <future>
+
+#include "gmock/gmock.h"
+#include "tests/coordinator/coordinator_fixture.h"
+#include "tests/testing/txcoord_process.h"
+#include "txcoord/v1/transaction.grpc.pb.h"
+
+namespace txcoord::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TransactionServiceTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    CoordinatorTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    Connect(server_->address());
+  }
+  void Connect(const std::string& address) {
+    txs_ = v1::TransactionService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  }
+
+  v1::BeginGlobalResponse BeginGlobal(std::vector<std::string> binds, int timeout_ms = 0) {
+    grpc::ClientContext ctx;
+    v1::BeginGlobalRequest req;
+    for (auto& b : binds) req.add_binds(b);
+    if (timeout_ms) {
+      req.mutable_timeout()->set_seconds(timeout_ms / 1000);
+      req.mutable_timeout()->set_nanos((timeout_ms % 1000) * 1000000);
+    }
+    v1::BeginGlobalResponse resp;
+    grpc::Status s = txs_->BeginGlobal(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+  static std::string XidOf(const v1::BeginGlobalResponse& g, const std::string& bind) {
+    for (const auto& x : g.xids()) {
+      if (x.bind() == bind) return x.xid();
+    }
+    return "";
+  }
+  // "The PostgreSQL service": its own connection, its own SQL.
+  void PreparePg(const std::string& gid, int account, int64_t amount) {
+    pqxx::connection c(pg_uri_);
+    pqxx::nontransaction n(c);
+    n.exec("BEGIN");
+    n.exec(Debit(pg_table_, account, amount));
+    n.exec("PREPARE TRANSACTION " + n.quote(gid));
+  }
+  // "The MariaDB service": XA on its own connection, closed after PREPARE.
+  void PrepareMaria(const std::string& xa, int account, int64_t amount) {
+    RawOdbc my(maria_dsn_);
+    ASSERT_TRUE(my.ok()) << my.error();
+    my.Query("XA START " + xa);
+    my.Query(Credit(my_table_, account, amount));
+    my.Query("XA END " + xa);
+    my.Query("XA PREPARE " + xa);
+  }
+  grpc::Status Register(const std::string& txn, const std::string& bind, const std::string& xid) {
+    grpc::ClientContext ctx;
+    v1::RegisterBranchRequest req;
+    req.set_txn_id(txn);
+    req.set_bind(bind);
+    req.set_xid(xid);
+    v1::RegisterBranchResponse resp;
+    return txs_->RegisterBranch(&ctx, req, &resp);
+  }
+  grpc::Status CommitGlobal(const std::string& txn, v1::Transaction* out) {
+    grpc::ClientContext ctx;
+    v1::CommitGlobalRequest req;
+    req.set_txn_id(txn);
+    return txs_->CommitGlobal(&ctx, req, out);
+  }
+
+  std::unique_ptr<v1::TransactionService::Stub> txs_;
+};
+
+TEST_F(TransactionServiceTest, TwoServicesPrepareTheirOwnBranchesAndTxcoordCommitsThem) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"});
+  ASSERT_EQ(g.xids_size(), 2);
+  EXPECT_THAT(XidOf(g, "pg"), HasSubstr("txc1_" + g.txn_id()));
+  EXPECT_THAT(XidOf(g, "maria"), HasSubstr("X'"));
+  // The two services work independently and concurrently.
+  auto pg = std::async(std::launch::async, [&] {
+    PreparePg(XidOf(g, "pg"), 1, 30);
+    return Register(g.txn_id(), "pg", XidOf(g, "pg"));
+  });
+  auto my = std::async(std::launch::async, [&] {
+    PrepareMaria(XidOf(g, "maria"), 1, 30);
+    return Register(g.txn_id(), "maria", XidOf(g, "maria"));
+  });
+  ASSERT_TRUE(pg.get().ok());
+  ASSERT_TRUE(my.get().ok());
+  v1::Transaction t;
+  grpc::Status s = CommitGlobal(g.txn_id(), &t);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 30);
+  EXPECT_EQ(MyBalance(1), kInitial + 30);
+  EXPECT_EQ(PreparedLeft(), 0);
+  // A retried CommitGlobal answers with the outcome.
+  ASSERT_TRUE(CommitGlobal(g.txn_id(), &t).ok());
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+}
+
+TEST_F(TransactionServiceTest, AnUnregisteredOrUnpreparedBranchAbortsEverything) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"});
+  PreparePg(XidOf(g, "pg"), 2, 10);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  PrepareMaria(XidOf(g, "maria"), 2, 10);  // prepared, then the service died before registering
+  v1::Transaction t;
+  grpc::Status s = CommitGlobal(g.txn_id(), &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("never registered"));
+  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial);
+  EXPECT_EQ(MyBalance(2), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+
+  // Registered without preparing: refused at commit.
+  v1::BeginGlobalResponse h = BeginGlobal({"pg"});
+  ASSERT_TRUE(Register(h.txn_id(), "pg", XidOf(h, "pg")).ok());
+  s = CommitGlobal(h.txn_id(), &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("not prepared"));
+}
+
+TEST_F(TransactionServiceTest, RegisteredBranchesAreRolledBackAtTheTimeout) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"}, 1000);
+  PreparePg(XidOf(g, "pg"), 3, 10);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  PrepareMaria(XidOf(g, "maria"), 3, 10);
+  ASSERT_TRUE(Register(g.txn_id(), "maria", XidOf(g, "maria")).ok());
+  // The client that should commit died. After the timeout:
+  bool cleaned = false;
+  for (int i = 0; i < 100 && !cleaned; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    cleaned = PreparedLeft() == 0;
+  }
+  EXPECT_TRUE(cleaned);
+  EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial);
+  EXPECT_EQ(MyBalance(3), kInitial);
+  v1::Transaction t;
+  EXPECT_EQ(CommitGlobal(g.txn_id(), &t).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::ABORTED);
+}
+
+TEST_F(TransactionServiceTest, BadRequestsGetClearErrors) {
+  grpc::ClientContext ctx;
+  v1::BeginGlobalRequest req;
+  req.add_binds("nope");
+  v1::BeginGlobalResponse resp;
+  EXPECT_EQ(txs_->BeginGlobal(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext ctx2;
+  v1::BeginGlobalRequest lr;
+  lr.add_binds("lite");
+  grpc::Status no_2pc = txs_->BeginGlobal(&ctx2, lr, &resp);
+  EXPECT_EQ(no_2pc.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(no_2pc.error_message(), HasSubstr("two-phase"));
+  v1::BeginGlobalResponse g = BeginGlobal({"pg"});
+  EXPECT_EQ(Register(g.txn_id(), "pg", "txc1_someone.else_0-pg").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Register(g.txn_id(), "maria", "X'00',X'00',1").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Register("nonode.1.1", "pg", "x").error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext ctx3;
+  v1::RegisterBranchRequest cb;
+  cb.set_txn_id(g.txn_id());
+  cb.set_participant_address("127.0.0.1:1");
+  v1::RegisterBranchResponse r;
+  EXPECT_EQ(txs_->RegisterBranch(&ctx3, cb, &r).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+// txcoord killed after the decision: the branches are committed after its
+// restart, with no client left.
+TEST_F(TransactionServiceTest, BranchesAreCommittedAfterACrashAfterTheDecision) {
+  StopServer();
+  std::string config = tmp_.Sub("txcoord.yaml");
+  {
+    std::ofstream out(config);
+    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nplaintext: true\njournal: {dir: " << tmp_.Sub("jp")
+        << "}\nbinds:\n  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
+        << "  maria: {driver: odbc, dsn: \"" << maria_dsn_ << "\"}\n";
+  }
+  TxcoordProcess p(TXC_BINARY, config, tmp_.path());
+  ASSERT_TRUE(p.Start("commit.after_decision_logged=crash"));
+  Connect(p.address());
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"});
+  PreparePg(XidOf(g, "pg"), 4, 12);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  PrepareMaria(XidOf(g, "maria"), 4, 12);
+  ASSERT_TRUE(Register(g.txn_id(), "maria", XidOf(g, "maria")).ok());
+  v1::Transaction t;
+  (void)CommitGlobal(g.txn_id(), &t);
+  ASSERT_TRUE(p.WaitForCrash(10));
+  ASSERT_TRUE(p.Start());
+  EXPECT_EQ(PgBalance(pg_uri_, 4), kInitial - 12);
+  EXPECT_EQ(MyBalance(4), kInitial + 12);
+  EXPECT_EQ(PreparedLeft(), 0);
+  p.Stop();
+}
+
+}  // namespace
+}  // namespace txcoord::testing
