@@ -1,0 +1,18 @@
+# bench/run's plot: transfer throughput and p99 versus clients, per mode.
+# gnuplot -e "datadir='DIR'; out='docs/benchmarks.png'" bench/plot.gp
+set terminal pngcairo size 1200,480 font ",10"
+set output out
+set multiplot layout 1,2 title "txbench transfer (1 UPDATE on PostgreSQL + 1 on MariaDB), 2 cores"
+set logscale x 2
+set xlabel "clients"
+set key top left
+set grid
+modes = "txcoord-oneshot txcoord-session direct-2pc direct-1pc sqlalchemy-twophase"
+set ylabel "transactions/s"
+set yrange [0:*]
+plot for [m in modes] datadir."/".m.".dat" using 1:2 with linespoints title m
+set ylabel "p99 latency (ms)"
+set logscale y
+set yrange [*:*]
+plot for [m in modes] datadir."/".m.".dat" using 1:3 with linespoints title m
+unset multiplot

@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""Turns bench/run's result lines into docs/benchmarks.md's txbench section
+(between the txbench markers; the rest of the page is kept) and into data
+files for bench/plot.gp."""
+import argparse
+import datetime
+import os
+import re
+
+BEGIN = "<!-- txbench:begin (written by bench/run; edit outside the markers) -->"
+END = "<!-- txbench:end -->"
+MODES = ["txcoord-oneshot", "txcoord-session", "direct-2pc", "direct-1pc", "sqlalchemy-twophase", "grpc-health"]
+WORKLOADS = ["transfer", "transfer3", "single", "readonly", "noop", "ping"]
+
+
+def parse(path):
+    runs, engine = [], []
+    for line in open(path):
+        kv = dict(re.findall(r"(\w+)=(\S+)", line))
+        if line.startswith("txbench "):
+            runs.append(kv)
+        elif line.startswith("engine_bench "):
+            engine.append(kv)
+    return runs, engine
+
+
+def fmt_int(x):
+    return "{:,}".format(int(round(float(x))))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--doc", required=True)
+    ap.add_argument("--plot-data", required=True)
+    ap.add_argument("--quick", default="0")
+    ap.add_argument("--seconds", default="")
+    ap.add_argument("--host", default="")
+    a = ap.parse_args()
+    runs, engine = parse(a.results)
+    clients = sorted({int(r["clients"]) for r in runs})
+    get = {(r["workload"], r["mode"], int(r["clients"])): r for r in runs}
+
+    out = [BEGIN, ""]
+    out.append("## Side by side: txcoord, direct 2PC, SQLAlchemy (`bench/run`)")
+    out.append("")
+    out.append("Run of %s (%s; `bench/run%s`, %s s per run after 0.5 s warm-up, 10,000 accounts "
+               "per database, modes alternating at each client count). Each cell: "
+               "transactions/s · p50 ms · p99 ms; errors are shown when not 0."
+               % (datetime.date.today().isoformat(), a.host, " --quick" if a.quick == "1" else "",
+                  a.seconds))
+    out.append("")
+    for w in WORKLOADS:
+        modes = [m for m in MODES if any((w, m, c) in get for c in clients)]
+        if not modes:
+            continue
+        out.append("**%s**" % w)
+        out.append("")
+        out.append("| mode | " + " | ".join("%d client%s" % (c, "" if c == 1 else "s") for c in clients) + " |")
+        out.append("|---|" + "---:|" * len(clients))
+        for m in modes:
+            cells = []
+            for c in clients:
+                r = get.get((w, m, c))
+                if not r:
+                    cells.append("—")
+                    continue
+                cell = "%s · %s · %s" % (fmt_int(r["tps"]), r["p50_ms"], r["p99_ms"])
+                if r.get("errors", "0") != "0":
+                    cell += " (%s err)" % r["errors"]
+                cells.append(cell)
+            out.append("| %s | %s |" % (m, " | ".join(cells)))
+        out.append("")
+
+    # Goals of issue 8, at 32 clients (or the largest client count run).
+    c = 32 if 32 in clients else (max(clients) if clients else 0)
+
+    def tps(w, m):
+        r = get.get((w, m, c))
+        return float(r["tps"]) if r and float(r["tps"]) > 0 else None
+
+    def p99(w, m):
+        r = get.get((w, m, c))
+        return float(r["p99_ms"]) if r else None
+
+    def ratio(x, y):
+        return None if x is None or y is None or y == 0 else x / y
+
+    goals = [
+        ("transfer: txcoord-oneshot / direct-2pc throughput", ratio(tps("transfer", "txcoord-oneshot"), tps("transfer", "direct-2pc")), 1.0, True),
+        ("transfer: txcoord-oneshot / direct-2pc p99", ratio(p99("transfer", "txcoord-oneshot"), p99("transfer", "direct-2pc")), 1.2, False),
+        ("transfer: txcoord-session / direct-2pc throughput", ratio(tps("transfer", "txcoord-session"), tps("transfer", "direct-2pc")), 0.8, True),
+        ("transfer: txcoord-session / sqlalchemy-twophase throughput", ratio(tps("transfer", "txcoord-session"), tps("transfer", "sqlalchemy-twophase")), 3.0, True),
+        ("single: txcoord-oneshot / direct-1pc throughput", ratio(tps("single", "txcoord-oneshot"), tps("single", "direct-1pc")), 0.9, True),
+        ("single: txcoord-session / direct-1pc throughput", ratio(tps("single", "txcoord-session"), tps("single", "direct-1pc")), 0.9, True),
+        ("noop: txcoord-oneshot / ping throughput", ratio(tps("noop", "txcoord-oneshot"), tps("ping", "grpc-health")), 0.7, True),
+    ]
+    out.append("**Goals of issue 8 at %d clients** (ratios from this run)" % c)
+    out.append("")
+    out.append("| goal | measured | target | met |")
+    out.append("|---|---:|---:|:---:|")
+    for name, v, target, at_least in goals:
+        if v is None:
+            out.append("| %s | — | %s %.1f | — |" % (name, "≥" if at_least else "≤", target))
+            continue
+        met = v >= target if at_least else v <= target
+        out.append("| %s | %.2f | %s %.1f | %s |" % (name, v, "≥" if at_least else "≤", target, "yes" if met else "**no**"))
+    if engine:
+        out.append("")
+        out.append("**Engine alone** (`engine_bench`: in process, 2 noop binds, real fsynced journal; "
+                   "target ≥ 100,000 commits/s)")
+        out.append("")
+        out.append("| concurrent transactions | commits/s | p50 µs | p99 µs |")
+        out.append("|---:|---:|---:|---:|")
+        for e in engine:
+            out.append("| %s | %s | %s | %s |" % (e["concurrency"], fmt_int(e["commits_per_s"]), e["p50_us"], e["p99_us"]))
+    out.append("")
+    out.append("![throughput and p99 versus clients](benchmarks.png)")
+    out.append("")
+    out.append("Raw lines of this run:")
+    out.append("")
+    out.append("```")
+    out.extend(l.rstrip("\n") for l in open(a.results) if l.strip())
+    out.append("```")
+    out.append("")
+    out.append(END)
+    section = "\n".join(out)
+
+    doc = open(a.doc).read() if os.path.exists(a.doc) else "# Benchmarks\n"
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        doc = head + section + tail
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
+    open(a.doc, "w").write(doc)
+
+    os.makedirs(a.plot_data, exist_ok=True)
+    for m in MODES:
+        w = "ping" if m == "grpc-health" else "transfer"
+        rows = [(cc, get[(w, m, cc)]) for cc in clients if (w, m, cc) in get]
+        with open(os.path.join(a.plot_data, m + ".dat"), "w") as f:
+            for cc, r in rows:
+                f.write("%d %s %s\n" % (cc, r["tps"], r["p99_ms"]))
+    rows = [(cc, get[("noop", "txcoord-oneshot", cc)]) for cc in clients if ("noop", "txcoord-oneshot", cc) in get]
+    with open(os.path.join(a.plot_data, "noop-oneshot.dat"), "w") as f:
+        for cc, r in rows:
+            f.write("%d %s %s\n" % (cc, r["tps"], r["p99_ms"]))
+
+
+if __name__ == "__main__":
+    main()
