@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <pqxx/pqxx>
 #include <random>
@@ -29,6 +30,7 @@
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/txcoord_process.h"
 #include "txcoord/v1/session.grpc.pb.h"
+#include "txcoord/v1/transaction.grpc.pb.h"
 
 namespace txcoord::testing {
 namespace {
@@ -71,7 +73,108 @@ std::vector<std::string> PgColumn(const std::string& uri, const std::string& sql
 constexpr int kAccounts = 20;
 constexpr int64_t kInitial = 1000;
 
-TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) {
+// One transfer through TransactionService: the client plays two services
+// that prepare their own branches on their own connections, registers them,
+// and commits the global transaction. Returns true when acknowledged
+// COMMITTED; *definite_abort when it surely did not commit.
+bool GlobalTransfer(v1::TransactionService::Stub* txs, const std::map<std::string, std::string>& dsn,
+                    const std::string& acct, const std::string& log, const std::string& from_bind, int from,
+                    const std::string& to_bind, int to, int64_t amount, const std::string& id,
+                    bool* definite_abort) {
+  *definite_abort = true;
+  auto deadline = [](grpc::ClientContext& ctx) {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  };
+  v1::BeginGlobalResponse g;
+  {
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::BeginGlobalRequest req;
+    req.add_binds(from_bind);
+    req.add_binds(to_bind);
+    req.mutable_timeout()->set_seconds(5);
+    if (!txs->BeginGlobal(&ctx, req, &g).ok()) return false;
+  }
+  auto rollback_global = [&] {
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::RollbackGlobalRequest req;
+    req.set_txn_id(g.txn_id());
+    v1::Transaction t;
+    (void)txs->RollbackGlobal(&ctx, req, &t);
+  };
+  // Runs `statements` as a branch prepared under `xid`; false if a
+  // statement changed no row (insufficient funds) or failed.
+  auto prepare = [&](const std::string& bind, const std::string& xid, const std::vector<std::string>& statements) {
+    try {
+      if (bind == "maria") {
+        RawOdbc my(dsn.at("maria"));
+        if (!my.ok()) return false;
+        std::string err;
+        my.Query("XA START " + xid, 1, &err);
+        for (const std::string& sql : statements) {
+          my.Query(sql, 1, &err);
+          auto changed = my.Query("SELECT ROW_COUNT()", 1, &err);
+          if (!err.empty() || changed.empty() || changed[0] != "1") {
+            my.Query("XA END " + xid, 1, &err);
+            my.Query("XA ROLLBACK " + xid, 1, &err);
+            return false;
+          }
+        }
+        my.Query("XA END " + xid, 1, &err);
+        my.Query("XA PREPARE " + xid, 1, &err);
+        return err.empty();
+      }
+      pqxx::connection c(dsn.at(bind));
+      pqxx::nontransaction n(c);
+      n.exec("BEGIN");
+      for (const std::string& sql : statements) {
+        if (n.exec(sql).affected_rows() != 1) {
+          n.exec("ROLLBACK");
+          return false;
+        }
+      }
+      n.exec("PREPARE TRANSACTION " + n.quote(xid));
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  std::string from_xid, to_xid;
+  for (const auto& x : g.xids()) (x.bind() == from_bind ? from_xid : to_xid) = x.xid();
+  bool ok = prepare(from_bind, from_xid,
+                    {absl::StrCat("UPDATE ", acct, " SET balance = balance - ", amount, " WHERE id = ", from,
+                                  " AND balance >= ", amount)}) &&
+            prepare(to_bind, to_xid,
+                    {absl::StrCat("UPDATE ", acct, " SET balance = balance + ", amount, " WHERE id = ", to),
+                     absl::StrCat("INSERT INTO ", log, " VALUES ('", id, "')")});
+  for (const auto& [bind, xid] : {std::pair{from_bind, from_xid}, std::pair{to_bind, to_xid}}) {
+    if (!ok) break;
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::RegisterBranchRequest req;
+    req.set_txn_id(g.txn_id());
+    req.set_bind(bind);
+    req.set_xid(xid);
+    v1::RegisterBranchResponse resp;
+    ok = txs->RegisterBranch(&ctx, req, &resp).ok();
+  }
+  if (!ok) {
+    rollback_global();  // prepared leftovers: rolled back here, or as orphans by recovery
+    return false;
+  }
+  grpc::ClientContext ctx;
+  deadline(ctx);
+  v1::CommitGlobalRequest req;
+  req.set_txn_id(g.txn_id());
+  v1::Transaction t;
+  grpc::Status s = txs->CommitGlobal(&ctx, req, &t);
+  if (s.ok() && (t.state() == v1::COMMITTED || t.state() == v1::COMMITTING)) return true;
+  *definite_abort = s.error_code() == grpc::StatusCode::ABORTED;
+  return false;
+}
+
+void RunBank(bool half_on_transaction_rpcs) {
   std::string pg_uri, pg2_uri, maria_dsn;
   TXC_REQUIRE_DB_ENV(pg_uri, "TXC_PG_URI");
   TXC_REQUIRE_DB_ENV(pg2_uri, "TXC_PG2_URI");
@@ -117,7 +220,7 @@ TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) {
   ASSERT_TRUE(txcoord.Start()) << "see " << txcoord.log_path();
 
   std::atomic<bool> stop{false};
-  std::atomic<int> kills{0}, acked{0}, aborted{0}, unknown{0};
+  std::atomic<int> kills{0}, acked{0}, aborted{0}, unknown{0}, global_acked{0};
   std::mutex ack_mu;
   std::ofstream acks(tmp.Sub("acked.txt"));
   std::atomic<bool> restart_failed{false};
@@ -144,6 +247,8 @@ TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) {
       std::mt19937 rng(c * 7919 + 1);
       auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
       auto stub = v1::SessionService::NewStub(channel);
+      auto txs = v1::TransactionService::NewStub(channel);
+      const std::map<std::string, std::string> dsn = {{"pg", pg_uri}, {"pg2", pg2_uri}, {"maria", maria_dsn}};
       std::string session;
       auto deadline = [](grpc::ClientContext& ctx) {
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -165,6 +270,21 @@ TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) {
         int from = 1 + rng() % kAccounts, to = 1 + rng() % kAccounts;
         int64_t amount = 1 + rng() % 50;
         std::string id = absl::StrCat("c", c, "-", n);
+        if (half_on_transaction_rpcs && n % 2 == 1) {
+          bool definite_abort = false;
+          if (GlobalTransfer(txs.get(), dsn, acct, log, binds[from_bind], from, binds[to_bind], to, amount, id,
+                             &definite_abort)) {
+            ++acked;
+            ++global_acked;
+            std::lock_guard<std::mutex> lock(ack_mu);
+            acks << id << "\n";
+          } else if (definite_abort) {
+            ++aborted;
+          } else {
+            ++unknown;
+          }
+          continue;
+        }
         auto exec = [&](const std::string& bind, const std::string& sql, int64_t* affected) {
           grpc::ClientContext ctx;
           deadline(ctx);
@@ -268,7 +388,8 @@ TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) {
     if (!logged.count(id) && ++missing <= 5) ADD_FAILURE() << "acknowledged transfer " << id << " is missing";
   }
   const bool ok = total == 3 * kAccounts * kInitial && negative == 0 && left == 0 && missing == 0;
-  std::printf("bank: transfers_acked=%d kills=%d aborted=%d unknown=%d invariant=%s\n", acked.load(), kills.load(),
+  std::printf("bank: mode=%s transfers_acked=%d (transaction_rpcs=%d) kills=%d aborted=%d unknown=%d invariant=%s\n",
+              half_on_transaction_rpcs ? "mixed" : "sessions", acked.load(), global_acked.load(), kills.load(),
               aborted.load(), unknown.load(), ok ? "ok" : "BROKEN");
   EXPECT_EQ(total, 3 * kAccounts * kInitial);
   EXPECT_EQ(negative, 0);
@@ -284,6 +405,12 @@ TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) {
   RawOdbc my(maria_dsn);
   my.Query(absl::StrCat("DROP TABLE ", acct, ", ", log));
 }
+
+TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) { RunBank(/*half_on_transaction_rpcs=*/false); }
+
+// Half of the transfers use TransactionService: the client prepares its own
+// branches and registers them.
+TEST(BankTest, InvariantsHoldWithHalfTheTransfersOnTransactionRpcs) { RunBank(/*half_on_transaction_rpcs=*/true); }
 
 }  // namespace
 }  // namespace txcoord::testing
