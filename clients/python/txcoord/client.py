@@ -1,0 +1,407 @@
+"""The txcoord client: sessions, one-call transactions, registered branches."""
+from __future__ import annotations
+
+import datetime as _dt
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+
+import grpc
+from google.protobuf import duration_pb2
+
+from . import errors
+from .values import from_value, to_value
+from .v1 import common_pb2, session_pb2, session_pb2_grpc, transaction_pb2, transaction_pb2_grpc
+
+T = TypeVar("T")
+Params = Optional[Sequence[Any]]
+#: One statement: SQL text alone, or ``(sql, params)``.
+StatementLike = Union[str, Tuple[str, Params]]
+
+_STATE_NAMES = {v: k for k, v in common_pb2.TransactionState.items()}
+_BRANCH_STATE_NAMES = {v: k for k, v in common_pb2.BranchState.items()}
+
+
+def _duration(seconds: Optional[float]) -> Optional[duration_pb2.Duration]:
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromTimedelta(_dt.timedelta(seconds=seconds))
+    return d
+
+
+def _statement(sql: str, params: Params) -> common_pb2.Statement:
+    return common_pb2.Statement(sql=sql.encode("utf-8"), params=[to_value(p) for p in (params or ())])
+
+
+class Result(Sequence[Tuple[Any, ...]]):
+    """The rows of one statement, as tuples; ``columns`` names them.
+
+    Behaves like a list of tuples; ``dicts()`` gives them as dicts,
+    ``rows_affected`` is the database's count (-1 when unknown) and
+    ``truncated`` says that more rows existed than ``max_rows`` allowed.
+    """
+
+    def __init__(self, rs: common_pb2.ResultSet) -> None:
+        self.columns: List[str] = [c.name for c in rs.columns]
+        self.column_types: List[str] = [c.type for c in rs.columns]
+        self.rows: List[Tuple[Any, ...]] = [tuple(from_value(v) for v in r.values) for r in rs.rows]
+        self.rows_affected: int = rs.rows_affected
+        self.truncated: bool = rs.truncated
+
+    def dicts(self) -> List[Dict[str, Any]]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows and self.rows[0] else None
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.rows[i]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Tuple[Any, ...]]:
+        return iter(self.rows)
+
+    def __repr__(self) -> str:
+        return f"Result(columns={self.columns!r}, rows={self.rows!r}, rows_affected={self.rows_affected})"
+
+
+@dataclass
+class BranchInfo:
+    bind: str
+    xid: str
+    state: str
+    attempts: int = 0
+    last_error: str = ""
+    last_resource: bool = False
+
+
+@dataclass
+class TransactionInfo:
+    """A transaction as txcoord reports it (``Transaction`` message)."""
+    txn_id: str
+    state: str  # "COMMITTED", "ABORTED", "COMMITTING", ...
+    branches: List[BranchInfo] = field(default_factory=list)
+    labels: Dict[str, str] = field(default_factory=dict)
+    abort_reason: str = ""
+    session_id: str = ""
+
+    @property
+    def committed(self) -> bool:
+        """True when the decision is commit (COMMITTED, or COMMITTING: decided, phase 2 running)."""
+        return self.state in ("COMMITTED", "COMMITTING")
+
+    @property
+    def aborted(self) -> bool:
+        return self.state in ("ABORTED", "ABORTING")
+
+    @classmethod
+    def from_proto(cls, t: common_pb2.Transaction) -> "TransactionInfo":
+        return cls(
+            txn_id=t.txn_id, state=_STATE_NAMES.get(t.state, str(t.state)),
+            branches=[BranchInfo(b.bind, b.xid, _BRANCH_STATE_NAMES.get(b.state, str(b.state)), b.attempts,
+                                 b.last_error, b.last_resource) for b in t.branches],
+            labels=dict(t.labels), abort_reason=t.abort_reason, session_id=t.session_id)
+
+
+@dataclass
+class TransactionResult:
+    """What :meth:`Client.run_transaction` returns."""
+    txn_id: str
+    state: str
+    results: List[Result]
+
+
+@dataclass
+class GlobalTransaction:
+    """A global transaction begun with :meth:`Client.begin_global`: ``xids`` maps
+    each bind to the identifier to prepare under, in that bind's dialect (a
+    PostgreSQL gid for ``PREPARE TRANSACTION '<gid>'``, or an XA literal
+    ``X'..',X'..',<formatID>`` for ``XA START/END/PREPARE <literal>``)."""
+    txn_id: str
+    xids: Dict[str, str]
+
+
+class Client:
+    """A connection to one txcoord.
+
+    ``target``: "host:port". ``credentials``: ``grpc.ChannelCredentials`` for TLS
+    (``grpc.ssl_channel_credentials(...)``); None for a plaintext channel.
+    ``token``: a bearer token sent as ``authorization: Bearer <token>``.
+    ``timeout``: the per-call deadline in seconds. Idempotent calls are
+    retried up to ``retries`` times on UNAVAILABLE, with jittered exponential
+    backoff starting at ``backoff`` seconds.
+    """
+
+    def __init__(self, target: str, credentials: Optional[grpc.ChannelCredentials] = None,
+                 token: Optional[str] = None, *, timeout: float = 30.0, retries: int = 4,
+                 backoff: float = 0.1, options: Optional[Sequence[Tuple[str, Any]]] = None) -> None:
+        self.target = target
+        opts = list(options or [])
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=opts)
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=opts)
+        self._metadata: Tuple[Tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._sessions = session_pb2_grpc.SessionServiceStub(self._channel)
+        self._txs = transaction_pb2_grpc.TransactionServiceStub(self._channel)
+
+    # ------------------------------------------------------------ plumbing
+    def _call(self, method: Callable[..., T], request: Any, *, idempotent: bool,
+              txn_id: Optional[str] = None, timeout: Optional[float] = None) -> T:
+        attempt = 0
+        while True:
+            try:
+                return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            except grpc.RpcError as e:
+                err = errors.from_rpc_error(e, txn_id)
+                if idempotent and isinstance(err, errors.Unavailable) and attempt < self.retries:
+                    delay = self.backoff * (2 ** attempt)
+                    time.sleep(delay * (0.5 + random.random()))
+                    attempt += 1
+                    continue
+                raise err from None
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Blocks until the channel is connected (raises Unavailable after ``timeout``)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise errors.Unavailable(f"txcoord at {self.target} not reachable within {timeout}s") from None
+
+    # ------------------------------------------------------------ sessions
+    def session(self, binds: Optional[Sequence[str]] = None, *, transaction_timeout: Optional[float] = None,
+                idle_timeout: Optional[float] = None, labels: Optional[Mapping[str, str]] = None) -> "Session":
+        """Opens a session (use it as a context manager).
+
+        ``binds``: the binds the session may use (None: all the identity may use).
+        """
+        req = session_pb2.OpenSessionRequest(binds=list(binds or ()), labels=dict(labels or {}))
+        if transaction_timeout is not None:
+            req.transaction_timeout.CopyFrom(_duration(transaction_timeout))
+        if idle_timeout is not None:
+            req.idle_timeout.CopyFrom(_duration(idle_timeout))
+        # A retried OpenSession after a lost reply leaves at most an idle
+        # session behind, which txcoord closes at its idle timeout.
+        resp = self._call(self._sessions.OpenSession, req, idempotent=True)
+        return Session(self, resp.session_id)
+
+    def run_transaction(self, work: Union[Mapping[str, Sequence[StatementLike]], Sequence[Tuple[str, str, Params]]],
+                        *, timeout: Optional[float] = None, labels: Optional[Mapping[str, str]] = None,
+                        idempotency_key: Optional[str] = None, max_rows: int = 0) -> TransactionResult:
+        """Runs a whole transaction in one call and commits it.
+
+        ``work``: ``{bind: [sql | (sql, params), ...]}`` or a list of
+        ``(bind, sql, params)`` (consecutive statements of one bind are
+        grouped; binds run in the order given). An idempotency key (a fresh
+        UUID unless given) makes the call safe to retry after a lost reply:
+        it is retried on UNAVAILABLE and returns the recorded outcome.
+        Raises :class:`TransactionAborted` when the transaction was rolled back.
+        """
+        groups: List[session_pb2.BindWork] = []
+        if isinstance(work, Mapping):
+            for bind, stmts in work.items():
+                bw = session_pb2.BindWork(bind=bind)
+                for s in stmts:
+                    sql, params = (s, None) if isinstance(s, str) else s
+                    bw.statements.append(_statement(sql, params))
+                groups.append(bw)
+        else:
+            for bind, sql, params in work:
+                if not groups or groups[-1].bind != bind:
+                    groups.append(session_pb2.BindWork(bind=bind))
+                groups[-1].statements.append(_statement(sql, params))
+        req = session_pb2.RunTransactionRequest(work=groups, labels=dict(labels or {}),
+                                                idempotency_key=idempotency_key or uuid.uuid4().hex,
+                                                max_rows=max_rows)
+        if timeout is not None:
+            req.timeout.CopyFrom(_duration(timeout))
+        resp = self._call(self._sessions.RunTransaction, req, idempotent=True)
+        return TransactionResult(resp.txn_id, _STATE_NAMES.get(resp.state, str(resp.state)),
+                                 [Result(r) for r in resp.results])
+
+    def outcome(self, txn_id: str) -> TransactionInfo:
+        """The recorded state of a transaction — after a lost commit reply, a
+        crash of the client or of txcoord. ``.committed`` / ``.aborted`` tell
+        the decision (an id txcoord never decided is reported ABORTED)."""
+        return self.get_transaction(txn_id)
+
+    def get_transaction(self, txn_id: str) -> TransactionInfo:
+        """``GetTransaction`` (retried on UNAVAILABLE)."""
+        t = self._call(self._sessions.GetTransaction, common_pb2.GetTransactionRequest(txn_id=txn_id),
+                       idempotent=True, txn_id=txn_id)
+        return TransactionInfo.from_proto(t)
+
+    # ------------------------------------------------------------ registered branches
+    def begin_global(self, binds: Sequence[str], *, timeout: Optional[float] = None,
+                     labels: Optional[Mapping[str, str]] = None) -> GlobalTransaction:
+        """``BeginGlobal``: a txn id and one xid per bind named. Every bind
+        named must then be prepared and registered before :meth:`commit_global`
+        (a named branch never registered makes the commit ABORTED). If nobody
+        commits, txcoord rolls everything back at ``timeout`` (seconds)."""
+        req = transaction_pb2.BeginGlobalRequest(binds=list(binds), labels=dict(labels or {}))
+        if timeout is not None:
+            req.timeout.CopyFrom(_duration(timeout))
+        # A retry after a lost reply leaves an empty global transaction that
+        # txcoord rolls back at its timeout: harmless.
+        resp = self._call(self._txs.BeginGlobal, req, idempotent=True)
+        return GlobalTransaction(resp.txn_id, {x.bind: x.xid for x in resp.xids})
+
+    def register_branch(self, txn_id: str, bind: str, xid: str) -> None:
+        """``RegisterBranch`` after the branch was prepared under ``xid`` (idempotent)."""
+        self._call(self._txs.RegisterBranch, transaction_pb2.RegisterBranchRequest(txn_id=txn_id, bind=bind, xid=xid),
+                   idempotent=True, txn_id=txn_id)
+
+    def commit_global(self, txn_id: str) -> TransactionInfo:
+        """``CommitGlobal``: txcoord checks every branch is prepared, journals the
+        decision and commits them. Returns the transaction (COMMITTED, or
+        COMMITTING when phase 2 continues in the background); raises
+        :class:`TransactionAborted` when it was rolled back, and
+        :class:`OutcomeUnknown` when the reply was lost and the outcome could
+        not be asked (call :meth:`outcome` later)."""
+        req = transaction_pb2.CommitGlobalRequest(txn_id=txn_id)
+        try:
+            t = self._call(self._txs.CommitGlobal, req, idempotent=True, txn_id=txn_id)
+        except errors.NotFound:
+            # A retry whose first attempt had aborted (a committed one answers
+            # with the recorded outcome): ask for the outcome.
+            info = self._outcome_after_commit(txn_id)
+            if info.committed:
+                return info
+            raise errors.TransactionAborted(info.abort_reason or "aborted", txn_id=txn_id) from None
+        except (errors.Unavailable, errors.DeadlineExceeded) as e:
+            info = self._outcome_after_commit(txn_id, cause=e)
+            if info.committed:
+                return info
+            if info.aborted:
+                raise errors.TransactionAborted(info.abort_reason or "aborted", txn_id=txn_id) from e
+            raise errors.OutcomeUnknown(f"commit sent, transaction is {info.state}: ask outcome() later",
+                                        txn_id=txn_id) from e
+        return TransactionInfo.from_proto(t)
+
+    def _outcome_after_commit(self, txn_id: str, cause: Optional[Exception] = None) -> TransactionInfo:
+        try:
+            return self.get_transaction(txn_id)
+        except errors.TxcoordError as e:
+            raise errors.OutcomeUnknown(f"commit outcome unknown ({cause or e}); ask outcome() later",
+                                        txn_id=txn_id) from e
+
+    def rollback_global(self, txn_id: str) -> TransactionInfo:
+        """``RollbackGlobal``: rolls back every branch under the minted xids,
+        registered or not. A transaction already ended gives its recorded state."""
+        try:
+            t = self._call(self._txs.RollbackGlobal, transaction_pb2.RollbackGlobalRequest(txn_id=txn_id),
+                           idempotent=True, txn_id=txn_id)
+        except errors.NotFound:
+            return self.get_transaction(txn_id)
+        return TransactionInfo.from_proto(t)
+
+
+class Session:
+    """A txcoord session: statements on any bind, one transaction at a time,
+    committed atomically across the binds it touched.
+
+    Use as a context manager: leaving the block commits nothing by itself —
+    an uncommitted transaction is rolled back and the session closed.
+    """
+
+    def __init__(self, client: Client, session_id: str) -> None:
+        self._client = client
+        self.session_id = session_id
+        #: The current (or last) transaction's id, known after the first execute.
+        self.txn_id: Optional[str] = None
+        self._active = False
+        self._closed = False
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+    def execute(self, bind: str, sql: str, params: Params = None, *, max_rows: int = 0) -> Result:
+        """Runs one statement on ``bind`` (placeholders: ``$1..$n`` on PostgreSQL
+        binds, ``?`` on ODBC binds) and returns its rows."""
+        return self.execute_many(bind, [(sql, params)], max_rows=max_rows)[0]
+
+    def execute_many(self, bind: str, statements: Iterable[StatementLike], *, max_rows: int = 0) -> List[Result]:
+        """Runs statements in order on ``bind`` in one round trip; stops at the first error."""
+        stmts = [_statement(s, None) if isinstance(s, str) else _statement(s[0], s[1]) for s in statements]
+        req = session_pb2.ExecuteRequest(session_id=self.session_id, bind=bind, statements=stmts, max_rows=max_rows)
+        try:
+            resp = self._client._call(self._client._sessions.Execute, req, idempotent=False, txn_id=self.txn_id)
+        except errors.TransactionAborted:
+            self._active = False
+            raise
+        self.txn_id = resp.txn_id or self.txn_id
+        self._active = True
+        return [Result(r) for r in resp.results]
+
+    def begin(self) -> str:
+        """Begins a transaction explicitly (optional) and returns its id."""
+        resp = self._client._call(self._client._sessions.Begin,
+                                  session_pb2.BeginRequest(session_id=self.session_id), idempotent=False)
+        self.txn_id = resp.txn_id
+        self._active = True
+        return resp.txn_id
+
+    def commit(self) -> str:
+        """Commits every bind touched atomically; returns the state ("COMMITTED",
+        or "COMMITTING" when phase 2 continues after the reply). Retried on
+        UNAVAILABLE with the txn id, which txcoord answers with the recorded
+        outcome. Raises :class:`TransactionAborted` if rolled back, and
+        :class:`OutcomeUnknown` if the outcome could not be learned."""
+        txn_id = self.txn_id
+        req = session_pb2.CommitRequest(session_id=self.session_id, txn_id=txn_id or "")
+        try:
+            resp = self._client._call(self._client._sessions.Commit, req, idempotent=bool(txn_id), txn_id=txn_id)
+        except (errors.Unavailable, errors.DeadlineExceeded) as e:
+            if not txn_id:
+                raise
+            self._active = False
+            info = self._client._outcome_after_commit(txn_id, cause=e)
+            if info.committed:
+                return info.state
+            if info.aborted:
+                raise errors.TransactionAborted(info.abort_reason or "aborted", txn_id=txn_id) from e
+            raise errors.OutcomeUnknown(f"commit sent, transaction is {info.state}", txn_id=txn_id) from e
+        except errors.TransactionAborted:
+            self._active = False
+            raise
+        self._active = False
+        return _STATE_NAMES.get(resp.state, str(resp.state))
+
+    def rollback(self) -> None:
+        """Rolls back the current transaction (nothing to do when none is active)."""
+        req = session_pb2.RollbackRequest(session_id=self.session_id)
+        self._client._call(self._client._sessions.Rollback, req, idempotent=True, txn_id=self.txn_id)
+        self._active = False
+
+    def close(self) -> None:
+        """Closes the session; txcoord rolls back an uncommitted transaction."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._client._call(self._client._sessions.CloseSession,
+                               session_pb2.CloseSessionRequest(session_id=self.session_id), idempotent=True)
+        except errors.NotFound:
+            pass
