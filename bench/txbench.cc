@@ -107,6 +107,7 @@ class Pg {
     return good;
   }
   void ClearError() { error_.clear(); }
+  PGconn* raw() { return conn_; }
 
  private:
   PGconn* conn_;
@@ -133,6 +134,7 @@ class Maria {
     return true;
   }
   void ClearError() { error_.clear(); }
+  MYSQL* raw() { return conn_; }
 
  private:
   MYSQL* conn_;
@@ -490,9 +492,40 @@ std::unique_ptr<Worker> MakeWorker(const Options& o, int index) {
 
 // ------------------------------------------------------------------ setup
 
+// Branches a killed direct-2pc run left prepared (no log: nobody else
+// resolves them) hold their row locks and would block the TRUNCATE.
+void RollBackLeftovers(Pg& pg) {
+  PGresult* r = PQexec(pg.raw(), "SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'bench\\_%' "
+                                 "AND database = current_database()");
+  std::vector<std::string> gids;
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    for (int i = 0; i < PQntuples(r); ++i) gids.push_back(PQgetvalue(r, i, 0));
+  }
+  PQclear(r);
+  for (const auto& g : gids) pg.Exec("ROLLBACK PREPARED '" + g + "'");
+  if (!gids.empty()) std::cerr << "txbench: rolled back " << gids.size() << " leftover prepared branches\n";
+}
+
+void RollBackLeftovers(Maria& my) {
+  if (mysql_query(my.raw(), "XA RECOVER") != 0) return;
+  std::vector<std::string> xids;
+  if (MYSQL_RES* res = mysql_store_result(my.raw())) {
+    while (MYSQL_ROW row = mysql_fetch_row(res)) {
+      unsigned long* len = mysql_fetch_lengths(res);
+      std::string data(row[3], len[3]);
+      int gl = std::atoi(row[1]);
+      if (std::atoi(row[2]) == 0 && data.rfind("bench_", 0) == 0) xids.push_back(data.substr(0, gl));
+    }
+    mysql_free_result(res);
+  }
+  for (const auto& x : xids) my.Exec("XA ROLLBACK '" + x + "'");
+  if (!xids.empty()) std::cerr << "txbench: rolled back " << xids.size() << " leftover XA branches\n";
+}
+
 int Setup(const Options& o) {
   auto pg_setup = [&](const std::string& uri, const char* what) {
     Pg pg(uri);
+    if (pg.ok()) RollBackLeftovers(pg);
     if (!pg.ok() ||
         !pg.Exec("CREATE TABLE IF NOT EXISTS bench_accounts (id bigint PRIMARY KEY, balance bigint NOT NULL)") ||
         !pg.Exec("TRUNCATE bench_accounts") ||
@@ -507,6 +540,7 @@ int Setup(const Options& o) {
   if (!pg_setup(o.pg_uri, "PostgreSQL")) return 1;
   if (!o.pg2_uri.empty() && !pg_setup(o.pg2_uri, "PostgreSQL 2")) return 1;
   Maria my(o);
+  if (my.ok()) RollBackLeftovers(my);
   if (!my.ok() ||
       !my.Exec("CREATE TABLE IF NOT EXISTS bench_accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL) "
                "ENGINE=InnoDB") ||
