@@ -5,9 +5,11 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/callback_participant.h"
 #include "coordinator/logging.h"
 #include "participants/xid.h"
 #include "util/failpoint.h"
@@ -208,7 +210,7 @@ void Coordinator::Stop() {
 }
 
 bool Coordinator::HasBind(absl::string_view bind) const {
-  return binds_.count(std::string(bind)) > 0;
+  return binds_.count(std::string(bind)) > 0;  // callback participants are not binds
 }
 
 std::vector<std::string> Coordinator::BindNames() const {
@@ -219,7 +221,14 @@ std::vector<std::string> Coordinator::BindNames() const {
 
 Participant* Coordinator::FindBind(absl::string_view bind) const {
   auto it = binds_.find(std::string(bind));
-  return it == binds_.end() ? nullptr : it->second.get();
+  if (it != binds_.end()) return it->second.get();
+  if (absl::StartsWith(bind, kCallbackPrefix) && bind.size() > kCallbackPrefix.size()) {
+    absl::MutexLock lock(&callbacks_mu_);
+    auto& p = callbacks_[bind];
+    if (!p) p = std::make_unique<CallbackParticipant>(std::string(bind.substr(kCallbackPrefix.size())));
+    return p.get();
+  }
+  return nullptr;
 }
 
 std::string Coordinator::NextTxnId() {
@@ -633,7 +642,15 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   // really prepared on its database before any decision.
   for (Transaction::Enlisted* e : external) {
     absl::Status problem;
-    if (!e->registered) {
+    if (e->callback) {
+      auto vote = static_cast<CallbackParticipant*>(e->participant)->Prepare(e->xid);
+      if (!vote.ok()) {
+        problem = absl::AbortedError(absl::StrCat("PREPARE of ", e->bind, " failed: ", vote.status().message()));
+      } else if (*vote == participants::Vote::kReadOnly) {
+        e->read_only = true;
+        continue;
+      }
+    } else if (!e->registered) {
       problem = absl::AbortedError(absl::StrCat("the branch on bind \"", e->bind, "\" was never registered"));
     } else {
       auto listed = e->participant->ListPrepared(options_.node_id);
@@ -683,7 +700,10 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
                                              " was rolled back: ", reason));
     }
   }
-  std::vector<Transaction::Enlisted*> prepared = external;
+  std::vector<Transaction::Enlisted*> prepared;
+  for (auto* e : external) {
+    if (!e->read_only) prepared.push_back(e);
+  }
   for (auto* e : two_phase) {
     if (e->prepared) prepared.push_back(e);
   }
@@ -993,7 +1013,35 @@ absl::StatusOr<std::unique_ptr<Transaction>> Coordinator::TakeGlobal(absl::strin
 }
 
 absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view xid,
-                                         absl::string_view owner) {
+                                         absl::string_view owner, absl::string_view participant_address) {
+  if (!participant_address.empty()) {
+    if (xid.empty() || xid.size() > participants::kMaxBqualBytes) {
+      return absl::InvalidArgumentError("a callback branch needs a branch id (xid) of 1–64 bytes");
+    }
+    Participant* p = FindBind(absl::StrCat(kCallbackPrefix, participant_address));
+    absl::MutexLock lock(&mu_);
+    auto it = globals_.find(txn_id);
+    if (it == globals_.end()) return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id));
+    if (!owner.empty() && it->second.first != owner) {
+      return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
+    }
+    Transaction& txn = *it->second.second;
+    absl::MutexLock txn_lock(&txn.mu_);
+    if (txn.state_ != TxnState::kActive) {
+      return absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ", TxnStateName(txn.state_)));
+    }
+    for (auto& e : txn.branches_) {
+      if (e->bind == p->bind() && e->xid.bqual == xid) return absl::OkStatus();  // registered again
+    }
+    auto e = std::make_unique<Transaction::Enlisted>();
+    e->bind = p->bind();
+    e->participant = p;
+    e->xid.gtrid = std::string(txn_id);
+    e->xid.bqual = std::string(xid);
+    e->external = e->registered = e->callback = true;
+    txn.branches_.push_back(std::move(e));
+    return absl::OkStatus();
+  }
   absl::MutexLock lock(&mu_);
   auto it = globals_.find(txn_id);
   if (it == globals_.end()) {

@@ -146,6 +146,7 @@ class Transaction {
     // no Branch object here; `registered` once the service said it prepared.
     bool external = false;
     bool registered = false;
+    bool callback = false;  // a ParticipantService at an address, prepared by txcoord
   };
   Transaction(Coordinator* owner, std::string id, std::string session_id,
               std::map<std::string, std::string> labels, absl::Time started,
@@ -222,8 +223,10 @@ class Coordinator {
   absl::StatusOr<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> BeginGlobal(
       const std::vector<std::string>& binds, absl::Duration timeout, std::map<std::string, std::string> labels,
       std::string owner);
+  // With `participant_address`: a callback participant (no bind); `xid` is
+  // then its branch id, and txcoord calls its Prepare at CommitGlobal.
   absl::Status RegisterBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view xid,
-                              absl::string_view owner);
+                              absl::string_view owner, absl::string_view participant_address = "");
   absl::StatusOr<TxnInfo> CommitGlobal(absl::string_view txn_id, absl::string_view owner);
   absl::StatusOr<TxnInfo> RollbackGlobal(absl::string_view txn_id, absl::string_view owner);
 
@@ -294,6 +297,11 @@ class Coordinator {
 
   journal::Journal* const journal_;
   const std::map<std::string, std::unique_ptr<participants::Participant>> binds_;
+  // Callback participants by address, made on first use (also by recovery
+  // for journaled "callback:<address>" branches).
+  mutable absl::Mutex callbacks_mu_;
+  mutable absl::flat_hash_map<std::string, std::unique_ptr<participants::Participant>> callbacks_
+      ABSL_GUARDED_BY(callbacks_mu_);
   const CoordinatorOptions options_;
   Clock* const clock_;
   std::atomic<uint64_t> next_seq_{1};

@@ -39,8 +39,11 @@ grpc::Status TransactionServiceImpl::RegisterBranch(grpc::ServerContext* ctx,
                                                     txcoord::v1::RegisterBranchResponse*) {
   TXC_IDENTIFY(who);
   if (!req->participant_address().empty()) {
-    return ToGrpc(absl::UnimplementedError(
-        "callback participants (participant_address) are not implemented yet: register branches on binds"));
+    // A callback participant: xid is its branch id; no bind.
+    if (req->txn_id().empty() || req->xid().empty()) {
+      return ToGrpc(absl::InvalidArgumentError("txn_id and xid (the branch id) are required"));
+    }
+    return ToGrpc(coordinator_->RegisterBranch(req->txn_id(), "", req->xid(), who.name, req->participant_address()));
   }
   if (req->txn_id().empty() || req->bind().empty() || req->xid().empty()) {
     return ToGrpc(absl::InvalidArgumentError("txn_id, bind and xid are required"));

@@ -7,6 +7,7 @@
 #include "tests/coordinator/coordinator_fixture.h"
 #include "tests/testing/txcoord_process.h"
 #include "txcoord/v1/transaction.grpc.pb.h"
+#include "util/failpoint.h"
 
 namespace txcoord::testing {
 namespace {
@@ -167,9 +168,153 @@ TEST_F(TransactionServiceTest, BadRequestsGetClearErrors) {
   grpc::ClientContext ctx3;
   v1::RegisterBranchRequest cb;
   cb.set_txn_id(g.txn_id());
-  cb.set_participant_address("127.0.0.1:1");
+  cb.set_participant_address("127.0.0.1:1");  // a callback branch needs its branch id
   v1::RegisterBranchResponse r;
-  EXPECT_EQ(txs_->RegisterBranch(&ctx3, cb, &r).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(txs_->RegisterBranch(&ctx3, cb, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// A resource that is not a database: a key-value "service" implementing
+// ParticipantService, with its state kept outside the gRPC server so that
+// the server can be killed and restarted.
+struct KvState {
+  absl::Mutex mu;
+  std::map<std::string, std::string> branches;  // "txn/branch" → prepared | committed | rolled_back
+  bool vote_no = false;
+};
+
+class KvParticipant final : public v1::ParticipantService::Service {
+ public:
+  explicit KvParticipant(KvState* state) : state_(state) {}
+  grpc::Status Prepare(grpc::ServerContext*, const v1::ParticipantRequest* r, v1::ParticipantVote* v) override {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->vote_no) {
+      v->set_vote(v1::ParticipantVote::NO);
+      v->set_reason("the key is locked");
+      return grpc::Status::OK;
+    }
+    state_->branches[r->txn_id() + "/" + r->branch_id()] = "prepared";
+    v->set_vote(v1::ParticipantVote::YES);
+    return grpc::Status::OK;
+  }
+  grpc::Status Commit(grpc::ServerContext*, const v1::ParticipantRequest* r, v1::ParticipantAck* a) override {
+    return Finish(*r, "committed", a);
+  }
+  grpc::Status Rollback(grpc::ServerContext*, const v1::ParticipantRequest* r, v1::ParticipantAck* a) override {
+    return Finish(*r, "rolled_back", a);
+  }
+  grpc::Status ListPrepared(grpc::ServerContext*, const v1::ListPreparedRequest*,
+                            v1::ListPreparedResponse* resp) override {
+    absl::MutexLock lock(&state_->mu);
+    for (const auto& [key, st] : state_->branches) {
+      if (st != "prepared") continue;
+      auto* b = resp->add_branches();
+      b->set_txn_id(key.substr(0, key.find('/')));
+      b->set_branch_id(key.substr(key.find('/') + 1));
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status Finish(const v1::ParticipantRequest& r, const std::string& to, v1::ParticipantAck* a) {
+    absl::MutexLock lock(&state_->mu);
+    auto it = state_->branches.find(r.txn_id() + "/" + r.branch_id());
+    if (it == state_->branches.end() || it->second != "prepared") {
+      a->set_unknown_branch(true);  // idempotent: already finished, or never prepared
+      return grpc::Status::OK;
+    }
+    it->second = to;
+    return grpc::Status::OK;
+  }
+  KvState* state_;
+};
+
+class KvServer {
+ public:
+  KvServer(KvState* state, int port) : service_(state) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort(absl::StrCat("127.0.0.1:", port), grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(&service_);
+    server_ = b.BuildAndStart();
+  }
+  ~KvServer() { server_->Shutdown(std::chrono::system_clock::now()); }
+  int port() const { return port_; }
+
+ private:
+  KvParticipant service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+TEST_F(TransactionServiceTest, CallbackParticipantJoinsAndIsRetriedUntilItComesBack) {
+  KvState kv;
+  auto kv_server = std::make_unique<KvServer>(&kv, 0);
+  const int port = kv_server->port();
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  v1::BeginGlobalResponse g = BeginGlobal({"pg"});
+  PreparePg(XidOf(g, "pg"), 5, 8);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  {
+    grpc::ClientContext ctx;
+    v1::RegisterBranchRequest req;
+    req.set_txn_id(g.txn_id());
+    req.set_xid("key-42");
+    req.set_participant_address(address);
+    v1::RegisterBranchResponse resp;
+    ASSERT_TRUE(txs_->RegisterBranch(&ctx, req, &resp).ok());
+  }
+  // The service goes down right after the decision.
+  ASSERT_TRUE(failpoint::Arm("commit.after_decision_logged", "delay(800)").ok());
+  auto commit = std::async(std::launch::async, [&] {
+    v1::Transaction t;
+    grpc::Status s = CommitGlobal(g.txn_id(), &t);
+    return std::make_pair(s, t);
+  });
+  for (int i = 0; i < 200 && failpoint::HitCount("commit.after_decision_logged") == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  kv_server.reset();
+  auto [status, t] = commit.get();
+  failpoint::DisarmAll();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(t.state(), v1::COMMITTING);  // decided; the callback branch waits
+  EXPECT_EQ(PgBalance(pg_uri_, 5), kInitial - 8);
+  {
+    absl::MutexLock lock(&kv.mu);
+    EXPECT_EQ(kv.branches[g.txn_id() + "/key-42"], "prepared");
+  }
+  kv_server = std::make_unique<KvServer>(&kv, port);  // back, same address
+  bool committed = false;
+  for (int i = 0; i < 150 && !committed; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    absl::MutexLock lock(&kv.mu);
+    committed = kv.branches[g.txn_id() + "/key-42"] == "committed";
+  }
+  EXPECT_TRUE(committed) << "phase 2 was not retried until the participant came back";
+  bool finished = false;
+  for (int i = 0; i < 50 && !finished; ++i) {
+    finished = GetTxn(g.txn_id()).state() == v1::COMMITTED;
+    if (!finished) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(finished);
+
+  // A NO vote aborts everything.
+  kv.vote_no = true;
+  v1::BeginGlobalResponse h = BeginGlobal({"pg"});
+  PreparePg(XidOf(h, "pg"), 6, 8);
+  ASSERT_TRUE(Register(h.txn_id(), "pg", XidOf(h, "pg")).ok());
+  grpc::ClientContext ctx;
+  v1::RegisterBranchRequest req;
+  req.set_txn_id(h.txn_id());
+  req.set_xid("key-43");
+  req.set_participant_address(address);
+  v1::RegisterBranchResponse resp;
+  ASSERT_TRUE(txs_->RegisterBranch(&ctx, req, &resp).ok());
+  v1::Transaction t2;
+  grpc::Status no = CommitGlobal(h.txn_id(), &t2);
+  EXPECT_EQ(no.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(no.error_message(), HasSubstr("locked"));
+  EXPECT_EQ(PgBalance(pg_uri_, 6), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
 }
 
 // txcoord killed after the decision: the branches are committed after its
