@@ -32,7 +32,7 @@ struct Limits {
   int max_message_bytes = 16 << 20;
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
-  int server_threads = 64;  // gRPC sync server's thread cap
+  int server_threads = 512;  // gRPC sync server's thread cap (a blocked call holds one)
   int max_sessions_per_identity = 1000;
 };
 

@@ -1,10 +1,12 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <functional>
 #include <future>
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,16 +31,60 @@ class SystemClock : public Clock {
   absl::Time Now() override { return absl::Now(); }
 };
 
-// Runs fn(0..n-1) concurrently: fn(0) on this thread, the others on threads
-// of their own (a transaction has few branches).
+// Threads that run the extra branches of RunParallel: started once, so that
+// a transaction does not pay a thread creation per branch. Tasks never wait
+// for other tasks, so a fixed number of threads cannot deadlock; under load
+// they queue, and the caller's own thread always runs one branch itself.
+class BranchWorkers {
+ public:
+  static BranchWorkers& Get() {
+    static BranchWorkers* workers = new BranchWorkers(32);  // lives until exit
+    return *workers;
+  }
+  void Submit(std::function<void()> task) {
+    absl::MutexLock lock(&mu_);
+    queue_.push_back(std::move(task));
+  }
+
+ private:
+  explicit BranchWorkers(int threads) {
+    for (int i = 0; i < threads; ++i) {
+      std::thread([this] {
+        for (;;) {
+          std::function<void()> task;
+          {
+            absl::MutexLock lock(&mu_);
+            mu_.Await(absl::Condition(+[](std::deque<std::function<void()>>* q) { return !q->empty(); }, &queue_));
+            task = std::move(queue_.front());
+            queue_.pop_front();
+          }
+          task();
+        }
+      }).detach();
+    }
+  }
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+};
+
+// Runs fn(0..n-1) concurrently: fn(0) on this thread, the others on the
+// branch workers; returns when all are done.
 template <typename Fn>
 void RunParallel(size_t n, Fn fn) {
   if (n == 0) return;
-  std::vector<std::thread> threads;
-  threads.reserve(n - 1);
-  for (size_t i = 1; i < n; ++i) threads.emplace_back([&fn, i] { fn(i); });
+  if (n == 1) {
+    fn(0);
+    return;
+  }
+  absl::BlockingCounter done(static_cast<int>(n - 1));
+  for (size_t i = 1; i < n; ++i) {
+    BranchWorkers::Get().Submit([&fn, &done, i] {
+      fn(i);
+      done.DecrementCount();
+    });
+  }
   fn(0);
-  for (auto& t : threads) t.join();
+  done.Wait();
 }
 
 // Parses "<node>.<epoch>.<seq>".
