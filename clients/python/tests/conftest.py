@@ -177,16 +177,19 @@ def tables(databases: Databases):
     my.close()
     yield name
     with databases.pg() as pg, pg.cursor() as c:
+        c.execute("SET lock_timeout = '20s'")
         c.execute(f"DROP TABLE IF EXISTS {name} CASCADE")
     pg.close()
     my = databases.maria()
     with my.cursor() as c:
+        c.execute("SET SESSION lock_wait_timeout = 20")
         c.execute(f"DROP TABLE IF EXISTS {name}")
     my.close()
 
 
 def pg_rows(dbs: Databases, sql: str, params=()):
     conn = dbs.pg()
+    conn.autocommit = True
     try:
         with conn.cursor() as c:
             c.execute(sql, params)
