@@ -167,8 +167,17 @@ class TwoPhase:
                 _xa_rollback_local(_raw(dbapi_connection), b)
             orig_rollback(dbapi_connection)
 
+        orig_close = dialect.do_close
+
+        def do_close(dbapi_connection):
+            # The pool closes a connection we closed after XA PREPARE: quietly.
+            if getattr(dbapi_connection, "_txcoord_closed", False):
+                return
+            orig_close(dbapi_connection)
+
         dialect.do_commit = do_commit
         dialect.do_rollback = do_rollback
+        dialect.do_close = do_close
         dialect._txcoord_wrapped = True
 
         @event.listens_for(engine, "checkout")
@@ -350,6 +359,10 @@ class TwoPhase:
         try:
             raw.close()
         except Exception:
+            pass
+        try:
+            raw._txcoord_closed = True
+        except Exception:  # a C extension's connection without attributes
             pass
 
     def _rollback_global_quietly(self, txn_id: str) -> None:
