@@ -1,5 +1,7 @@
 #include "participants/xid.h"
 
+#include <climits>
+
 #include <cctype>
 
 #include "absl/strings/ascii.h"
@@ -125,5 +127,20 @@ std::string XaLiteral(const Xid& xid) {
 }
 
 std::string XidToString(const Xid& xid) { return absl::StrCat(xid.gtrid, "/", xid.bqual); }
+
+absl::StatusOr<Xid> ParseXaRecoverRow(int64_t format_id, int64_t gtrid_length, int64_t bqual_length,
+                                      absl::string_view data) {
+  if (gtrid_length < 0 || bqual_length < 0 || gtrid_length > static_cast<int64_t>(kMaxGtridBytes) ||
+      bqual_length > static_cast<int64_t>(kMaxBqualBytes) ||
+      static_cast<size_t>(gtrid_length + bqual_length) != data.size() || format_id < INT32_MIN ||
+      format_id > INT32_MAX) {
+    return absl::InvalidArgumentError("an XA RECOVER row whose lengths do not fit its data");
+  }
+  Xid xid;
+  xid.format_id = static_cast<int32_t>(format_id);
+  xid.gtrid = std::string(data.substr(0, gtrid_length));
+  xid.bqual = std::string(data.substr(gtrid_length));
+  return xid;
+}
 
 }  // namespace txcoord::participants

@@ -41,6 +41,12 @@ std::string PostgresGid(const Xid& xid);
 // Parses a gid made by PostgresGid; INVALID_ARGUMENT for any other.
 absl::StatusOr<Xid> ParsePostgresGid(absl::string_view gid);
 
+// One row of MariaDB/MySQL's XA RECOVER (formatID, gtrid_length,
+// bqual_length, data): the xid, or INVALID_ARGUMENT when the lengths do not
+// fit the data or the limits (the row comes from the database: any bytes).
+absl::StatusOr<Xid> ParseXaRecoverRow(int64_t format_id, int64_t gtrid_length, int64_t bqual_length,
+                                      absl::string_view data);
+
 // "X'…',X'…',<formatID>" for XA statements (MariaDB/MySQL).
 std::string XaLiteral(const Xid& xid);
 // A readable form for logs and admin replies: "<gtrid>/<bqual>".

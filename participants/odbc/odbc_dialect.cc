@@ -247,13 +247,10 @@ class MariadbDialect : public Dialect {
       // formatID, gtrid_length, bqual_length, data
       if (row.size() < 4 || row[0].kind != Value::Kind::kInt64) continue;
       if (!node_id.empty() && row[0].int_value != kTxcFormatId) continue;
-      const int64_t gl = row[1].int_value, bl = row[2].int_value;
-      const std::string& data = row[3].text;
-      if (gl < 0 || bl < 0 || static_cast<size_t>(gl + bl) != data.size()) continue;
+      absl::StatusOr<Xid> xid = ParseXaRecoverRow(row[0].int_value, row[1].int_value, row[2].int_value, row[3].text);
+      if (!xid.ok()) continue;
       PreparedBranch b;
-      b.xid.format_id = static_cast<int32_t>(row[0].int_value);
-      b.xid.gtrid = data.substr(0, gl);
-      b.xid.bqual = data.substr(gl);
+      b.xid = *std::move(xid);
       if (!node_id.empty() && NodeIdOfGtrid(b.xid.gtrid) != node_id) continue;
       b.raw = XaLiteral(b.xid);
       out.push_back(std::move(b));

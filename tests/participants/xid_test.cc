@@ -109,5 +109,16 @@ TEST(XidTest, ParsePostgresGidRejectsForeignGids) {
           .ok());
 }
 
+TEST(XidTest, XaRecoverRowsParseOrAreRefused) {
+  auto ok = ParseXaRecoverRow(kTxcFormatId, 3, 2, "abcde");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->gtrid, "abc");
+  EXPECT_EQ(ok->bqual, "de");
+  EXPECT_FALSE(ParseXaRecoverRow(kTxcFormatId, 3, 3, "abcde").ok());   // lengths do not fit
+  EXPECT_FALSE(ParseXaRecoverRow(kTxcFormatId, -1, 6, "abcde").ok());
+  EXPECT_FALSE(ParseXaRecoverRow(kTxcFormatId, 65, 0, std::string(65, 'x')).ok());  // over the limit
+  EXPECT_FALSE(ParseXaRecoverRow(int64_t{1} << 40, 1, 0, "x").ok());
+}
+
 }  // namespace
 }  // namespace txcoord::participants
