@@ -209,7 +209,11 @@ absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
   if (copy.finished_at_unix_micros() == 0) {
     copy.set_finished_at_unix_micros(absl::ToUnixMicros(absl::Now()));
   }
-  absl::MutexLock lock(&history_mu_);
+  // No lock is held across the write: an unsynced write may wait in
+  // RocksDB's write queue behind a group's fsync, and holding a lock there
+  // would serialize every transaction's END behind one fsync each. One
+  // transaction is finished by one thread at a time (the coordinator's
+  // driving set), so the read-then-write below does not race with itself.
   rocksdb::WriteBatch batch;
   bool replaces = false;
   std::string old;
@@ -228,7 +232,10 @@ absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
   batch.Put(history_by_time(), TimeKey(copy.finished_at_unix_micros(), id), "");
   rocksdb::WriteOptions wo;  // END need not be durable: a lost END re-drives
   TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), absl::StrCat("finishing ", id)));
-  if (!replaces) ++finished_count_;
+  if (!replaces) {
+    absl::MutexLock lock(&history_mu_);
+    ++finished_count_;
+  }
   return absl::OkStatus();
 }
 
