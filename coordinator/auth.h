@@ -49,6 +49,14 @@ class Authenticator {
   std::vector<std::pair<std::string, std::string>> tokens_;  // raw sha256 (32 bytes), identity
 };
 
+// In a gRPC handler with `grpc::ServerContext* ctx` and a member
+// `const Authenticator* auth_`: puts the caller's Identity in `who`, or
+// returns UNAUTHENTICATED / PERMISSION_DENIED to the client.
+#define TXC_IDENTIFY(who)                                                 \
+  auto who##_or = auth_->Identify(*ctx);                                  \
+  if (!who##_or.ok()) return ::txcoord::coordinator::ToGrpc(who##_or.status()); \
+  const ::txcoord::coordinator::Identity& who = *who##_or
+
 // Lower-case hex SHA-256 of `text` (for token hashes).
 std::string Sha256Hex(const std::string& text);
 

@@ -31,11 +31,9 @@ TxnState FromProtoState(txcoord::v1::TransactionState s) {
 }  // namespace
 
 // Every admin RPC: an authenticated admin only.
-#define TXC_REQUIRE_ADMIN(who)                                                       \
-  auto who##_or = auth_->Identify(*ctx);                                             \
-  if (!who##_or.ok()) return ToGrpc(who##_or.status());                              \
-  if (auto st = Authenticator::RequireAdmin(*who##_or); !st.ok()) return ToGrpc(st); \
-  const Identity& who = *who##_or;                                                   \
+#define TXC_REQUIRE_ADMIN(who)                                                    \
+  TXC_IDENTIFY(who);                                                              \
+  if (auto st = Authenticator::RequireAdmin(who); !st.ok()) return ToGrpc(st);   \
   (void)who
 
 AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions,

@@ -31,13 +31,6 @@ absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
 
 }  // namespace
 
-// Puts the caller's Identity in `who`, or returns UNAUTHENTICATED /
-// PERMISSION_DENIED.
-#define TXC_IDENTIFY(who)                                   \
-  auto who##_or = auth_->Identify(*ctx);                    \
-  if (!who##_or.ok()) return ToGrpc(who##_or.status());     \
-  const Identity& who = *who##_or
-
 SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions,
                                        const Authenticator* auth)
     : coordinator_(coordinator), sessions_(sessions), auth_(auth) {}

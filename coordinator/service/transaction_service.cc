@@ -5,11 +5,6 @@
 
 namespace txcoord::coordinator {
 
-#define TXC_IDENTIFY(who)                               \
-  auto who##_or = auth_->Identify(*ctx);                \
-  if (!who##_or.ok()) return ToGrpc(who##_or.status()); \
-  const Identity& who = *who##_or
-
 TransactionServiceImpl::TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth)
     : coordinator_(coordinator), auth_(auth) {}
 

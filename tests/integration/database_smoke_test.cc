@@ -11,9 +11,12 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/participants/raw_clients.h"
 #include "tests/testing/local_db.h"
 
 namespace {
+
+using txcoord::testing::RawOdbc;
 
 std::string UniqueSuffix() {
   std::random_device rd;
@@ -52,71 +55,13 @@ TEST(DatabaseSmokeTest, PostgresPreparedTransactionCommitsFromAnotherConnection)
   n.exec("DROP TABLE " + table);
 }
 
-// A minimal ODBC connection for this test only.
-class OdbcConn {
- public:
-  explicit OdbcConn(const std::string& dsn) {
-    SQLAllocHandle(SQL_HANDLE_ENV, SQL_NULL_HANDLE, &env_);
-    SQLSetEnvAttr(env_, SQL_ATTR_ODBC_VERSION, reinterpret_cast<SQLPOINTER>(SQL_OV_ODBC3), 0);
-    SQLAllocHandle(SQL_HANDLE_DBC, env_, &dbc_);
-    SQLRETURN rc = SQLDriverConnect(dbc_, nullptr, (SQLCHAR*)dsn.c_str(), SQL_NTS, nullptr, 0,
-                                    nullptr, SQL_DRIVER_NOPROMPT);
-    ok_ = SQL_SUCCEEDED(rc);
-    if (!ok_) error_ = Diag(SQL_HANDLE_DBC, dbc_);
-  }
-  ~OdbcConn() {
-    if (ok_) SQLDisconnect(dbc_);
-    SQLFreeHandle(SQL_HANDLE_DBC, dbc_);
-    SQLFreeHandle(SQL_HANDLE_ENV, env_);
-  }
-  bool ok() const { return ok_; }
-  const std::string& error() const { return error_; }
-
-  // Runs `sql`; returns the first column of every row ("" for NULL).
-  std::vector<std::string> Query(const std::string& sql, std::string* err = nullptr) {
-    std::vector<std::string> out;
-    SQLHSTMT st;
-    SQLAllocHandle(SQL_HANDLE_STMT, dbc_, &st);
-    SQLRETURN rc = SQLExecDirect(st, (SQLCHAR*)sql.c_str(), SQL_NTS);
-    if (!SQL_SUCCEEDED(rc) && rc != SQL_NO_DATA) {
-      std::string e = Diag(SQL_HANDLE_STMT, st);
-      if (err) *err = e;
-      ADD_FAILURE() << sql << ": " << e;
-    } else {
-      SQLSMALLINT cols = 0;
-      SQLNumResultCols(st, &cols);
-      while (cols > 0 && SQL_SUCCEEDED(SQLFetch(st))) {
-        char buf[512];
-        SQLLEN len = 0;
-        SQLGetData(st, cols >= 4 ? 4 : 1, SQL_C_CHAR, buf, sizeof buf, &len);
-        out.emplace_back(len == SQL_NULL_DATA ? "" : std::string(buf));
-      }
-    }
-    SQLFreeHandle(SQL_HANDLE_STMT, st);
-    return out;
-  }
-
- private:
-  static std::string Diag(SQLSMALLINT type, SQLHANDLE h) {
-    SQLCHAR state[6] = {0}, msg[512] = {0};
-    SQLINTEGER native = 0;
-    SQLSMALLINT len = 0;
-    SQLGetDiagRec(type, h, 1, state, &native, msg, sizeof msg, &len);
-    return std::string((char*)state) + " " + std::string((char*)msg);
-  }
-  SQLHENV env_ = SQL_NULL_HENV;
-  SQLHDBC dbc_ = SQL_NULL_HDBC;
-  bool ok_ = false;
-  std::string error_;
-};
-
 TEST(DatabaseSmokeTest, MariadbXaPrepareSurvivesDisconnectAndCommitsFromAnotherConnection) {
   std::string dsn;
   TXC_REQUIRE_DB_ENV(dsn, "TXC_MARIADB_ODBC");
   const std::string table = "smoke_my_" + UniqueSuffix();
   const std::string gtrid = "txc_smoke_" + UniqueSuffix();
   {
-    OdbcConn c(dsn);
+    RawOdbc c(dsn);
     ASSERT_TRUE(c.ok()) << c.error();
     c.Query("CREATE TABLE " + table + " (id INT PRIMARY KEY, v VARCHAR(32)) ENGINE=InnoDB");
     c.Query("XA START '" + gtrid + "'");
@@ -124,19 +69,19 @@ TEST(DatabaseSmokeTest, MariadbXaPrepareSurvivesDisconnectAndCommitsFromAnotherC
     c.Query("XA END '" + gtrid + "'");
     c.Query("XA PREPARE '" + gtrid + "'");
   }  // the preparing connection closes; the branch must survive
-  OdbcConn c(dsn);
+  RawOdbc c(dsn);
   ASSERT_TRUE(c.ok()) << c.error();
   // MariaDB Connector/ODBC 3.1.15 crashes on a plain "XA RECOVER" (seen on
   // Debian 12); the same statement inside a procedure returns its rows:
   // formatID, gtrid_length, bqual_length, data (column 4).
   c.Query("CREATE PROCEDURE IF NOT EXISTS txcoord_smoke_xa_recover() XA RECOVER");
-  auto recovered = c.Query("CALL txcoord_smoke_xa_recover()");
+  auto recovered = c.Query("CALL txcoord_smoke_xa_recover()", 4);
   EXPECT_NE(std::find(recovered.begin(), recovered.end(), gtrid), recovered.end())
       << "XA RECOVER does not list the prepared branch " << gtrid;
   c.Query("XA COMMIT '" + gtrid + "'");
   EXPECT_EQ(c.Query("SELECT v FROM " + table + " WHERE id = 1"),
             std::vector<std::string>{"prepared"});
-  recovered = c.Query("CALL txcoord_smoke_xa_recover()");
+  recovered = c.Query("CALL txcoord_smoke_xa_recover()", 4);
   EXPECT_EQ(std::find(recovered.begin(), recovered.end(), gtrid), recovered.end());
   c.Query("DROP TABLE " + table);
 }
