@@ -50,10 +50,18 @@ fi
 if as_user postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
   log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
 else
-  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  as_user postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$DIR/pg/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c max_prepared_transactions=200 -c max_connections=300 -c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
-    start >/dev/null
+  # A free port can be taken by someone else between our probe and the
+  # server's bind (parallel test runs): try again on another port.
+  for attempt in 1 2 3; do
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    if as_user postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$DIR/pg/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c max_prepared_transactions=200 -c max_connections=300 -c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
+      start >/dev/null; then
+      break
+    fi
+    [ "$attempt" = 3 ] && { log "PostgreSQL did not start; see $DIR/pg/server.log"; exit 1; }
+    PG_PORT=$(free_port); echo "$PG_PORT" >"$DIR/pg/port"
+  done
 fi
 psql_admin() { as_user postgres psql -h "$PG_SOCK" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 wait_for PostgreSQL 60 psql_admin -c 'select 1'
@@ -80,9 +88,7 @@ if [ ! -d "$MY_DATA/mysql" ]; then
     --auth-root-authentication-method=normal --skip-test-db >"$MY_DIR/install.log" 2>&1
 fi
 my_admin() { mariadb --no-defaults -S "$MY_SOCK" -u root "$@"; }
-if [ -f "$MY_DIR/run/mariadbd.pid" ] && kill -0 "$(cat "$MY_DIR/run/mariadbd.pid")" 2>/dev/null; then
-  log "MariaDB already running on 127.0.0.1:$MY_PORT"
-else
+start_mariadb() {
   log "starting MariaDB on 127.0.0.1:$MY_PORT"
   # Durable settings: flush the redo log at every commit, sync the binlog
   # (XA across binlog and InnoDB), and keep XA PREPAREd branches on disk.
@@ -94,8 +100,21 @@ else
     --max-connections=500 --innodb-lock-wait-timeout=50 \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     </dev/null >/dev/null 2>&1 &
+}
+if [ -f "$MY_DIR/run/mariadbd.pid" ] && kill -0 "$(cat "$MY_DIR/run/mariadbd.pid")" 2>/dev/null; then
+  log "MariaDB already running on 127.0.0.1:$MY_PORT"
+  wait_for MariaDB 60 my_admin -e 'select 1'
+else
+  for attempt in 1 2 3; do
+    start_mariadb
+    if wait_for MariaDB 30 my_admin -e 'select 1'; then break; fi
+    # Not up (e.g. the port was taken meanwhile): stop what started, new port.
+    pkill -KILL -f -- "--datadir=$MY_DATA" 2>/dev/null || true
+    sleep 0.5
+    [ "$attempt" = 3 ] && { log "MariaDB did not start; see $MY_DIR/server.log"; exit 1; }
+    MY_PORT=$(free_port); echo "$MY_PORT" >"$MY_DIR/port"
+  done
 fi
-wait_for MariaDB 60 my_admin -e 'select 1'
 my_admin -e "
   DELETE FROM mysql.global_priv WHERE User='';
   CREATE DATABASE IF NOT EXISTS txcoord;

@@ -44,9 +44,13 @@ class ParticipantFaultsTest : public CoordinatorTest {
     if (EnvOrEmpty("TXC_PG_URI").empty() && !UnderCi()) return;  // SetUp skips
     dir_ = new TempDir();
     Shell("chmod 755 " + dir_->path());
-    ASSERT_EQ(Shell(absl::StrCat("bash ", TXC_SOURCE_DIR, "/deploy/local/start.sh ", dir_->path(),
-                                 " >/dev/null 2>&1")),
-              0);
+    // No ASSERT here: a fatal failure in SetUpTestSuite makes GoogleTest
+    // report the tests as skipped. SetUp fails them with this message.
+    if (Shell(absl::StrCat("bash ", TXC_SOURCE_DIR, "/deploy/local/start.sh ", dir_->path(), " >",
+                           dir_->path(), "/start.log 2>&1")) != 0) {
+      start_error_ = new std::string("deploy/local/start.sh failed; see " + dir_->path() + "/start.log");
+      return;
+    }
     env_ = new std::map<std::string, std::string>(ReadEnvFile(dir_->path() + "/env"));
   }
   static void TearDownTestSuite() {
@@ -54,10 +58,14 @@ class ParticipantFaultsTest : public CoordinatorTest {
     Shell(absl::StrCat("bash ", TXC_SOURCE_DIR, "/deploy/local/stop.sh ", dir_->path(), " >/dev/null 2>&1"));
     delete env_;
     delete dir_;
+    delete start_error_;
     dir_ = nullptr;
+    env_ = nullptr;
+    start_error_ = nullptr;
   }
 
   void SetUp() override {
+    if (start_error_ != nullptr) FAIL() << *start_error_;
     if (env_ == nullptr) {
       if (UnderCi()) FAIL() << "databases missing under CI";
       GTEST_SKIP() << "local databases not configured";
@@ -112,10 +120,12 @@ class ParticipantFaultsTest : public CoordinatorTest {
 
   static TempDir* dir_;
   static std::map<std::string, std::string>* env_;
+  static std::string* start_error_;
 };
 
 TempDir* ParticipantFaultsTest::dir_ = nullptr;
 std::map<std::string, std::string>* ParticipantFaultsTest::env_ = nullptr;
+std::string* ParticipantFaultsTest::start_error_ = nullptr;
 
 TEST_F(ParticipantFaultsTest, PostgresDownDuringPhaseTwoIsRetriedUntilItReturns) {
   std::string s = Open();
