@@ -1060,39 +1060,15 @@ absl::StatusOr<std::unique_ptr<Transaction>> Coordinator::TakeGlobal(absl::strin
 
 absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view xid,
                                          absl::string_view owner, absl::string_view participant_address) {
-  if (!participant_address.empty()) {
-    if (xid.empty() || xid.size() > participants::kMaxBqualBytes) {
-      return absl::InvalidArgumentError("a callback branch needs a branch id (xid) of 1–64 bytes");
-    }
-    Participant* p = FindBind(absl::StrCat(kCallbackPrefix, participant_address));
-    absl::MutexLock lock(&mu_);
-    auto it = globals_.find(txn_id);
-    if (it == globals_.end()) return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id));
-    if (!owner.empty() && it->second.first != owner) {
-      return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
-    }
-    Transaction& txn = *it->second.second;
-    absl::MutexLock txn_lock(&txn.mu_);
-    if (txn.state_ != TxnState::kActive) {
-      return absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ", TxnStateName(txn.state_)));
-    }
-    for (auto& e : txn.branches_) {
-      if (e->bind == p->bind() && e->xid.bqual == xid) return absl::OkStatus();  // registered again
-    }
-    auto e = std::make_unique<Transaction::Enlisted>();
-    e->bind = p->bind();
-    e->participant = p;
-    e->xid.gtrid = std::string(txn_id);
-    e->xid.bqual = std::string(xid);
-    e->external = e->registered = e->callback = true;
-    txn.branches_.push_back(std::move(e));
-    return absl::OkStatus();
+  const bool callback = !participant_address.empty();
+  if (callback && (xid.empty() || xid.size() > participants::kMaxBqualBytes)) {
+    return absl::InvalidArgumentError("a callback branch needs a branch id (xid) of 1–64 bytes");
   }
+  Participant* callback_participant =
+      callback ? FindBind(absl::StrCat(kCallbackPrefix, participant_address)) : nullptr;
   absl::MutexLock lock(&mu_);
   auto it = globals_.find(txn_id);
-  if (it == globals_.end()) {
-    return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id));
-  }
+  if (it == globals_.end()) return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id));
   if (!owner.empty() && it->second.first != owner) {
     return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
   }
@@ -1101,6 +1077,19 @@ absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_
   absl::MutexLock txn_lock(&txn.mu_);
   if (txn.state_ != TxnState::kActive) {
     return absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ", TxnStateName(txn.state_)));
+  }
+  if (callback) {
+    for (auto& e : txn.branches_) {
+      if (e->bind == callback_participant->bind() && e->xid.bqual == xid) return absl::OkStatus();  // again
+    }
+    auto e = std::make_unique<Transaction::Enlisted>();
+    e->bind = callback_participant->bind();
+    e->participant = callback_participant;
+    e->xid.gtrid = std::string(txn_id);
+    e->xid.bqual = std::string(xid);
+    e->external = e->registered = e->callback = true;
+    txn.branches_.push_back(std::move(e));
+    return absl::OkStatus();
   }
   for (auto& e : txn.branches_) {
     if (e->bind != bind) continue;
