@@ -69,11 +69,7 @@ grpc::Status AdminServiceImpl::ListTransactions(grpc::ServerContext* ctx,
 grpc::Status AdminServiceImpl::GetTransaction(grpc::ServerContext* ctx, const txcoord::v1::GetTransactionRequest* req,
                                               txcoord::v1::Transaction* resp) {
   TXC_REQUIRE_ADMIN(who);
-  if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
-  auto info = coordinator_->GetTransaction(req->txn_id());
-  if (!info.ok()) return ToGrpc(info.status());
-  ToProto(*info, resp);
-  return grpc::Status::OK;
+  return AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
 grpc::Status AdminServiceImpl::ListInDoubt(grpc::ServerContext* ctx, const txcoord::v1::ListInDoubtRequest* req,

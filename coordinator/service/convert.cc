@@ -150,6 +150,15 @@ void ToProto(const TxnInfo& info, txcoord::v1::Transaction* out) {
   out->set_abort_reason(info.abort_reason);
 }
 
+grpc::Status AnswerGetTransaction(Coordinator& coordinator, const txcoord::v1::GetTransactionRequest& req,
+                                  txcoord::v1::Transaction* resp) {
+  if (req.txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
+  auto info = coordinator.GetTransaction(req.txn_id());
+  if (!info.ok()) return ToGrpc(info.status());
+  ToProto(*info, resp);
+  return grpc::Status::OK;
+}
+
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));

@@ -23,6 +23,10 @@ void ToProto(const participants::ResultSet& r, txcoord::v1::ResultSet* out);
 void ToProto(const TxnInfo& info, txcoord::v1::Transaction* out);
 txcoord::v1::TransactionState ToProto(TxnState s);
 
+// GetTransaction, answered the same way by every service that offers it.
+grpc::Status AnswerGetTransaction(Coordinator& coordinator, const txcoord::v1::GetTransactionRequest& req,
+                                  txcoord::v1::Transaction* resp);
+
 // absl::Status → grpc::Status (codes map 1:1).
 grpc::Status ToGrpc(const absl::Status& s);
 absl::Duration FromProto(const google::protobuf::Duration& d);

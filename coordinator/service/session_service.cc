@@ -179,11 +179,7 @@ grpc::Status SessionServiceImpl::GetTransaction(grpc::ServerContext* ctx,
                                                 txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);  // any authenticated caller may ask for an outcome
   (void)who;
-  if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
-  auto info = coordinator_->GetTransaction(req->txn_id());
-  if (!info.ok()) return ToGrpc(info.status());
-  ToProto(*info, resp);
-  return grpc::Status::OK;
+  return AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
 grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,

@@ -83,11 +83,7 @@ grpc::Status TransactionServiceImpl::GetTransaction(grpc::ServerContext* ctx,
                                                     txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);
   (void)who;
-  if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
-  auto info = coordinator_->GetTransaction(req->txn_id());
-  if (!info.ok()) return ToGrpc(info.status());
-  ToProto(*info, resp);
-  return grpc::Status::OK;
+  return AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
 }  // namespace txcoord::coordinator

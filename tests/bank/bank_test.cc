@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/participants/raw_clients.h"
+#include "tests/testing/db_checks.h"
 #include "tests/testing/local_db.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/txcoord_process.h"
@@ -55,12 +56,6 @@ int FreePort() {
   return port;
 }
 
-std::string PgScalar(const std::string& uri, const std::string& sql) {
-  pqxx::connection c(uri);
-  pqxx::nontransaction n(c);
-  pqxx::result r = n.exec(sql);
-  return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
-}
 
 std::vector<std::string> PgColumn(const std::string& uri, const std::string& sql) {
   pqxx::connection c(uri);
@@ -349,19 +344,8 @@ void RunBank(bool half_on_transaction_rpcs) {
   // A last restart, then recovery.
   txcoord.Kill();
   ASSERT_TRUE(txcoord.Start()) << "see " << txcoord.log_path();
-  auto prepared_left = [&] {
-    int n = 0;
-    for (const std::string& uri : {pg_uri, pg2_uri}) {
-      n += std::stoi(PgScalar(uri, absl::StrCat("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc1_",
-                                                node, ".%'")));
-    }
-    RawOdbc my(maria_dsn);
-    my.Query("CREATE PROCEDURE IF NOT EXISTS txcoord_test_xa_recover() XA RECOVER");
-    for (const std::string& data : my.Query("CALL txcoord_test_xa_recover()", 4)) {
-      if (data.rfind(node + ".", 0) == 0) ++n;
-    }
-    return n;
-  };
+  auto prepared_left = [&] { return PreparedBranchesOfNode(node, {pg_uri, pg2_uri}, maria_dsn); };
+
   int left = -1;
   for (int i = 0; i < 300 && (left = prepared_left()) != 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -12,6 +12,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/participants/raw_clients.h"
+#include "tests/testing/db_checks.h"
 #include "tests/testing/local_db.h"
 #include "tests/testing/temp_dir.h"
 #include "txcoord/v1/session.grpc.pb.h"
@@ -25,12 +26,6 @@ inline std::string RandomSuffix() {
   return std::to_string(rng() % 1000000000ull);
 }
 
-inline std::string PgScalar(const std::string& uri, const std::string& sql) {
-  pqxx::connection c(uri);
-  pqxx::nontransaction n(c);
-  pqxx::result r = n.exec(sql);
-  return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
-}
 
 inline v1::Statement Sql(const std::string& sql, std::vector<int64_t> ints = {}) {
   v1::Statement s;
@@ -217,18 +212,7 @@ class CoordinatorTest : public ::testing::Test {
     return v.empty() ? -1 : std::stoll(v[0]);
   }
   // Prepared branches of this test's node left on the databases.
-  int PreparedLeft() {
-    int n = std::stoi(PgScalar(pg_uri_, absl::StrCat("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc1_",
-                                                     node_id_, ".%'")));
-    n += std::stoi(PgScalar(pg2_uri_, absl::StrCat("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc1_",
-                                                   node_id_, ".%'")));
-    RawOdbc my(maria_dsn_);
-    my.Query("CREATE PROCEDURE IF NOT EXISTS txcoord_test_xa_recover() XA RECOVER");
-    for (const std::string& data : my.Query("CALL txcoord_test_xa_recover()", 4)) {
-      if (data.rfind(node_id_ + ".", 0) == 0) ++n;
-    }
-    return n;
-  }
+  int PreparedLeft() { return PreparedBranchesOfNode(node_id_, {pg_uri_, pg2_uri_}, maria_dsn_); }
 
   TempDir tmp_;
   std::string pg_uri_, pg2_uri_, maria_dsn_, sqlite_dsn_;

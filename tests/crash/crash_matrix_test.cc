@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "journal/journal.h"
 #include "tests/participants/raw_clients.h"
+#include "tests/testing/db_checks.h"
 #include "tests/testing/local_db.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/txcoord_process.h"
@@ -49,12 +50,6 @@ std::string Name(const ::testing::TestParamInfo<Case>& info) {
   return n;
 }
 
-std::string PgScalar(const std::string& uri, const std::string& sql) {
-  pqxx::connection c(uri);
-  pqxx::nontransaction n(c);
-  pqxx::result r = n.exec(sql);
-  return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
-}
 
 class CrashMatrixTest : public ::testing::TestWithParam<Case> {
  protected:
@@ -114,19 +109,7 @@ class CrashMatrixTest : public ::testing::TestWithParam<Case> {
                                absl::StrCat("SELECT balance FROM ", table_, " WHERE id = 1")));
   }
 
-  int PreparedLeft() {
-    int n = 0;
-    for (const std::string& uri : {pg_uri_, pg2_uri_}) {
-      n += std::stoi(PgScalar(uri, absl::StrCat("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc1_",
-                                                node_, ".%'")));
-    }
-    RawOdbc my(maria_dsn_);
-    my.Query("CREATE PROCEDURE IF NOT EXISTS txcoord_test_xa_recover() XA RECOVER");
-    for (const std::string& data : my.Query("CALL txcoord_test_xa_recover()", 4)) {
-      if (data.rfind(node_ + ".", 0) == 0) ++n;
-    }
-    return n;
-  }
+  int PreparedLeft() { return PreparedBranchesOfNode(node_, {pg_uri_, pg2_uri_}, maria_dsn_); }
 
   TempDir tmp_;
   std::string pg_uri_, pg2_uri_, maria_dsn_, sqlite_dsn_;
