@@ -464,35 +464,48 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   std::vector<std::unique_ptr<Transaction::Enlisted>> enlisted(work.size());
   std::vector<std::vector<participants::ResultSet>> results(work.size());
   std::vector<absl::Status> errors(work.size());
+  // With more than one bind the transaction commits in two phases: each
+  // two-phase bind prepares right after its statements, in the same call
+  // (RunBatch: on PostgreSQL one round trip for BEGIN and the statements,
+  // one for PREPARE). A branch left active here (the only bind, or the last
+  // resource) is finished by Commit.
+  const bool prepare = work.size() > 1;
   RunParallel(work.size(), [&](size_t i) {
     const auto& [bind, statements] = work[i];
     Participant* p = FindBind(bind);
-    auto branch = p->Begin(xids[i], txn.deadline_ - now);
-    if (!branch.ok()) {
-      errors[i] = branch.status();
+    const bool two_phase = p->capabilities().two_phase;
+    auto batch = p->RunBatch(xids[i], txn.deadline_ - now, statements, max_rows, prepare && two_phase);
+    if (prepare && two_phase) {
+      metrics_.Increment("txcoord_prepares_total",
+                         {{"bind", bind},
+                          {"vote", !batch.ok() ? "failed"
+                                   : batch->vote == participants::Vote::kReadOnly ? "read_only"
+                                                                                  : "prepared"}});
+    }
+    if (!batch.ok()) {
+      // Nothing is left on the bind: not enlisted.
+      errors[i] = absl::Status(batch.status().code(), absl::StrCat("statement on bind \"", bind,
+                                                                   "\" failed: ", batch.status().message()));
       return;
     }
     auto e = std::make_unique<Transaction::Enlisted>();
     e->bind = bind;
     e->participant = p;
-    e->branch = std::move(*branch);
+    e->branch = std::move(batch->branch);
     e->xid = xids[i];
-    e->two_phase = p->capabilities().two_phase;
-    for (const auto& [sql, params] : statements) {
-      auto r = e->branch->Execute(sql, params, max_rows);
-      if (!r.ok()) {
-        errors[i] = absl::Status(r.status().code(),
-                                 absl::StrCat("statement on bind \"", bind, "\" failed: ", r.status().message()));
-        break;
-      }
-      results[i].push_back(std::move(*r));
+    e->two_phase = two_phase;
+    if (prepare && two_phase) {
+      e->read_only = batch->vote == participants::Vote::kReadOnly;
+      e->prepared = !e->read_only;
     }
+    results[i] = std::move(batch->results);
     enlisted[i] = std::move(e);
+    if (prepare && two_phase) TXC_FAILPOINT("commit.after_prepare");
   });
   {
     absl::MutexLock lock(&txn.mu_);
     for (auto& e : enlisted) {
-      if (e) txn.branches_.push_back(std::move(e));  // enlisted even when failed: rolled back
+      if (e) txn.branches_.push_back(std::move(e));  // rolled back with the others on any error
     }
   }
   for (const absl::Status& e : errors) {
@@ -719,6 +732,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   std::vector<absl::Status> votes(two_phase.size());
   RunParallel(two_phase.size(), [&](size_t i) {
     Transaction::Enlisted* e = two_phase[i];
+    if (e->prepared || e->read_only) return;  // prepared with its statements (RunTransaction)
     absl::StatusOr<participants::Vote> vote = e->branch->Prepare();
     metrics_.Increment("txcoord_prepares_total",
                        {{"bind", e->bind},

@@ -205,9 +205,11 @@ class Coordinator {
       int max_rows);
 
   // RunTransaction's path: runs each bind's statements on its own thread
-  // (BEGIN and statements of all binds concurrently), enlisting every bind.
-  // Binds must be distinct and not yet enlisted. Results in `work` order. On
-  // any error the transaction is failed (only Rollback) and that error is
+  // (all binds concurrently, each through Participant::RunBatch), enlisting
+  // every bind. With more than one bind, each two-phase bind is also
+  // prepared in that call, so Commit goes straight to the decision. Binds
+  // must be distinct and not yet enlisted. Results in `work` order. On any
+  // error the transaction is failed (only Rollback) and that error is
   // returned.
   using Statements = std::vector<std::pair<std::string, std::vector<participants::Value>>>;
   absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> ExecuteOnBinds(

@@ -1,11 +1,32 @@
 #include "participants/participant.h"
 
 #include "absl/strings/str_cat.h"
+#include "util/status_macros.h"
 #include "participants/noop/noop_participant.h"
 #include "participants/odbc/odbc_participant.h"
 #include "participants/postgres/postgres_participant.h"
 
 namespace txcoord::participants {
+
+absl::StatusOr<BatchOutcome> Participant::RunBatch(const Xid& xid, absl::Duration lock_timeout,
+                                                   const std::vector<Statement>& statements,
+                                                   int max_rows, bool prepare) {
+  BatchOutcome out;
+  TXC_ASSIGN_OR_RETURN(out.branch, Begin(xid, lock_timeout));
+  for (size_t i = 0; i < statements.size(); ++i) {
+    auto r = out.branch->Execute(statements[i].first, statements[i].second, max_rows);
+    if (!r.ok()) {
+      (void)out.branch->Rollback();
+      return absl::Status(r.status().code(), absl::StrCat("statement ", i + 1, ": ", r.status().message()));
+    }
+    out.results.push_back(*std::move(r));
+  }
+  if (prepare) {
+    TXC_ASSIGN_OR_RETURN(out.vote, out.branch->Prepare());  // rolled back on error
+    out.branch.reset();
+  }
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(const BindOptions& options) {
   if (options.name.empty()) return absl::InvalidArgumentError("bind name is empty");

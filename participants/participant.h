@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -147,6 +148,18 @@ class Branch {
   virtual const Xid& xid() const = 0;
 };
 
+// A statement: SQL and its positional parameters.
+using Statement = std::pair<std::string, std::vector<Value>>;
+
+// What Participant::RunBatch leaves behind.
+struct BatchOutcome {
+  // Still active (RunBatch without prepare): finish it like any branch.
+  // Null when the batch ended the local transaction (prepared or read-only).
+  std::unique_ptr<Branch> branch;
+  std::vector<ResultSet> results;  // one per statement
+  Vote vote = Vote::kPrepared;     // with prepare only
+};
+
 // One bind. Thread-safe.
 class Participant {
  public:
@@ -162,6 +175,16 @@ class Participant {
   // `lock_timeout` (0: none), so that a cross-database deadlock ends.
   virtual absl::StatusOr<std::unique_ptr<Branch>> Begin(
       const Xid& xid, absl::Duration lock_timeout) = 0;
+
+  // RunTransaction's path: begins a branch for `xid`, runs `statements`
+  // and, with `prepare`, prepares it (phase 1) — in as few round trips as
+  // the backend allows. The default does Begin, Execute… and Prepare one
+  // after another; PostgreSQL sends BEGIN and all statements in one round
+  // trip. On any error nothing is left behind: the local transaction is
+  // rolled back (or its connection discarded) and no branch is prepared.
+  virtual absl::StatusOr<BatchOutcome> RunBatch(const Xid& xid, absl::Duration lock_timeout,
+                                                const std::vector<Statement>& statements,
+                                                int max_rows, bool prepare);
 
   // Phase 2, from any connection; idempotent in effect. A branch that does
   // not exist (already finished, or never prepared) is NOT_FOUND.

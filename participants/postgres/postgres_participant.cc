@@ -12,9 +12,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "participants/connection_pool.h"
 #include "participants/sql_common.h"
@@ -243,13 +245,49 @@ ResultSet ToResultSet(PgShared& shared, pqxx::nontransaction& n, const pqxx::res
   return out;
 }
 
-std::string TimeoutSql(absl::Duration lock_timeout) {
+// BEGIN and the branch's time limits, as separate statements.
+std::vector<std::string> BeginStatements(absl::Duration lock_timeout) {
   int64_t ms = lock_timeout <= absl::ZeroDuration()
                    ? 0
                    : std::max<int64_t>(1, absl::ToInt64Milliseconds(lock_timeout));
-  return absl::StrCat("BEGIN; SET LOCAL lock_timeout = ", ms,
-                      "; SET LOCAL statement_timeout = ", ms);
+  return {"BEGIN", absl::StrCat("SET LOCAL lock_timeout = ", ms),
+          absl::StrCat("SET LOCAL statement_timeout = ", ms)};
 }
+
+}  // namespace
+
+std::optional<std::string> PostgresBatchableSql(absl::string_view sql) {
+  while (!sql.empty() && (sql.back() == ';' || absl::ascii_isspace(static_cast<unsigned char>(sql.back())))) {
+    sql.remove_suffix(1);
+  }
+  if (sql.empty()) return std::nullopt;
+  enum { kCode, kSingle, kDouble } state = kCode;
+  for (size_t i = 0; i < sql.size(); ++i) {
+    const char c = sql[i];
+    const char next = i + 1 < sql.size() ? sql[i + 1] : '\0';
+    if (c == '\0' || c == '\\') return std::nullopt;
+    switch (state) {
+      case kSingle:
+        if (c == '\'') state = kCode;  // '' reopens at once: the same as an escaped quote
+        break;
+      case kDouble:
+        if (c == '"') state = kCode;
+        break;
+      case kCode:
+        if (c == '\'') state = kSingle;
+        else if (c == '"') state = kDouble;
+        else if (c == ';') return std::nullopt;
+        else if (c == '-' && next == '-') return std::nullopt;
+        else if (c == '/' && next == '*') return std::nullopt;
+        else if (c == '$' && !absl::ascii_isdigit(static_cast<unsigned char>(next))) return std::nullopt;
+        break;
+    }
+  }
+  if (state != kCode) return std::nullopt;
+  return std::string(sql);
+}
+
+namespace {
 
 class PostgresBranch : public Branch {
  public:
@@ -449,7 +487,7 @@ class PostgresParticipant : public Participant {
 
   absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid,
                                                 absl::Duration lock_timeout) override {
-    const std::string sql = TimeoutSql(lock_timeout);
+    const std::string sql = absl::StrJoin(BeginStatements(lock_timeout), "; ");
     // A pooled connection may have died while idle (server restart,
     // terminated backend): BEGIN has no effect yet, so try once more on a
     // freshly opened connection.
@@ -463,6 +501,108 @@ class PostgresParticipant : public Participant {
       if (s.ok()) return std::unique_ptr<Branch>(new PostgresBranch(shared_, std::move(lease), xid));
       if (broken) lease.MarkBroken();
       if (!broken || attempt > 0) return s;
+    }
+  }
+
+  absl::StatusOr<BatchOutcome> RunBatch(const Xid& xid, absl::Duration lock_timeout,
+                                        const std::vector<Statement>& statements, int max_rows,
+                                        bool prepare) override {
+    std::vector<std::string> sqls;
+    for (const auto& st : statements) {
+      std::optional<std::string> sql = PostgresBatchableSql(st.first);
+      if (!sql) return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
+      sqls.push_back(*std::move(sql));
+    }
+    const std::vector<std::string> begin = BeginStatements(lock_timeout);
+    // A pooled connection may have died while idle: nothing of the batch
+    // can have taken effect then (no PREPARE is in it, and the server rolls
+    // back the transaction of a lost connection), so it runs once more on a
+    // fresh connection.
+    for (int attempt = 0;; ++attempt) {
+      TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
+      BatchOutcome out;
+      bool read_only = false;
+      int failed_statement = -1;
+      bool broken = false;
+      absl::Status s = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+        pqxx::nontransaction n(*lease->conn);
+        std::vector<pqxx::result> raw(statements.size());
+        {
+          // Query id, statement index (-1: BEGIN and the SETs; -2: the
+          // read-only probe), and whether its result is the statement's.
+          struct Sent {
+            pqxx::pipeline::query_id id;
+            int index;
+            bool result;
+          };
+          std::vector<Sent> order;
+          pqxx::pipeline p(n);
+          p.retain(static_cast<int>(begin.size() + 3 * statements.size() + 2));
+          for (const std::string& q : begin) order.push_back({p.insert(q), -1, false});
+          for (size_t i = 0; i < statements.size(); ++i) {
+            const std::vector<Value>& params = statements[i].second;
+            if (params.empty()) {
+              order.push_back({p.insert(sqls[i]), static_cast<int>(i), true});
+              continue;
+            }
+            const std::string name = absl::StrCat("txc_b", i);
+            order.push_back({p.insert(absl::StrCat("PREPARE ", name, " AS ", sqls[i])), static_cast<int>(i), false});
+            std::string exec = absl::StrCat("EXECUTE ", name, "(");
+            for (size_t k = 0; k < params.size(); ++k) {
+              std::optional<std::string> text = ParamText(params[k]);
+              absl::StrAppend(&exec, k == 0 ? "" : ", ", text ? n.quote(*text) : std::string("NULL"));
+            }
+            exec += ")";
+            order.push_back({p.insert(exec), static_cast<int>(i), true});
+            order.push_back({p.insert("DEALLOCATE " + name), static_cast<int>(i), false});
+          }
+          if (prepare) order.push_back({p.insert("SELECT txid_current_if_assigned() IS NULL"), -2, false});
+          p.complete();
+          for (const Sent& q : order) {
+            failed_statement = q.index;
+            pqxx::result r = p.retrieve(q.id);
+            if (q.index == -2) read_only = r[0][0].as<bool>();
+            if (q.result) raw[q.index] = std::move(r);
+          }
+          failed_statement = -1;
+        }
+        for (size_t i = 0; i < raw.size(); ++i) {
+          out.results.push_back(ToResultSet(*shared_, n, raw[i], max_rows));
+        }
+      });
+      if (broken) {
+        lease.MarkBroken();
+        if (attempt == 0) continue;
+        return s;
+      }
+      if (s.ok() && prepare) {
+        s = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+          TXC_FAILPOINT("participants.postgres.before_prepare");
+          pqxx::nontransaction n(*lease->conn);
+          n.exec(read_only ? std::string("COMMIT")
+                           : "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)));
+        });
+        out.vote = read_only ? Vote::kReadOnly : Vote::kPrepared;
+        if (broken) lease.MarkBroken();
+      }
+      if (!s.ok()) {
+        if (!broken) {
+          // The statements of a failed batch may have left named statements.
+          bool cleanup_broken = false;
+          absl::Status c = Guard(bind(), SqlErrorContext::kStatement, &cleanup_broken, [&] {
+            pqxx::nontransaction n(*lease->conn);
+            n.exec("ROLLBACK");
+            n.exec("DEALLOCATE ALL");
+          });
+          if (!c.ok()) lease.MarkBroken();
+        }
+        if (failed_statement >= 0) {
+          return absl::Status(s.code(), absl::StrCat("statement ", failed_statement + 1, ": ", s.message()));
+        }
+        return s;
+      }
+      if (!prepare) out.branch.reset(new PostgresBranch(shared_, std::move(lease), xid));
+      return out;
     }
   }
 

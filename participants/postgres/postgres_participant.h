@@ -18,12 +18,26 @@
 // Bytes are sent in bytea hex form ("\x…"). Every session runs with
 // TimeZone=UTC so that timestamptz values come back as "…Z".
 //
+// RunBatch (RunTransaction's path) sends BEGIN, the SET LOCALs, every
+// statement and the read-only probe as one simple-query string through
+// pqxx::pipeline: one round trip, then PREPARE TRANSACTION (or COMMIT for a
+// read-only branch) as a second. A statement with parameters travels as
+//   PREPARE txc_b<i> AS <sql>; EXECUTE txc_b<i>('<p1>', NULL, …); DEALLOCATE txc_b<i>
+// with each parameter quoted by libpq (PQescapeStringConn): the server
+// infers the parameter types exactly as for exec_params, and no parameter
+// text is ever parsed as SQL. Only SQL that PostgresBatchableSql accepts is
+// put in the string; any other batch runs statement by statement. After a
+// failed batch the branch is rolled back and DEALLOCATE ALL drops the named
+// statements (txcoord itself uses no other named prepared statements).
+//
 // No pqxx exception leaves this file: they become absl::Status values
 // (sql_common.h's mapping; a lost connection is UNAVAILABLE).
 #ifndef TXCOORD_PARTICIPANTS_POSTGRES_POSTGRES_PARTICIPANT_H_
 #define TXCOORD_PARTICIPANTS_POSTGRES_POSTGRES_PARTICIPANT_H_
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "participants/participant.h"
@@ -33,6 +47,13 @@ namespace txcoord::participants {
 // REQUIRES: options.driver == "postgres". Does not connect.
 absl::StatusOr<std::unique_ptr<Participant>> CreatePostgresParticipant(
     const BindOptions& options);
+
+// `sql` made fit to be one statement of a multi-statement string (trailing
+// semicolons and white space removed), or nullopt when it is not: it must
+// lex as one statement in a conservative subset of PostgreSQL's syntax —
+// no `;` outside quotes, no comments, no backslash, no dollar quoting ($n
+// parameters only), every quote closed.
+std::optional<std::string> PostgresBatchableSql(absl::string_view sql);
 
 }  // namespace txcoord::participants
 

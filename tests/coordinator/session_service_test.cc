@@ -392,6 +392,43 @@ TEST_F(CoordinatorTest, RunTransactionRollsBackEveryBindWhenOneFails) {
   EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial);
   EXPECT_EQ(PreparedLeft(), 0);
 
+  // The other way round: PostgreSQL's branch is prepared in its batch (one
+  // call with its statements) before MariaDB's statement fails; it must be
+  // rolled back as well.
+  {
+    grpc::ClientContext c;
+    v1::RunTransactionRequest r;
+    auto* pg = r.add_work();
+    pg->set_bind("pg");
+    *pg->add_statements() = Sql(Debit(pg_table_, 12, 5));
+    auto* my = r.add_work();
+    my->set_bind("maria");
+    *my->add_statements() = Sql(Credit(my_table_, 12, 5));
+    *my->add_statements() = Sql("SELECT * FROM no_such_table_" + suffix_);
+    grpc::Status failed = stub_->RunTransaction(&c, r, &resp);
+    EXPECT_FALSE(failed.ok());
+    EXPECT_THAT(failed.error_message(), HasSubstr("maria"));
+    EXPECT_EQ(MyBalance(12), kInitial);
+    EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial);
+    EXPECT_EQ(PreparedLeft(), 0);
+  }
+
+  // A bind that only reads votes read-only and is left out of the decision.
+  {
+    grpc::ClientContext c;
+    v1::RunTransactionRequest r;
+    auto* pg = r.add_work();
+    pg->set_bind("pg");
+    *pg->add_statements() = Sql(Debit(pg_table_, 12, 5));
+    auto* my = r.add_work();
+    my->set_bind("maria");
+    *my->add_statements() = Sql("SELECT COUNT(*) FROM " + my_table_);
+    ASSERT_TRUE(stub_->RunTransaction(&c, r, &resp).ok());
+    EXPECT_EQ(resp.state(), v1::COMMITTED);
+    EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial - 5);
+    EXPECT_EQ(PreparedLeft(), 0);
+  }
+
   grpc::ClientContext ctx2;
   v1::RunTransactionRequest twice;
   for (int i = 0; i < 2; ++i) {

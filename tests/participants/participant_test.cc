@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "participants/postgres/postgres_participant.h"
 #include "tests/participants/raw_clients.h"
 #include "tests/testing/local_db.h"
 
@@ -272,12 +273,25 @@ TEST_P(ParticipantTest, EveryParameterTypeAndNullRoundTrip) {
   ASSERT_TRUE(inserted.ok()) << inserted.status();
   EXPECT_EQ(inserted->rows_affected, 1);
   ASSERT_TRUE(ExecOnePhase(insert, nulls).ok());
+  // Row 3: the values of row 1 through RunBatch (on libpqxx: quoted into the
+  // one pipelined string as EXECUTE arguments).
+  std::vector<Value> batch_params = params;
+  batch_params[0] = Value::Int64(3);
+  auto batch = participant_->RunBatch(NewXid(), absl::Seconds(10), {{insert, batch_params}}, 0,
+                                      /*prepare=*/false);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ASSERT_NE(batch->branch, nullptr);
+  ASSERT_EQ(batch->results.size(), 1u);
+  EXPECT_EQ(batch->results[0].rows_affected, 1);
+  ASSERT_TRUE(batch->branch->CommitOnePhase().ok());
 
   auto rs = ExecOnePhase(absl::StrCat("SELECT ", select_cols, " FROM ", table_, " ORDER BY id"));
   ASSERT_TRUE(rs.ok()) << rs.status();
   ASSERT_EQ(rs->columns.size(), cols.size());
-  ASSERT_EQ(rs->rows.size(), 2u);
+  ASSERT_EQ(rs->rows.size(), 3u);
   for (size_t i = 0; i < cols.size(); ++i) {
+    EXPECT_EQ(rs->rows[2][i], cols[i].out) << cols[i].name << " through RunBatch: got text \""
+                                           << rs->rows[2][i].text << "\"";
     EXPECT_EQ(rs->columns[i].name, cols[i].name);
     EXPECT_FALSE(rs->columns[i].type.empty()) << cols[i].name;
     const Value& got = rs->rows[0][i];
@@ -289,6 +303,127 @@ TEST_P(ParticipantTest, EveryParameterTypeAndNullRoundTrip) {
                                 << got.bool_value;
     EXPECT_EQ(rs->rows[1][i], Value::Null()) << cols[i].name;
   }
+}
+
+TEST_P(ParticipantTest, RunBatchPreparesAndReturnsEveryResult) {
+  if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
+  CreateKvTable();
+  ASSERT_TRUE(ExecOnePhase("INSERT INTO " + table_ + " VALUES (1, 'a')").ok());
+  const std::string tricky = "it's; -- not a comment /* nor this */ $1 \\";
+  Xid xid = NewXid();
+  auto batch = participant_->RunBatch(
+      xid, absl::Seconds(10),
+      {{absl::StrCat("INSERT INTO ", table_, " (id, v) VALUES (", P(1), ", ", P(2), ");"),
+        {Value::Int64(2), Value::String(tricky)}},
+       {absl::StrCat("UPDATE ", table_, " SET v = ", P(1), " WHERE id = 1"), {Value::String("b")}},
+       {"SELECT id, v FROM " + table_ + " WHERE v <> 'x;y' ORDER BY id", {}}},
+      0, /*prepare=*/true);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_EQ(batch->branch, nullptr) << "a prepared batch leaves no active branch";
+  EXPECT_EQ(batch->vote, Vote::kPrepared);
+  ASSERT_EQ(batch->results.size(), 3u);
+  EXPECT_EQ(batch->results[0].rows_affected, 1);
+  EXPECT_EQ(batch->results[1].rows_affected, 1);
+  ASSERT_EQ(batch->results[2].rows.size(), 2u);
+  EXPECT_EQ(batch->results[2].rows[0][0], Value::Int64(1));
+  EXPECT_EQ(batch->results[2].rows[0][1], Value::String("b"));
+  EXPECT_EQ(batch->results[2].rows[1][1], Value::String(tricky));
+  EXPECT_THAT(ListedGtrids(participant_.get(), node_), ::testing::Contains(xid.gtrid));
+  EXPECT_EQ(participant_->pool_stats().in_use, 0);
+  ASSERT_TRUE(participant_->CommitPrepared(xid).ok());
+  EXPECT_EQ(KvValues(), (std::vector<std::string>{"b", tricky}));
+}
+
+// On libpqxx the whole batch reaches the server as one query string: one
+// round trip. current_query() shows the string the server received.
+TEST_P(ParticipantTest, RunBatchIsOneRoundTripOnLibpqxx) {
+  if (GetParam().driver != "postgres") GTEST_SKIP() << "pipelined on libpqxx only";
+  CreateKvTable();
+  const std::string insert = absl::StrCat("INSERT INTO ", table_, " (id, v) VALUES ($1, $2)");
+  Xid xid = NewXid();
+  auto batch = participant_->RunBatch(xid, absl::Seconds(10),
+                                      {{insert, {Value::Int64(1), Value::String("a")}},
+                                       {"SELECT current_query()", {}}},
+                                      0, /*prepare=*/true);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ASSERT_EQ(batch->results.size(), 2u);
+  const std::string seen = batch->results[1].rows.at(0).at(0).text;
+  EXPECT_THAT(seen, HasSubstr("BEGIN"));
+  EXPECT_THAT(seen, HasSubstr("SET LOCAL lock_timeout"));
+  EXPECT_THAT(seen, HasSubstr("PREPARE txc_b0 AS " + insert));
+  EXPECT_THAT(seen, HasSubstr("EXECUTE txc_b0('1', 'a')"));
+  EXPECT_THAT(seen, HasSubstr("txid_current_if_assigned"));
+  EXPECT_EQ(batch->vote, Vote::kPrepared);
+  EXPECT_TRUE(participant_->RollbackPrepared(xid).ok());
+  // SQL outside the batchable subset runs statement by statement.
+  auto single = participant_->RunBatch(NewXid(), absl::Seconds(10),
+                                       {{"SELECT current_query() -- one by one", {}}}, 0,
+                                       /*prepare=*/false);
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_THAT(single->results.at(0).rows.at(0).at(0).text, ::testing::Not(HasSubstr("BEGIN")));
+  EXPECT_TRUE(single->branch->Rollback().ok());
+}
+
+TEST_P(ParticipantTest, RunBatchReadOnlyVotesReadOnly) {
+  if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
+  CreateKvTable();
+  auto batch = participant_->RunBatch(NewXid(), absl::Seconds(10),
+                                      {{"SELECT count(*) FROM " + table_, {}}}, 0, /*prepare=*/true);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_EQ(batch->vote, Vote::kReadOnly);
+  EXPECT_THAT(ListedGtrids(participant_.get(), node_), IsEmpty());
+  EXPECT_EQ(participant_->pool_stats().in_use, 0);
+}
+
+// A failed statement (constraint violation, then a syntax error) leaves no
+// branch, no rows and no lock; the one pooled connection stays usable for
+// the same batch shape (the named statements were dropped).
+TEST_P(ParticipantTest, RunBatchStatementErrorLeavesNothingBehind) {
+  CreateKvTable();
+  auto p = MakeParticipant(bind_name_, /*pool_size=*/1);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const std::string insert = absl::StrCat("INSERT INTO ", table_, " (id, v) VALUES (", P(1), ", ", P(2), ")");
+  for (bool prepare : {true, false}) {
+    if (prepare && !TwoPhase()) continue;
+    auto dup = (*p)->RunBatch(NewXid(), absl::Seconds(10),
+                              {{insert, {Value::Int64(1), Value::String("a")}},
+                               {insert, {Value::Int64(1), Value::String("b")}}},
+                              0, prepare);
+    ASSERT_FALSE(dup.ok());
+    EXPECT_THAT(std::string(dup.status().message()), HasSubstr("statement 2"));
+    EXPECT_THAT(std::string(dup.status().message()), HasSubstr(bind_name_));
+    auto syntax = (*p)->RunBatch(NewXid(), absl::Seconds(10),
+                                 {{insert, {Value::Int64(1), Value::String("a")}}, {"SELEC nonsense", {}}},
+                                 0, prepare);
+    ASSERT_FALSE(syntax.ok());
+    EXPECT_EQ(syntax.status().code(), absl::StatusCode::kInvalidArgument) << syntax.status();
+    EXPECT_THAT(std::string(syntax.status().message()), HasSubstr("statement 2"));
+    EXPECT_EQ((*p)->pool_stats().in_use, 0);
+    EXPECT_THAT(KvValues(), IsEmpty());
+  }
+  EXPECT_THAT(ListedGtrids(p->get(), node_), IsEmpty());
+  auto ok = (*p)->RunBatch(NewXid(), absl::Seconds(10),
+                           {{insert, {Value::Int64(1), Value::String("a")}},
+                            {insert, {Value::Int64(2), Value::String("b")}}},
+                           0, /*prepare=*/false);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_TRUE(ok->branch->CommitOnePhase().ok());
+  EXPECT_EQ(KvValues(), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(PostgresBatchableSqlTest, AcceptsOnlyWhatLexesAsOneStatement) {
+  EXPECT_EQ(PostgresBatchableSql("UPDATE a SET b = $1 WHERE c = $12;; \n"),
+            std::optional<std::string>("UPDATE a SET b = $1 WHERE c = $12"));
+  for (const char* ok : {"SELECT 'a;b'", "SELECT \"x;y\" FROM t", "SELECT 'it''s'",
+                         "SELECT 'a-- b', '/* c */'", "SELECT '$$', '\"'"}) {
+    EXPECT_EQ(PostgresBatchableSql(ok), std::optional<std::string>(ok)) << ok;
+  }
+  for (const char* bad : {"", " ;; ", "SELECT 1; SELECT 2", "SELECT 1 -- c", "SELECT /* c */ 1",
+                          "SELECT E'a\\'b'", "SELECT $$x$$", "SELECT $tag$x$tag$", "SELECT 'abc",
+                          "SELECT '\"' AS \"x", "SELECT \"a"}) {
+    EXPECT_EQ(PostgresBatchableSql(bad), std::nullopt) << bad;
+  }
+  EXPECT_EQ(PostgresBatchableSql(std::string("SELECT '\0'", 11)), std::nullopt);
 }
 
 TEST_P(ParticipantTest, LongValuesRoundTrip) {
