@@ -248,7 +248,7 @@ void Coordinator::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    for (auto& [id, g] : globals_) globals.push_back(std::move(g.second));
+    for (auto& [id, g] : globals_) globals.push_back(std::move(g.txn));
     globals_.clear();
   }
   globals.clear();  // open global transactions are rolled back
@@ -364,6 +364,11 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
     }
     for (auto& e : txn.branches_) {
       if (e->bind == bind) enlisted = e.get();
+    }
+    if (enlisted != nullptr && enlisted->external) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bind \"", bind, "\" is a service branch of ", txn.id_,
+          " (the service runs its SQL and prepares it): txcoord cannot run statements on it too"));
     }
   }
   absl::Time now = clock_->Now();
@@ -711,6 +716,8 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
       }
     } else if (!e->registered) {
       problem = absl::AbortedError(absl::StrCat("the branch on bind \"", e->bind, "\" was never registered"));
+    } else if (e->read_only) {
+      continue;  // the service ended it itself: nothing to verify or finish
     } else {
       auto listed = e->participant->ListPrepared(options_.node_id);
       if (!listed.ok()) {
@@ -1023,57 +1030,111 @@ std::string XidForDialect(const participants::Xid& xid, const std::string& diale
 }
 }  // namespace
 
+absl::StatusOr<std::string> Coordinator::AddExternalBranch(Transaction& txn, const std::string& bind) {
+  Participant* p = FindBind(bind);
+  if (p == nullptr || !HasBind(bind)) return absl::InvalidArgumentError(absl::StrCat("unknown bind \"", bind, "\""));
+  participants::Capabilities caps = p->capabilities();
+  if (!caps.two_phase) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bind \"", bind, "\" (", caps.dialect,
+        ") has no two-phase commit: a service cannot prepare on it; run its statements through "
+        "txcoord (Execute on the global transaction) and it commits as the last resource"));
+  }
+  absl::MutexLock lock(&txn.mu_);
+  for (const auto& e : txn.branches_) {
+    if (e->bind != bind) continue;
+    if (e->external && !e->callback) return XidForDialect(e->xid, caps.dialect);  // asked again
+    return absl::InvalidArgumentError(absl::StrCat("bind \"", bind, "\" already runs statements through txcoord in ",
+                                                   txn.id_, ": a service cannot also prepare a branch on it"));
+  }
+  TXC_ASSIGN_OR_RETURN(participants::Xid xid,
+                       participants::MakeXid(txn.id_, static_cast<int>(txn.branches_.size()), bind));
+  auto e = std::make_unique<Transaction::Enlisted>();
+  e->bind = bind;
+  e->participant = p;
+  e->xid = xid;
+  e->external = true;
+  txn.branches_.push_back(std::move(e));
+  return XidForDialect(xid, caps.dialect);
+}
+
 absl::StatusOr<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> Coordinator::BeginGlobal(
     const std::vector<std::string>& binds, absl::Duration timeout, std::map<std::string, std::string> labels,
     std::string owner) {
-  if (binds.empty()) return absl::InvalidArgumentError("name at least one bind");
-  std::vector<std::pair<std::string, std::string>> xids;
-  std::unique_ptr<Transaction> txn = Begin("", std::move(labels), timeout);
   for (size_t i = 0; i < binds.size(); ++i) {
-    Participant* p = FindBind(binds[i]);
-    if (p == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown bind \"", binds[i], "\""));
     for (size_t j = 0; j < i; ++j) {
       if (binds[j] == binds[i]) return absl::InvalidArgumentError(absl::StrCat("bind \"", binds[i], "\" named twice"));
     }
-    participants::Capabilities caps = p->capabilities();
-    if (!caps.two_phase) {
-      return absl::InvalidArgumentError(absl::StrCat("bind \"", binds[i], "\" (", caps.dialect,
-                                                     ") has no two-phase commit: a service cannot prepare on it"));
-    }
-    TXC_ASSIGN_OR_RETURN(participants::Xid xid, participants::MakeXid(txn->id(), static_cast<int>(i), binds[i]));
-    auto e = std::make_unique<Transaction::Enlisted>();
-    e->bind = binds[i];
-    e->participant = p;
-    e->xid = xid;
-    e->external = true;
-    xids.emplace_back(binds[i], XidForDialect(xid, caps.dialect));
-    absl::MutexLock lock(&txn->mu_);
-    txn->branches_.push_back(std::move(e));
+  }
+  std::vector<std::pair<std::string, std::string>> xids;
+  std::unique_ptr<Transaction> txn = Begin("", std::move(labels), timeout);
+  for (const std::string& bind : binds) {
+    TXC_ASSIGN_OR_RETURN(std::string xid, AddExternalBranch(*txn, bind));
+    xids.emplace_back(bind, std::move(xid));
   }
   std::string id = txn->id();
   absl::MutexLock lock(&mu_);
-  globals_[id] = {std::move(owner), std::move(txn)};
+  globals_[id] = Global{std::move(owner), std::move(txn)};
   return std::make_pair(id, xids);
 }
 
-absl::StatusOr<std::unique_ptr<Transaction>> Coordinator::TakeGlobal(absl::string_view txn_id,
-                                                                     absl::string_view owner) {
-  absl::MutexLock lock(&mu_);
+absl::StatusOr<Coordinator::Global*> Coordinator::FindGlobal(absl::string_view txn_id, absl::string_view owner) {
   auto it = globals_.find(txn_id);
   if (it == globals_.end()) {
     return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id,
                                             " (ended, timed out, or never begun here)"));
   }
-  if (!owner.empty() && it->second.first != owner) {
+  if (!owner.empty() && it->second.owner != owner) {
     return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
   }
-  std::unique_ptr<Transaction> txn = std::move(it->second.second);
-  globals_.erase(it);
+  if (it->second.busy) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "global transaction ", txn_id, " is running an Execute: ask again when it returned"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<std::unique_ptr<Transaction>> Coordinator::TakeGlobal(absl::string_view txn_id,
+                                                                     absl::string_view owner) {
+  absl::MutexLock lock(&mu_);
+  TXC_ASSIGN_OR_RETURN(Global * g, FindGlobal(txn_id, owner));
+  std::unique_ptr<Transaction> txn = std::move(g->txn);
+  globals_.erase(globals_.find(txn_id));
   return txn;
 }
 
+absl::StatusOr<std::string> Coordinator::AddBranch(absl::string_view txn_id, absl::string_view bind,
+                                                   absl::string_view owner) {
+  absl::MutexLock lock(&mu_);
+  TXC_ASSIGN_OR_RETURN(Global * g, FindGlobal(txn_id, owner));
+  if (TxnState st = g->txn->state(); st != TxnState::kActive) {
+    return absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ", TxnStateName(st)));
+  }
+  // Lock order: mu_, then the transaction's mu_.
+  return AddExternalBranch(*g->txn, std::string(bind));
+}
+
+absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::ExecuteGlobal(absl::string_view txn_id,
+                                                                                 absl::string_view owner,
+                                                                                 absl::string_view bind,
+                                                                                 const Statements& statements,
+                                                                                 int max_rows) {
+  Transaction* txn;
+  {
+    absl::MutexLock lock(&mu_);
+    TXC_ASSIGN_OR_RETURN(Global * g, FindGlobal(txn_id, owner));
+    g->busy = true;
+    txn = g->txn.get();
+  }
+  auto results = Execute(*txn, bind, statements, max_rows);
+  absl::MutexLock lock(&mu_);
+  if (auto it = globals_.find(txn_id); it != globals_.end()) it->second.busy = false;
+  return results;
+}
+
 absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view xid,
-                                         absl::string_view owner, absl::string_view participant_address) {
+                                         absl::string_view owner, absl::string_view participant_address,
+                                         bool read_only) {
   const bool callback = !participant_address.empty();
   if (callback && (xid.empty() || xid.size() > participants::kMaxBqualBytes)) {
     return absl::InvalidArgumentError("a callback branch needs a branch id (xid) of 1–64 bytes");
@@ -1083,10 +1144,10 @@ absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_
   absl::MutexLock lock(&mu_);
   auto it = globals_.find(txn_id);
   if (it == globals_.end()) return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id));
-  if (!owner.empty() && it->second.first != owner) {
+  if (!owner.empty() && it->second.owner != owner) {
     return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
   }
-  Transaction& txn = *it->second.second;
+  Transaction& txn = *it->second.txn;
   // Lock order: mu_, then the transaction's mu_.
   absl::MutexLock txn_lock(&txn.mu_);
   if (txn.state_ != TxnState::kActive) {
@@ -1107,20 +1168,46 @@ absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_
   }
   for (auto& e : txn.branches_) {
     if (e->bind != bind) continue;
+    if (!e->external) {
+      return absl::InvalidArgumentError(absl::StrCat("bind \"", bind, "\" runs statements through txcoord in ", txn_id,
+                                                     ": it has no service branch to register"));
+    }
     if (xid != XidForDialect(e->xid, e->participant->capabilities().dialect) &&
         xid != participants::XidToString(e->xid)) {
       return absl::InvalidArgumentError(absl::StrCat("xid \"", xid, "\" is not the one minted for bind \"", bind,
                                                      "\" in ", txn_id));
     }
     e->registered = true;
+    e->read_only = read_only;
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat("bind \"", bind, "\" was not named at BeginGlobal of ", txn_id));
+  return absl::InvalidArgumentError(
+      absl::StrCat("bind \"", bind, "\" has no branch in ", txn_id, ": name it at BeginGlobal or AddBranch"));
 }
 
 absl::StatusOr<TxnInfo> Coordinator::CommitGlobal(absl::string_view txn_id, absl::string_view owner) {
-  TXC_ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn, TakeGlobal(txn_id, owner));
+  absl::StatusOr<std::unique_ptr<Transaction>> taken = TakeGlobal(txn_id, owner);
+  if (!taken.ok()) {
+    if (taken.status().code() != absl::StatusCode::kNotFound) return taken.status();
+    // Ended already (a retry after a lost reply, a timeout, an abort): its outcome.
+    absl::StatusOr<TxnInfo> recorded = GetTransaction(txn_id);
+    if (!recorded.ok()) return taken.status();
+    if (recorded->state == TxnState::kAborted) {
+      return absl::AbortedError(absl::StrCat("transaction ", txn_id, " was rolled back",
+                                             recorded->abort_reason.empty() ? "" : ": ", recorded->abort_reason));
+    }
+    return recorded;
+  }
+  std::unique_ptr<Transaction> txn = *std::move(taken);
   absl::StatusOr<TxnState> state = Commit(*txn);
+  if (!state.ok() && state.status().code() == absl::StatusCode::kFailedPrecondition &&
+      txn->state() == TxnState::kActive) {
+    // Not committable (a failed statement): still open, for RollbackGlobal.
+    absl::MutexLock lock(&mu_);
+    std::string id = txn->id();
+    globals_[id] = Global{std::string(owner), std::move(txn)};
+    return state.status();
+  }
   TxnInfo info = Describe(*txn);
   if (!state.ok()) return state.status();
   info.state = *state;
@@ -1128,7 +1215,18 @@ absl::StatusOr<TxnInfo> Coordinator::CommitGlobal(absl::string_view txn_id, absl
 }
 
 absl::StatusOr<TxnInfo> Coordinator::RollbackGlobal(absl::string_view txn_id, absl::string_view owner) {
-  TXC_ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn, TakeGlobal(txn_id, owner));
+  absl::StatusOr<std::unique_ptr<Transaction>> taken = TakeGlobal(txn_id, owner);
+  if (!taken.ok()) {
+    if (taken.status().code() != absl::StatusCode::kNotFound) return taken.status();
+    absl::StatusOr<TxnInfo> recorded = GetTransaction(txn_id);
+    if (!recorded.ok()) return taken.status();
+    if (recorded->state != TxnState::kAborted) {
+      return absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ",
+                                                        TxnStateName(recorded->state), ": it can no longer be rolled back"));
+    }
+    return recorded;
+  }
+  std::unique_ptr<Transaction> txn = *std::move(taken);
   TXC_RETURN_IF_ERROR(Rollback(*txn, "rolled back by the client"));
   return Describe(*txn);
 }
@@ -1139,8 +1237,10 @@ void Coordinator::AbortExpiredGlobals() {
   {
     absl::MutexLock lock(&mu_);
     for (auto it = globals_.begin(); it != globals_.end();) {
-      if (now >= it->second.second->deadline()) {
-        expired.push_back(std::move(it->second.second));
+      // A busy one is left to its running Execute (bounded by the same
+      // deadline) and taken at the next pass.
+      if (now >= it->second.txn->deadline() && !it->second.busy) {
+        expired.push_back(std::move(it->second.txn));
         globals_.erase(it++);
       } else {
         ++it;

@@ -222,13 +222,32 @@ class Coordinator {
   // branch is registered and really prepared on its database, then runs the
   // decision and phase 2 like any commit. Unfinished ones are rolled back
   // at their timeout.
+  // `binds` may be empty (AddBranch and ExecuteGlobal add to it later).
   absl::StatusOr<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> BeginGlobal(
       const std::vector<std::string>& binds, absl::Duration timeout, std::map<std::string, std::string> labels,
       std::string owner);
+  // Mints the xid of one more service branch, on `bind`, in an open global
+  // transaction; asked again for the same bind, the same xid.
+  absl::StatusOr<std::string> AddBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view owner);
   // With `participant_address`: a callback participant (no bind); `xid` is
   // then its branch id, and txcoord calls its Prepare at CommitGlobal.
+  // `read_only`: the service's branch wrote nothing and the service ended
+  // it itself; it is left out of the decision.
   absl::Status RegisterBranch(absl::string_view txn_id, absl::string_view bind, absl::string_view xid,
-                              absl::string_view owner, absl::string_view participant_address = "");
+                              absl::string_view owner, absl::string_view participant_address = "",
+                              bool read_only = false);
+  // Runs statements through txcoord in an open global transaction, on a
+  // bind that is not one of its service branches (like a session's
+  // Execute): the way to mix txcoord-run SQL, and a last-resource bind
+  // without two-phase commit, with registered branches. One call at a time
+  // per transaction: a concurrent call is FAILED_PRECONDITION.
+  absl::StatusOr<std::vector<participants::ResultSet>> ExecuteGlobal(absl::string_view txn_id,
+                                                                     absl::string_view owner,
+                                                                     absl::string_view bind,
+                                                                     const Statements& statements, int max_rows);
+  // A transaction no longer open answers with its outcome: CommitGlobal
+  // ABORTED (why) or the committed info, RollbackGlobal the aborted info or
+  // FAILED_PRECONDITION when it committed.
   absl::StatusOr<TxnInfo> CommitGlobal(absl::string_view txn_id, absl::string_view owner);
   absl::StatusOr<TxnInfo> RollbackGlobal(absl::string_view txn_id, absl::string_view owner);
 
@@ -269,6 +288,12 @@ class Coordinator {
 
  private:
   friend class Transaction;
+  // An open global transaction (TransactionService) and its owner.
+  struct Global {
+    std::string owner;
+    std::unique_ptr<Transaction> txn;
+    bool busy = false;  // an ExecuteGlobal is running on it
+  };
   struct Pending {  // a decided transaction whose phase 2 is not done
     absl::Time next_attempt;
     absl::Duration backoff;
@@ -278,6 +303,13 @@ class Coordinator {
   // The global transaction `txn_id` of `owner`, taken out of globals_ for
   // the caller (who puts it back or ends it). NOT_FOUND / PERMISSION_DENIED.
   absl::StatusOr<std::unique_ptr<Transaction>> TakeGlobal(absl::string_view txn_id, absl::string_view owner);
+  // The open global transaction `txn_id` of `owner` (NOT_FOUND /
+  // PERMISSION_DENIED / FAILED_PRECONDITION when not ACTIVE).
+  absl::StatusOr<Global*> FindGlobal(absl::string_view txn_id, absl::string_view owner)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds a service branch on `bind` to `txn`; returns its xid as the
+  // bind's dialect writes it.
+  absl::StatusOr<std::string> AddExternalBranch(Transaction& txn, const std::string& bind);
   void AbortExpiredGlobals();
   absl::Status LogDecisionTimed(const journal::DecisionRecord& record);
   std::string NextTxnId();
@@ -320,8 +352,7 @@ class Coordinator {
   // Outcomes of recent transactions that the journal does not hold.
   absl::flat_hash_map<std::string, TxnInfo> recent_ ABSL_GUARDED_BY(mu_);
   // Open global transactions (TransactionService) and their owners.
-  absl::flat_hash_map<std::string, std::pair<std::string, std::unique_ptr<Transaction>>> globals_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Global> globals_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> recent_order_ ABSL_GUARDED_BY(mu_);
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

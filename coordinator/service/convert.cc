@@ -80,6 +80,19 @@ absl::StatusOr<std::pair<std::string, std::vector<participants::Value>>> FromPro
   return std::make_pair(s.sql(), std::move(params));
 }
 
+absl::StatusOr<Coordinator::Statements> StatementsFromProto(
+    const google::protobuf::RepeatedPtrField<txcoord::v1::Statement>& in) {
+  Coordinator::Statements out;
+  for (int i = 0; i < in.size(); ++i) {
+    auto s = FromProto(in[i]);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("statement ", i + 1, ": ", s.status().message()));
+    }
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
 void ToProto(const participants::Value& v, txcoord::v1::Value* out) {
   using K = participants::Value::Kind;
   switch (v.kind) {

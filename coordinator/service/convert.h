@@ -18,6 +18,9 @@ namespace txcoord::coordinator {
 absl::StatusOr<participants::Value> FromProto(const txcoord::v1::Value& v, int index);
 absl::StatusOr<std::pair<std::string, std::vector<participants::Value>>> FromProto(
     const txcoord::v1::Statement& s);
+// Every statement of a request; the error names the statement (1-based).
+absl::StatusOr<Coordinator::Statements> StatementsFromProto(
+    const google::protobuf::RepeatedPtrField<txcoord::v1::Statement>& in);
 void ToProto(const participants::Value& v, txcoord::v1::Value* out);
 void ToProto(const participants::ResultSet& r, txcoord::v1::ResultSet* out);
 void ToProto(const TxnInfo& info, txcoord::v1::Transaction* out);

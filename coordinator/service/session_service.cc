@@ -6,21 +6,6 @@
 namespace txcoord::coordinator {
 namespace {
 
-using Statements = std::vector<std::pair<std::string, std::vector<participants::Value>>>;
-
-absl::StatusOr<Statements> StatementsFromProto(
-    const google::protobuf::RepeatedPtrField<txcoord::v1::Statement>& in) {
-  Statements out;
-  for (int i = 0; i < in.size(); ++i) {
-    auto s = FromProto(in[i]);
-    if (!s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("statement ", i + 1, ": ", s.status().message()));
-    }
-    out.push_back(std::move(*s));
-  }
-  return out;
-}
-
 absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
   if (!s.allowed_binds.empty() && !s.allowed_binds.count(bind)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -188,7 +173,7 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
   TXC_IDENTIFY(who);
   if (req->work_size() == 0) return ToGrpc(absl::InvalidArgumentError("work is empty"));
   if (req->max_rows() < 0) return ToGrpc(absl::InvalidArgumentError("max_rows must not be negative"));
-  std::vector<std::pair<std::string, Statements>> work;
+  std::vector<std::pair<std::string, Coordinator::Statements>> work;
   for (int i = 0; i < req->work_size(); ++i) {
     const auto& w = req->work(i);
     if (!coordinator_->HasBind(w.bind())) {

@@ -29,6 +29,42 @@ grpc::Status TransactionServiceImpl::BeginGlobal(grpc::ServerContext* ctx, const
   return grpc::Status::OK;
 }
 
+grpc::Status TransactionServiceImpl::AddBranch(grpc::ServerContext* ctx, const txcoord::v1::AddBranchRequest* req,
+                                               txcoord::v1::BranchXid* resp) {
+  TXC_IDENTIFY(who);
+  if (req->txn_id().empty() || req->bind().empty()) {
+    return ToGrpc(absl::InvalidArgumentError("txn_id and bind are required"));
+  }
+  if (coordinator_->HasBind(req->bind())) {
+    if (auto st = Authenticator::RequireBind(who, req->bind()); !st.ok()) return ToGrpc(st);
+  }
+  auto xid = coordinator_->AddBranch(req->txn_id(), req->bind(), who.name);
+  if (!xid.ok()) return ToGrpc(xid.status());
+  resp->set_bind(req->bind());
+  resp->set_xid(*xid);
+  return grpc::Status::OK;
+}
+
+grpc::Status TransactionServiceImpl::Execute(grpc::ServerContext* ctx, const txcoord::v1::GlobalExecuteRequest* req,
+                                             txcoord::v1::ExecuteResponse* resp) {
+  TXC_IDENTIFY(who);
+  if (req->txn_id().empty() || req->bind().empty()) {
+    return ToGrpc(absl::InvalidArgumentError("txn_id and bind are required"));
+  }
+  if (req->max_rows() < 0) return ToGrpc(absl::InvalidArgumentError("max_rows must not be negative"));
+  if (!coordinator_->HasBind(req->bind())) {
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat("unknown bind \"", req->bind(), "\"")));
+  }
+  if (auto st = Authenticator::RequireBind(who, req->bind()); !st.ok()) return ToGrpc(st);
+  auto statements = StatementsFromProto(req->statements());
+  if (!statements.ok()) return ToGrpc(statements.status());
+  auto results = coordinator_->ExecuteGlobal(req->txn_id(), who.name, req->bind(), *statements, req->max_rows());
+  if (!results.ok()) return ToGrpc(results.status());
+  resp->set_txn_id(req->txn_id());
+  for (const auto& r : *results) ToProto(r, resp->add_results());
+  return grpc::Status::OK;
+}
+
 grpc::Status TransactionServiceImpl::RegisterBranch(grpc::ServerContext* ctx,
                                                     const txcoord::v1::RegisterBranchRequest* req,
                                                     txcoord::v1::RegisterBranchResponse*) {
@@ -44,7 +80,7 @@ grpc::Status TransactionServiceImpl::RegisterBranch(grpc::ServerContext* ctx,
     return ToGrpc(absl::InvalidArgumentError("txn_id, bind and xid are required"));
   }
   if (auto st = Authenticator::RequireBind(who, req->bind()); !st.ok()) return ToGrpc(st);
-  return ToGrpc(coordinator_->RegisterBranch(req->txn_id(), req->bind(), req->xid(), who.name));
+  return ToGrpc(coordinator_->RegisterBranch(req->txn_id(), req->bind(), req->xid(), who.name, "", req->read_only()));
 }
 
 grpc::Status TransactionServiceImpl::CommitGlobal(grpc::ServerContext* ctx, const txcoord::v1::CommitGlobalRequest* req,
@@ -52,17 +88,7 @@ grpc::Status TransactionServiceImpl::CommitGlobal(grpc::ServerContext* ctx, cons
   TXC_IDENTIFY(who);
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
   auto info = coordinator_->CommitGlobal(req->txn_id(), who.name);
-  if (!info.ok()) {
-    // A retried CommitGlobal after a lost reply: the recorded outcome.
-    if (info.status().code() == absl::StatusCode::kNotFound) {
-      auto recorded = coordinator_->GetTransaction(req->txn_id());
-      if (recorded.ok() && (recorded->state == TxnState::kCommitted || recorded->state == TxnState::kCommitting)) {
-        ToProto(*recorded, resp);
-        return grpc::Status::OK;
-      }
-    }
-    return ToGrpc(info.status());
-  }
+  if (!info.ok()) return ToGrpc(info.status());
   ToProto(*info, resp);
   return grpc::Status::OK;
 }

@@ -70,6 +70,46 @@ class TransactionServiceTest : public CoordinatorTest {
     v1::RegisterBranchResponse resp;
     return txs_->RegisterBranch(&ctx, req, &resp);
   }
+  grpc::Status RegisterReadOnly(const std::string& txn, const std::string& bind, const std::string& xid) {
+    grpc::ClientContext ctx;
+    v1::RegisterBranchRequest req;
+    req.set_txn_id(txn);
+    req.set_bind(bind);
+    req.set_xid(xid);
+    req.set_read_only(true);
+    v1::RegisterBranchResponse resp;
+    return txs_->RegisterBranch(&ctx, req, &resp);
+  }
+  grpc::Status AddBranch(const std::string& txn, const std::string& bind, std::string* xid) {
+    grpc::ClientContext ctx;
+    v1::AddBranchRequest req;
+    req.set_txn_id(txn);
+    req.set_bind(bind);
+    v1::BranchXid resp;
+    grpc::Status s = txs_->AddBranch(&ctx, req, &resp);
+    if (xid != nullptr) *xid = resp.xid();
+    return s;
+  }
+  grpc::Status ExecuteGlobal(const std::string& txn, const std::string& bind, const std::string& sql,
+                             v1::ExecuteResponse* out = nullptr) {
+    grpc::ClientContext ctx;
+    v1::GlobalExecuteRequest req;
+    req.set_txn_id(txn);
+    req.set_bind(bind);
+    req.add_statements()->set_sql(sql);
+    v1::ExecuteResponse resp;
+    return txs_->Execute(&ctx, req, out != nullptr ? out : &resp);
+  }
+  grpc::Status RollbackGlobal(const std::string& txn, v1::Transaction* out) {
+    grpc::ClientContext ctx;
+    v1::RollbackGlobalRequest req;
+    req.set_txn_id(txn);
+    return txs_->RollbackGlobal(&ctx, req, out);
+  }
+  std::vector<std::string> LiteNotes() {
+    RawOdbc lite(sqlite_dsn_);
+    return lite.Query(absl::StrCat("SELECT note FROM ", lite_table_, " ORDER BY id"));
+  }
   grpc::Status CommitGlobal(const std::string& txn, v1::Transaction* out) {
     grpc::ClientContext ctx;
     v1::CommitGlobalRequest req;
@@ -145,8 +185,125 @@ TEST_F(TransactionServiceTest, RegisteredBranchesAreRolledBackAtTheTimeout) {
   EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial);
   EXPECT_EQ(MyBalance(3), kInitial);
   v1::Transaction t;
-  EXPECT_EQ(CommitGlobal(g.txn_id(), &t).error_code(), grpc::StatusCode::NOT_FOUND);
+  // The late CommitGlobal learns the outcome, and why.
+  grpc::Status late = CommitGlobal(g.txn_id(), &t);
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(late.error_message(), HasSubstr("timeout"));
+  ASSERT_TRUE(RollbackGlobal(g.txn_id(), &t).ok()) << "rolling back a rolled-back transaction is idempotent";
+  EXPECT_EQ(t.state(), v1::ABORTED);
   EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::ABORTED);
+}
+
+// Statements run by txcoord (a PostgreSQL branch it holds) and a branch a
+// service prepared itself (MariaDB) commit as one; a SQLite bind, which
+// cannot prepare, joins the same way and commits as the last resource.
+TEST_F(TransactionServiceTest, TxcoordRunWorkAndRegisteredBranchesMixInOneTransaction) {
+  v1::BeginGlobalResponse g = BeginGlobal({"maria"});
+  v1::ExecuteResponse e;
+  ASSERT_TRUE(ExecuteGlobal(g.txn_id(), "pg", Debit(pg_table_, 4, 25), &e).ok());
+  EXPECT_EQ(e.results(0).rows_affected(), 1);
+  ASSERT_TRUE(ExecuteGlobal(g.txn_id(), "lite", absl::StrCat("INSERT INTO ", lite_table_, " VALUES (4, 'mixed')")).ok());
+  PrepareMaria(XidOf(g, "maria"), 4, 25);
+  ASSERT_TRUE(Register(g.txn_id(), "maria", XidOf(g, "maria")).ok());
+  // txcoord will not run SQL on the service's own branch, nor register one
+  // for a bind it runs itself.
+  EXPECT_EQ(ExecuteGlobal(g.txn_id(), "maria", "SELECT 1").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Register(g.txn_id(), "pg", "txc1_x").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(AddBranch(g.txn_id(), "pg", nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::Transaction t;
+  grpc::Status s = CommitGlobal(g.txn_id(), &t);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 4), kInitial - 25);
+  EXPECT_EQ(MyBalance(4), kInitial + 25);
+  EXPECT_EQ(LiteNotes(), std::vector<std::string>{"mixed"});
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
+TEST_F(TransactionServiceTest, AFailedStatementLeavesOnlyRollbackGlobal) {
+  v1::BeginGlobalResponse g = BeginGlobal({"maria"});
+  PrepareMaria(XidOf(g, "maria"), 5, 7);
+  ASSERT_TRUE(Register(g.txn_id(), "maria", XidOf(g, "maria")).ok());
+  ASSERT_TRUE(ExecuteGlobal(g.txn_id(), "pg", Debit(pg_table_, 5, 7)).ok());
+  EXPECT_FALSE(ExecuteGlobal(g.txn_id(), "pg", "SELECT * FROM no_such_table_" + suffix_).ok());
+  v1::Transaction t;
+  grpc::Status s = CommitGlobal(g.txn_id(), &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("only Rollback"));
+  ASSERT_TRUE(RollbackGlobal(g.txn_id(), &t).ok());
+  EXPECT_EQ(t.state(), v1::ABORTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 5), kInitial);
+  EXPECT_EQ(MyBalance(5), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+  // Committed ones cannot be rolled back afterwards.
+  v1::BeginGlobalResponse h = BeginGlobal({});
+  ASSERT_TRUE(ExecuteGlobal(h.txn_id(), "pg", Debit(pg_table_, 5, 1)).ok());
+  ASSERT_TRUE(CommitGlobal(h.txn_id(), &t).ok());
+  EXPECT_EQ(RollbackGlobal(h.txn_id(), &t).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(TransactionServiceTest, AConcurrentCallOnARunningExecuteIsRefused) {
+  v1::BeginGlobalResponse g = BeginGlobal({});
+  auto slow = std::async(std::launch::async, [&] { return ExecuteGlobal(g.txn_id(), "pg", "SELECT pg_sleep(1.5)"); });
+  absl::SleepFor(absl::Milliseconds(400));
+  v1::Transaction t;
+  grpc::Status busy = CommitGlobal(g.txn_id(), &t);
+  EXPECT_EQ(busy.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << busy.error_message();
+  EXPECT_THAT(busy.error_message(), HasSubstr("running"));
+  ASSERT_TRUE(slow.get().ok());
+  ASSERT_TRUE(CommitGlobal(g.txn_id(), &t).ok());
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+}
+
+// Binds known only as the work goes: AddBranch mints their xids later.
+TEST_F(TransactionServiceTest, AddBranchMintsAnXidForALaterBind) {
+  v1::BeginGlobalResponse g = BeginGlobal({});
+  EXPECT_EQ(g.xids_size(), 0);
+  std::string pg_xid, again, maria_xid;
+  ASSERT_TRUE(AddBranch(g.txn_id(), "pg", &pg_xid).ok());
+  ASSERT_TRUE(AddBranch(g.txn_id(), "pg", &again).ok());
+  EXPECT_EQ(again, pg_xid) << "asked again, the same xid";
+  ASSERT_TRUE(AddBranch(g.txn_id(), "maria", &maria_xid).ok());
+  EXPECT_NE(maria_xid, pg_xid);
+  grpc::Status lite = AddBranch(g.txn_id(), "lite", nullptr);
+  EXPECT_EQ(lite.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(lite.error_message(), HasSubstr("last resource"));
+  EXPECT_EQ(AddBranch(g.txn_id(), "nope", nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(AddBranch("nonode.1.1", "pg", nullptr).error_code(), grpc::StatusCode::NOT_FOUND);
+  PreparePg(pg_xid, 6, 3);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", pg_xid).ok());
+  PrepareMaria(maria_xid, 6, 3);
+  ASSERT_TRUE(Register(g.txn_id(), "maria", maria_xid).ok());
+  v1::Transaction t;
+  ASSERT_TRUE(CommitGlobal(g.txn_id(), &t).ok());
+  EXPECT_EQ(PgBalance(pg_uri_, 6), kInitial - 3);
+  EXPECT_EQ(MyBalance(6), kInitial + 3);
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
+// A service whose branch only read ends it itself (MariaDB refuses XA
+// COMMIT of an empty prepared branch) and registers it read-only: left out.
+TEST_F(TransactionServiceTest, AReadOnlyBranchIsRegisteredAndLeftOut) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"});
+  PreparePg(XidOf(g, "pg"), 7, 9);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  {
+    RawOdbc my(maria_dsn_);
+    ASSERT_TRUE(my.ok()) << my.error();
+    const std::string xa = XidOf(g, "maria");
+    my.Query("XA START " + xa);
+    my.Query(absl::StrCat("SELECT balance FROM ", my_table_, " WHERE id = 7"));
+    my.Query("XA END " + xa);
+    my.Query("XA COMMIT " + xa + " ONE PHASE");
+  }
+  ASSERT_TRUE(RegisterReadOnly(g.txn_id(), "maria", XidOf(g, "maria")).ok());
+  v1::Transaction t;
+  grpc::Status s = CommitGlobal(g.txn_id(), &t);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 7), kInitial - 9);
+  EXPECT_EQ(MyBalance(7), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
 }
 
 TEST_F(TransactionServiceTest, BadRequestsGetClearErrors) {
