@@ -1,6 +1,13 @@
 // TransactionService: services prepare their own branches on their own
 // connections under xids txcoord minted, register them, and txcoord makes
 // the decision and finishes the branches itself.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <future>
 
 #include "gmock/gmock.h"
@@ -13,6 +20,79 @@ namespace txcoord::testing {
 namespace {
 
 using ::testing::HasSubstr;
+
+// A txc_branch_service child process: its stdout lines, SIGKILL, exit code.
+class ServiceProcess {
+ public:
+  explicit ServiceProcess(std::vector<std::string> args) : args_(std::move(args)) {
+    // Everything the child needs is built before fork (no allocation after
+    // it in a threaded process).
+    args_.insert(args_.begin(), TXC_BRANCH_SERVICE);
+    std::vector<char*> argv;
+    for (auto& a : args_) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int fds[2];
+    if (::pipe(fds) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    out_ = fds[0];
+  }
+  ~ServiceProcess() {
+    Kill();
+    if (out_ >= 0) ::close(out_);
+  }
+  // The next line of its stdout, or "" after `timeout` or at its end.
+  std::string ReadLine(absl::Duration timeout = absl::Seconds(20)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      if (size_t nl = buf_.find('\n'); nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      int left = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (left <= 0 || out_ < 0) return "";
+      pollfd p{out_, POLLIN, 0};
+      if (::poll(&p, 1, left) <= 0) return "";
+      char chunk[512];
+      ssize_t n = ::read(out_, chunk, sizeof chunk);
+      if (n <= 0) return "";
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  // Its exit code (waits up to `timeout`); -1 when it did not end by itself.
+  int Wait(absl::Duration timeout = absl::Seconds(30)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (pid_ > 0 && absl::Now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return -1;
+  }
+
+ private:
+  std::vector<std::string> args_;
+  pid_t pid_ = -1;
+  int out_ = -1;
+  std::string buf_;
+};
 
 class TransactionServiceTest : public CoordinatorTest {
  protected:
@@ -105,6 +185,19 @@ class TransactionServiceTest : public CoordinatorTest {
     v1::RollbackGlobalRequest req;
     req.set_txn_id(txn);
     return txs_->RollbackGlobal(&ctx, req, out);
+  }
+  // Arguments of a service process preparing `sql` on `bind` under its xid in `g`.
+  std::vector<std::string> ServiceArgs(const v1::BeginGlobalResponse& g, const std::string& bind,
+                                       const std::string& sql) {
+    std::vector<std::string> a = {"--target", server_->address(), "--txn", g.txn_id(), "--bind", bind,
+                                  "--xid", XidOf(g, bind), "--sql", sql};
+    if (bind == "pg") a.insert(a.end(), {"--pg", pg_uri_});
+    else a.insert(a.end(), {"--odbc", maria_dsn_});
+    return a;
+  }
+  static std::vector<std::string> With(std::vector<std::string> a, const std::vector<std::string>& more) {
+    a.insert(a.end(), more.begin(), more.end());
+    return a;
   }
   std::vector<std::string> LiteNotes() {
     RawOdbc lite(sqlite_dsn_);
@@ -501,6 +594,69 @@ TEST_F(TransactionServiceTest, BranchesAreCommittedAfterACrashAfterTheDecision) 
   EXPECT_EQ(MyBalance(4), kInitial + 12);
   EXPECT_EQ(PreparedLeft(), 0);
   p.Stop();
+}
+
+// The services as separate processes: each prepares its own branch on its
+// own database and registers it; the MariaDB service then commits the
+// global transaction.
+TEST_F(TransactionServiceTest, TwoServiceProcessesPrepareTheirBranchesAndOneCommits) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"});
+  const std::string go = tmp_.Sub("commit-now");
+  ServiceProcess pg(ServiceArgs(g, "pg", Debit(pg_table_, 8, 40)));
+  ServiceProcess my(With(ServiceArgs(g, "maria", Credit(my_table_, 8, 40)), {"--commit-when", go}));
+  EXPECT_EQ(pg.ReadLine(), "prepared");
+  EXPECT_EQ(pg.ReadLine(), "registered");
+  EXPECT_EQ(pg.Wait(), 0);
+  EXPECT_EQ(my.ReadLine(), "prepared");
+  EXPECT_EQ(my.ReadLine(), "registered");
+  std::ofstream(go) << "go";
+  EXPECT_EQ(my.ReadLine(), "committed COMMITTED");
+  EXPECT_EQ(my.Wait(), 0);
+  EXPECT_EQ(PgBalance(pg_uri_, 8), kInitial - 40);
+  EXPECT_EQ(MyBalance(8), kInitial + 40);
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
+// A service killed after preparing and before registering leaves a
+// prepared orphan: CommitGlobal aborts and rolls it back with the rest.
+TEST_F(TransactionServiceTest, AServiceKilledBeforeRegisteringIsRolledBack) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"});
+  const std::string go = tmp_.Sub("commit-now-2");
+  ServiceProcess pg(With(ServiceArgs(g, "pg", Debit(pg_table_, 9, 40)), {"--stop-after", "prepare"}));
+  ServiceProcess my(With(ServiceArgs(g, "maria", Credit(my_table_, 9, 40)), {"--commit-when", go}));
+  ASSERT_EQ(pg.ReadLine(), "prepared");
+  pg.Kill();
+  EXPECT_EQ(my.ReadLine(), "prepared");
+  EXPECT_EQ(my.ReadLine(), "registered");
+  std::ofstream(go) << "go";
+  const std::string outcome = my.ReadLine();
+  EXPECT_THAT(outcome, HasSubstr("commit-failed 10 "));  // ABORTED
+  EXPECT_THAT(outcome, HasSubstr("never registered"));
+  EXPECT_EQ(my.Wait(), 1);
+  EXPECT_EQ(PgBalance(pg_uri_, 9), kInitial);
+  EXPECT_EQ(MyBalance(9), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
+// A service killed after registering, and nobody commits: the branches
+// are rolled back at the transaction's timeout.
+TEST_F(TransactionServiceTest, AServiceKilledAfterRegisteringIsRolledBackAtTheTimeout) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"}, 1500);
+  ServiceProcess pg(With(ServiceArgs(g, "pg", Debit(pg_table_, 10, 40)), {"--stop-after", "register"}));
+  ServiceProcess my(ServiceArgs(g, "maria", Credit(my_table_, 10, 40)));
+  ASSERT_EQ(pg.ReadLine(), "prepared");
+  ASSERT_EQ(pg.ReadLine(), "registered");
+  pg.Kill();
+  EXPECT_EQ(my.Wait(), 0);
+  bool cleaned = false;
+  for (int i = 0; i < 100 && !cleaned; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    cleaned = PreparedLeft() == 0;
+  }
+  EXPECT_TRUE(cleaned);
+  EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::ABORTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 10), kInitial);
+  EXPECT_EQ(MyBalance(10), kInitial);
 }
 
 }  // namespace
