@@ -532,7 +532,7 @@ absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) 
   }
   RunParallel(branches.size(), [&](size_t i) {
     Transaction::Enlisted* e = branches[i];
-    if (e->read_only) return;
+    if (e->read_only || e->service_lr) return;  // a service's last resource: fenced by the caller
     if (e->prepared || e->external) {  // an external branch may be prepared though not registered
       absl::Status s = e->participant->RollbackPrepared(e->xid);
       // Not rolled back now (database down): the background pass rolls
@@ -557,6 +557,22 @@ absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) 
 absl::Status Coordinator::Rollback(Transaction& txn, absl::string_view reason) {
   TxnState s = txn.state();
   if (s == TxnState::kAborted) return absl::OkStatus();
+  bool service_lr;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    service_lr = txn.service_lr_pending_ && txn.state_ == TxnState::kPreparing;
+  }
+  if (service_lr) {
+    // The service may have committed its last resource already: the fence
+    // in the commit protocol decides, and a commit it finds stands.
+    absl::StatusOr<TxnState> settled = CommitProtocol(txn);
+    if (settled.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", txn.id_, " was committed by the service's last resource: it cannot be rolled back"));
+    }
+    if (settled.status().code() == absl::StatusCode::kAborted) return absl::OkStatus();
+    return settled.status();  // undecided now: recovery fences and settles it
+  }
   if (s != TxnState::kActive && s != TxnState::kPreparing) {
     return absl::FailedPreconditionError(absl::StrCat(
         "transaction ", txn.id_, " is ", TxnStateName(s), ": it can no longer be rolled back"));
@@ -661,12 +677,13 @@ absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
 
 absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   std::vector<Transaction::Enlisted*> branches;
+  bool service_lr = false;
   {
     absl::MutexLock lock(&txn.mu_);
     if (txn.state_ == TxnState::kCommitted || txn.state_ == TxnState::kCommitting) {
       return txn.state_;  // a retried Commit: the recorded outcome
     }
-    if (txn.state_ != TxnState::kActive) {
+    if (txn.state_ != TxnState::kActive && !(txn.state_ == TxnState::kPreparing && txn.service_lr_pending_)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "transaction ", txn.id_, " is ", TxnStateName(txn.state_), ": it cannot commit"));
     }
@@ -676,8 +693,11 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     }
     for (auto& e : txn.branches_) branches.push_back(e.get());
     txn.state_ = TxnState::kPreparing;
+    service_lr = txn.service_lr_pending_;
   }
-  if (clock_->Now() >= txn.deadline_) {
+  // With a service's last resource the service may have committed: only
+  // the fence below decides, never the clock.
+  if (!service_lr && clock_->Now() >= txn.deadline_) {
     (void)AbortAll(txn, "transaction timeout before commit");
     return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
                                            " exceeded its timeout and was rolled back"));
@@ -698,42 +718,18 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   std::vector<Transaction::Enlisted*> two_phase;
   std::vector<Transaction::Enlisted*> external;
   for (auto* e : branches) {
-    if (e->external) external.push_back(e);
+    if (e->service_lr) last_resource = e;
+    else if (e->external) external.push_back(e);
     else if (e->two_phase) two_phase.push_back(e);
     else last_resource = e;
   }
   // Branches services prepared themselves: each must be registered and
-  // really prepared on its database before any decision.
-  for (Transaction::Enlisted* e : external) {
-    absl::Status problem;
-    if (e->callback) {
-      auto vote = static_cast<CallbackParticipant*>(e->participant)->Prepare(e->xid);
-      if (!vote.ok()) {
-        problem = absl::AbortedError(absl::StrCat("PREPARE of ", e->bind, " failed: ", vote.status().message()));
-      } else if (*vote == participants::Vote::kReadOnly) {
-        e->read_only = true;
-        continue;
-      }
-    } else if (!e->registered) {
-      problem = absl::AbortedError(absl::StrCat("the branch on bind \"", e->bind, "\" was never registered"));
-    } else if (e->read_only) {
-      continue;  // the service ended it itself: nothing to verify or finish
-    } else {
-      auto listed = e->participant->ListPrepared(options_.node_id);
-      if (!listed.ok()) {
-        problem = listed.status();
-      } else if (std::none_of(listed->begin(), listed->end(),
-                              [&](const participants::PreparedBranch& b) { return b.xid == e->xid; })) {
-        problem = absl::AbortedError(absl::StrCat("the branch registered on bind \"", e->bind,
-                                                  "\" is not prepared on its database"));
-      }
-    }
-    if (!problem.ok()) {
-      std::string reason(problem.message());
-      (void)AbortAll(txn, reason);
-      return absl::AbortedError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", reason));
-    }
-    e->prepared = true;
+  // really prepared on its database before any decision (PrepareGlobal may
+  // have checked them already).
+  if (absl::Status problem = VerifyServiceBranches(external); !problem.ok()) {
+    std::string reason(problem.message());
+    (void)AbortAll(txn, reason);
+    return absl::AbortedError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", reason));
   }
   TXC_FAILPOINT("commit.before_prepare");
   std::vector<absl::Status> votes(two_phase.size());
@@ -774,12 +770,12 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   for (auto* e : two_phase) {
     if (e->prepared) prepared.push_back(e);
   }
-  if (clock_->Now() >= txn.deadline_) {
+  if (!service_lr && clock_->Now() >= txn.deadline_) {
     (void)AbortAll(txn, "transaction timeout during prepare");
     return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
                                            " exceeded its timeout and was rolled back"));
   }
-  if (prepared.empty()) {
+  if (prepared.empty() && !service_lr) {
     // Every two-phase branch was read-only: at most the last resource writes.
     if (last_resource != nullptr) return CommitOnePhase(txn, *last_resource);
     {
@@ -800,9 +796,21 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   if (last_resource != nullptr) {
     // Logging last resource: its local COMMIT with the decision row is the
     // decision. Then the journal records it (fsynced) for phase 2.
-    std::string payload = absl::BytesToHexString(record.SerializeAsString());
-    absl::Status s = last_resource->branch->CommitAsLastResource(txn.id_, payload);
-    last_resource->branch.reset();
+    absl::Status s;
+    if (service_lr) {
+      // The service committed its decision row, or not: the fence tells,
+      // and makes sure it cannot happen later.
+      absl::StatusOr<bool> fenced = last_resource->participant->FenceDecision(txn.id_);
+      if (!fenced.ok()) {
+        s = absl::UnavailableError(fenced.status().message());
+      } else if (*fenced) {
+        s = absl::AbortedError("the service did not commit its decision row in its last-resource transaction");
+      }
+    } else {
+      std::string payload = absl::BytesToHexString(record.SerializeAsString());
+      s = last_resource->branch->CommitAsLastResource(txn.id_, payload);
+      last_resource->branch.reset();
+    }
     if (!s.ok()) {
       // Not committed, or unknown (connection lost in COMMIT): in the latter
       // case recovery reads txcoord_decisions before touching the branches.
@@ -816,11 +824,13 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
         txn.state_ = TxnState::kAborting;
         return absl::UnavailableError(absl::StrCat(
             "transaction ", txn.id_, ": the last-resource bind \"", last_resource->bind,
-            "\" failed during its COMMIT, so the outcome is not known yet; recovery settles it "
+            service_lr ? "\" could not be read to learn whether the service committed its decision row, so the "
+                         "outcome is not known yet; recovery settles it "
+                       : "\" failed during its COMMIT, so the outcome is not known yet; recovery settles it "
             "from that database's txcoord_decisions table (ask GetTransaction later): ",
             s.message()));
       }
-      std::string reason = absl::StrCat("last-resource COMMIT on bind \"",
+      std::string reason = absl::StrCat(service_lr ? "the service's last resource on bind \"" : "last-resource COMMIT on bind \"",
                                         last_resource->bind, "\" failed: ", s.message());
       (void)AbortAll(txn, reason);
       return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
@@ -1231,6 +1241,125 @@ absl::StatusOr<TxnInfo> Coordinator::RollbackGlobal(absl::string_view txn_id, ab
   return Describe(*txn);
 }
 
+absl::Status Coordinator::VerifyServiceBranches(const std::vector<Transaction::Enlisted*>& external) {
+  for (Transaction::Enlisted* e : external) {
+    if (e->prepared || e->read_only) continue;  // checked before (PrepareGlobal)
+    absl::Status problem;
+    if (e->callback) {
+      auto vote = static_cast<CallbackParticipant*>(e->participant)->Prepare(e->xid);
+      if (!vote.ok()) {
+        problem = absl::AbortedError(absl::StrCat("PREPARE of ", e->bind, " failed: ", vote.status().message()));
+      } else if (*vote == participants::Vote::kReadOnly) {
+        e->read_only = true;
+        continue;
+      }
+    } else if (!e->registered) {
+      problem = absl::AbortedError(absl::StrCat("the branch on bind \"", e->bind, "\" was never registered"));
+    } else if (e->read_only) {
+      continue;  // the service ended it itself: nothing to verify or finish
+    } else {
+      auto listed = e->participant->ListPrepared(options_.node_id);
+      if (!listed.ok()) {
+        problem = listed.status();
+      } else if (std::none_of(listed->begin(), listed->end(),
+                              [&](const participants::PreparedBranch& b) { return b.xid == e->xid; })) {
+        problem = absl::AbortedError(absl::StrCat("the branch registered on bind \"", e->bind,
+                                                  "\" is not prepared on its database"));
+      }
+    }
+    if (!problem.ok()) return absl::AbortedError(problem.message());
+    e->prepared = true;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Coordinator::PrepareGlobal(absl::string_view txn_id, absl::string_view owner,
+                                                       absl::string_view last_resource_bind) {
+  Participant* lr = HasBind(last_resource_bind) ? FindBind(last_resource_bind) : nullptr;
+  if (lr == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown bind \"", last_resource_bind, "\""));
+  }
+  if (lr->capabilities().two_phase) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bind \"", last_resource_bind, "\" has two-phase commit: prepare a branch on it (AddBranch) instead"));
+  }
+  Transaction* txn;
+  {
+    absl::MutexLock lock(&mu_);
+    TXC_ASSIGN_OR_RETURN(Global * g, FindGlobal(txn_id, owner));
+    g->busy = true;
+    txn = g->txn.get();
+  }
+  auto release = [&] {
+    absl::MutexLock lock(&mu_);
+    if (auto it = globals_.find(txn_id); it != globals_.end()) it->second.busy = false;
+  };
+  std::vector<Transaction::Enlisted*> external;
+  {
+    absl::MutexLock lock(&txn->mu_);
+    absl::Status refused;
+    if (txn->state_ != TxnState::kActive || !txn->failure_.empty()) {
+      refused = absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ", TxnStateName(txn->state_),
+                                                           txn->failure_.empty() ? "" : " and failed"));
+    }
+    for (auto& e : txn->branches_) {
+      if (refused.ok() && !e->external) {
+        refused = absl::FailedPreconditionError(absl::StrCat(
+            "transaction ", txn_id, " runs statements through txcoord on bind \"", e->bind,
+            "\": a service's own last resource cannot be combined with them (run the last resource's "
+            "statements through Execute instead)"));
+      }
+      external.push_back(e.get());
+    }
+    if (!refused.ok()) {
+      release();
+      return refused;
+    }
+  }
+  if (absl::Status problem = VerifyServiceBranches(external); !problem.ok()) {
+    std::unique_ptr<Transaction> taken;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = globals_.find(txn_id); it != globals_.end()) {
+        taken = std::move(it->second.txn);
+        globals_.erase(it);
+      }
+    }
+    std::string reason(problem.message());
+    if (taken) (void)AbortAll(*taken, reason);
+    return absl::AbortedError(absl::StrCat("transaction ", txn_id, " was rolled back: ", reason));
+  }
+  if (absl::Status s = lr->EnsureDecisionTable(); !s.ok()) {
+    release();
+    return s;
+  }
+  std::vector<Transaction::Enlisted*> prepared;
+  for (Transaction::Enlisted* e : external) {
+    if (e->prepared) prepared.push_back(e);
+  }
+  auto e = std::make_unique<Transaction::Enlisted>();
+  e->bind = std::string(last_resource_bind);
+  e->participant = lr;
+  e->external = e->registered = e->service_lr = true;
+  e->two_phase = false;
+  std::string payload;
+  {
+    absl::MutexLock lock(&txn->mu_);
+    auto xid = participants::MakeXid(txn->id_, static_cast<int>(txn->branches_.size()), e->bind);
+    if (!xid.ok()) {
+      release();
+      return xid.status();
+    }
+    e->xid = *xid;
+    txn->branches_.push_back(std::move(e));
+    txn->state_ = TxnState::kPreparing;
+    txn->service_lr_pending_ = true;
+  }
+  payload = absl::BytesToHexString(MakeDecision(*txn, prepared, txn->branches_.back().get()).SerializeAsString());
+  release();
+  return payload;
+}
+
 void Coordinator::AbortExpiredGlobals() {
   std::vector<std::unique_ptr<Transaction>> expired;
   const absl::Time now = clock_->Now();
@@ -1548,8 +1677,11 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   // (b) Decisions held only by last resources.
   absl::flat_hash_set<std::string> lr_decided;
   bool lr_unknown = false;
+  std::vector<Participant*> lr_binds;
+  absl::flat_hash_map<std::string, int> fences;  // txn id → fence verdict, this pass
   for (const auto& [name, p] : binds_) {
     if (p->capabilities().two_phase) continue;
+    lr_binds.push_back(p.get());
     auto ids = p->ListDecisions(options_.node_id);
     if (!ids.ok()) {
       lr_unknown = true;
@@ -1622,6 +1754,29 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
         orphan = txn_epoch < epoch || now - since >= options_.timeouts.orphan_safety;
       }
       if (!orphan) continue;
+      // A service may still commit its own last resource's decision row
+      // for this transaction (PrepareGlobal): fence it on every
+      // last-resource bind first; a row already there means COMMIT.
+      auto fence = fences.find(txn_id);
+      if (fence == fences.end()) {
+        int verdict = 0;  // 0 fenced everywhere, 1 committed, -1 undecided
+        for (Participant* lr : lr_binds) {
+          absl::StatusOr<bool> fenced = lr->FenceDecision(txn_id);
+          if (!fenced.ok()) verdict = -1;
+          else if (!*fenced && verdict == 0) verdict = 1;
+        }
+        fence = fences.emplace(txn_id, verdict).first;
+      }
+      if (fence->second == -1) {
+        ++report.still_pending;
+        continue;
+      }
+      if (fence->second == 1) {
+        absl::Status s = p->CommitPrepared(b.xid);
+        if (s.ok() || s.code() == absl::StatusCode::kNotFound) ++report.decided_committed;
+        else ++report.still_pending;
+        continue;
+      }
       absl::Status s = TXC_FAILPOINT_STATUS("recovery.before_orphan_rollback");
       if (s.ok()) s = p->RollbackPrepared(b.xid);
       Log(spdlog::level::info, txn_id,

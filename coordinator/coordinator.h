@@ -147,6 +147,9 @@ class Transaction {
     bool external = false;
     bool registered = false;
     bool callback = false;  // a ParticipantService at an address, prepared by txcoord
+    // A bind without 2PC that the service commits itself, with the decision
+    // row (PrepareGlobal): settled by Participant::FenceDecision.
+    bool service_lr = false;
   };
   Transaction(Coordinator* owner, std::string id, std::string session_id,
               std::map<std::string, std::string> labels, absl::Time started,
@@ -161,6 +164,9 @@ class Transaction {
   mutable absl::Mutex mu_;
   TxnState state_ ABSL_GUARDED_BY(mu_) = TxnState::kActive;
   std::string failure_ ABSL_GUARDED_BY(mu_);  // non-empty: only Rollback
+  // PrepareGlobal ran (state PREPARING): the service may commit its last
+  // resource; only CommitGlobal / RollbackGlobal (both fence) may follow.
+  bool service_lr_pending_ ABSL_GUARDED_BY(mu_) = false;
   // Enlisted branches; the vector is only resized under mu_, so that
   // CancelRunning() may walk it from another thread.
   std::vector<std::unique_ptr<Enlisted>> branches_ ABSL_GUARDED_BY(mu_);
@@ -245,6 +251,17 @@ class Coordinator {
                                                                      absl::string_view owner,
                                                                      absl::string_view bind,
                                                                      const Statements& statements, int max_rows);
+  // For a bind without two-phase commit that the service writes itself
+  // (its last resource): checks every service branch is registered and
+  // prepared (else ABORTED, everything rolled back), makes sure the
+  // database's txcoord_decisions table exists, and returns the decision
+  // row's payload. The service then inserts (txn_id, payload) into
+  // txcoord_decisions in its own last-resource transaction and commits it:
+  // that commit is the decision. CommitGlobal (or RollbackGlobal, or the
+  // timeout) settles it with Participant::FenceDecision. Nothing but
+  // CommitGlobal / RollbackGlobal is accepted afterwards.
+  absl::StatusOr<std::string> PrepareGlobal(absl::string_view txn_id, absl::string_view owner,
+                                            absl::string_view last_resource_bind);
   // A transaction no longer open answers with its outcome: CommitGlobal
   // ABORTED (why) or the committed info, RollbackGlobal the aborted info or
   // FAILED_PRECONDITION when it committed.
@@ -310,6 +327,10 @@ class Coordinator {
   // Adds a service branch on `bind` to `txn`; returns its xid as the
   // bind's dialect writes it.
   absl::StatusOr<std::string> AddExternalBranch(Transaction& txn, const std::string& bind);
+  // Checks the service branches (registered, prepared on their database;
+  // callback participants are asked to Prepare): marks them prepared or
+  // read-only. ABORTED naming the first problem (nothing rolled back here).
+  absl::Status VerifyServiceBranches(const std::vector<Transaction::Enlisted*>& external);
   void AbortExpiredGlobals();
   absl::Status LogDecisionTimed(const journal::DecisionRecord& record);
   std::string NextTxnId();

@@ -28,6 +28,14 @@ absl::StatusOr<BatchOutcome> Participant::RunBatch(const Xid& xid, absl::Duratio
   return out;
 }
 
+absl::Status Participant::EnsureDecisionTable() {
+  return absl::UnimplementedError(absl::StrCat("bind ", bind(), ": no decision table on this driver"));
+}
+
+absl::StatusOr<bool> Participant::FenceDecision(absl::string_view) {
+  return absl::UnimplementedError(absl::StrCat("bind ", bind(), ": no decision table on this driver"));
+}
+
 absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(const BindOptions& options) {
   if (options.name.empty()) return absl::InvalidArgumentError("bind name is empty");
   if (options.pool_size < 1) {

@@ -151,6 +151,9 @@ class Branch {
 // A statement: SQL and its positional parameters.
 using Statement = std::pair<std::string, std::vector<Value>>;
 
+// The payload of a fence row in txcoord_decisions (Participant::FenceDecision).
+inline constexpr absl::string_view kDecisionTombstone = "ROLLED_BACK";
+
 // What Participant::RunBatch leaves behind.
 struct BatchOutcome {
   // Still active (RunBatch without prepare): finish it like any branch.
@@ -210,6 +213,18 @@ class Participant {
   virtual absl::StatusOr<std::vector<std::string>> ListDecisions(
       absl::string_view node_id) = 0;
   virtual absl::Status ForgetDecision(absl::string_view txn_id) = 0;
+
+  // Last resource only, for a decision row a service commits itself in its
+  // own transaction (TransactionService.PrepareGlobal): creates
+  // txcoord_decisions if missing.
+  virtual absl::Status EnsureDecisionTable();
+  // The fence that settles such a decision: inserts (txn_id,
+  // kDecisionTombstone) in autocommit. true: the tombstone went in, so the
+  // service's row can never commit (roll back); false: the service's row is
+  // there (it committed). Any other error (the service's transaction still
+  // holds the key, the database is down): undecided, ask again later.
+  // Tombstones are not decisions: ListDecisions never returns them.
+  virtual absl::StatusOr<bool> FenceDecision(absl::string_view txn_id);
 
   // Opens (or reuses) a connection and runs a trivial query.
   virtual absl::Status CheckHealth() = 0;

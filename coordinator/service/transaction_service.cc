@@ -29,6 +29,23 @@ grpc::Status TransactionServiceImpl::BeginGlobal(grpc::ServerContext* ctx, const
   return grpc::Status::OK;
 }
 
+grpc::Status TransactionServiceImpl::PrepareGlobal(grpc::ServerContext* ctx,
+                                                   const txcoord::v1::PrepareGlobalRequest* req,
+                                                   txcoord::v1::PrepareGlobalResponse* resp) {
+  TXC_IDENTIFY(who);
+  if (req->txn_id().empty() || req->last_resource_bind().empty()) {
+    return ToGrpc(absl::InvalidArgumentError("txn_id and last_resource_bind are required"));
+  }
+  if (coordinator_->HasBind(req->last_resource_bind())) {
+    if (auto st = Authenticator::RequireBind(who, req->last_resource_bind()); !st.ok()) return ToGrpc(st);
+  }
+  auto payload = coordinator_->PrepareGlobal(req->txn_id(), who.name, req->last_resource_bind());
+  if (!payload.ok()) return ToGrpc(payload.status());
+  resp->set_txn_id(req->txn_id());
+  resp->set_payload(*payload);
+  return grpc::Status::OK;
+}
+
 grpc::Status TransactionServiceImpl::AddBranch(grpc::ServerContext* ctx, const txcoord::v1::AddBranchRequest* req,
                                                txcoord::v1::BranchXid* resp) {
   TXC_IDENTIFY(who);

@@ -16,6 +16,8 @@ class TransactionServiceImpl final : public txcoord::v1::TransactionService::Ser
 
   grpc::Status BeginGlobal(grpc::ServerContext*, const txcoord::v1::BeginGlobalRequest*,
                            txcoord::v1::BeginGlobalResponse*) override;
+  grpc::Status PrepareGlobal(grpc::ServerContext*, const txcoord::v1::PrepareGlobalRequest*,
+                             txcoord::v1::PrepareGlobalResponse*) override;
   grpc::Status AddBranch(grpc::ServerContext*, const txcoord::v1::AddBranchRequest*, txcoord::v1::BranchXid*) override;
   grpc::Status Execute(grpc::ServerContext*, const txcoord::v1::GlobalExecuteRequest*,
                        txcoord::v1::ExecuteResponse*) override;

@@ -289,7 +289,8 @@ class OdbcParticipant : public Participant {
       TXC_ASSIGN_OR_RETURN(ResultSet rs,
                            c.Execute(absl::StrCat("SELECT txn_id FROM txcoord_decisions WHERE "
                                                   "txn_id LIKE '",
-                                                  node_id, ".%' ORDER BY decided_at, txn_id"),
+                                                  node_id, ".%' AND (payload IS NULL OR payload <> '",
+                                                  kDecisionTombstone, "') ORDER BY decided_at, txn_id"),
                                      {}));
       for (const auto& row : rs.rows) out.push_back(row[0].text);
       return absl::OkStatus();
@@ -306,6 +307,37 @@ class OdbcParticipant : public Participant {
                        {Value::String(std::string(txn_id))})
           .status();
     });
+  }
+
+  absl::Status EnsureDecisionTable() override {
+    if (shared_->decisions_ready()) return absl::OkStatus();
+    // In autocommit mode on a connection of its own (DDL).
+    TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
+    TXC_RETURN_IF_ERROR(shared_->dialect->EnsureDecisionsTable(*separate));
+    shared_->set_decisions_ready();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> FenceDecision(absl::string_view txn_id) override {
+    TXC_RETURN_IF_ERROR(EnsureDecisionTable());
+    bool fenced = false;
+    TXC_RETURN_IF_ERROR(RunPooled(false, [&](OdbcConnection& c) -> absl::Status {
+      const Value id = Value::String(std::string(txn_id));
+      absl::Status inserted =
+          c.Execute("INSERT INTO txcoord_decisions (txn_id, payload) VALUES (?, ?)",
+                    {id, Value::String(std::string(kDecisionTombstone))})
+              .status();
+      if (inserted.ok()) {
+        fenced = true;
+        return absl::OkStatus();
+      }
+      // Most likely the key exists: whose row is it?
+      TXC_ASSIGN_OR_RETURN(ResultSet rs, c.Execute("SELECT payload FROM txcoord_decisions WHERE txn_id = ?", {id}));
+      if (rs.rows.empty()) return inserted;  // not a duplicate: undecided
+      fenced = rs.rows[0][0].kind != Value::Kind::kNull && rs.rows[0][0].text == kDecisionTombstone;
+      return absl::OkStatus();
+    }));
+    return fenced;
   }
 
   absl::Status CheckHealth() override {

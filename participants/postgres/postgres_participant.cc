@@ -664,8 +664,8 @@ class PostgresParticipant : public Participant {
       if (n.exec("SELECT to_regclass('txcoord_decisions') IS NULL")[0][0].as<bool>()) return;
       pqxx::result r = n.exec_params(
           "SELECT txn_id FROM txcoord_decisions WHERE left(txn_id, length($1)) = $1 "
-          "ORDER BY decided_at, txn_id",
-          prefix);
+          "AND payload IS DISTINCT FROM $2 ORDER BY decided_at, txn_id",
+          prefix, std::string(kDecisionTombstone));
       for (const auto& row : r) out.emplace_back(row[0].c_str());
     }));
     return out;

@@ -199,6 +199,41 @@ class TransactionServiceTest : public CoordinatorTest {
     a.insert(a.end(), more.begin(), more.end());
     return a;
   }
+  grpc::Status PrepareGlobal(const std::string& txn, const std::string& lr_bind, std::string* payload) {
+    grpc::ClientContext ctx;
+    v1::PrepareGlobalRequest req;
+    req.set_txn_id(txn);
+    req.set_last_resource_bind(lr_bind);
+    v1::PrepareGlobalResponse resp;
+    grpc::Status s = txs_->PrepareGlobal(&ctx, req, &resp);
+    if (payload != nullptr) *payload = resp.payload();
+    return s;
+  }
+  // "The SQLite service": its own write and txcoord's decision row in one
+  // local transaction on its own connection. Returns the first error ("" if
+  // it committed).
+  std::string CommitLiteWithDecision(const std::string& txn, const std::string& payload, int id) {
+    RawOdbc lite(sqlite_dsn_);
+    if (!lite.ok()) return lite.error();
+    std::string err;
+    for (const std::string& q :
+         {std::string("BEGIN"), absl::StrCat("INSERT INTO ", lite_table_, " VALUES (", id, ", 'service-lr')"),
+          absl::StrCat("INSERT INTO txcoord_decisions (txn_id, payload) VALUES ('", txn, "', '", payload, "')"),
+          std::string("COMMIT")}) {
+      lite.Query(q, 1, &err);
+      if (!err.empty()) {
+        lite.Query("ROLLBACK", 1, &err);
+        return q + ": " + err;
+      }
+    }
+    return "";
+  }
+  int LiteDecisionRows(const std::string& txn) {
+    RawOdbc lite(sqlite_dsn_);
+    auto v = lite.Query(absl::StrCat("SELECT COUNT(*) FROM txcoord_decisions WHERE txn_id = '", txn,
+                                     "' AND payload <> 'ROLLED_BACK'"));
+    return v.empty() ? -1 : std::stoi(v[0]);
+  }
   std::vector<std::string> LiteNotes() {
     RawOdbc lite(sqlite_dsn_);
     return lite.Query(absl::StrCat("SELECT note FROM ", lite_table_, " ORDER BY id"));
@@ -657,6 +692,128 @@ TEST_F(TransactionServiceTest, AServiceKilledAfterRegisteringIsRolledBackAtTheTi
   EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::ABORTED);
   EXPECT_EQ(PgBalance(pg_uri_, 10), kInitial);
   EXPECT_EQ(MyBalance(10), kInitial);
+}
+
+// A bind without two-phase commit that the service writes itself: its
+// local COMMIT, carrying txcoord's decision row, is the decision.
+TEST_F(TransactionServiceTest, AServiceCommitsItsOwnLastResource) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg"});
+  PreparePg(XidOf(g, "pg"), 11, 50);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  std::string payload;
+  grpc::Status p = PrepareGlobal(g.txn_id(), "lite", &payload);
+  ASSERT_TRUE(p.ok()) << p.error_message();
+  EXPECT_FALSE(payload.empty());
+  // Nothing may join after PrepareGlobal.
+  EXPECT_EQ(ExecuteGlobal(g.txn_id(), "pg2", "SELECT 1").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(AddBranch(g.txn_id(), "maria", nullptr).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_EQ(CommitLiteWithDecision(g.txn_id(), payload, 11), "");
+  v1::Transaction t;
+  grpc::Status s = CommitGlobal(g.txn_id(), &t);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 11), kInitial - 50);
+  EXPECT_EQ(LiteNotes(), std::vector<std::string>{"service-lr"});
+  EXPECT_EQ(LiteDecisionRows(g.txn_id()), 0) << "the decision row is dropped once the branches are finished";
+  EXPECT_EQ(PreparedLeft(), 0);
+  // Wrong uses.
+  v1::BeginGlobalResponse h = BeginGlobal({});
+  EXPECT_EQ(PrepareGlobal(h.txn_id(), "pg", nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PrepareGlobal(h.txn_id(), "nope", nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(ExecuteGlobal(h.txn_id(), "pg", "SELECT 1").ok());
+  EXPECT_EQ(PrepareGlobal(h.txn_id(), "lite", nullptr).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// The service never commits its last resource (it died): at the timeout
+// txcoord fences the decision row and rolls everything back; the service
+// can then no longer commit.
+TEST_F(TransactionServiceTest, ALastResourceNeverCommittedIsFencedAndRolledBack) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg"}, 1500);
+  PreparePg(XidOf(g, "pg"), 12, 50);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  std::string payload;
+  ASSERT_TRUE(PrepareGlobal(g.txn_id(), "lite", &payload).ok());
+  bool cleaned = false;
+  for (int i = 0; i < 100 && !cleaned; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    cleaned = PreparedLeft() == 0;
+  }
+  EXPECT_TRUE(cleaned);
+  EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::ABORTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial);
+  EXPECT_THAT(CommitLiteWithDecision(g.txn_id(), payload, 12), HasSubstr("txcoord_decisions"))
+      << "the late service's commit must fail on the fence row";
+  EXPECT_THAT(LiteNotes(), ::testing::IsEmpty());
+}
+
+// The service commits its last resource and dies before CommitGlobal: at
+// the timeout the fence finds its row and txcoord commits the rest.
+TEST_F(TransactionServiceTest, ALastResourceCommittedWithoutCommitGlobalIsCommittedAtTheTimeout) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg"}, 1500);
+  PreparePg(XidOf(g, "pg"), 13, 50);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  std::string payload;
+  ASSERT_TRUE(PrepareGlobal(g.txn_id(), "lite", &payload).ok());
+  ASSERT_EQ(CommitLiteWithDecision(g.txn_id(), payload, 13), "");
+  bool finished = false;
+  for (int i = 0; i < 100 && !finished; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    finished = PreparedLeft() == 0;
+  }
+  EXPECT_TRUE(finished);
+  EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::COMMITTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 13), kInitial - 50);
+  EXPECT_EQ(LiteNotes(), std::vector<std::string>{"service-lr"});
+  v1::Transaction t;
+  EXPECT_EQ(RollbackGlobal(g.txn_id(), &t).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// txcoord killed between PrepareGlobal and CommitGlobal: at restart,
+// recovery learns from the last resource's table whether the service
+// committed — a row: the branches commit; none: it fences (the service's
+// late commit then fails) and rolls them back.
+TEST_F(TransactionServiceTest, RecoverySettlesAServiceLastResourceAfterACrash) {
+  StopServer();
+  std::string config = tmp_.Sub("txcoord-lr.yaml");
+  {
+    std::ofstream out(config);
+    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nplaintext: true\njournal: {dir: " << tmp_.Sub("jlr")
+        << "}\nbinds:\n  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
+        << "  lite: {driver: odbc, dsn: \"" << sqlite_dsn_ << "\"}\n";
+  }
+  TxcoordProcess p(TXC_BINARY, config, tmp_.path());
+  ASSERT_TRUE(p.Start());
+  Connect(p.address());
+  // Committed by the service before the crash.
+  v1::BeginGlobalResponse done = BeginGlobal({"pg"});
+  PreparePg(XidOf(done, "pg"), 14, 50);
+  ASSERT_TRUE(Register(done.txn_id(), "pg", XidOf(done, "pg")).ok());
+  std::string done_payload;
+  ASSERT_TRUE(PrepareGlobal(done.txn_id(), "lite", &done_payload).ok());
+  ASSERT_EQ(CommitLiteWithDecision(done.txn_id(), done_payload, 14), "");
+  // Not committed by the service before the crash.
+  v1::BeginGlobalResponse open = BeginGlobal({"pg"});
+  PreparePg(XidOf(open, "pg"), 15, 50);
+  ASSERT_TRUE(Register(open.txn_id(), "pg", XidOf(open, "pg")).ok());
+  std::string open_payload;
+  ASSERT_TRUE(PrepareGlobal(open.txn_id(), "lite", &open_payload).ok());
+  p.Kill();
+  ASSERT_TRUE(p.Start());
+  Connect(p.address());
+  EXPECT_EQ(PgBalance(pg_uri_, 14), kInitial - 50);
+  EXPECT_EQ(PgBalance(pg_uri_, 15), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+  {
+    grpc::ClientContext ctx;
+    v1::GetTransactionRequest req;
+    req.set_txn_id(done.txn_id());
+    v1::Transaction t;
+    ASSERT_TRUE(txs_->GetTransaction(&ctx, req, &t).ok());
+    EXPECT_EQ(t.state(), v1::COMMITTED);
+  }
+  EXPECT_THAT(CommitLiteWithDecision(open.txn_id(), open_payload, 15), HasSubstr("txcoord_decisions"));
+  EXPECT_EQ(LiteNotes(), std::vector<std::string>{"service-lr"});
+  p.Stop();
 }
 
 }  // namespace
