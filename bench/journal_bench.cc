@@ -127,7 +127,12 @@ int main(int argc, char** argv) {
         rocksdb::Options o;
         o.create_if_missing = true;
         rocksdb::DB* db = nullptr;
-        if (!rocksdb::DB::Open(o, dir, &db).ok()) return 1;
+        std::filesystem::create_directories(dir);  // its parent may not exist yet
+        rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
+        if (!s.ok()) {
+          std::fprintf(stderr, "journal_bench: %s\n", s.ToString().c_str());
+          return 1;
+        }
         rocksdb::WriteOptions wo;
         wo.sync = true;
         r = Run(writers, seconds, [&](int w, int i) {
