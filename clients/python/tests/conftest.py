@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional
 
 import pytest
 
@@ -83,24 +83,34 @@ def databases() -> Iterator[Databases]:
 
 
 class Txcoord:
-    """One txcoord child process."""
+    """One txcoord child process.
 
-    def __init__(self, dbs: Databases, workdir: str, node_id: str) -> None:
+    Binds: ``pg`` (PostgreSQL), ``maria`` and ``maria2`` (the same MariaDB
+    database: two binds, distinct xids), ``lite`` (a SQLite file in the
+    workdir, ``lite_path``: no two-phase commit, a last resource).
+    ``security``: YAML for tls/auth sections (None: ``plaintext: true``).
+    """
+
+    def __init__(self, dbs: Databases, workdir: str, node_id: str, *, security: Optional[str] = None,
+                 transaction_timeout: str = "30s") -> None:
         self.node_id = node_id
         self.workdir = workdir
         self.config = os.path.join(workdir, "txcoord.yaml")
         self.address_file = os.path.join(workdir, "address")
         self.log = os.path.join(workdir, "txcoord.log")
+        self.lite_path = os.path.join(workdir, "lite.db")
         with open(self.config, "w") as f:
             f.write(f"""node_id: {node_id}
 listen: 127.0.0.1:0
-plaintext: true
+{security if security is not None else "plaintext: true"}
 journal: {{dir: {workdir}/journal}}
-timeouts: {{transaction: 30s, idle: 60s, prepare: 10s, orphan_safety: 5s}}
+timeouts: {{transaction: {transaction_timeout}, idle: 60s, prepare: 10s, orphan_safety: 5s}}
 recovery: {{interval: 1s, backoff: {{initial: 100ms, max: 2s}}}}
 binds:
   pg: {{driver: postgres, dsn: "{dbs.pg_uri}"}}
   maria: {{driver: odbc, dsn: "{dbs.maria_odbc}"}}
+  maria2: {{driver: odbc, dsn: "{dbs.maria_odbc}"}}
+  lite: {{driver: odbc, dsn: "Driver=SQLite3;Database={self.lite_path}"}}
 """)
         self.proc: subprocess.Popen | None = None
         self.address = ""
@@ -185,6 +195,16 @@ def tables(databases: Databases):
         c.execute("SET SESSION lock_wait_timeout = 20")
         c.execute(f"DROP TABLE IF EXISTS {name}")
     my.close()
+
+
+def lite_rows(path: str, sql: str, params=()):
+    """Rows from the SQLite file ``path`` (its own connection, autocommit)."""
+    import sqlite3
+    conn = sqlite3.connect(path, timeout=20, isolation_level=None)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
 def pg_rows(dbs: Databases, sql: str, params=()):

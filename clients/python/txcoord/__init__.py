@@ -18,11 +18,13 @@ from .errors import (  # noqa: E402
     DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound, OutcomeUnknown, PermissionDenied,
     ResourceExhausted, TransactionAborted, TxcoordError, Unauthenticated, Unavailable, Unimplemented)
 from .client import (  # noqa: E402
-    BranchInfo, Client, GlobalTransaction, Result, Session, TransactionInfo, TransactionResult)
+    BranchInfo, Client, GlobalTransaction, LastResourceDecision, Result, Session, TransactionInfo, TransactionResult,
+    tls_credentials)
 from .values import from_value, to_value  # noqa: E402
 
 __all__ = [
     "Client", "Session", "Result", "TransactionInfo", "TransactionResult", "GlobalTransaction", "BranchInfo",
+    "LastResourceDecision", "tls_credentials",
     "TxcoordError", "InvalidArgument", "NotFound", "FailedPrecondition", "TransactionAborted", "Unavailable",
     "ResourceExhausted", "DeadlineExceeded", "Unauthenticated", "PermissionDenied", "Unimplemented", "Internal",
     "OutcomeUnknown", "to_value", "from_value",

@@ -118,20 +118,95 @@ class TransactionResult:
 
 
 @dataclass
+class LastResourceDecision:
+    """What :meth:`Client.prepare_global` returns: the decision row to insert,
+    in the last resource's own local transaction, as
+    ``INSERT INTO txcoord_decisions (txn_id, payload) VALUES (<txn_id>, <payload>)``.
+    Committing that transaction is the commit decision."""
+    txn_id: str
+    payload: str
+
+    #: The insert, with named parameters (SQLAlchemy ``text()`` style).
+    INSERT_SQL = "INSERT INTO txcoord_decisions (txn_id, payload) VALUES (:txn_id, :payload)"
+
+    def params(self) -> Dict[str, str]:
+        """``{"txn_id": ..., "payload": ...}`` for :attr:`INSERT_SQL`."""
+        return {"txn_id": self.txn_id, "payload": self.payload}
+
+
+@dataclass
 class GlobalTransaction:
     """A global transaction begun with :meth:`Client.begin_global`: ``xids`` maps
     each bind to the identifier to prepare under, in that bind's dialect (a
     PostgreSQL gid for ``PREPARE TRANSACTION '<gid>'``, or an XA literal
-    ``X'..',X'..',<formatID>`` for ``XA START/END/PREPARE <literal>``)."""
+    ``X'..',X'..',<formatID>`` for ``XA START/END/PREPARE <literal>``).
+
+    The methods call the :class:`Client` that began it, with this ``txn_id``
+    (and keep ``xids`` up to date for :meth:`add_branch`).
+    """
     txn_id: str
     xids: Dict[str, str]
+    client: Optional["Client"] = field(default=None, repr=False, compare=False)
+
+    def _c(self) -> "Client":
+        if self.client is None:
+            raise errors.TxcoordError("this GlobalTransaction has no client: use the Client's methods")
+        return self.client
+
+    def add_branch(self, bind: str) -> str:
+        """See :meth:`Client.add_branch`; records the xid in ``xids``."""
+        xid = self._c().add_branch(self.txn_id, bind)
+        self.xids[bind] = xid
+        return xid
+
+    def register(self, bind: str, xid: Optional[str] = None, *, read_only: bool = False) -> None:
+        """See :meth:`Client.register_branch` (``xid`` defaults to ``xids[bind]``)."""
+        self._c().register_branch(self.txn_id, bind, xid if xid is not None else self.xids[bind],
+                                  read_only=read_only)
+
+    def execute(self, bind: str, sql: str, params: Params = None, *, max_rows: int = 0) -> Result:
+        """Runs one statement through txcoord; see :meth:`Client.execute_global`."""
+        return self._c().execute_global(self.txn_id, bind, [(sql, params)], max_rows=max_rows)[0]
+
+    def execute_many(self, bind: str, statements: Iterable[StatementLike], *, max_rows: int = 0) -> List[Result]:
+        """See :meth:`Client.execute_global`."""
+        return self._c().execute_global(self.txn_id, bind, statements, max_rows=max_rows)
+
+    def prepare_global(self, last_resource_bind: str) -> LastResourceDecision:
+        """See :meth:`Client.prepare_global`."""
+        return self._c().prepare_global(self.txn_id, last_resource_bind)
+
+    def commit(self) -> "TransactionInfo":
+        """See :meth:`Client.commit_global`."""
+        return self._c().commit_global(self.txn_id)
+
+    def rollback(self) -> "TransactionInfo":
+        """See :meth:`Client.rollback_global`."""
+        return self._c().rollback_global(self.txn_id)
+
+
+def tls_credentials(ca_file: Optional[str] = None, cert_file: Optional[str] = None,
+                    key_file: Optional[str] = None) -> grpc.ChannelCredentials:
+    """``grpc.ssl_channel_credentials`` from PEM files: ``ca_file`` verifies
+    txcoord's certificate (None: the system's roots); ``cert_file`` and
+    ``key_file`` are the client certificate for mutual TLS."""
+    def read(path: Optional[str]) -> Optional[bytes]:
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together")
+    return grpc.ssl_channel_credentials(root_certificates=read(ca_file), private_key=read(key_file),
+                                        certificate_chain=read(cert_file))
 
 
 class Client:
     """A connection to one txcoord.
 
     ``target``: "host:port". ``credentials``: ``grpc.ChannelCredentials`` for TLS
-    (``grpc.ssl_channel_credentials(...)``); None for a plaintext channel.
+    (:func:`tls_credentials` or ``grpc.ssl_channel_credentials(...)``); None
+    for a plaintext channel.
     ``token``: a bearer token sent as ``authorization: Bearer <token>``.
     ``timeout``: the per-call deadline in seconds. Idempotent calls are
     retried up to ``retries`` times on UNAVAILABLE, with jittered exponential
@@ -251,38 +326,96 @@ class Client:
         return TransactionInfo.from_proto(t)
 
     # ------------------------------------------------------------ registered branches
-    def begin_global(self, binds: Sequence[str], *, timeout: Optional[float] = None,
+    def begin_global(self, binds: Sequence[str] = (), *, timeout: Optional[float] = None,
                      labels: Optional[Mapping[str, str]] = None) -> GlobalTransaction:
         """``BeginGlobal``: a txn id and one xid per bind named. Every bind
         named must then be prepared and registered before :meth:`commit_global`
-        (a named branch never registered makes the commit ABORTED). If nobody
-        commits, txcoord rolls everything back at ``timeout`` (seconds)."""
+        (a named branch never registered makes the commit ABORTED). ``binds``
+        may be empty: :meth:`add_branch` adds binds as the work reaches them.
+        If nobody commits, txcoord rolls everything back at ``timeout``
+        (seconds). Binds without two-phase commit cannot be named
+        (:class:`InvalidArgument`): use :meth:`execute_global` or
+        :meth:`prepare_global` for them."""
         req = transaction_pb2.BeginGlobalRequest(binds=list(binds), labels=dict(labels or {}))
         if timeout is not None:
             req.timeout.CopyFrom(_duration(timeout))
         # A retry after a lost reply leaves an empty global transaction that
         # txcoord rolls back at its timeout: harmless.
         resp = self._call(self._txs.BeginGlobal, req, idempotent=True)
-        return GlobalTransaction(resp.txn_id, {x.bind: x.xid for x in resp.xids})
+        return GlobalTransaction(resp.txn_id, {x.bind: x.xid for x in resp.xids}, client=self)
 
-    def register_branch(self, txn_id: str, bind: str, xid: str) -> None:
-        """``RegisterBranch`` after the branch was prepared under ``xid`` (idempotent)."""
-        self._call(self._txs.RegisterBranch, transaction_pb2.RegisterBranchRequest(txn_id=txn_id, bind=bind, xid=xid),
-                   idempotent=True, txn_id=txn_id)
+    def add_branch(self, txn_id: str, bind: str) -> str:
+        """``AddBranch``: the xid of a service branch on ``bind`` that was not
+        named at :meth:`begin_global` (same format as ``GlobalTransaction.xids``).
+        Asked again for the same bind, the same xid (retried on UNAVAILABLE).
+        Like a named branch, it must then be registered (prepared, or
+        ``read_only``) before :meth:`commit_global`. A bind without two-phase
+        commit: :class:`InvalidArgument`."""
+        resp = self._call(self._txs.AddBranch, transaction_pb2.AddBranchRequest(txn_id=txn_id, bind=bind),
+                          idempotent=True, txn_id=txn_id)
+        return resp.xid
+
+    def register_branch(self, txn_id: str, bind: str, xid: str, *, read_only: bool = False) -> None:
+        """``RegisterBranch`` after the branch was prepared under ``xid`` (idempotent).
+
+        ``read_only=True``: the branch wrote nothing and the caller already
+        ended it itself (MariaDB: ``XA END`` then ``XA COMMIT <xid> ONE PHASE``
+        or ``XA ROLLBACK``; PostgreSQL: ``COMMIT``/``ROLLBACK``); txcoord leaves
+        it out of the decision. A branch left prepared but registered read-only
+        becomes an orphan that recovery rolls back."""
+        req = transaction_pb2.RegisterBranchRequest(txn_id=txn_id, bind=bind, xid=xid, read_only=read_only)
+        self._call(self._txs.RegisterBranch, req, idempotent=True, txn_id=txn_id)
+
+    def execute_global(self, txn_id: str, bind: str, statements: Iterable[StatementLike], *,
+                       max_rows: int = 0) -> List[Result]:
+        """``Execute`` in a global transaction: txcoord runs ``statements`` itself,
+        in order, on ``bind`` (which must not be a service branch of this
+        transaction) and commits them with the rest at :meth:`commit_global` —
+        a bind without two-phase commit as the last resource. Placeholders as
+        in :meth:`Session.execute`. Never retried (not idempotent). A failed
+        statement leaves the transaction failed: only :meth:`rollback_global`
+        remains. One call at a time per transaction."""
+        stmts = [_statement(s, None) if isinstance(s, str) else _statement(s[0], s[1]) for s in statements]
+        req = transaction_pb2.GlobalExecuteRequest(txn_id=txn_id, bind=bind, statements=stmts, max_rows=max_rows)
+        resp = self._call(self._txs.Execute, req, idempotent=False, txn_id=txn_id)
+        return [Result(r) for r in resp.results]
+
+    def prepare_global(self, txn_id: str, last_resource_bind: str) -> LastResourceDecision:
+        """``PrepareGlobal`` for a bind without two-phase commit that the caller
+        writes on its own connection (its last resource; ``last_resource_bind``
+        is txcoord's bind on that database).
+
+        txcoord checks every service branch is registered and prepared (else
+        :class:`TransactionAborted`, everything rolled back), creates the
+        ``txcoord_decisions`` table there if missing and returns the decision
+        row. Then, in that order: insert the row in the last resource's own
+        open transaction (:attr:`LastResourceDecision.INSERT_SQL`), commit it
+        — that commit is the decision — and call :meth:`commit_global`. If the
+        caller dies before its commit, txcoord rolls everything back at the
+        timeout (its late insert then fails on the duplicate key); after it,
+        txcoord commits. Nothing may join the transaction afterwards.
+
+        Retried on UNAVAILABLE; a retry after a lost reply can answer
+        FAILED_PRECONDITION (the transaction is already preparing): roll back."""
+        req = transaction_pb2.PrepareGlobalRequest(txn_id=txn_id, last_resource_bind=last_resource_bind)
+        resp = self._call(self._txs.PrepareGlobal, req, idempotent=True, txn_id=txn_id)
+        return LastResourceDecision(resp.txn_id or txn_id, resp.payload)
 
     def commit_global(self, txn_id: str) -> TransactionInfo:
         """``CommitGlobal``: txcoord checks every branch is prepared, journals the
         decision and commits them. Returns the transaction (COMMITTED, or
-        COMMITTING when phase 2 continues in the background); raises
-        :class:`TransactionAborted` when it was rolled back, and
+        COMMITTING when phase 2 continues in the background); a retry, or a
+        call for a transaction that already committed, returns the recorded
+        outcome. Raises :class:`TransactionAborted` (with txcoord's reason)
+        when it was — or had already been — rolled back, and
         :class:`OutcomeUnknown` when the reply was lost and the outcome could
         not be asked (call :meth:`outcome` later)."""
         req = transaction_pb2.CommitGlobalRequest(txn_id=txn_id)
         try:
             t = self._call(self._txs.CommitGlobal, req, idempotent=True, txn_id=txn_id)
         except errors.NotFound:
-            # A retry whose first attempt had aborted (a committed one answers
-            # with the recorded outcome): ask for the outcome.
+            # A transaction txcoord no longer holds in memory (an ended one
+            # answers ABORTED or its recorded outcome): ask for the outcome.
             info = self._outcome_after_commit(txn_id)
             if info.committed:
                 return info
@@ -306,7 +439,10 @@ class Client:
 
     def rollback_global(self, txn_id: str) -> TransactionInfo:
         """``RollbackGlobal``: rolls back every branch under the minted xids,
-        registered or not. A transaction already ended gives its recorded state."""
+        registered or not. Returns the transaction (ABORTED), also when it had
+        already been rolled back. Raises :class:`FailedPrecondition` when it
+        had committed — also when the caller's last resource committed its
+        decision row after :meth:`prepare_global`."""
         try:
             t = self._call(self._txs.RollbackGlobal, transaction_pb2.RollbackGlobalRequest(txn_id=txn_id),
                            idempotent=True, txn_id=txn_id)

@@ -43,13 +43,17 @@ class NotFound(TxcoordError):
 
 
 class FailedPrecondition(TxcoordError):
-    """Wrong state: commit twice, execute after a failed statement, concurrent calls on a session."""
+    """Wrong state: commit twice, execute after a failed statement, concurrent calls on a
+    session or global transaction, joining after PrepareGlobal, RollbackGlobal of a
+    transaction that committed."""
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class TransactionAborted(TxcoordError):
     """The transaction was rolled back (a NO vote, deadlock, serialization failure,
-    timeout): nothing of it was committed; retry it whole."""
+    timeout, a branch not prepared at CommitGlobal or PrepareGlobal; CommitGlobal
+    of a transaction already rolled back): nothing of it was committed; retry
+    it whole. The message carries txcoord's reason."""
     code = grpc.StatusCode.ABORTED
 
 
