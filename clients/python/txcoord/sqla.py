@@ -1,39 +1,56 @@
-"""SQLAlchemy integration: ``session.commit()`` atomic across PostgreSQL and
-MariaDB/MySQL binds, with txcoord making the durable decision.
+"""SQLAlchemy integration: ``session.commit()`` atomic across PostgreSQL,
+MariaDB/MySQL and at most one bind without two-phase commit, with txcoord
+making the durable decision.
 
     from txcoord.sqla import TwoPhase
-    tp = TwoPhase(client, {"pg": pg_engine, "maria": maria_engine})   # txcoord bind name -> Engine
+    tp = TwoPhase(client, {"pg": pg_engine, "maria": maria_engine, "lite": sqlite_engine})
     tp.install(Session)          # a Session class, sessionmaker, scoped_session or session
 
-The application keeps its models, binds and ``session.commit()``. Under the
-hood, per SQLAlchemy transaction:
+The keys are txcoord's bind names; each engine must reach the same database
+as that txcoord bind. The application keeps its models, binds and
+``session.commit()``. Under the hood, per SQLAlchemy transaction:
 
-* a MariaDB/MySQL connection runs its work inside ``XA START <literal>``
-  under the xid txcoord minted (``BeginGlobal`` is called when the first
-  MariaDB bind is touched, naming it and every PostgreSQL bind of the
-  mapping; with PostgreSQL binds only, at commit, naming the binds that wrote);
-* at ``commit()``: flush, then every branch that wrote is prepared on the
-  application's own connection (``PREPARE TRANSACTION '<gid>'``;
-  ``XA END``/``XA PREPARE`` and the MariaDB connection is closed) and
-  registered (``RegisterBranch``); then one ``CommitGlobal``: txcoord checks
-  every branch is prepared, journals the decision and commits the branches
-  through its own connections;
-* any failure before the decision: the local branches are rolled back and
-  ``RollbackGlobal`` rolls back whatever was prepared;
-  :class:`txcoord.TransactionAborted` is raised. Call ``session.rollback()``
-  afterwards, as after any failed commit.
-* a crash of the application at any point: before the decision, txcoord rolls
-  the branches back at the transaction timeout; after it, txcoord commits them.
+* the global transaction begins (``BeginGlobal``, naming no bind) when it is
+  first needed: when a MariaDB/MySQL bind is touched, or at commit;
+* each MariaDB/MySQL connection gets its xid from ``AddBranch`` when the
+  session first touches that bind, and runs its work inside
+  ``XA START <literal>`` — so several MariaDB/MySQL binds can be written in
+  one transaction;
+* a PostgreSQL bind gets its gid from ``AddBranch`` at commit, and only if it
+  wrote;
+* a bind without two-phase commit (SQLite via pysqlite; SQL Server via pyodbc,
+  UNTESTED) keeps its work on the application's own connection and becomes
+  the *last resource*;
+* at ``commit()``: flush; a branch that wrote nothing is ended locally (an
+  XA branch: ``XA END`` + ``XA COMMIT ... ONE PHASE``, registered
+  ``read_only``). With at most one bind written there is nothing to
+  coordinate: it commits locally in one phase. Otherwise every 2PC branch
+  that wrote is prepared on the application's own connection
+  (``PREPARE TRANSACTION '<gid>'``; ``XA END`` + ``XA PREPARE`` and the
+  MariaDB connection is closed, because a MariaDB session stays attached to
+  its prepared branch; the pool replaces it) and registered
+  (``RegisterBranch``). Without a last resource, one ``CommitGlobal`` makes
+  the decision. With one: ``PrepareGlobal`` checks the prepared branches and
+  answers the decision row, which is inserted into ``txcoord_decisions`` on
+  the last resource's connection; committing that connection *is* the
+  decision; then ``CommitGlobal`` lets txcoord commit the prepared branches;
+* any failure before the decision (a failed flush or PREPARE, e.g. a
+  deferred constraint; a failed last-resource commit; txcoord unreachable):
+  every branch is rolled back locally, ``RollbackGlobal`` rolls back whatever
+  was prepared, and :class:`txcoord.TransactionAborted` is raised. Call
+  ``session.rollback()`` afterwards, as after any failed commit;
+* an outcome that cannot be known (the last resource's connection lost
+  during its commit; ``CommitGlobal`` unanswered without a last resource):
+  :class:`txcoord.OutcomeUnknown` with the txn id; ask
+  ``client.outcome(txn_id)`` later;
+* a crash of the application at any point: before the decision, txcoord
+  rolls the branches back at the global transaction's timeout (with a last
+  resource: after writing a fence row there, which makes the application's
+  late decision row fail on the duplicate key); after it, txcoord commits.
 
-With at most one bind written, the transaction commits locally in one phase
-(nothing to coordinate) and the global transaction is dropped.
-
-Not supported (raises): binds other than PostgreSQL (psycopg2) and
-MariaDB/MySQL (pymysql, mysqlclient); two MariaDB/MySQL binds written in one
-transaction (txcoord's BeginGlobal must name every bind before the first XA
-START, and an XA branch that wrote nothing cannot be committed after
-PREPARE on MariaDB); SAVEPOINTs (``begin_nested``) inside the transaction;
-binds without two-phase commit (SQLite, SQL Server without DTC).
+Not supported (raises :class:`NotSupported`): other dialects or drivers;
+an in-memory SQLite database; two binds without two-phase commit written in
+one transaction; SAVEPOINTs (``begin_nested``) inside the transaction.
 """
 from __future__ import annotations
 
@@ -41,11 +58,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from sqlalchemy import event, exc as sa_exc
+from sqlalchemy import event, exc as sa_exc, text
 from sqlalchemy.engine import Engine
 
 from . import errors
-from .client import Client, GlobalTransaction
+from .client import Client, GlobalTransaction, LastResourceDecision
 
 log = logging.getLogger("txcoord.sqla")
 
@@ -56,6 +73,13 @@ _CLOSED_KEY = "txcoord.closed"
 _XA_COUNTERS = ("SELECT COALESCE(SUM(VARIABLE_VALUE), 0) FROM information_schema.SESSION_STATUS "
                 "WHERE VARIABLE_NAME IN ('HANDLER_WRITE', 'HANDLER_UPDATE', 'HANDLER_DELETE')")
 
+# The definition txcoord itself uses on SQLite (participants/odbc). Created
+# ahead by the client because SQLite locks the whole database for writing:
+# txcoord cannot create the table while the application's last-resource
+# transaction has written.
+_SQLITE_DECISIONS_DDL = ("CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id TEXT PRIMARY KEY, payload TEXT, "
+                         "decided_at TEXT DEFAULT CURRENT_TIMESTAMP)")
+
 
 class NotSupported(errors.TxcoordError):
     """A use the SQLAlchemy integration does not support (see the module docs)."""
@@ -64,11 +88,11 @@ class NotSupported(errors.TxcoordError):
 @dataclass
 class _Branch:
     bind: str
-    kind: str                       # "pg" or "xa"
-    conn: Any = None                # sqlalchemy Connection (None: untouched bind)
-    xid: Optional[str] = None       # XA literal once started
-    state: str = "active"           # active -> prepared | done
-    counters: int = 0               # MariaDB row-change counters at XA START
+    kind: str                       # "pg", "xa" or "lr" (no two-phase commit: the last resource)
+    conn: Any = None                # the session's sqlalchemy Connection
+    xid: Optional[str] = None       # gid / XA literal once minted
+    state: str = "active"           # active -> idle (XA END) -> prepared | done
+    counters: int = 0               # MariaDB row-change counters at XA START; SQLite total_changes at begin
     wrote: bool = False
 
 
@@ -88,6 +112,24 @@ def _raw(fairy) -> Any:
     return getattr(fairy, "dbapi_connection", None) or fairy.connection
 
 
+def _classify(name: str, engine: Engine) -> str:
+    """The branch kind of a bind: "pg", "xa", "sqlite" or "mssql"."""
+    dialect, driver = engine.dialect.name, engine.dialect.driver
+    if dialect == "postgresql" and driver == "psycopg2":
+        return "pg"
+    if dialect in ("mysql", "mariadb") and driver in ("pymysql", "mysqldb"):
+        return "xa"
+    if dialect == "sqlite" and driver == "pysqlite":
+        database = engine.url.database or ""
+        if database in ("", ":memory:") or "mode=memory" in database or database.startswith("file::memory:"):
+            raise NotSupported(f"bind {name!r}: an in-memory SQLite database cannot be txcoord's bind; use a file")
+        return "sqlite"
+    if dialect == "mssql" and driver == "pyodbc":
+        return "mssql"  # UNTESTED: no SQL Server could be run where this was written
+    raise NotSupported(f"bind {name!r}: {dialect}+{driver} is not supported (PostgreSQL with psycopg2, "
+                       "MariaDB/MySQL with pymysql or mysqlclient, SQLite with pysqlite, SQL Server with pyodbc)")
+
+
 class TwoPhase:
     """txcoord-coordinated two-phase commit for SQLAlchemy sessions.
 
@@ -96,6 +138,9 @@ class TwoPhase:
     ``timeout``: the global transaction's timeout in seconds (txcoord rolls
     everything back after it if nobody commits). ``labels`` are copied to
     txcoord's transactions.
+
+    Thread safety: one instance serves any number of sessions and threads;
+    its per-transaction state lives in each session's ``info``.
     """
 
     def __init__(self, client: Client, binds: Mapping[str, Engine], *, timeout: float = 30.0,
@@ -105,20 +150,20 @@ class TwoPhase:
         self.labels = dict(labels or {})
         self._by_engine: Dict[int, str] = {}
         self._engines: Dict[str, Engine] = {}
-        self._kinds: Dict[str, str] = {}
-        #: Test hook: called with the txn id after every branch is prepared and
-        #: registered, just before CommitGlobal.
+        self._kinds: Dict[str, str] = {}         # "pg", "xa" or "lr"
+        self._lr_flavor: Dict[str, str] = {}     # last resources: "sqlite" or "mssql"
+        self._decisions_ready: Dict[str, bool] = {}
+        #: Test hook: called with the txn id right before CommitGlobal (every
+        #: branch prepared and registered; with a last resource, after its commit).
         self.before_commit_global: Optional[Callable[[str], None]] = None
+        #: Test hook: called with the txn id after PrepareGlobal and the insert
+        #: of the decision row, right before the last resource's commit.
+        self.before_last_resource_commit: Optional[Callable[[str], None]] = None
         for name, engine in binds.items():
-            dialect = engine.dialect.name
-            driver = engine.dialect.driver
-            if dialect == "postgresql" and driver == "psycopg2":
-                kind = "pg"
-            elif dialect in ("mysql", "mariadb") and driver in ("pymysql", "mysqldb"):
-                kind = "xa"
-            else:
-                raise NotSupported(f"bind {name!r}: {dialect}+{driver} is not supported (PostgreSQL with psycopg2, "
-                                   "MariaDB/MySQL with pymysql or mysqlclient)")
+            flavor = _classify(name, engine)
+            kind = flavor if flavor in ("pg", "xa") else "lr"
+            if kind == "lr":
+                self._lr_flavor[name] = flavor
             self._by_engine[id(engine)] = name
             self._engines[name] = engine
             self._kinds[name] = kind
@@ -195,6 +240,13 @@ class TwoPhase:
             return None
         return st
 
+    def _global(self, st: _State, name_now: Optional[List[str]] = None) -> GlobalTransaction:
+        """The session's global transaction, begun now if needed (naming
+        ``name_now``, whose xids are then in ``gtx.xids``)."""
+        if st.gtx is None:
+            st.gtx = self.client.begin_global(list(name_now or ()), timeout=self.timeout, labels=self.labels)
+        return st.gtx
+
     def _after_begin(self, session, transaction, connection) -> None:
         name = self._by_engine.get(id(connection.engine))
         if name is None:
@@ -206,23 +258,37 @@ class TwoPhase:
             return
         kind = self._kinds[name]
         b = _Branch(name, kind, conn=connection)
+        raw = _raw(_fairy(connection))
         if kind == "xa":
-            if any(x.kind == "xa" and x.conn is not None for x in st.branches.values()):
-                raise NotSupported(f"bind {name!r}: a second MariaDB/MySQL bind in one transaction is not supported")
-            if st.gtx is None:
-                named = [name] + [n for n, k in self._kinds.items() if k == "pg"]
-                st.gtx = self.client.begin_global(named, timeout=self.timeout, labels=self.labels)
-            elif name not in st.gtx.xids:
-                raise NotSupported(f"bind {name!r} was not named when the global transaction began")
-            b.xid = st.gtx.xids[name]
-            raw = _raw(_fairy(connection))
+            b.xid = self._global(st).add_branch(name)
             raw.rollback()  # no implicit local transaction may be open before XA START
             with raw.cursor() as c:
                 c.execute(f"XA START {b.xid}")
                 c.execute(_XA_COUNTERS)
                 b.counters = int(c.fetchone()[0])
+        elif kind == "lr" and self._lr_flavor[name] == "sqlite":
+            self._ensure_sqlite_decisions(name)
+            b.counters = raw.total_changes
         _fairy(connection).info[_CONN_KEY] = b
         st.branches[name] = b
+
+    def _ensure_sqlite_decisions(self, name: str) -> None:
+        """Creates txcoord_decisions on a SQLite bind, once, on a connection of
+        its own (outside the pool) before the session's connection writes."""
+        if self._decisions_ready.get(name):
+            return
+        engine = self._engines[name]
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        try:
+            conn = engine.dialect.connect(*cargs, **cparams)
+            try:
+                conn.execute(_SQLITE_DECISIONS_DDL)
+                conn.commit()
+            finally:
+                conn.close()
+            self._decisions_ready[name] = True
+        except Exception as e:  # retried at the next transaction; PrepareGlobal creates it otherwise
+            log.warning("bind %r: creating txcoord_decisions failed: %s", name, e)
 
     def _before_commit(self, session) -> None:
         if session.in_nested_transaction():
@@ -255,97 +321,188 @@ class TwoPhase:
                 self._rollback_global_quietly(st.gtx.txn_id)
 
     # ------------------------------------------------------------ commit
-    def _commit(self, st: _State) -> None:
+    def _detect_writes(self, st: _State) -> None:
         for b in st.branches.values():
             raw = _raw(_fairy(b.conn))
-            with raw.cursor() as c:
-                if b.kind == "pg":
+            if b.kind == "pg":
+                with raw.cursor() as c:
                     c.execute("SELECT txid_current_if_assigned() IS NOT NULL")
                     b.wrote = bool(c.fetchone()[0])
-                else:
+            elif b.kind == "xa":
+                with raw.cursor() as c:
                     c.execute(_XA_COUNTERS)
                     b.wrote = int(c.fetchone()[0]) != b.counters
+            elif self._lr_flavor[b.bind] == "sqlite":
+                b.wrote = bool(raw.in_transaction) or raw.total_changes != b.counters
+            else:
+                # SQL Server (UNTESTED): no portable, unprivileged way to tell a
+                # transaction that wrote; a touched bind counts as written (safe:
+                # it only costs the decision row).
+                b.wrote = True
+
+    def _commit(self, st: _State) -> None:
+        try:
+            self._detect_writes(st)
+        except Exception as e:
+            self._abort(st, e)
         writers = [b for b in st.branches.values() if b.wrote]
-        xa = [b for b in st.branches.values() if b.kind == "xa"]
+        last_resources = [b for b in writers if b.kind == "lr"]
+        if len(last_resources) > 1:
+            self._abort(st, NotSupported(
+                "binds " + ", ".join(repr(b.bind) for b in last_resources) + " have no two-phase commit and "
+                "were all written: at most one such bind per transaction (it commits as the last resource); "
+                "the transaction was rolled back"))
 
         if len(writers) <= 1:
-            # Nothing to coordinate: commit locally in one phase.
-            for b in xa:
-                raw = _raw(_fairy(b.conn))
-                with raw.cursor() as c:
-                    c.execute(f"XA END {b.xid}")
-                    c.execute(f"XA COMMIT {b.xid} ONE PHASE" if b.wrote else f"XA ROLLBACK {b.xid}")
-                b.state = "done"
-            for b in st.branches.values():
-                b.state = "done"
-            if st.gtx is not None:
-                self._rollback_global_quietly(st.gtx.txn_id)
+            self._commit_one_phase(st)
             return
 
+        lr = last_resources[0] if last_resources else None
         try:
-            if not any(b.kind == "xa" for b in writers):
-                # PostgreSQL writers only: end a read-only XA branch locally and
-                # begin the global transaction with exactly the writers.
-                for b in xa:
-                    _xa_rollback_local(_raw(_fairy(b.conn)), b)
-                if st.gtx is not None:
-                    self._rollback_global_quietly(st.gtx.txn_id)
-                st.gtx = self.client.begin_global([b.bind for b in writers], timeout=self.timeout,
-                                                  labels=self.labels)
-            gtx = st.gtx
-            # Every bind named at BeginGlobal must be prepared and registered.
-            for name, xid in gtx.xids.items():
-                b = st.branches.get(name)
-                if b is None:
-                    b = st.branches[name] = _Branch(name, self._kinds[name])
-                b.xid = b.xid or xid
+            two_phase = [b for b in writers if b.kind != "lr"]
+            # Without a global transaction yet (PostgreSQL only), BeginGlobal
+            # names the PostgreSQL writers at once; else AddBranch each.
+            gtx = self._global(st, [b.bind for b in two_phase if b.kind == "pg"])
+            for b in st.branches.values():
+                if b.kind == "xa" and not b.wrote:
+                    _xa_end_read_only(_raw(_fairy(b.conn)), b)
+                    gtx.register(b.bind, b.xid, read_only=True)
+                elif b.kind != "xa" and not b.wrote:
+                    b.state = "done"  # nothing to keep: SQLAlchemy's COMMIT ends it
+            for b in two_phase:
+                if b.kind == "pg":
+                    b.xid = gtx.xids.get(b.bind) or gtx.add_branch(b.bind)
                 self._prepare(b)
-                self.client.register_branch(gtx.txn_id, name, b.xid)
-            if self.before_commit_global is not None:
-                self.before_commit_global(gtx.txn_id)
-            self.client.commit_global(gtx.txn_id)
-            for b in st.branches.values():
-                b.state = "done" if b.state == "active" else b.state
+                gtx.register(b.bind, b.xid)
+            if lr is None:
+                if self.before_commit_global is not None:
+                    self.before_commit_global(gtx.txn_id)
+                self.client.commit_global(gtx.txn_id)
+                self._mark_done(st)
+                return
+            decision = gtx.prepare_global(lr.bind)
+            lr.conn.execute(text(LastResourceDecision.INSERT_SQL), decision.params())
+            if self.before_last_resource_commit is not None:
+                self.before_last_resource_commit(gtx.txn_id)
         except errors.OutcomeUnknown:
-            raise  # branches prepared: txcoord settles them; ask client.outcome(txn_id)
+            raise  # branches prepared, decision sent: txcoord settles them; ask client.outcome(txn_id)
         except Exception as e:
-            for b in st.branches.values():
-                if b.kind == "xa" and b.state in ("active", "idle") and b.conn is not None:
-                    try:
-                        _xa_rollback_local(_raw(_fairy(b.conn)), b)
-                    except Exception:
-                        pass
-            txn_id = st.gtx.txn_id if st.gtx else None
-            if txn_id:
-                self._rollback_global_quietly(txn_id)
-            if isinstance(e, errors.TransactionAborted):
-                raise
-            raise errors.TransactionAborted(f"commit failed before the decision, rolled back: {e}",
-                                            txn_id=txn_id) from e
+            self._abort(st, e)
+        self._commit_last_resource(st, lr, gtx.txn_id)
+
+    def _commit_one_phase(self, st: _State) -> None:
+        """At most one bind wrote: nothing to coordinate, each ends locally
+        (an XA branch here, the others by SQLAlchemy's COMMIT that follows)."""
+        try:
+            for b in sorted(st.branches.values(), key=lambda b: b.wrote):  # the writer last
+                if b.kind == "xa":
+                    raw = _raw(_fairy(b.conn))
+                    with raw.cursor() as c:
+                        c.execute(f"XA END {b.xid}")
+                        b.state = "idle"
+                        c.execute(f"XA COMMIT {b.xid} ONE PHASE")
+                    b.state = "done"
+        except Exception as e:
+            self._abort(st, e)
+        self._mark_done(st)
+        if st.gtx is not None:
+            self._rollback_global_quietly(st.gtx.txn_id)
+
+    def _commit_last_resource(self, st: _State, lr: _Branch, txn_id: str) -> None:
+        """Commits the last resource's transaction, which holds the decision
+        row: that commit is the decision. Then CommitGlobal."""
+        engine = self._engines[lr.bind]
+        raw = _raw(_fairy(lr.conn))
+        try:
+            raw.commit()
+        except Exception as e:
+            if _is_disconnect(engine, e, raw):
+                raise errors.OutcomeUnknown(
+                    f"bind {lr.bind!r}: connection lost while committing the last resource ({e}); its commit is "
+                    "the decision and txcoord settles it from txcoord_decisions (at the latest at the "
+                    "transaction timeout): ask client.outcome(txn_id)", txn_id=txn_id) from e
+            if not self._last_resource_committed_after_all(lr, raw, txn_id, e):
+                self._mark_done(st)
+                raise errors.TransactionAborted(
+                    f"bind {lr.bind!r}: the last resource's commit failed, everything rolled back: {e}",
+                    txn_id=txn_id) from e
+        self._mark_done(st)
+        if self.before_commit_global is not None:
+            self.before_commit_global(txn_id)
+        try:
+            self.client.commit_global(txn_id)
+        except errors.TxcoordError as e:
+            # The decision row is committed: the transaction is decided. txcoord
+            # finds the row with its fence (at CommitGlobal, the transaction
+            # timeout or recovery) and commits the prepared branches.
+            log.warning("transaction %s is committed (decision row on bind %r) but CommitGlobal failed: %s; "
+                        "txcoord finishes the prepared branches at its timeout", txn_id, lr.bind, e)
+
+    def _last_resource_committed_after_all(self, lr: _Branch, raw: Any, txn_id: str, cause: Exception) -> bool:
+        """After a last-resource commit that raised without losing the
+        connection: rolls it back and asks txcoord to roll back. False: rolled
+        back. True: txcoord found the decision row (the commit had happened)."""
+        try:
+            raw.rollback()
+            rolled_back_locally = True
+        except Exception:
+            rolled_back_locally = False
+        lr.state = "done"
+        try:
+            self.client.rollback_global(txn_id)
+            return False
+        except errors.FailedPrecondition:
+            return True  # "committed by the service's last resource"
+        except errors.TxcoordError as e:
+            if rolled_back_locally:
+                # Not committed here; txcoord's fence at the timeout makes that final.
+                log.warning("RollbackGlobal(%s) failed: %s", txn_id, e)
+                return False
+            raise errors.OutcomeUnknown(
+                f"bind {lr.bind!r}: the last resource's commit failed ({cause}) and txcoord could not be asked "
+                f"({e}): ask client.outcome(txn_id)", txn_id=txn_id) from cause
+
+    def _abort(self, st: _State, cause: Exception) -> None:
+        """Rolls every branch back (locally first: a last resource's locks must
+        be gone before txcoord fences it), then RollbackGlobal; raises."""
+        for b in st.branches.values():
+            if b.state not in ("active", "idle") or b.conn is None:
+                continue
+            try:
+                raw = _raw(_fairy(b.conn))
+                if b.kind == "xa":
+                    _xa_rollback_local(raw, b)
+                else:
+                    raw.rollback()
+                    b.state = "done"
+            except Exception:  # a lost connection: its database rolls it back
+                pass
+        txn_id = st.gtx.txn_id if st.gtx else None
+        if txn_id:
+            self._rollback_global_quietly(txn_id)
+        if isinstance(cause, (errors.TransactionAborted, NotSupported)):
+            if cause.txn_id is None:
+                cause.txn_id = txn_id
+            raise cause
+        raise errors.TransactionAborted(f"commit failed before the decision, rolled back: {cause}",
+                                        txn_id=txn_id) from cause
+
+    @staticmethod
+    def _mark_done(st: _State) -> None:
+        for b in st.branches.values():
+            if b.state == "active":
+                b.state = "done"
 
     def _prepare(self, b: _Branch) -> None:
-        """Prepares one branch under its xid (an untouched bind: an empty branch)."""
-        engine = self._engines[b.bind]
+        """Prepares one branch that wrote under its xid."""
         if b.kind == "pg":
             if "'" in b.xid:
                 raise errors.InvalidArgument(f"unexpected gid {b.xid!r}")
-            if b.conn is not None:
-                raw = _raw(_fairy(b.conn))
-                with raw.cursor() as c:
-                    c.execute(f"PREPARE TRANSACTION '{b.xid}'")
-                b.state = "prepared"
-            else:
-                raw = engine.raw_connection()
-                try:
-                    with raw.cursor() as c:
-                        c.execute(f"PREPARE TRANSACTION '{b.xid}'")
-                    raw.commit()  # no transaction left: a harmless COMMIT resets the driver's state
-                finally:
-                    raw.close()
-                b.state = "prepared"
+            raw = _raw(_fairy(b.conn))
+            with raw.cursor() as c:
+                c.execute(f"PREPARE TRANSACTION '{b.xid}'")
+            b.state = "prepared"
             return
-        if b.conn is None:
-            raise NotSupported(f"bind {b.bind!r}: an untouched MariaDB branch cannot be prepared and committed")
         fairy = _fairy(b.conn)
         raw = _raw(fairy)
         with raw.cursor() as c:
@@ -370,6 +527,22 @@ class TwoPhase:
             self.client.rollback_global(txn_id)
         except errors.TxcoordError as e:  # txcoord rolls it back at its timeout anyway
             log.warning("RollbackGlobal(%s) failed: %s", txn_id, e)
+
+
+def _is_disconnect(engine: Engine, e: Exception, raw: Any) -> bool:
+    try:
+        return bool(engine.dialect.is_disconnect(e, raw, None))
+    except Exception:
+        return False
+
+
+def _xa_end_read_only(raw, b: _Branch) -> None:
+    """Ends an XA branch that wrote nothing (it is then registered read-only)."""
+    with raw.cursor() as c:
+        c.execute(f"XA END {b.xid}")
+        b.state = "idle"
+        c.execute(f"XA COMMIT {b.xid} ONE PHASE")
+    b.state = "done"
 
 
 def _xa_rollback_local(raw, b: _Branch) -> None:
