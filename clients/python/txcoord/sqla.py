@@ -125,7 +125,7 @@ def _classify(name: str, engine: Engine) -> str:
             raise NotSupported(f"bind {name!r}: an in-memory SQLite database cannot be txcoord's bind; use a file")
         return "sqlite"
     if dialect == "mssql" and driver == "pyodbc":
-        return "mssql"  # UNTESTED: no SQL Server could be run where this was written
+        return "mssql"  # UNTESTED: never run against a SQL Server (none in the test environment)
     raise NotSupported(f"bind {name!r}: {dialect}+{driver} is not supported (PostgreSQL with psycopg2, "
                        "MariaDB/MySQL with pymysql or mysqlclient, SQLite with pysqlite, SQL Server with pyodbc)")
 
