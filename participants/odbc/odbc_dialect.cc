@@ -138,7 +138,12 @@ class MariadbDialect : public Dialect {
       c.write_counter = counter.ok() ? *counter : -1;  // -1: Prepare will not vote read-only
     }
     const int64_t ms = TimeoutMillis(lock_timeout);
-    if (c.session_lock_timeout_ms != ms) {
+    // The limits the session has already are kept while they are no longer
+    // than this branch's and not much shorter (one round trip less for
+    // most branches on a reused connection).
+    const int64_t have = c.session_lock_timeout_ms;
+    const bool close_enough = have == ms || (ms > 0 && have > 0 && have <= ms && have * 5 >= ms * 4);
+    if (!close_enough) {
       // innodb_lock_wait_timeout takes whole seconds (at least 1);
       // max_statement_time (seconds, fractional) bounds every statement.
       const std::string sql =
@@ -477,7 +482,12 @@ class SqlServerDialect : public OdbcTransactionDialect {
 
   absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {
     const int64_t ms = TimeoutMillis(lock_timeout);
-    if (c.session_lock_timeout_ms != ms) {
+    // The limits the session has already are kept while they are no longer
+    // than this branch's and not much shorter (one round trip less for
+    // most branches on a reused connection).
+    const int64_t have = c.session_lock_timeout_ms;
+    const bool close_enough = have == ms || (ms > 0 && have > 0 && have <= ms && have * 5 >= ms * 4);
+    if (!close_enough) {
       TXC_RETURN_IF_ERROR(c.Run(absl::StrCat("SET LOCK_TIMEOUT ", ms == 0 ? -1 : ms)));
       c.session_lock_timeout_ms = ms;
     }

@@ -59,10 +59,13 @@ class Dialect {
   // caller close the connection, which rolls the branch back.
   virtual absl::Status Rollback(OdbcConnection& c, const Xid& xid) const = 0;
 
-  // True when the preparing connection must be closed after a successful
-  // prepare (MariaDB: a session stays attached to its prepared XA branch and
-  // can start no other until it disconnects).
-  // The server detaches the branch from the closed session asynchronously:
+  // True when the preparing connection stays attached to its prepared
+  // branch (MariaDB: a session can start no other XA branch until it ends
+  // this one or disconnects, and no other session can finish it meanwhile).
+  // The participant then keeps the connection for phase 2 (XA COMMIT on it,
+  // then back to the pool) and closes it if phase 2 does not come from this
+  // process within seconds.
+  // When such a connection is closed, the server detaches the branch from the session asynchronously:
   // an XA COMMIT arriving first fails with XAER_NOTA although XA RECOVER
   // already lists the branch (seen under load, about 1 in 150 prepares), so
   // the MariaDB dialect's CommitPrepared/RollbackPrepared retry XAER_NOTA

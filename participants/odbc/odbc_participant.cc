@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "participants/connection_pool.h"
@@ -41,6 +43,52 @@ struct OdbcShared {
   void set_decisions_ready() {
     absl::MutexLock lock(&mu);
     decisions_table_ready = true;
+  }
+
+  // Connections still attached to the branch they prepared (dialects with
+  // close_after_prepare(), i.e. MariaDB), by xid: phase 2 runs XA COMMIT /
+  // XA ROLLBACK on them and returns them to the pool, instead of closing
+  // them and opening new ones. A connection parked longer than kParkedMax
+  // (phase 2 never came from this process) is closed, which detaches its
+  // branch for any other connection.
+  static constexpr absl::Duration kParkedMax = absl::Seconds(10);
+  struct Parked {
+    ConnectionPool<OdbcConnection>::Lease lease;
+    absl::Time since;
+  };
+  absl::Mutex parked_mu;
+  absl::flat_hash_map<std::string, Parked> parked ABSL_GUARDED_BY(parked_mu);
+
+  void Park(const Xid& xid, ConnectionPool<OdbcConnection>::Lease lease) {
+    std::vector<ConnectionPool<OdbcConnection>::Lease> stale;
+    const absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&parked_mu);
+      for (auto it = parked.begin(); it != parked.end();) {
+        if (now - it->second.since > kParkedMax) {
+          stale.push_back(std::move(it->second.lease));
+          parked.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+      parked[XidToString(xid)] = Parked{std::move(lease), now};
+    }
+    for (auto& l : stale) l.Discard();
+  }
+  // The connection attached to `xid`'s prepared branch, if parked here.
+  ConnectionPool<OdbcConnection>::Lease Unpark(const Xid& xid) {
+    absl::MutexLock lock(&parked_mu);
+    auto it = parked.find(XidToString(xid));
+    if (it == parked.end()) return {};
+    ConnectionPool<OdbcConnection>::Lease lease = std::move(it->second.lease);
+    parked.erase(it);
+    return lease;
+  }
+
+  ~OdbcShared() {
+    // Never back to the pool: a parked connection is inside a prepared branch.
+    for (auto& [xid, p] : parked) p.lease.Discard();
   }
 };
 
@@ -107,7 +155,12 @@ class OdbcBranch : public Branch {
     }
     state_ = State::kEnded;
     if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare()) {
-      lease_.Discard();  // see Dialect::close_after_prepare()
+      // See Dialect::close_after_prepare(): kept for phase 2 (OdbcShared::Park).
+      {
+        absl::MutexLock lock(&cancel_mu_);
+        cancel_target_ = nullptr;
+      }
+      shared_->Park(xid_, std::move(lease_));
     }
     Finish();
     return vote;
@@ -249,14 +302,8 @@ class OdbcParticipant : public Participant {
     }
   }
 
-  absl::Status CommitPrepared(const Xid& xid) override {
-    // No retry: a lost connection may have committed already.
-    return RunPooled(false, [&](OdbcConnection& c) { return shared_->dialect->CommitPrepared(c, xid); });
-  }
-  absl::Status RollbackPrepared(const Xid& xid) override {
-    return RunPooled(false,
-                     [&](OdbcConnection& c) { return shared_->dialect->RollbackPrepared(c, xid); });
-  }
+  absl::Status CommitPrepared(const Xid& xid) override { return FinishPrepared(xid, /*commit=*/true); }
+  absl::Status RollbackPrepared(const Xid& xid) override { return FinishPrepared(xid, /*commit=*/false); }
 
   absl::StatusOr<std::vector<PreparedBranch>> ListAllPrepared() override {
     std::vector<PreparedBranch> out;
@@ -346,6 +393,25 @@ class OdbcParticipant : public Participant {
   }
 
  private:
+  absl::Status FinishPrepared(const Xid& xid, bool commit) {
+    auto finish = [&](OdbcConnection& c) {
+      return commit ? shared_->dialect->CommitPrepared(c, xid) : shared_->dialect->RollbackPrepared(c, xid);
+    };
+    if (auto lease = shared_->Unpark(xid)) {
+      // On the connection that prepared it: no reconnect, and no wait for
+      // the server to detach the branch from a closed session.
+      absl::Status s = finish(*lease);
+      if (lease->broken()) {
+        lease.MarkBroken();  // outcome unknown: the caller asks again later
+      } else if (!s.ok()) {
+        lease.Discard();  // its session state is unknown: closing it detaches the branch
+      }
+      return s;
+    }
+    // No retry: a lost connection may have committed already.
+    return RunPooled(false, finish);
+  }
+
   // Runs `fn` on a pooled connection in autocommit mode; once more on a new
   // connection if `retry_if_broken` and the first one turned out dead.
   template <typename Fn>

@@ -329,8 +329,8 @@ TEST_P(ParticipantTest, RunBatchPreparesAndReturnsEveryResult) {
   EXPECT_EQ(batch->results[2].rows[0][1], Value::String("b"));
   EXPECT_EQ(batch->results[2].rows[1][1], Value::String(tricky));
   EXPECT_THAT(ListedGtrids(participant_.get(), node_), ::testing::Contains(xid.gtrid));
-  EXPECT_EQ(participant_->pool_stats().in_use, 0);
   ASSERT_TRUE(participant_->CommitPrepared(xid).ok());
+  EXPECT_EQ(participant_->pool_stats().in_use, 0);
   EXPECT_EQ(KvValues(), (std::vector<std::string>{"b", tricky}));
 }
 
@@ -362,6 +362,36 @@ TEST_P(ParticipantTest, RunBatchIsOneRoundTripOnLibpqxx) {
   ASSERT_TRUE(single.ok()) << single.status();
   EXPECT_THAT(single->results.at(0).rows.at(0).at(0).text, ::testing::Not(HasSubstr("BEGIN")));
   EXPECT_TRUE(single->branch->Rollback().ok());
+}
+
+// MariaDB keeps a session attached to the branch it prepared: phase 2 runs
+// on that same connection, which then goes back to the pool (no reconnect).
+TEST_P(ParticipantTest, PhaseTwoReusesThePreparingConnection) {
+  if (!IsMariadb()) GTEST_SKIP() << "MariaDB only (attached prepared branches)";
+  CreateKvTable();
+  auto p = MakeParticipant(bind_name_, /*pool_size=*/1);
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::string session;
+  for (int round = 0; round < 3; ++round) {
+    Xid xid = NewXid();
+    auto branch = (*p)->Begin(xid, absl::Seconds(10));
+    ASSERT_TRUE(branch.ok()) << branch.status();
+    auto id = (*branch)->Execute(SessionIdSql(), {}, 0);
+    ASSERT_TRUE(id.ok()) << id.status();
+    if (round == 0) session = id->rows.at(0).at(0).text.empty() ? absl::StrCat(id->rows[0][0].int_value) : id->rows[0][0].text;
+    const std::string now = id->rows.at(0).at(0).text.empty() ? absl::StrCat(id->rows[0][0].int_value) : id->rows[0][0].text;
+    EXPECT_EQ(now, session) << "round " << round << ": a new connection was opened";
+    ASSERT_TRUE((*branch)->Execute(absl::StrCat("INSERT INTO ", table_, " VALUES (", round, ", 'r')"), {}, 0).ok());
+    auto vote = (*branch)->Prepare();
+    ASSERT_TRUE(vote.ok()) << vote.status();
+    EXPECT_EQ((*p)->pool_stats().in_use, 1) << "kept for phase 2";
+    absl::Status finished = round == 1 ? (*p)->RollbackPrepared(xid) : (*p)->CommitPrepared(xid);
+    ASSERT_TRUE(finished.ok()) << finished;
+    EXPECT_EQ((*p)->pool_stats().in_use, 0);
+    EXPECT_EQ((*p)->pool_stats().open, 1);
+  }
+  EXPECT_EQ(KvValues(), (std::vector<std::string>{"r", "r"}));
+  EXPECT_THAT(ListedGtrids(p->get(), node_), IsEmpty());
 }
 
 TEST_P(ParticipantTest, RunBatchReadOnlyVotesReadOnly) {
