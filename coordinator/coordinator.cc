@@ -237,6 +237,16 @@ Coordinator::~Coordinator() { Stop(); }
 absl::Status Coordinator::Start() {
   RecoveryReport r = RecoverPass(/*at_start=*/true);
   (void)r;
+  // The decision table of every last-resource bind, made now rather than
+  // at a service's PrepareGlobal: by then the service's own transaction may
+  // hold a lock that DDL waits for (SQLite locks the whole file). Best
+  // effort: PrepareGlobal tries again.
+  for (const auto& [name, p] : binds_) {
+    if (p->capabilities().two_phase) continue;
+    if (absl::Status s = p->EnsureDecisionTable(); !s.ok()) {
+      Log(spdlog::level::warn, "", absl::StrCat("bind \"", name, "\": txcoord_decisions not created yet: ", s.message()));
+    }
+  }
   if (options_.background_recovery) {
     background_ = std::thread([this] { BackgroundLoop(); });
   }
@@ -1331,7 +1341,11 @@ absl::StatusOr<std::string> Coordinator::PrepareGlobal(absl::string_view txn_id,
   }
   if (absl::Status s = lr->EnsureDecisionTable(); !s.ok()) {
     release();
-    return s;
+    // Nothing was decided or rolled back: the transaction stays open.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "bind \"", last_resource_bind, "\" has no txcoord_decisions table and it cannot be created now (",
+        s.message(), "); txcoord creates it at start, or create it before the service's transaction writes; ",
+        "transaction ", txn_id, " is still open"));
   }
   std::vector<Transaction::Enlisted*> prepared;
   for (Transaction::Enlisted* e : external) {

@@ -374,18 +374,24 @@ TEST_F(CoordinatorTest, RunTransactionCommitsInOneCallAndHonoursItsIdempotencyKe
   EXPECT_EQ(MyBalance(1), kInitial + 11);
 }
 
-TEST_F(CoordinatorTest, RunTransactionRollsBackEveryBindWhenOneFails) {
+// One RunTransaction over (bind, statements) in that order.
+grpc::Status RunWork(v1::SessionService::Stub& stub,
+                     const std::vector<std::pair<std::string, std::vector<std::string>>>& work,
+                     v1::RunTransactionResponse* resp) {
   grpc::ClientContext ctx;
   v1::RunTransactionRequest req;
-  auto* a = req.add_work();
-  a->set_bind("maria");
-  *a->add_statements() = Sql(Credit(my_table_, 12, 5));
-  auto* b = req.add_work();
-  b->set_bind("pg");
-  *b->add_statements() = Sql(Debit(pg_table_, 12, 5));
-  *b->add_statements() = Sql("SELECT * FROM no_such_table_" + suffix_);
+  for (const auto& [bind, statements] : work) {
+    auto* w = req.add_work();
+    w->set_bind(bind);
+    for (const std::string& sql : statements) w->add_statements()->set_sql(sql);
+  }
+  return stub.RunTransaction(&ctx, req, resp);
+}
+
+TEST_F(CoordinatorTest, RunTransactionRollsBackEveryBindWhenOneFails) {
+  const std::string bad = "SELECT * FROM no_such_table_" + suffix_;
   v1::RunTransactionResponse resp;
-  grpc::Status st = stub_->RunTransaction(&ctx, req, &resp);
+  grpc::Status st = RunWork(*stub_, {{"maria", {Credit(my_table_, 12, 5)}}, {"pg", {Debit(pg_table_, 12, 5), bad}}}, &resp);
   EXPECT_FALSE(st.ok());
   EXPECT_THAT(st.error_message(), HasSubstr("pg"));
   EXPECT_EQ(MyBalance(12), kInitial);
@@ -395,39 +401,19 @@ TEST_F(CoordinatorTest, RunTransactionRollsBackEveryBindWhenOneFails) {
   // The other way round: PostgreSQL's branch is prepared in its batch (one
   // call with its statements) before MariaDB's statement fails; it must be
   // rolled back as well.
-  {
-    grpc::ClientContext c;
-    v1::RunTransactionRequest r;
-    auto* pg = r.add_work();
-    pg->set_bind("pg");
-    *pg->add_statements() = Sql(Debit(pg_table_, 12, 5));
-    auto* my = r.add_work();
-    my->set_bind("maria");
-    *my->add_statements() = Sql(Credit(my_table_, 12, 5));
-    *my->add_statements() = Sql("SELECT * FROM no_such_table_" + suffix_);
-    grpc::Status failed = stub_->RunTransaction(&c, r, &resp);
-    EXPECT_FALSE(failed.ok());
-    EXPECT_THAT(failed.error_message(), HasSubstr("maria"));
-    EXPECT_EQ(MyBalance(12), kInitial);
-    EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial);
-    EXPECT_EQ(PreparedLeft(), 0);
-  }
+  st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 12, 5)}}, {"maria", {Credit(my_table_, 12, 5), bad}}}, &resp);
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.error_message(), HasSubstr("maria"));
+  EXPECT_EQ(MyBalance(12), kInitial);
+  EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
 
   // A bind that only reads votes read-only and is left out of the decision.
-  {
-    grpc::ClientContext c;
-    v1::RunTransactionRequest r;
-    auto* pg = r.add_work();
-    pg->set_bind("pg");
-    *pg->add_statements() = Sql(Debit(pg_table_, 12, 5));
-    auto* my = r.add_work();
-    my->set_bind("maria");
-    *my->add_statements() = Sql("SELECT COUNT(*) FROM " + my_table_);
-    ASSERT_TRUE(stub_->RunTransaction(&c, r, &resp).ok());
-    EXPECT_EQ(resp.state(), v1::COMMITTED);
-    EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial - 5);
-    EXPECT_EQ(PreparedLeft(), 0);
-  }
+  st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 12, 5)}}, {"maria", {"SELECT COUNT(*) FROM " + my_table_}}}, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.state(), v1::COMMITTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial - 5);
+  EXPECT_EQ(PreparedLeft(), 0);
 
   grpc::ClientContext ctx2;
   v1::RunTransactionRequest twice;

@@ -234,6 +234,17 @@ class TransactionServiceTest : public CoordinatorTest {
                                      "' AND payload <> 'ROLLED_BACK'"));
     return v.empty() ? -1 : std::stoi(v[0]);
   }
+  // The config of a txcoord process (this test's node id) with the pg bind
+  // and one ODBC bind; returns its path.
+  std::string ProcessConfig(const std::string& file, const std::string& journal, const std::string& odbc_bind,
+                            const std::string& odbc_dsn) {
+    std::string config = tmp_.Sub(file);
+    std::ofstream out(config);
+    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nplaintext: true\njournal: {dir: " << tmp_.Sub(journal)
+        << "}\nbinds:\n  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
+        << "  " << odbc_bind << ": {driver: odbc, dsn: \"" << odbc_dsn << "\"}\n";
+    return config;
+  }
   std::vector<std::string> LiteNotes() {
     RawOdbc lite(sqlite_dsn_);
     return lite.Query(absl::StrCat("SELECT note FROM ", lite_table_, " ORDER BY id"));
@@ -606,14 +617,7 @@ TEST_F(TransactionServiceTest, CallbackParticipantJoinsAndIsRetriedUntilItComesB
 // restart, with no client left.
 TEST_F(TransactionServiceTest, BranchesAreCommittedAfterACrashAfterTheDecision) {
   StopServer();
-  std::string config = tmp_.Sub("txcoord.yaml");
-  {
-    std::ofstream out(config);
-    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nplaintext: true\njournal: {dir: " << tmp_.Sub("jp")
-        << "}\nbinds:\n  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
-        << "  maria: {driver: odbc, dsn: \"" << maria_dsn_ << "\"}\n";
-  }
-  TxcoordProcess p(TXC_BINARY, config, tmp_.path());
+  TxcoordProcess p(TXC_BINARY, ProcessConfig("txcoord.yaml", "jp", "maria", maria_dsn_), tmp_.path());
   ASSERT_TRUE(p.Start("commit.after_decision_logged=crash"));
   Connect(p.address());
   v1::BeginGlobalResponse g = BeginGlobal({"pg", "maria"});
@@ -724,6 +728,46 @@ TEST_F(TransactionServiceTest, AServiceCommitsItsOwnLastResource) {
   EXPECT_EQ(PrepareGlobal(h.txn_id(), "lite", nullptr).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// The usual order for an ORM: the service's last-resource transaction has
+// written before it asks PrepareGlobal. txcoord made the decision table at
+// start (SQLite would not let it create one now); without it the answer is
+// FAILED_PRECONDITION and the transaction stays open.
+TEST_F(TransactionServiceTest, PrepareGlobalWhileTheServiceTransactionHoldsItsDatabase) {
+  v1::BeginGlobalResponse g = BeginGlobal({"pg"});
+  PreparePg(XidOf(g, "pg"), 16, 5);
+  ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
+  RawOdbc lite(sqlite_dsn_);
+  ASSERT_TRUE(lite.ok()) << lite.error();
+  lite.Query("BEGIN");
+  lite.Query(absl::StrCat("INSERT INTO ", lite_table_, " VALUES (16, 'service-lr')"));
+  std::string payload;
+  grpc::Status p = PrepareGlobal(g.txn_id(), "lite", &payload);
+  ASSERT_TRUE(p.ok()) << p.error_message();
+  lite.Query(absl::StrCat("INSERT INTO txcoord_decisions (txn_id, payload) VALUES ('", g.txn_id(), "', '", payload, "')"));
+  lite.Query("COMMIT");
+  v1::Transaction t;
+  grpc::Status c = CommitGlobal(g.txn_id(), &t);
+  ASSERT_TRUE(c.ok()) << c.error_message();
+  EXPECT_EQ(PgBalance(pg_uri_, 16), kInitial - 5);
+
+  // Without the table, and the database held by a service's transaction
+  // from before txcoord started.
+  lite.Query("DROP TABLE txcoord_decisions");
+  StopServer();
+  lite.Query("BEGIN");
+  lite.Query(absl::StrCat("INSERT INTO ", lite_table_, " VALUES (17, 'held')"));
+  StartServer();
+  Connect(server_->address());
+  v1::BeginGlobalResponse h = BeginGlobal({});
+  grpc::Status refused = PrepareGlobal(h.txn_id(), "lite", nullptr);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("still open"));
+  lite.Query("ROLLBACK");
+  EXPECT_EQ(GetTxn(h.txn_id()).state(), v1::ACTIVE);
+  ASSERT_TRUE(RollbackGlobal(h.txn_id(), &t).ok());
+  EXPECT_EQ(t.state(), v1::ABORTED);
+}
+
 // The service never commits its last resource (it died): at the timeout
 // txcoord fences the decision row and rolls everything back; the service
 // can then no longer commit.
@@ -774,14 +818,7 @@ TEST_F(TransactionServiceTest, ALastResourceCommittedWithoutCommitGlobalIsCommit
 // late commit then fails) and rolls them back.
 TEST_F(TransactionServiceTest, RecoverySettlesAServiceLastResourceAfterACrash) {
   StopServer();
-  std::string config = tmp_.Sub("txcoord-lr.yaml");
-  {
-    std::ofstream out(config);
-    out << "node_id: " << node_id_ << "\nlisten: 127.0.0.1:0\nplaintext: true\njournal: {dir: " << tmp_.Sub("jlr")
-        << "}\nbinds:\n  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
-        << "  lite: {driver: odbc, dsn: \"" << sqlite_dsn_ << "\"}\n";
-  }
-  TxcoordProcess p(TXC_BINARY, config, tmp_.path());
+  TxcoordProcess p(TXC_BINARY, ProcessConfig("txcoord-lr.yaml", "jlr", "lite", sqlite_dsn_), tmp_.path());
   ASSERT_TRUE(p.Start());
   Connect(p.address());
   // Committed by the service before the crash.
