@@ -234,6 +234,33 @@ absl::Status Coordinator::LogDecisionTimed(const DecisionRecord& record) {
 
 Coordinator::~Coordinator() { Stop(); }
 
+void Coordinator::QueueEnd(journal::DecisionRecord record) {
+  absl::MutexLock lock(&end_mu_);
+  if (!end_thread_.joinable()) end_thread_ = std::thread([this] { EndLoop(); });
+  ends_.push_back(std::move(record));
+}
+
+void Coordinator::EndLoop() {
+  for (;;) {
+    std::vector<journal::DecisionRecord> batch;
+    {
+      absl::MutexLock lock(&end_mu_);
+      end_mu_.Await(absl::Condition(
+          +[](Coordinator* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->end_mu_) { return c->end_stop_ || !c->ends_.empty(); },
+          this));
+      if (ends_.empty()) return;  // stopping, and everything written
+      batch.swap(ends_);
+    }
+    absl::Status s = journal_->MarkFinishedMany(batch);
+    if (!s.ok()) {
+      Log(spdlog::level::warn, "", absl::StrCat("END records of ", batch.size(),
+                                                " transactions not written (recovery re-drives them): ", s.message()));
+    }
+    absl::MutexLock lock(&mu_);
+    for (const auto& r : batch) driving_.erase(r.txn_id());
+  }
+}
+
 absl::Status Coordinator::Start() {
   RecoveryReport r = RecoverPass(/*at_start=*/true);
   (void)r;
@@ -263,6 +290,11 @@ void Coordinator::Stop() {
   }
   globals.clear();  // open global transactions are rolled back
   if (background_.joinable()) background_.join();
+  {
+    absl::MutexLock lock(&end_mu_);
+    end_stop_ = true;
+  }
+  if (end_thread_.joinable()) end_thread_.join();  // after writing every queued END
 }
 
 bool Coordinator::HasBind(absl::string_view bind) const {
@@ -870,17 +902,17 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     txn.state_ = TxnState::kCommitting;
   }
   // Phase 2.
-  bool finished = DrivePhase2(record, /*first_attempt=*/true);
+  bool finished = DrivePhase2(record, /*first_attempt=*/true, /*end_async=*/true);
   TxnState result = finished ? TxnState::kCommitted : TxnState::kCommitting;
   {
     absl::MutexLock lock(&txn.mu_);
     txn.state_ = result;
   }
-  {
+  if (!finished) {
     absl::MutexLock lock(&mu_);
     driving_.erase(txn.id_);
-    if (!finished) ScheduleRetry(txn.id_);
-  }
+    ScheduleRetry(txn.id_);
+  }  // finished: the END writer takes it out of driving_ once the END is written
   if (finished) {
     TxnInfo info = FromRecord(record);
     RememberOutcome(std::move(info));
@@ -889,7 +921,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   return result;
 }
 
-bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt) {
+bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt, bool end_async) {
   const bool rollback = record.state() == journal::ROLLING_BACK;
   std::vector<BranchRecord*> todo;
   for (BranchRecord& b : *record.mutable_branches()) {
@@ -959,7 +991,11 @@ bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt) {
                    : rollback ? journal::ROLLED_BACK
                               : journal::COMMITTED);
   record.set_finished_at_unix_micros(absl::ToUnixMicros(clock_->Now()));
-  (void)journal_->MarkFinished(record);
+  if (end_async) {
+    QueueEnd(record);  // the caller keeps the transaction in driving_
+  } else {
+    (void)journal_->MarkFinished(record);
+  }
   return true;
 }
 

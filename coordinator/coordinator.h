@@ -317,6 +317,12 @@ class Coordinator {
   };
 
   absl::StatusOr<TxnState> CommitProtocol(Transaction& txn);
+  // END records of transactions committed in the foreground, written in
+  // batches by end_thread_ so that a commit does not wait for the next
+  // fsync group; each transaction stays in driving_ until its END is
+  // written (recovery leaves it alone meanwhile).
+  void QueueEnd(journal::DecisionRecord record);
+  void EndLoop();
   // The global transaction `txn_id` of `owner`, taken out of globals_ for
   // the caller (who puts it back or ends it). NOT_FOUND / PERMISSION_DENIED.
   absl::StatusOr<std::unique_ptr<Transaction>> TakeGlobal(absl::string_view txn_id, absl::string_view owner);
@@ -341,7 +347,9 @@ class Coordinator {
   absl::StatusOr<TxnState> CommitOnePhase(Transaction& txn, Transaction::Enlisted& only);
   // Drives phase 2 of `record` once; updates or finishes it in the journal.
   // `first_attempt`: the foreground attempt right after the decision.
-  bool DrivePhase2(journal::DecisionRecord& record, bool first_attempt);
+  // `end_async`: a finished record's END is queued for the END writer (the
+  // caller keeps the transaction in driving_) instead of written here.
+  bool DrivePhase2(journal::DecisionRecord& record, bool first_attempt, bool end_async = false);
   void ScheduleRetry(const std::string& txn_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RecoveryReport RecoverPass(bool at_start);
   void BackgroundLoop();
@@ -380,6 +388,10 @@ class Coordinator {
   absl::Mutex recovery_mu_;  // one recovery pass at a time
   Metrics metrics_;
   std::thread background_;
+  absl::Mutex end_mu_;
+  std::vector<journal::DecisionRecord> ends_ ABSL_GUARDED_BY(end_mu_);
+  bool end_stop_ ABSL_GUARDED_BY(end_mu_) = false;
+  std::thread end_thread_;
 };
 
 // Maps a participant's error in phase 1 to what the client sees: the

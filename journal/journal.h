@@ -61,6 +61,15 @@ class Journal {
   // reappears as unfinished after a crash is re-driven, and re-driving a
   // finished transaction is harmless.
   virtual absl::Status MarkFinished(const DecisionRecord& final_record) = 0;
+  // MarkFinished for several records at once (one write where the journal
+  // can). The default finishes them one by one.
+  virtual absl::Status MarkFinishedMany(const std::vector<DecisionRecord>& final_records) {
+    for (const DecisionRecord& r : final_records) {
+      absl::Status s = MarkFinished(r);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
 
   // Every record without an END, for recovery. DATA_LOSS naming the key
   // when a record cannot be read.

@@ -203,38 +203,44 @@ absl::Status RocksDbJournal::UpdateDecision(const DecisionRecord& record) {
 }
 
 absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
-  const std::string& id = final_record.txn_id();
-  DecisionRecord copy = final_record;
-  copy.set_schema_version(kSchemaVersion);
-  if (copy.finished_at_unix_micros() == 0) {
-    copy.set_finished_at_unix_micros(absl::ToUnixMicros(absl::Now()));
-  }
+  return MarkFinishedMany({final_record});
+}
+
+absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>& final_records) {
   // No lock is held across the write: an unsynced write may wait in
   // RocksDB's write queue behind a group's fsync, and holding a lock there
   // would serialize every transaction's END behind one fsync each. One
   // transaction is finished by one thread at a time (the coordinator's
   // driving set), so the read-then-write below does not race with itself.
   rocksdb::WriteBatch batch;
-  bool replaces = false;
-  std::string old;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &old);
-  if (s.ok()) {
-    DecisionRecord previous;
-    if (previous.ParseFromString(old)) {
-      batch.Delete(history_by_time(), TimeKey(previous.finished_at_unix_micros(), id));
+  int64_t added = 0;
+  const int64_t now = absl::ToUnixMicros(absl::Now());
+  for (const DecisionRecord& final_record : final_records) {
+    const std::string& id = final_record.txn_id();
+    DecisionRecord copy = final_record;
+    copy.set_schema_version(kSchemaVersion);
+    if (copy.finished_at_unix_micros() == 0) copy.set_finished_at_unix_micros(now);
+    std::string old;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &old);
+    if (s.ok()) {
+      DecisionRecord previous;
+      if (previous.ParseFromString(old)) {
+        batch.Delete(history_by_time(), TimeKey(previous.finished_at_unix_micros(), id));
+      }
+    } else if (s.IsNotFound()) {
+      ++added;
+    } else {
+      return FromRocks(s, absl::StrCat("finishing ", id));
     }
-    replaces = true;
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, absl::StrCat("finishing ", id));
+    batch.Delete(unfinished(), id);
+    batch.Put(history(), id, copy.SerializeAsString());
+    batch.Put(history_by_time(), TimeKey(copy.finished_at_unix_micros(), id), "");
   }
-  batch.Delete(unfinished(), id);
-  batch.Put(history(), id, copy.SerializeAsString());
-  batch.Put(history_by_time(), TimeKey(copy.finished_at_unix_micros(), id), "");
   rocksdb::WriteOptions wo;  // END need not be durable: a lost END re-drives
-  TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), absl::StrCat("finishing ", id)));
-  if (!replaces) {
+  TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "finishing transactions"));
+  if (added > 0) {
     absl::MutexLock lock(&history_mu_);
-    ++finished_count_;
+    finished_count_ += added;
   }
   return absl::OkStatus();
 }
