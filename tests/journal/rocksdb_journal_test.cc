@@ -111,6 +111,38 @@ TEST(RocksDbJournalTest, UpdateDecisionReplacesTheUnfinishedRecord) {
   EXPECT_EQ((*unfinished)[0].branches(1).last_error(), "bind_1 unavailable");
 }
 
+// Several ENDs in one write (the coordinator's END writer), one of them a
+// replay of an already finished record.
+TEST(RocksDbJournalTest, FinishingManyAtOnce) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  std::vector<DecisionRecord> done;
+  for (int i = 1; i <= 3; ++i) {
+    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i));
+    ASSERT_TRUE((*j)->LogDecision(d).ok());
+    d.set_state(COMMITTED);
+    d.set_finished_at_unix_micros(1000 * i);
+    done.push_back(d);
+  }
+  ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.4")).ok());
+  ASSERT_TRUE((*j)->MarkFinished(done[0]).ok());
+  done[0].set_finished_at_unix_micros(5000);
+  ASSERT_TRUE((*j)->MarkFinishedMany(done).ok());
+  EXPECT_EQ((*j)->finished_count(), 3);
+  auto unfinished = (*j)->ScanUnfinished();
+  ASSERT_TRUE(unfinished.ok());
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.4");
+  auto found = (*j)->Find("node-a.1.2");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->state(), COMMITTED);
+  auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 3u) << "the replayed one is listed once, at its new time";
+}
+
 TEST(RocksDbJournalTest, FinishingTwiceCountsOnce) {
   TempDir tmp;
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
