@@ -325,11 +325,12 @@ std::string Coordinator::NextTxnId() {
 
 std::unique_ptr<Transaction> Coordinator::Begin(std::string session_id,
                                                 std::map<std::string, std::string> labels,
-                                                absl::Duration timeout) {
+                                                absl::Duration timeout, std::string identity) {
   if (timeout <= absl::ZeroDuration()) timeout = options_.timeouts.transaction;
   absl::Time now = clock_->Now();
   auto txn = std::unique_ptr<Transaction>(new Transaction(
       this, NextTxnId(), std::move(session_id), std::move(labels), now, now + timeout));
+  txn->identity_ = std::move(identity);
   absl::MutexLock lock(&mu_);
   live_[txn->id()] = txn.get();
   return txn;
@@ -1150,6 +1151,21 @@ absl::StatusOr<Coordinator::Global*> Coordinator::FindGlobal(absl::string_view t
   return &it->second;
 }
 
+absl::StatusOr<Transaction*> Coordinator::FindJoinable(absl::string_view txn_id, absl::string_view owner) {
+  absl::StatusOr<Global*> g = FindGlobal(txn_id, owner);
+  if (g.ok()) return (*g)->txn.get();
+  if (g.status().code() != absl::StatusCode::kNotFound) return g.status();
+  auto it = live_.find(txn_id);
+  if (it == live_.end() || it->second->session_id_.empty()) {
+    return absl::NotFoundError(absl::StrCat("no open global or session transaction ", txn_id,
+                                            " (ended, timed out, or never begun here)"));
+  }
+  if (!owner.empty() && it->second->identity_ != owner) {
+    return absl::PermissionDeniedError(absl::StrCat("transaction ", txn_id, " belongs to another identity"));
+  }
+  return it->second;
+}
+
 absl::StatusOr<std::unique_ptr<Transaction>> Coordinator::TakeGlobal(absl::string_view txn_id,
                                                                      absl::string_view owner) {
   absl::MutexLock lock(&mu_);
@@ -1162,12 +1178,12 @@ absl::StatusOr<std::unique_ptr<Transaction>> Coordinator::TakeGlobal(absl::strin
 absl::StatusOr<std::string> Coordinator::AddBranch(absl::string_view txn_id, absl::string_view bind,
                                                    absl::string_view owner) {
   absl::MutexLock lock(&mu_);
-  TXC_ASSIGN_OR_RETURN(Global * g, FindGlobal(txn_id, owner));
-  if (TxnState st = g->txn->state(); st != TxnState::kActive) {
+  TXC_ASSIGN_OR_RETURN(Transaction * txn, FindJoinable(txn_id, owner));
+  if (TxnState st = txn->state(); st != TxnState::kActive) {
     return absl::FailedPreconditionError(absl::StrCat("transaction ", txn_id, " is ", TxnStateName(st)));
   }
   // Lock order: mu_, then the transaction's mu_.
-  return AddExternalBranch(*g->txn, std::string(bind));
+  return AddExternalBranch(*txn, std::string(bind));
 }
 
 absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::ExecuteGlobal(absl::string_view txn_id,
@@ -1198,12 +1214,13 @@ absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_
   Participant* callback_participant =
       callback ? FindBind(absl::StrCat(kCallbackPrefix, participant_address)) : nullptr;
   absl::MutexLock lock(&mu_);
-  auto it = globals_.find(txn_id);
-  if (it == globals_.end()) return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id));
-  if (!owner.empty() && it->second.owner != owner) {
-    return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
+  absl::StatusOr<Transaction*> found = FindJoinable(txn_id, owner);
+  if (!found.ok() && found.status().code() == absl::StatusCode::kFailedPrecondition) {
+    // Busy with an Execute: registering touches only its own branch entry.
+    found = globals_.find(txn_id)->second.txn.get();
   }
-  Transaction& txn = *it->second.txn;
+  if (!found.ok()) return found.status();
+  Transaction& txn = **found;
   // Lock order: mu_, then the transaction's mu_.
   absl::MutexLock txn_lock(&txn.mu_);
   if (txn.state_ != TxnState::kActive) {

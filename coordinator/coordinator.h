@@ -158,6 +158,7 @@ class Transaction {
   Coordinator* const owner_;
   const std::string id_;
   const std::string session_id_;
+  std::string identity_;  // set before the transaction is published
   const std::map<std::string, std::string> labels_;
   const absl::Time started_;
   const absl::Time deadline_;
@@ -198,9 +199,11 @@ class Coordinator {
   participants::Participant* FindBind(absl::string_view bind) const;
 
   // A new transaction; `timeout` 0 means the configured default.
+  // `identity`: who began it (a session's owner), for TransactionService
+  // calls that name this transaction (AddBranch, RegisterBranch).
   std::unique_ptr<Transaction> Begin(std::string session_id,
                                      std::map<std::string, std::string> labels,
-                                     absl::Duration timeout);
+                                     absl::Duration timeout, std::string identity = "");
 
   // Runs statements on `bind`, enlisting it on first use. A statement error
   // leaves the transaction failed. INVALID_ARGUMENT unknown bind or bad
@@ -329,6 +332,11 @@ class Coordinator {
   // The open global transaction `txn_id` of `owner` (NOT_FOUND /
   // PERMISSION_DENIED / FAILED_PRECONDITION when not ACTIVE).
   absl::StatusOr<Global*> FindGlobal(absl::string_view txn_id, absl::string_view owner)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An open global transaction, or a session's live transaction, that
+  // services may add branches to (NOT_FOUND / PERMISSION_DENIED /
+  // FAILED_PRECONDITION as FindGlobal).
+  absl::StatusOr<Transaction*> FindJoinable(absl::string_view txn_id, absl::string_view owner)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds a service branch on `bind` to `txn`; returns its xid as the
   // bind's dialect writes it.

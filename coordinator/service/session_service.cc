@@ -51,7 +51,7 @@ grpc::Status SessionServiceImpl::Begin(grpc::ServerContext* ctx, const txcoord::
       return absl::FailedPreconditionError(absl::StrCat(
           "session ", s.id, " already has transaction ", s.txn->id(), " open: commit or roll it back first"));
     }
-    s.txn = coordinator_->Begin(s.id, s.labels, s.transaction_timeout);
+    s.txn = coordinator_->Begin(s.id, s.labels, s.transaction_timeout, s.owner);
     resp->set_txn_id(s.txn->id());
     return absl::OkStatus();
   }, who.name));
@@ -70,7 +70,7 @@ grpc::Status SessionServiceImpl::Execute(grpc::ServerContext* ctx, const txcoord
   if (!statements.ok()) return ToGrpc(statements.status());
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (auto st = CheckBindAllowed(s, req->bind()); !st.ok()) return st;
-    if (s.txn == nullptr) s.txn = coordinator_->Begin(s.id, s.labels, s.transaction_timeout);
+    if (s.txn == nullptr) s.txn = coordinator_->Begin(s.id, s.labels, s.transaction_timeout, s.owner);
     resp->set_txn_id(s.txn->id());
     auto results = coordinator_->Execute(*s.txn, req->bind(), *statements, req->max_rows());
     if (!results.ok()) return results.status();

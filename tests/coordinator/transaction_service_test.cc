@@ -394,6 +394,42 @@ TEST_F(TransactionServiceTest, AConcurrentCallOnARunningExecuteIsRefused) {
   EXPECT_EQ(t.state(), v1::COMMITTED);
 }
 
+// A SessionService session's transaction joined by a service's own
+// branch: the session runs SQL on PostgreSQL through txcoord, the MariaDB
+// service prepares its branch under an xid from AddBranch (naming the
+// session's txn id) and registers it; the session's Commit commits both,
+// its Rollback rolls both back.
+TEST_F(TransactionServiceTest, ASessionTransactionTakesRegisteredBranches) {
+  for (bool commit : {true, false}) {
+    const int account = commit ? 18 : 19;
+    std::string s = Open();
+    v1::ExecuteResponse e;
+    ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, account, 6))}, &e).ok());
+    std::string xid;
+    grpc::Status added = AddBranch(e.txn_id(), "maria", &xid);
+    ASSERT_TRUE(added.ok()) << added.error_message();
+    PrepareMaria(xid, account, 6);
+    ASSERT_TRUE(Register(e.txn_id(), "maria", xid).ok());
+    EXPECT_EQ(Exec(s, "maria", {Sql("SELECT 1")}).error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << "the service's branch is not the session's to run SQL on";
+    if (commit) {
+      v1::CommitResponse c;
+      grpc::Status st = Commit(s, &c);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+      EXPECT_EQ(c.state(), v1::COMMITTED);
+      EXPECT_EQ(PgBalance(pg_uri_, account), kInitial - 6);
+      EXPECT_EQ(MyBalance(account), kInitial + 6);
+    } else {
+      ASSERT_TRUE(Rollback(s).ok());
+      EXPECT_EQ(PgBalance(pg_uri_, account), kInitial);
+      EXPECT_EQ(MyBalance(account), kInitial);
+    }
+    EXPECT_EQ(PreparedLeft(), 0);
+    // The session's transaction ended: nothing more joins it.
+    EXPECT_EQ(AddBranch(e.txn_id(), "pg2", nullptr).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+}
+
 // Binds known only as the work goes: AddBranch mints their xids later.
 TEST_F(TransactionServiceTest, AddBranchMintsAnXidForALaterBind) {
   v1::BeginGlobalResponse g = BeginGlobal({});
