@@ -1057,11 +1057,16 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
     if (auto it = live_.find(txn_id); it != live_.end()) return Describe(*it->second);
   }
   TXC_ASSIGN_OR_RETURN(std::optional<DecisionRecord> record, journal_->Find(txn_id));
-  if (record.has_value()) return FromRecord(*record);
   {
+    // A finished outcome remembered here is newer than an unfinished
+    // record whose END is still queued for the journal.
     absl::MutexLock lock(&mu_);
-    if (auto it = recent_.find(txn_id); it != recent_.end()) return it->second;
+    if (auto it = recent_.find(txn_id);
+        it != recent_.end() && (!record.has_value() || record->state() == journal::COMMITTING)) {
+      return it->second;
+    }
   }
+  if (record.has_value()) return FromRecord(*record);
   const uint64_t current = journal_->epoch();
   if (epoch > current || (epoch == current && seq >= next_seq_.load())) {
     return absl::NotFoundError(absl::StrCat("transaction ", txn_id, " was never started here"));
