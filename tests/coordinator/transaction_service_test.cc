@@ -245,6 +245,15 @@ class TransactionServiceTest : public CoordinatorTest {
         << "  " << odbc_bind << ": {driver: odbc, dsn: \"" << odbc_dsn << "\"}\n";
     return config;
   }
+  // Waits (bounded) until no prepared branch of this test's node is left.
+  bool NothingPreparedWithin(absl::Duration limit) {
+    const absl::Time deadline = absl::Now() + limit;
+    while (PreparedLeft() != 0) {
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return true;
+  }
   std::vector<std::string> LiteNotes() {
     RawOdbc lite(sqlite_dsn_);
     return lite.Query(absl::StrCat("SELECT note FROM ", lite_table_, " ORDER BY id"));
@@ -315,12 +324,7 @@ TEST_F(TransactionServiceTest, RegisteredBranchesAreRolledBackAtTheTimeout) {
   PrepareMaria(XidOf(g, "maria"), 3, 10);
   ASSERT_TRUE(Register(g.txn_id(), "maria", XidOf(g, "maria")).ok());
   // The client that should commit died. After the timeout:
-  bool cleaned = false;
-  for (int i = 0; i < 100 && !cleaned; ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-    cleaned = PreparedLeft() == 0;
-  }
-  EXPECT_TRUE(cleaned);
+  EXPECT_TRUE(NothingPreparedWithin(absl::Seconds(10)));
   EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial);
   EXPECT_EQ(MyBalance(3), kInitial);
   v1::Transaction t;
@@ -723,12 +727,7 @@ TEST_F(TransactionServiceTest, AServiceKilledAfterRegisteringIsRolledBackAtTheTi
   ASSERT_EQ(pg.ReadLine(), "registered");
   pg.Kill();
   EXPECT_EQ(my.Wait(), 0);
-  bool cleaned = false;
-  for (int i = 0; i < 100 && !cleaned; ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-    cleaned = PreparedLeft() == 0;
-  }
-  EXPECT_TRUE(cleaned);
+  EXPECT_TRUE(NothingPreparedWithin(absl::Seconds(10)));
   EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::ABORTED);
   EXPECT_EQ(PgBalance(pg_uri_, 10), kInitial);
   EXPECT_EQ(MyBalance(10), kInitial);
@@ -813,12 +812,7 @@ TEST_F(TransactionServiceTest, ALastResourceNeverCommittedIsFencedAndRolledBack)
   ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
   std::string payload;
   ASSERT_TRUE(PrepareGlobal(g.txn_id(), "lite", &payload).ok());
-  bool cleaned = false;
-  for (int i = 0; i < 100 && !cleaned; ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-    cleaned = PreparedLeft() == 0;
-  }
-  EXPECT_TRUE(cleaned);
+  EXPECT_TRUE(NothingPreparedWithin(absl::Seconds(10)));
   EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::ABORTED);
   EXPECT_EQ(PgBalance(pg_uri_, 12), kInitial);
   EXPECT_THAT(CommitLiteWithDecision(g.txn_id(), payload, 12), HasSubstr("txcoord_decisions"))
@@ -835,12 +829,7 @@ TEST_F(TransactionServiceTest, ALastResourceCommittedWithoutCommitGlobalIsCommit
   std::string payload;
   ASSERT_TRUE(PrepareGlobal(g.txn_id(), "lite", &payload).ok());
   ASSERT_EQ(CommitLiteWithDecision(g.txn_id(), payload, 13), "");
-  bool finished = false;
-  for (int i = 0; i < 100 && !finished; ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-    finished = PreparedLeft() == 0;
-  }
-  EXPECT_TRUE(finished);
+  EXPECT_TRUE(NothingPreparedWithin(absl::Seconds(10)));
   EXPECT_EQ(GetTxn(g.txn_id()).state(), v1::COMMITTED);
   EXPECT_EQ(PgBalance(pg_uri_, 13), kInitial - 50);
   EXPECT_EQ(LiteNotes(), std::vector<std::string>{"service-lr"});
