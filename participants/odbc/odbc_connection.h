@@ -83,7 +83,13 @@ class OdbcConnection {
 
   // Per-connection memos for dialects.
   int64_t session_lock_timeout_ms = -2;  // the session lock timeout last set; -2: never
-  int64_t write_counter = -1;            // MariaDB: Handler_write+update+delete; -1: unknown
+  // MariaDB: Handler_write+update+delete at the end of the last branch;
+  // -1: unknown (read at the next Begin); -2: unknown after a branch that
+  // skipped the probe (read again only at the next read-only-looking Prepare).
+  int64_t write_counter = -1;
+  // A statement of the current branch reported changed rows (a DML with
+  // rows_affected > 0): it wrote, no probe needed. Reset at Begin.
+  bool changed_rows = false;
   // Bind kTime parameters as text (SQL_VARCHAR) instead of SQL_TYPE_TIME,
   // whose C form has no fractional seconds (MariaDB Connector/ODBC refuses
   // "13:45:00.123" with 22008).

@@ -130,6 +130,7 @@ class OdbcBranch : public Branch {
     odbc::ExecOptions o;
     o.max_rows = max_rows;
     absl::StatusOr<ResultSet> rs = lease_->Execute(sql, params, o);
+    if (rs.ok() && rs->columns.empty() && rs->rows_affected > 0) lease_->changed_rows = true;
     if (!rs.ok()) {
       if (state_ == State::kActive) {
         state_ = State::kFailed;

@@ -394,6 +394,48 @@ TEST_P(ParticipantTest, PhaseTwoReusesThePreparingConnection) {
   EXPECT_THAT(ListedGtrids(p->get(), node_), IsEmpty());
 }
 
+// MariaDB: a branch whose statement reported changed rows prepares without
+// the read-only probe; the next branch on that connection has no baseline,
+// so a read-only one is prepared (empty) and committed on its own parked
+// connection; the one after it votes read-only again. An empty prepared
+// branch whose session ended is gone: finishing it is NOT_FOUND.
+TEST_P(ParticipantTest, MariadbSkipsTheReadOnlyProbeAfterChangedRows) {
+  if (!IsMariadb()) GTEST_SKIP() << "MariaDB's read-only probe";
+  CreateKvTable();
+  ASSERT_TRUE(ExecOnePhase("INSERT INTO " + table_ + " VALUES (1, 'x')").ok());
+  auto p = MakeParticipant(bind_name_, /*pool_size=*/1);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto run = [&](const std::string& sql) -> std::pair<Xid, Vote> {
+    Xid xid = NewXid();
+    auto branch = (*p)->Begin(xid, absl::Seconds(10));
+    EXPECT_TRUE(branch.ok()) << branch.status();
+    if (!branch.ok()) return {xid, Vote::kReadOnly};
+    EXPECT_TRUE((*branch)->Execute(sql, {}, 0).ok());
+    auto vote = (*branch)->Prepare();
+    EXPECT_TRUE(vote.ok()) << vote.status();
+    return {xid, vote.ok() ? *vote : Vote::kReadOnly};
+  };
+  const std::string read = "SELECT v FROM " + table_;
+  EXPECT_EQ(run(read).second, Vote::kReadOnly) << "fresh connection: baseline read at Begin";
+  auto [written, wvote] = run("UPDATE " + table_ + " SET v = 'y' WHERE id = 1");
+  EXPECT_EQ(wvote, Vote::kPrepared);
+  ASSERT_TRUE((*p)->CommitPrepared(written).ok());
+  auto [empty, evote] = run(read);
+  EXPECT_EQ(evote, Vote::kPrepared) << "no baseline after a branch that skipped the probe";
+  ASSERT_TRUE((*p)->CommitPrepared(empty).ok()) << "an empty prepared branch commits on its own connection";
+  EXPECT_EQ(run(read).second, Vote::kReadOnly) << "the baseline is back";
+  // An empty prepared branch outlives neither its session nor its participant.
+  auto [orphan, ovote] = run("UPDATE " + table_ + " SET v = 'z' WHERE id = 1");
+  ASSERT_TRUE((*p)->CommitPrepared(orphan).ok());
+  auto [lost, lvote] = run(read);
+  EXPECT_EQ(lvote, Vote::kPrepared);
+  p->reset();  // closes the parked connection
+  absl::Status s = participant_->CommitPrepared(lost);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_EQ(KvValues(), std::vector<std::string>{"z"});
+  EXPECT_THAT(ListedGtrids(participant_.get(), node_), IsEmpty());
+}
+
 TEST_P(ParticipantTest, RunBatchReadOnlyVotesReadOnly) {
   if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
   CreateKvTable();
