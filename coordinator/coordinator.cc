@@ -38,7 +38,11 @@ class SystemClock : public Clock {
 class BranchWorkers {
  public:
   static BranchWorkers& Get() {
-    static BranchWorkers* workers = new BranchWorkers(32);  // lives until exit
+    // Every concurrent multi-bind transaction holds one worker per extra
+    // branch for the length of a database round trip: 32 workers made 64
+    // two-bind transactions queue for them. 256 idle threads cost little
+    // (their stacks are reserved, not touched). Lives until exit.
+    static BranchWorkers* workers = new BranchWorkers(256);
     return *workers;
   }
   void Submit(std::function<void()> task) {
