@@ -36,7 +36,11 @@ class ServiceProcess {
     if (::pipe(fds) != 0) return;
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a crashed test
+      // Never outlives a crashed test. (The signal follows the forking
+      // thread, not the process: fine here, the test's own thread forks
+      // and outlives its children; not for txcoord processes that the
+      // bank test restarts from a thread that ends first.)
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(fds[1], 1);
       ::close(fds[0]);
       ::close(fds[1]);

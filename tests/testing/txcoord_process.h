@@ -5,7 +5,6 @@
 #define TXCOORD_TESTS_TESTING_TXCOORD_PROCESS_H_
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,7 +33,6 @@ class TxcoordProcess {
     log_ = workdir_ + "/txcoord.log";
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a crashed test
       if (failpoints.empty()) ::unsetenv("TXC_FAILPOINTS");
       else ::setenv("TXC_FAILPOINTS", failpoints.c_str(), 1);
       FILE* out = std::fopen(log_.c_str(), "a");
