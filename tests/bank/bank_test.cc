@@ -123,6 +123,9 @@ bool GlobalTransfer(v1::TransactionService::Stub* txs, const std::map<std::strin
       pqxx::connection c(dsn.at(bind));
       pqxx::nontransaction n(c);
       n.exec("BEGIN");
+      // Bounded: a lock held by a prepared branch of a killed txcoord waits
+      // for its recovery, which may not come before the run ends.
+      n.exec("SET LOCAL lock_timeout = '5s'");
       for (const std::string& sql : statements) {
         if (n.exec(sql).affected_rows() != 1) {
           n.exec("ROLLBACK");
