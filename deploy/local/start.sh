@@ -77,7 +77,10 @@ done
 # ---------------------------------------------------------------- MariaDB
 MY_DIR=$DIR/mariadb
 MY_DATA=$MY_DIR/data
-mkdir -p "$MY_DIR/run"
+# Its own temporary directory: two installs sharing /tmp at once (parallel
+# test suites) collided on MariaDB's "#sql-temptable-…" files ("Unknown
+# table 'mysql.tmp_user_sys'", install aborted).
+mkdir -p "$MY_DIR/run" "$MY_DIR/tmp"
 [ "$(id -u)" -eq 0 ] && chown -R mysql:mysql "$MY_DIR"
 if [ -f "$MY_DIR/port" ]; then MY_PORT=$(cat "$MY_DIR/port"); else MY_PORT=$(free_port); echo "$MY_PORT" >"$MY_DIR/port"; fi
 MY_SOCK=$MY_DIR/run/mysql.sock
@@ -85,7 +88,7 @@ if [ ! -d "$MY_DATA/mysql" ]; then
   log "mariadb-install-db $MY_DATA"
   rm -rf "$MY_DATA"
   as_user mysql mariadb-install-db --no-defaults --user=mysql --datadir="$MY_DATA" \
-    --auth-root-authentication-method=normal --skip-test-db >"$MY_DIR/install.log" 2>&1
+    --tmpdir="$MY_DIR/tmp" --auth-root-authentication-method=normal --skip-test-db >"$MY_DIR/install.log" 2>&1
 fi
 my_admin() { mariadb --no-defaults -S "$MY_SOCK" -u root "$@"; }
 start_mariadb() {
@@ -93,7 +96,7 @@ start_mariadb() {
   # Durable settings: flush the redo log at every commit, sync the binlog
   # (XA across binlog and InnoDB), and keep XA PREPAREd branches on disk.
   as_user mysql setsid mariadbd --no-defaults --user=mysql --datadir="$MY_DATA" \
-    --socket="$MY_SOCK" --port="$MY_PORT" --bind-address=127.0.0.1 \
+    --socket="$MY_SOCK" --port="$MY_PORT" --bind-address=127.0.0.1 --tmpdir="$MY_DIR/tmp" \
     --pid-file="$MY_DIR/run/mariadbd.pid" --log-error="$MY_DIR/server.log" \
     --default-storage-engine=InnoDB --innodb-flush-log-at-trx-commit=1 \
     --innodb-doublewrite=1 --log-bin="$MY_DATA/binlog" --sync-binlog=1 \

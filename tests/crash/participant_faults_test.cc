@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <sstream>
 #include <future>
 
 #include "gmock/gmock.h"
@@ -48,7 +49,17 @@ class ParticipantFaultsTest : public CoordinatorTest {
     // report the tests as skipped. SetUp fails them with this message.
     if (Shell(absl::StrCat("bash ", TXC_SOURCE_DIR, "/deploy/local/start.sh ", dir_->path(), " >",
                            dir_->path(), "/start.log 2>&1")) != 0) {
-      start_error_ = new std::string("deploy/local/start.sh failed; see " + dir_->path() + "/start.log");
+      // The directory goes with the suite: the logs go into the message.
+      std::string logs;
+      for (const char* f : {"/start.log", "/pg/initdb.log", "/pg/server.log", "/mariadb/install.log", "/mariadb/server.log"}) {
+        std::ifstream in(dir_->path() + f);
+        std::stringstream text;
+        text << in.rdbuf();
+        std::string all = text.str();
+        if (all.size() > 3000) all = all.substr(all.size() - 3000);
+        if (!all.empty()) absl::StrAppend(&logs, "\n--- ", f, " (end) ---\n", all);
+      }
+      start_error_ = new std::string("deploy/local/start.sh failed" + logs);
       return;
     }
     env_ = new std::map<std::string, std::string>(ReadEnvFile(dir_->path() + "/env"));
