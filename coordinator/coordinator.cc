@@ -526,8 +526,9 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
     const auto& [bind, statements] = work[i];
     Participant* p = FindBind(bind);
     const bool two_phase = p->capabilities().two_phase;
-    auto batch = p->RunBatch(xids[i], txn.deadline_ - now, statements, max_rows, prepare && two_phase);
-    if (prepare && two_phase) {
+    const bool prepare_here = prepare && two_phase;
+    auto batch = p->RunBatch(xids[i], txn.deadline_ - now, statements, max_rows, prepare_here);
+    if (prepare_here) {
       metrics_.Increment("txcoord_prepares_total",
                          {{"bind", bind},
                           {"vote", !batch.ok() ? "failed"
@@ -546,13 +547,13 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
     e->branch = std::move(batch->branch);
     e->xid = xids[i];
     e->two_phase = two_phase;
-    if (prepare && two_phase) {
+    if (prepare_here) {
       e->read_only = batch->vote == participants::Vote::kReadOnly;
       e->prepared = !e->read_only;
     }
     results[i] = std::move(batch->results);
     enlisted[i] = std::move(e);
-    if (prepare && two_phase) TXC_FAILPOINT("commit.after_prepare");
+    if (prepare_here) TXC_FAILPOINT("commit.after_prepare");
   });
   {
     absl::MutexLock lock(&txn.mu_);
@@ -1144,7 +1145,8 @@ absl::StatusOr<std::pair<std::string, std::vector<std::pair<std::string, std::st
   return std::make_pair(id, xids);
 }
 
-absl::StatusOr<Coordinator::Global*> Coordinator::FindGlobal(absl::string_view txn_id, absl::string_view owner) {
+absl::StatusOr<Coordinator::Global*> Coordinator::FindGlobal(absl::string_view txn_id, absl::string_view owner,
+                                                             bool allow_busy) {
   auto it = globals_.find(txn_id);
   if (it == globals_.end()) {
     return absl::NotFoundError(absl::StrCat("no open global transaction ", txn_id,
@@ -1153,15 +1155,16 @@ absl::StatusOr<Coordinator::Global*> Coordinator::FindGlobal(absl::string_view t
   if (!owner.empty() && it->second.owner != owner) {
     return absl::PermissionDeniedError(absl::StrCat("global transaction ", txn_id, " belongs to another identity"));
   }
-  if (it->second.busy) {
+  if (it->second.busy && !allow_busy) {
     return absl::FailedPreconditionError(absl::StrCat(
         "global transaction ", txn_id, " is running an Execute: ask again when it returned"));
   }
   return &it->second;
 }
 
-absl::StatusOr<Transaction*> Coordinator::FindJoinable(absl::string_view txn_id, absl::string_view owner) {
-  absl::StatusOr<Global*> g = FindGlobal(txn_id, owner);
+absl::StatusOr<Transaction*> Coordinator::FindJoinable(absl::string_view txn_id, absl::string_view owner,
+                                                       bool allow_busy) {
+  absl::StatusOr<Global*> g = FindGlobal(txn_id, owner, allow_busy);
   if (g.ok()) return (*g)->txn.get();
   if (g.status().code() != absl::StatusCode::kNotFound) return g.status();
   auto it = live_.find(txn_id);
@@ -1223,13 +1226,9 @@ absl::Status Coordinator::RegisterBranch(absl::string_view txn_id, absl::string_
   Participant* callback_participant =
       callback ? FindBind(absl::StrCat(kCallbackPrefix, participant_address)) : nullptr;
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Transaction*> found = FindJoinable(txn_id, owner);
-  if (!found.ok() && found.status().code() == absl::StatusCode::kFailedPrecondition) {
-    // Busy with an Execute: registering touches only its own branch entry.
-    found = globals_.find(txn_id)->second.txn.get();
-  }
-  if (!found.ok()) return found.status();
-  Transaction& txn = **found;
+  // Also while an Execute runs: registering touches only its own branch entry.
+  TXC_ASSIGN_OR_RETURN(Transaction * found, FindJoinable(txn_id, owner, /*allow_busy=*/true));
+  Transaction& txn = *found;
   // Lock order: mu_, then the transaction's mu_.
   absl::MutexLock txn_lock(&txn.mu_);
   if (txn.state_ != TxnState::kActive) {
@@ -1315,7 +1314,8 @@ absl::StatusOr<TxnInfo> Coordinator::RollbackGlobal(absl::string_view txn_id, ab
 
 absl::Status Coordinator::VerifyServiceBranches(const std::vector<Transaction::Enlisted*>& external) {
   for (Transaction::Enlisted* e : external) {
-    if (e->prepared || e->read_only) continue;  // checked before (PrepareGlobal)
+    // Checked before (PrepareGlobal), or ended by the service itself (read-only).
+    if (e->prepared || e->read_only) continue;
     absl::Status problem;
     if (e->callback) {
       auto vote = static_cast<CallbackParticipant*>(e->participant)->Prepare(e->xid);
@@ -1327,8 +1327,6 @@ absl::Status Coordinator::VerifyServiceBranches(const std::vector<Transaction::E
       }
     } else if (!e->registered) {
       problem = absl::AbortedError(absl::StrCat("the branch on bind \"", e->bind, "\" was never registered"));
-    } else if (e->read_only) {
-      continue;  // the service ended it itself: nothing to verify or finish
     } else {
       auto listed = e->participant->ListPrepared(options_.node_id);
       if (!listed.ok()) {
@@ -1418,7 +1416,7 @@ absl::StatusOr<std::string> Coordinator::PrepareGlobal(absl::string_view txn_id,
   e->participant = lr;
   e->external = e->registered = e->service_lr = true;
   e->two_phase = false;
-  std::string payload;
+  Transaction::Enlisted* last_resource = e.get();
   {
     absl::MutexLock lock(&txn->mu_);
     auto xid = participants::MakeXid(txn->id_, static_cast<int>(txn->branches_.size()), e->bind);
@@ -1431,7 +1429,7 @@ absl::StatusOr<std::string> Coordinator::PrepareGlobal(absl::string_view txn_id,
     txn->state_ = TxnState::kPreparing;
     txn->service_lr_pending_ = true;
   }
-  payload = absl::BytesToHexString(MakeDecision(*txn, prepared, txn->branches_.back().get()).SerializeAsString());
+  std::string payload = absl::BytesToHexString(MakeDecision(*txn, prepared, last_resource).SerializeAsString());
   release();
   return payload;
 }

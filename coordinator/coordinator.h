@@ -331,13 +331,14 @@ class Coordinator {
   absl::StatusOr<std::unique_ptr<Transaction>> TakeGlobal(absl::string_view txn_id, absl::string_view owner);
   // The open global transaction `txn_id` of `owner` (NOT_FOUND /
   // PERMISSION_DENIED / FAILED_PRECONDITION when not ACTIVE).
-  absl::StatusOr<Global*> FindGlobal(absl::string_view txn_id, absl::string_view owner)
+  // `allow_busy`: also while an ExecuteGlobal runs on it.
+  absl::StatusOr<Global*> FindGlobal(absl::string_view txn_id, absl::string_view owner, bool allow_busy = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An open global transaction, or a session's live transaction, that
   // services may add branches to (NOT_FOUND / PERMISSION_DENIED /
   // FAILED_PRECONDITION as FindGlobal).
-  absl::StatusOr<Transaction*> FindJoinable(absl::string_view txn_id, absl::string_view owner)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Transaction*> FindJoinable(absl::string_view txn_id, absl::string_view owner,
+                                            bool allow_busy = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds a service branch on `bind` to `txn`; returns its xid as the
   // bind's dialect writes it.
   absl::StatusOr<std::string> AddExternalBranch(Transaction& txn, const std::string& bind);

@@ -156,6 +156,16 @@ class TransactionServiceTest : public CoordinatorTest {
     v1::RegisterBranchResponse resp;
     return txs_->RegisterBranch(&ctx, req, &resp);
   }
+  // A callback participant's branch `branch_id` at `address`.
+  grpc::Status RegisterCallback(const std::string& txn, const std::string& branch_id, const std::string& address) {
+    grpc::ClientContext ctx;
+    v1::RegisterBranchRequest req;
+    req.set_txn_id(txn);
+    req.set_xid(branch_id);
+    req.set_participant_address(address);
+    v1::RegisterBranchResponse resp;
+    return txs_->RegisterBranch(&ctx, req, &resp);
+  }
   grpc::Status RegisterReadOnly(const std::string& txn, const std::string& bind, const std::string& xid) {
     grpc::ClientContext ctx;
     v1::RegisterBranchRequest req;
@@ -595,15 +605,7 @@ TEST_F(TransactionServiceTest, CallbackParticipantJoinsAndIsRetriedUntilItComesB
   v1::BeginGlobalResponse g = BeginGlobal({"pg"});
   PreparePg(XidOf(g, "pg"), 5, 8);
   ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
-  {
-    grpc::ClientContext ctx;
-    v1::RegisterBranchRequest req;
-    req.set_txn_id(g.txn_id());
-    req.set_xid("key-42");
-    req.set_participant_address(address);
-    v1::RegisterBranchResponse resp;
-    ASSERT_TRUE(txs_->RegisterBranch(&ctx, req, &resp).ok());
-  }
+  ASSERT_TRUE(RegisterCallback(g.txn_id(), "key-42", address).ok());
   // The service goes down right after the decision.
   ASSERT_TRUE(failpoint::Arm("commit.after_decision_logged", "delay(800)").ok());
   auto commit = std::async(std::launch::async, [&] {
@@ -644,13 +646,7 @@ TEST_F(TransactionServiceTest, CallbackParticipantJoinsAndIsRetriedUntilItComesB
   v1::BeginGlobalResponse h = BeginGlobal({"pg"});
   PreparePg(XidOf(h, "pg"), 6, 8);
   ASSERT_TRUE(Register(h.txn_id(), "pg", XidOf(h, "pg")).ok());
-  grpc::ClientContext ctx;
-  v1::RegisterBranchRequest req;
-  req.set_txn_id(h.txn_id());
-  req.set_xid("key-43");
-  req.set_participant_address(address);
-  v1::RegisterBranchResponse resp;
-  ASSERT_TRUE(txs_->RegisterBranch(&ctx, req, &resp).ok());
+  ASSERT_TRUE(RegisterCallback(h.txn_id(), "key-43", address).ok());
   v1::Transaction t2;
   grpc::Status no = CommitGlobal(h.txn_id(), &t2);
   EXPECT_EQ(no.error_code(), grpc::StatusCode::ABORTED);

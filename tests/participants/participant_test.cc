@@ -378,8 +378,9 @@ TEST_P(ParticipantTest, PhaseTwoReusesThePreparingConnection) {
     ASSERT_TRUE(branch.ok()) << branch.status();
     auto id = (*branch)->Execute(SessionIdSql(), {}, 0);
     ASSERT_TRUE(id.ok()) << id.status();
-    if (round == 0) session = id->rows.at(0).at(0).text.empty() ? absl::StrCat(id->rows[0][0].int_value) : id->rows[0][0].text;
-    const std::string now = id->rows.at(0).at(0).text.empty() ? absl::StrCat(id->rows[0][0].int_value) : id->rows[0][0].text;
+    const Value& cell = id->rows.at(0).at(0);
+    const std::string now = cell.text.empty() ? absl::StrCat(cell.int_value) : cell.text;
+    if (round == 0) session = now;
     EXPECT_EQ(now, session) << "round " << round << ": a new connection was opened";
     ASSERT_TRUE((*branch)->Execute(absl::StrCat("INSERT INTO ", table_, " VALUES (", round, ", 'r')"), {}, 0).ok());
     auto vote = (*branch)->Prepare();

@@ -234,3 +234,10 @@ def prepared_left(dbs: Databases, node_id: str):
     my = [r[3] for r in maria_rows(dbs, "XA RECOVER")]
     my = [d for d in my if (d.decode("latin1") if isinstance(d, bytes) else d).startswith(node_id + ".")]
     return pg, my
+
+
+def wait_until_nothing_prepared(dbs: Databases, node_id: str, seconds: float) -> None:
+    """Polls (bounded by `seconds`) until this node has no prepared branch left."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(prepared_left(dbs, node_id)):
+        time.sleep(0.2)

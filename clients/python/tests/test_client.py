@@ -14,7 +14,7 @@ import pytest
 
 import txcoord
 from branch_helpers import prepare_maria, prepare_pg
-from conftest import HERE, maria_rows, pg_rows, prepared_left
+from conftest import HERE, maria_rows, pg_rows, prepared_left, wait_until_nothing_prepared
 
 
 def test_values_roundtrip_without_server():
@@ -179,9 +179,7 @@ def test_app_killed_between_prepare_and_commit_is_rolled_back(client, databases,
         pg, my = prepared_left(databases, txcoord_server.node_id)
         assert any(txn_id in g for g in pg), "the PostgreSQL branch should be in doubt right after the kill"
         assert len(my) >= 1, "the MariaDB branch should be in doubt right after the kill"
-        deadline = time.monotonic() + timeout + 20
-        while time.monotonic() < deadline and any(prepared_left(databases, txcoord_server.node_id)):
-            time.sleep(0.2)
+        wait_until_nothing_prepared(databases, txcoord_server.node_id, timeout + 20)
         assert prepared_left(databases, txcoord_server.node_id) == ([], [])
         assert pg_rows(databases, f"SELECT count(*) FROM {tables}") == [(0,)]
         assert maria_rows(databases, f"SELECT count(*) FROM {tables}") == [(0,)]

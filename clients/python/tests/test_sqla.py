@@ -12,7 +12,7 @@ from sqlalchemy import Column, Integer, String, create_engine
 from sqlalchemy.orm import Session, declarative_base
 
 import txcoord
-from conftest import HERE, maria_rows, pg_rows, prepared_left
+from conftest import HERE, maria_rows, pg_rows, prepared_left, wait_until_nothing_prepared
 from txcoord.sqla import NotSupported, TwoPhase
 
 
@@ -161,9 +161,7 @@ def test_app_killed_before_commit_global_is_rolled_back_by_txcoord(client, datab
         child.wait(10)
         pg, my = prepared_left(databases, txcoord_server.node_id)
         assert pg and my, "both branches should be in doubt right after the kill"
-        deadline = time.monotonic() + timeout + 20
-        while time.monotonic() < deadline and any(prepared_left(databases, txcoord_server.node_id)):
-            time.sleep(0.2)
+        wait_until_nothing_prepared(databases, txcoord_server.node_id, timeout + 20)
         assert prepared_left(databases, txcoord_server.node_id) == ([], [])
         assert pg_rows(databases, f"SELECT count(*) FROM {tables}") == [(0,)]
         assert maria_rows(databases, f"SELECT count(*) FROM {tables}") == [(0,)]
