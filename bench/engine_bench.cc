@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
 #include "coordinator/coordinator.h"
 #include "journal/journal.h"
 #include "participants/participant.h"
@@ -129,6 +130,8 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "measured seconds per run");
   app.add_option("--dir", dir, "journal directory (deleted at the end)");
   CLI11_PARSE(app, argc, argv);
+  // As in txcoord's main: no lock-order cycle detection outside the tests.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::filesystem::remove_all(dir);
   int rc = Run(concurrency, seconds, dir);
   std::filesystem::remove_all(dir);

@@ -1,5 +1,6 @@
 #include "coordinator/config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -303,7 +304,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   }
   YAML::Node l = root["limits"];
   TXC_RETURN_IF_ERROR(CheckKeys(l, "limits", {"max_sessions", "max_message_bytes", "max_rows",
-                                               "max_sql_bytes", "server_threads",
+                                               "max_sql_bytes", "server_threads", "server_idle_threads",
                                                "max_sessions_per_identity"}));
   if (l) {
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions", 1, 1 << 24, &c.limits.max_sessions));
@@ -311,6 +312,13 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_rows", 1, 1 << 24, &c.limits.max_rows));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sql_bytes", 1, 1 << 30, &c.limits.max_sql_bytes));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "server_threads", 2, 4096, &c.limits.server_threads));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "server_idle_threads", 1, 4096, &c.limits.server_idle_threads));
+    if (!l["server_idle_threads"]) {
+      c.limits.server_idle_threads = std::min(c.limits.server_idle_threads, c.limits.server_threads);
+    } else if (c.limits.server_idle_threads > c.limits.server_threads) {
+      return KeyError("limits.server_idle_threads",
+                      absl::StrCat("must not exceed limits.server_threads (", c.limits.server_threads, ")"));
+    }
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions_per_identity", 1, 1 << 24,
                                 &c.limits.max_sessions_per_identity));
   }

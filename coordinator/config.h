@@ -33,6 +33,7 @@ struct Limits {
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
   int server_threads = 512;  // gRPC sync server's thread cap (a blocked call holds one)
+  int server_idle_threads = 64;  // threads kept waiting for calls (at most server_threads)
   int max_sessions_per_identity = 1000;
 };
 

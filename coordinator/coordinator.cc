@@ -203,6 +203,10 @@ Coordinator::Coordinator(journal::Journal* journal,
   metrics_.DescribeHistogram("txcoord_journal_write_duration_seconds",
                              "Durable decision write latency (LogDecision, fsync included).",
                              {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5});
+  metrics_.DescribeHistogram("txcoord_branch_step_duration_seconds",
+                             "Time of one step on one branch, by bind and step: work (statements, and PREPARE "
+                             "when sent with them), prepare, commit, rollback (phase 2).",
+                             {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5});
   metrics_.RegisterGauge("txcoord_in_doubt_transactions",
                          "Decided transactions whose phase 2 waits for a retry.", [this] {
                            absl::MutexLock lock(&mu_);
@@ -527,7 +531,10 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
     Participant* p = FindBind(bind);
     const bool two_phase = p->capabilities().two_phase;
     const bool prepare_here = prepare && two_phase;
+    const absl::Time step_start = absl::Now();
     auto batch = p->RunBatch(xids[i], txn.deadline_ - now, statements, max_rows, prepare_here);
+    metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
+                     {{"bind", bind}, {"step", "work"}});
     if (prepare_here) {
       metrics_.Increment("txcoord_prepares_total",
                          {{"bind", bind},
@@ -784,7 +791,10 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   RunParallel(two_phase.size(), [&](size_t i) {
     Transaction::Enlisted* e = two_phase[i];
     if (e->prepared || e->read_only) return;  // prepared with its statements (RunTransaction)
+    const absl::Time step_start = absl::Now();
     absl::StatusOr<participants::Vote> vote = e->branch->Prepare();
+    metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
+                     {{"bind", e->bind}, {"step", "prepare"}});
     metrics_.Increment("txcoord_prepares_total",
                        {{"bind", e->bind},
                         {"vote", !vote.ok() ? "failed"
@@ -943,7 +953,10 @@ bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt, bool e
       return;
     }
     participants::Xid xid = XidOf(*b);
+    const absl::Time step_start = absl::Now();
     results[i] = rollback ? p->RollbackPrepared(xid) : p->CommitPrepared(xid);
+    metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
+                     {{"bind", b->bind()}, {"step", rollback ? "rollback" : "commit"}});
     if (!rollback) TXC_FAILPOINT("commit.after_branch_committed");
   });
   bool all_done = true;

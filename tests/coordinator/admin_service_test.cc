@@ -326,6 +326,15 @@ TEST_F(AdminTest, MetricsEndpointServesValidPrometheusText) {
   EXPECT_EQ(samples["txcoord_commit_duration_seconds_bucket{le=\"+Inf\"}"],
             samples["txcoord_commit_duration_seconds_count"]);
   EXPECT_GE(samples["txcoord_journal_write_duration_seconds_count"], 1);
+  EXPECT_EQ(types["txcoord_branch_step_duration_seconds"], "histogram");
+  for (const char* bind : {"pg", "maria"}) {
+    for (const char* step : {"prepare", "commit"}) {
+      EXPECT_EQ(samples[absl::StrCat("txcoord_branch_step_duration_seconds_count{bind=\"", bind, "\",step=\"", step,
+                                     "\"}")],
+                1)
+          << bind << " " << step;
+    }
+  }
   EXPECT_EQ(samples["txcoord_sessions"], 1);
   double previous = 0;
   for (const char* le : {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",

@@ -70,6 +70,9 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: \"${TXC_NOT_SET_ANYWHERE}\"}}", "TXC_NOT_SET_ANYWHERE"},
       {"plaintext: true\nnode_id: n\nbinds: [1, 2]", "binds"},
       {"plaintext: true\nnode_id: [\n", "YAML"},
+      {"plaintext: true\nnode_id: n\nlimits: {server_threads: 8, server_idle_threads: 9}\n"
+       "binds: {a: {driver: postgres, dsn: x}}",
+       "limits.server_idle_threads"},
   };
   for (const Case& c : cases) {
     auto parsed = ParseConfig(c.yaml);
@@ -77,6 +80,19 @@ TEST(ConfigTest, ErrorsNameTheKey) {
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
     EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.key)) << c.yaml;
   }
+}
+
+TEST(ConfigTest, IdleServerThreadsDefaultWithinTheThreadCap) {
+  auto c = ParseConfig("plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x}}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.server_idle_threads, 64);
+  c = ParseConfig("plaintext: true\nnode_id: n\nlimits: {server_threads: 8}\nbinds: {a: {driver: postgres, dsn: x}}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.server_idle_threads, 8);
+  c = ParseConfig(
+      "plaintext: true\nnode_id: n\nlimits: {server_idle_threads: 3}\nbinds: {a: {driver: postgres, dsn: x}}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.server_idle_threads, 3);
 }
 
 TEST(ConfigTest, DurationsParse) {
