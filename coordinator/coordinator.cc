@@ -1,12 +1,12 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <future>
 #include <utility>
 
 #include "absl/strings/escaping.h"
-#include "absl/synchronization/blocking_counter.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -71,8 +71,11 @@ class BranchWorkers {
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
 };
 
-// Runs fn(0..n-1) concurrently: fn(0) on this thread, the others on the
-// branch workers; returns when all are done.
+// Runs fn(0..n-1) concurrently and returns when all are done: fn(0) on this
+// thread, the others offered to the branch workers. A branch no worker has
+// started by the time this thread is free again runs here too (it takes it
+// back): waiting for a worker to be scheduled is never faster than running
+// the branch, and on a busy machine it was a sleep and a wake-up per branch.
 template <typename Fn>
 void RunParallel(size_t n, Fn fn) {
   if (n == 0) return;
@@ -80,15 +83,42 @@ void RunParallel(size_t n, Fn fn) {
     fn(0);
     return;
   }
-  absl::BlockingCounter done(static_cast<int>(n - 1));
+  // Shared with the queued tasks, which may outlive this call: a task taken
+  // back here is dropped by its worker without touching fn.
+  struct Shared {
+    explicit Shared(size_t n) : claimed(n) {}
+    std::vector<std::atomic<bool>> claimed;
+    absl::Mutex mu;
+    size_t finished_by_workers ABSL_GUARDED_BY(mu) = 0;
+  };
+  auto shared = std::make_shared<Shared>(n);
   for (size_t i = 1; i < n; ++i) {
-    BranchWorkers::Get().Submit([&fn, &done, i] {
+    BranchWorkers::Get().Submit([shared, &fn, i] {
+      if (shared->claimed[i].exchange(true)) return;  // taken back by the caller
       fn(i);
-      done.DecrementCount();
+      absl::MutexLock lock(&shared->mu);
+      ++shared->finished_by_workers;
     });
   }
   fn(0);
-  done.Wait();
+  size_t on_workers = 0;
+  for (size_t i = n - 1; i >= 1; --i) {
+    if (shared->claimed[i].exchange(true)) {
+      ++on_workers;
+    } else {
+      fn(i);
+    }
+  }
+  struct Waiting {
+    Shared* shared;
+    size_t on_workers;
+  } waiting{shared.get(), on_workers};
+  absl::MutexLock lock(&shared->mu);
+  shared->mu.Await(absl::Condition(
+      +[](Waiting* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->shared->mu) {
+        return w->shared->finished_by_workers == w->on_workers;
+      },
+      &waiting));
 }
 
 // Parses "<node>.<epoch>.<seq>".
