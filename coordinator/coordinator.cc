@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "coordinator/callback_participant.h"
 #include "coordinator/logging.h"
+#include "coordinator/parallel.h"
 #include "participants/xid.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
@@ -30,96 +31,6 @@ class SystemClock : public Clock {
  public:
   absl::Time Now() override { return absl::Now(); }
 };
-
-// Threads that run the extra branches of RunParallel: started once, so that
-// a transaction does not pay a thread creation per branch. Tasks never wait
-// for other tasks, so a fixed number of threads cannot deadlock; under load
-// they queue, and the caller's own thread always runs one branch itself.
-class BranchWorkers {
- public:
-  static BranchWorkers& Get() {
-    // Every concurrent multi-bind transaction holds one worker per extra
-    // branch for the length of a database round trip: 32 workers made 64
-    // two-bind transactions queue for them. 256 idle threads cost little
-    // (their stacks are reserved, not touched). Lives until exit.
-    static BranchWorkers* workers = new BranchWorkers(256);
-    return *workers;
-  }
-  void Submit(std::function<void()> task) {
-    absl::MutexLock lock(&mu_);
-    queue_.push_back(std::move(task));
-  }
-
- private:
-  explicit BranchWorkers(int threads) {
-    for (int i = 0; i < threads; ++i) {
-      std::thread([this] {
-        for (;;) {
-          std::function<void()> task;
-          {
-            absl::MutexLock lock(&mu_);
-            mu_.Await(absl::Condition(+[](std::deque<std::function<void()>>* q) { return !q->empty(); }, &queue_));
-            task = std::move(queue_.front());
-            queue_.pop_front();
-          }
-          task();
-        }
-      }).detach();
-    }
-  }
-  absl::Mutex mu_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-};
-
-// Runs fn(0..n-1) concurrently and returns when all are done: fn(0) on this
-// thread, the others offered to the branch workers. A branch no worker has
-// started by the time this thread is free again runs here too (it takes it
-// back): waiting for a worker to be scheduled is never faster than running
-// the branch, and on a busy machine it was a sleep and a wake-up per branch.
-template <typename Fn>
-void RunParallel(size_t n, Fn fn) {
-  if (n == 0) return;
-  if (n == 1) {
-    fn(0);
-    return;
-  }
-  // Shared with the queued tasks, which may outlive this call: a task taken
-  // back here is dropped by its worker without touching fn.
-  struct Shared {
-    explicit Shared(size_t n) : claimed(n) {}
-    std::vector<std::atomic<bool>> claimed;
-    absl::Mutex mu;
-    size_t finished_by_workers ABSL_GUARDED_BY(mu) = 0;
-  };
-  auto shared = std::make_shared<Shared>(n);
-  for (size_t i = 1; i < n; ++i) {
-    BranchWorkers::Get().Submit([shared, &fn, i] {
-      if (shared->claimed[i].exchange(true)) return;  // taken back by the caller
-      fn(i);
-      absl::MutexLock lock(&shared->mu);
-      ++shared->finished_by_workers;
-    });
-  }
-  fn(0);
-  size_t on_workers = 0;
-  for (size_t i = n - 1; i >= 1; --i) {
-    if (shared->claimed[i].exchange(true)) {
-      ++on_workers;
-    } else {
-      fn(i);
-    }
-  }
-  struct Waiting {
-    Shared* shared;
-    size_t on_workers;
-  } waiting{shared.get(), on_workers};
-  absl::MutexLock lock(&shared->mu);
-  shared->mu.Await(absl::Condition(
-      +[](Waiting* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->shared->mu) {
-        return w->shared->finished_by_workers == w->on_workers;
-      },
-      &waiting));
-}
 
 // Parses "<node>.<epoch>.<seq>".
 bool ParseTxnId(absl::string_view id, std::string* node, uint64_t* epoch, uint64_t* seq) {
