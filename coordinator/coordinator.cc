@@ -786,6 +786,11 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   }
 
   // The decision.
+  if (absl::Status journal = JournalHealth(); !journal.ok()) {
+    // Nothing of this transaction is in the journal: rolling back is safe.
+    (void)AbortAll(txn, std::string(journal.message()));
+    return absl::UnavailableError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", journal.message()));
+  }
   DecisionRecord record = MakeDecision(txn, prepared, last_resource);
   {
     absl::MutexLock lock(&mu_);
@@ -842,9 +847,35 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   } else {
     absl::Status s = LogDecisionTimed(record);
     if (!s.ok()) {
+      // The record may have reached the log all the same (a failed fsync
+      // after the write): rolling back is safe only once it is withdrawn,
+      // or a restart could find it and commit rolled-back branches.
+      absl::Status withdrawn = journal_->WithdrawDecision(txn.id_);
       {
         absl::MutexLock lock(&mu_);
         driving_.erase(txn.id_);
+        if (!withdrawn.ok() && journal_failure_.empty()) {
+          journal_failure_ = absl::StrCat(
+              "the journal failed (", s.message(), "; then ", withdrawn.message(),
+              "): txcoord takes no commit decision until it is restarted");
+        }
+      }
+      if (!withdrawn.ok()) {
+        Log(spdlog::level::critical, txn.id_,
+            absl::StrCat("decision write failed (", s.message(), ") and could not be withdrawn (",
+                         withdrawn.message(), "): the branches stay prepared; the next start commits them if "
+                         "the journal holds the decision, else rolls them back. No commit decision is taken "
+                         "until txcoord is restarted."));
+        {
+          // Not ACTIVE or PREPARING: nothing rolls these branches back now.
+          absl::MutexLock lock(&txn.mu_);
+          txn.state_ = TxnState::kAborting;
+        }
+        return absl::UnavailableError(absl::StrCat(
+            "transaction ", txn.id_, ": the journal failed while recording its commit decision (", s.message(),
+            ") and could not withdraw it (", withdrawn.message(),
+            "), so its outcome is not known yet: its branches stay prepared and txcoord decides when it is "
+            "restarted (commit if the journal holds the decision, else roll back); ask GetTransaction then"));
       }
       std::string reason = absl::StrCat("the journal could not record the decision: ", s.message());
       (void)AbortAll(txn, reason);
@@ -1036,6 +1067,12 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
   info.state = TxnState::kAborted;
   info.abort_reason = "no commit decision was recorded (presumed abort)";
   return info;
+}
+
+absl::Status Coordinator::JournalHealth() const {
+  absl::MutexLock lock(&mu_);
+  if (journal_failure_.empty()) return absl::OkStatus();
+  return absl::UnavailableError(journal_failure_);
 }
 
 CoordinatorStats Coordinator::stats() const {
@@ -1657,6 +1694,13 @@ RecoveryReport Coordinator::RecoverNow() { return RecoverPass(/*at_start=*/false
 RecoveryReport Coordinator::RecoverPass(bool at_start) {
   absl::MutexLock recovery_lock(&recovery_mu_);
   RecoveryReport report;
+  if (absl::Status journal = JournalHealth(); !journal.ok()) {
+    // A decision may sit in the journal undurably: neither re-driving it
+    // nor rolling its branches back as orphans is safe. The next start
+    // decides from what the journal holds then.
+    Log(spdlog::level::warn, "", absl::StrCat("recovery pass skipped: ", journal.message()));
+    return report;
+  }
   const absl::Time now = clock_->Now();
   const uint64_t epoch = journal_->epoch();
 

@@ -302,6 +302,9 @@ class Coordinator {
   // deadline (their calls then fail and roll back). Returns how many.
   int CancelExpired();
   CoordinatorStats stats() const;
+  // OK, or why no commit decision is taken until txcoord restarts: a
+  // decision write failed and could not be withdrawn.
+  absl::Status JournalHealth() const;
   uint64_t epoch() const { return journal_->epoch(); }
   const std::string& node_id() const { return options_.node_id; }
   journal::Journal* journal() const { return journal_; }
@@ -383,6 +386,9 @@ class Coordinator {
   absl::flat_hash_map<std::string, Transaction*> live_ ABSL_GUARDED_BY(mu_);
   // Decided transactions whose phase 2 the foreground is driving right now.
   absl::flat_hash_set<std::string> driving_ ABSL_GUARDED_BY(mu_);
+  // Set when a decision write failed and could not be withdrawn: from then
+  // on no decision is taken (the journal's state is unknown until reopened).
+  std::string journal_failure_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
   // Prepared branches of this node first seen (when the database does not
   // say when they were prepared), for the orphan safety interval.

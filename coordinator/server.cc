@@ -175,8 +175,10 @@ void TxcoordServer::UpdateHealth() {
     health->SetServingStatus("txcoord.bind." + name, ok);
     all &= ok;
   }
-  // The journal is open for the life of the server; a failed write shows in
-  // the transactions' errors. Serving means: every bind answers.
+  // Serving means: every bind answers and the journal takes decisions (a
+  // decision write that failed and could not be withdrawn stops them until
+  // txcoord is restarted).
+  all &= coordinator_->JournalHealth().ok();
   health->SetServingStatus("", all);
   health->SetServingStatus("txcoord.v1.SessionService", all);
   health->SetServingStatus("txcoord.v1.AdminService", true);

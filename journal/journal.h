@@ -48,10 +48,19 @@ class Journal {
   // Writes `record` (state COMMITTING, or an operator's decision) to the
   // unfinished set. Durable when it returns OK: the write and an fsync of
   // the write-ahead log completed; concurrent callers share one fsync.
-  // An error (disk full, I/O error) means nothing may be assumed written:
-  // the caller must not send any COMMIT and must abort the transaction.
+  // An error (disk full, I/O error) means the record may or may not have
+  // been written (an fsync can fail after the write reached the log): the
+  // caller must not send any COMMIT, and may abort the transaction only
+  // after WithdrawDecision succeeded.
   // REQUIRES: record.txn_id() is not empty.
   virtual absl::Status LogDecision(const DecisionRecord& record) = 0;
+
+  // After a failed LogDecision: makes sure the record cannot appear later
+  // (a durable delete of whatever of it may have reached the log). OK: the
+  // caller may abort the transaction. An error: the record may or may not
+  // be durable, so nobody can decide now; the branches must stay prepared
+  // and the next start decides from what the journal holds.
+  virtual absl::Status WithdrawDecision(const std::string& txn_id) = 0;
 
   // Replaces an unfinished record (branch states, attempts, errors) without
   // waiting for an fsync: losing this update in a crash only repeats work.

@@ -181,6 +181,8 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
       rocksdb::WriteOptions wo;
       wo.sync = true;  // the decision must survive power loss before phase 2
       status = FromRocks(db_->Write(wo, &batch), "writing commit decisions");
+      // A sync reported failed after the batch reached the log.
+      if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
     }
     writers_mu_.Lock();
   }
@@ -204,6 +206,16 @@ absl::Status RocksDbJournal::UpdateDecision(const DecisionRecord& record) {
 
 absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
   return MarkFinishedMany({final_record});
+}
+
+absl::Status RocksDbJournal::WithdrawDecision(const std::string& txn_id) {
+  TXC_FAILPOINT_RETURN_IF_ERROR("journal.withdraw_decision");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // must outlive a crash, as the record it withdraws might
+  // After a failed sync RocksDB refuses writes (its background error) until
+  // reopened: this then fails, and the caller leaves the decision to the
+  // next start.
+  return FromRocks(db_->Delete(wo, unfinished(), txn_id), absl::StrCat("withdrawing the decision of ", txn_id));
 }
 
 absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>& final_records) {

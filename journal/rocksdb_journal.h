@@ -43,6 +43,7 @@ class RocksDbJournal final : public Journal {
   const std::string& node_id() const override { return options_.node_id; }
   uint64_t epoch() const override { return epoch_; }
   absl::Status LogDecision(const DecisionRecord& record) override;
+  absl::Status WithdrawDecision(const std::string& txn_id) override;
   absl::Status UpdateDecision(const DecisionRecord& record) override;
   absl::Status MarkFinished(const DecisionRecord& final_record) override;
   absl::Status MarkFinishedMany(const std::vector<DecisionRecord>& final_records) override;

@@ -309,6 +309,37 @@ TEST(RocksDbJournalTest, WriteErrorIsReturnedAndNothingIsLogged) {
 #endif
 }
 
+// A sync reported failed after the write reached the log: the record is
+// there, and only WithdrawDecision keeps it from coming back at the next
+// open (where recovery would commit branches its caller rolled back).
+TEST(RocksDbJournalTest, DecisionWrittenDespiteAFailedWriteIsWithdrawnForGood) {
+#ifndef TXC_FAILPOINTS_ENABLED
+  GTEST_SKIP() << "fault points are compiled out of this build";
+#else
+  TempDir tmp;
+  {
+    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error").ok());
+    absl::Status s = (*j)->LogDecision(MakeDecision("node-a.1.1"));
+    failpoint::DisarmAll();
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+    ASSERT_EQ((*j)->ScanUnfinished()->size(), 1u) << "the failed write reached the log";
+    EXPECT_TRUE((*j)->WithdrawDecision("node-a.1.1").ok());
+    EXPECT_TRUE((*j)->ScanUnfinished()->empty());
+    // Withdrawing what was never written is harmless.
+    EXPECT_TRUE((*j)->WithdrawDecision("node-a.1.2").ok());
+    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.3")).ok());
+  }
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  auto unfinished = (*j)->ScanUnfinished();
+  ASSERT_TRUE(unfinished.ok());
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.3");
+#endif
+}
+
 TEST(RocksDbJournalTest, RejectsBadOptionsAndEmptyTxnId) {
   TempDir tmp;
   EXPECT_EQ(OpenRocksDbJournal(Options("", "n")).status().code(),

@@ -1,0 +1,118 @@
+// A commit decision whose journal write fails, through the gRPC service on
+// real PostgreSQL and MariaDB (fault points in the journal):
+//   - the write reached the log but reported failure: the decision is
+//     withdrawn, the transaction rolled back everywhere, and a restart does
+//     not bring the decision back;
+//   - the write failed and the withdrawal too: the outcome is unknown, so
+//     the branches stay prepared, txcoord reports UNAVAILABLE, takes no
+//     further commit decision and rolls nothing back as an orphan; the next
+//     start commits what the journal holds.
+#include "gmock/gmock.h"
+#include "tests/coordinator/coordinator_fixture.h"
+#include "util/failpoint.h"
+
+namespace txcoord::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class JournalFailureTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+#ifndef TXC_FAILPOINTS_ENABLED
+    GTEST_SKIP() << "fault points are compiled out of this build";
+#endif
+    CoordinatorTest::SetUp();
+  }
+  void TearDown() override {
+    failpoint::DisarmAll();
+    CoordinatorTest::TearDown();
+  }
+
+  // Moves 10 from PostgreSQL account `id` to MariaDB account `id` in one
+  // session; returns the Commit status and the transaction id.
+  grpc::Status Transfer(int id, std::string* txn_id) {
+    std::string s = Open();
+    v1::ExecuteResponse first;
+    grpc::Status st = Exec(s, "pg", {Sql(Debit(pg_table_, id, 10))}, &first);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    st = Exec(s, "maria", {Sql(Credit(my_table_, id, 10))});
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    v1::CommitResponse resp;
+    grpc::Status commit = Commit(s, &resp);
+    *txn_id = first.txn_id();
+    return commit;
+  }
+  // pg_prepared_xacts is cluster-wide: counted through one database only.
+  int PreparedOnPgAndMaria() { return PreparedBranchesOfNode(node_id_, {pg_uri_}, maria_dsn_); }
+};
+
+TEST_F(JournalFailureTest, DecisionThatReachedTheLogIsWithdrawnAndStaysRolledBack) {
+  ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error").ok());
+  std::string txn_id;
+  grpc::Status commit = Transfer(1, &txn_id);
+  failpoint::DisarmAll();
+  EXPECT_EQ(commit.error_code(), grpc::StatusCode::ABORTED) << commit.error_message();
+  EXPECT_THAT(commit.error_message(), HasSubstr("journal could not record the decision"));
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
+  EXPECT_EQ(MyBalance(1), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+  EXPECT_TRUE(server_->coordinator()->JournalHealth().ok()) << "the withdrawal succeeded: decisions go on";
+
+  // The restart finds no decision to re-drive: the rollback stands.
+  StopServer();
+  StartServer();
+  auto record = server_->coordinator()->journal()->Find(txn_id);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_FALSE(record->has_value()) << "the withdrawn decision came back";
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
+  EXPECT_EQ(MyBalance(1), kInitial);
+
+  std::string next;
+  EXPECT_TRUE(Transfer(2, &next).ok());
+  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial - 10);
+  EXPECT_EQ(MyBalance(2), kInitial + 10);
+}
+
+TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheRestartDecides) {
+  ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error").ok());
+  ASSERT_TRUE(failpoint::Arm("journal.withdraw_decision", "error").ok());
+  std::string txn_id;
+  grpc::Status commit = Transfer(1, &txn_id);
+  failpoint::DisarmAll();
+  EXPECT_EQ(commit.error_code(), grpc::StatusCode::UNAVAILABLE) << commit.error_message();
+  EXPECT_THAT(commit.error_message(), HasSubstr("outcome is not known yet"));
+  EXPECT_EQ(PreparedOnPgAndMaria(), 2) << "both branches wait, prepared, for the restart";
+  absl::Status health = server_->coordinator()->JournalHealth();
+  EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
+
+  // No further decision: the next two-phase commit is refused and rolled
+  // back (nothing of it is in the journal), its branches released.
+  std::string refused;
+  grpc::Status second = Transfer(2, &refused);
+  EXPECT_EQ(second.error_code(), grpc::StatusCode::UNAVAILABLE) << second.error_message();
+  EXPECT_THAT(second.error_message(), HasSubstr("until it is restarted"));
+  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial);
+  EXPECT_EQ(MyBalance(2), kInitial);
+
+  // Recovery passes (every 500 ms here; the orphan safety interval is 2 s)
+  // leave the undecided branches alone.
+  coordinator::RecoveryReport report = server_->coordinator()->RecoverNow();
+  EXPECT_EQ(report.orphans_rolled_back + report.redriven, 0);
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(PreparedOnPgAndMaria(), 2);
+
+  // The journal holds the decision (the write reached it): the restart
+  // commits both branches.
+  StopServer();
+  StartServer();
+  EXPECT_EQ(PreparedLeft(), 0);
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 10);
+  EXPECT_EQ(MyBalance(1), kInitial + 10);
+  v1::Transaction t = GetTxn(txn_id);
+  EXPECT_EQ(t.state(), v1::COMMITTED) << t.ShortDebugString();
+  EXPECT_TRUE(server_->coordinator()->JournalHealth().ok());
+}
+
+}  // namespace
+}  // namespace txcoord::testing
