@@ -8,6 +8,7 @@
 //     further commit decision and rolls nothing back as an orphan; the next
 //     start commits what the journal holds.
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/coordinator/coordinator_fixture.h"
 #include "util/failpoint.h"
 
@@ -42,6 +43,16 @@ class JournalFailureTest : public CoordinatorTest {
     grpc::Status commit = Commit(s, &resp);
     *txn_id = first.txn_id();
     return commit;
+  }
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& service) {
+    server_->UpdateHealth();
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status s = grpc::health::v1::Health::NewStub(channel_)->Check(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.status();
   }
   // pg_prepared_xacts is cluster-wide: counted through one database only.
   int PreparedOnPgAndMaria() { return PreparedBranchesOfNode(node_id_, {pg_uri_}, maria_dsn_); }
@@ -85,6 +96,8 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
   EXPECT_EQ(PreparedOnPgAndMaria(), 2) << "both branches wait, prepared, for the restart";
   absl::Status health = server_->coordinator()->JournalHealth();
   EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Health("txcoord.v1.SessionService"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
 
   // No further decision: the next two-phase commit is refused and rolled
   // back (nothing of it is in the journal), its branches released.
@@ -112,6 +125,7 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
   v1::Transaction t = GetTxn(txn_id);
   EXPECT_EQ(t.state(), v1::COMMITTED) << t.ShortDebugString();
   EXPECT_TRUE(server_->coordinator()->JournalHealth().ok());
+  EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
 }  // namespace
