@@ -211,6 +211,7 @@ void Coordinator::EndLoop() {
 }
 
 absl::Status Coordinator::Start() {
+  TXC_RETURN_IF_ERROR(ClaimBinds(/*at_start=*/true));
   RecoveryReport r = RecoverPass(/*at_start=*/true);
   (void)r;
   // The decision table of every last-resource bind, made now rather than
@@ -786,7 +787,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   }
 
   // The decision.
-  if (absl::Status journal = JournalHealth(); !journal.ok()) {
+  if (absl::Status journal = DecisionHealth(); !journal.ok()) {
     // Nothing of this transaction is in the journal: rolling back is safe.
     (void)AbortAll(txn, std::string(journal.message()));
     return absl::UnavailableError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", journal.message()));
@@ -854,8 +855,8 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
       {
         absl::MutexLock lock(&mu_);
         driving_.erase(txn.id_);
-        if (!withdrawn.ok() && journal_failure_.empty()) {
-          journal_failure_ = absl::StrCat(
+        if (!withdrawn.ok() && halted_.empty()) {
+          halted_ = absl::StrCat(
               "the journal failed (", s.message(), "; then ", withdrawn.message(),
               "): txcoord takes no commit decision until it is restarted");
         }
@@ -1069,10 +1070,55 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
   return info;
 }
 
-absl::Status Coordinator::JournalHealth() const {
+absl::Status Coordinator::DecisionHealth() const {
   absl::MutexLock lock(&mu_);
-  if (journal_failure_.empty()) return absl::OkStatus();
-  return absl::UnavailableError(journal_failure_);
+  if (halted_.empty()) return absl::OkStatus();
+  return absl::UnavailableError(halted_);
+}
+
+absl::Status Coordinator::ClaimBinds(bool at_start) {
+  // A previous process of this node (killed a moment ago) may still hold
+  // its locks until the databases notice its connections are gone.
+  const absl::Time give_up = absl::Now() + (at_start ? absl::Seconds(10) : absl::ZeroDuration());
+  for (const auto& [name, p] : binds_) {
+    absl::Status s;
+    for (;;) {
+      s = p->ClaimNode(options_.node_id);
+      if (s.code() != absl::StatusCode::kFailedPrecondition || absl::Now() >= give_up) break;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    bool was_claimed;
+    {
+      absl::MutexLock lock(&mu_);
+      was_claimed = claimed_.contains(name);
+      if (s.ok()) claimed_.insert(name);
+      else claimed_.erase(name);
+    }
+    if (s.ok()) {
+      if (!was_claimed && !p->node_claim_kind().empty()) {
+        Log(spdlog::level::info, "", absl::StrCat("bind \"", name, "\": node_id claimed (", p->node_claim_kind(), ")"));
+      }
+      continue;
+    }
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      if (at_start) return s;
+      {
+        absl::MutexLock lock(&mu_);
+        if (halted_.empty()) {
+          halted_ = absl::StrCat(s.message(), ": txcoord takes no commit decision until it is restarted");
+        }
+      }
+      Log(spdlog::level::critical, "", absl::StrCat(s.message(), ". No commit decision is taken and no "
+                                                                  "orphan rolled back until txcoord is restarted."));
+      continue;
+    }
+    // Unreachable: claimed at a later pass; until then recovery leaves this
+    // bind's prepared branches alone.
+    if (at_start || was_claimed) {
+      Log(spdlog::level::warn, "", absl::StrCat("bind \"", name, "\": node_id not claimed yet: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 CoordinatorStats Coordinator::stats() const {
@@ -1694,12 +1740,19 @@ RecoveryReport Coordinator::RecoverNow() { return RecoverPass(/*at_start=*/false
 RecoveryReport Coordinator::RecoverPass(bool at_start) {
   absl::MutexLock recovery_lock(&recovery_mu_);
   RecoveryReport report;
-  if (absl::Status journal = JournalHealth(); !journal.ok()) {
+  if (absl::Status journal = DecisionHealth(); !journal.ok()) {
     // A decision may sit in the journal undurably: neither re-driving it
     // nor rolling its branches back as orphans is safe. The next start
     // decides from what the journal holds then.
     Log(spdlog::level::warn, "", absl::StrCat("recovery pass skipped: ", journal.message()));
     return report;
+  }
+  if (!at_start) {
+    (void)ClaimBinds(/*at_start=*/false);  // a lost claim is taken again (or halts decisions)
+    if (absl::Status halted = DecisionHealth(); !halted.ok()) {
+      Log(spdlog::level::warn, "", absl::StrCat("recovery pass skipped: ", halted.message()));
+      return report;
+    }
   }
   const absl::Time now = clock_->Now();
   const uint64_t epoch = journal_->epoch();
@@ -1768,7 +1821,15 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   absl::flat_hash_set<std::string> seen_now;
   for (const auto& [name, p] : binds_) {
     if (!p->capabilities().two_phase) continue;
-    auto branches = p->ListPrepared(options_.node_id);
+    bool claimed;
+    {
+      absl::MutexLock lock(&mu_);
+      claimed = claimed_.contains(name);
+    }
+    // Not claimed: another coordinator may use this node id there.
+    auto branches = claimed ? p->ListPrepared(options_.node_id)
+                            : absl::StatusOr<std::vector<participants::PreparedBranch>>(
+                                  absl::UnavailableError("node_id not claimed"));
     if (!branches.ok()) {
       all_listed = false;
       ++report.still_pending;

@@ -303,8 +303,9 @@ class Coordinator {
   int CancelExpired();
   CoordinatorStats stats() const;
   // OK, or why no commit decision is taken until txcoord restarts: a
-  // decision write failed and could not be withdrawn.
-  absl::Status JournalHealth() const;
+  // decision write failed and could not be withdrawn, or another
+  // coordinator took this node id on a bind whose claim was lost.
+  absl::Status DecisionHealth() const;
   uint64_t epoch() const { return journal_->epoch(); }
   const std::string& node_id() const { return options_.node_id; }
   journal::Journal* journal() const { return journal_; }
@@ -364,6 +365,11 @@ class Coordinator {
   bool DrivePhase2(journal::DecisionRecord& record, bool first_attempt, bool end_async = false);
   void ScheduleRetry(const std::string& txn_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RecoveryReport RecoverPass(bool at_start);
+  // Claims this node id on every bind (Participant::ClaimNode) and updates
+  // claimed_. At start a bind held by another session is an error (after
+  // waiting a little for a previous process of this node to end); later it
+  // halts decisions.
+  absl::Status ClaimBinds(bool at_start);
   void BackgroundLoop();
   journal::DecisionRecord MakeDecision(const Transaction& txn,
                                        const std::vector<Transaction::Enlisted*>& prepared,
@@ -386,9 +392,13 @@ class Coordinator {
   absl::flat_hash_map<std::string, Transaction*> live_ ABSL_GUARDED_BY(mu_);
   // Decided transactions whose phase 2 the foreground is driving right now.
   absl::flat_hash_set<std::string> driving_ ABSL_GUARDED_BY(mu_);
-  // Set when a decision write failed and could not be withdrawn: from then
-  // on no decision is taken (the journal's state is unknown until reopened).
-  std::string journal_failure_ ABSL_GUARDED_BY(mu_);
+  // Set when a decision write failed and could not be withdrawn (the
+  // journal's state is unknown until reopened), or when another coordinator
+  // holds this node id on a bind: from then on no decision is taken.
+  std::string halted_ ABSL_GUARDED_BY(mu_);
+  // Binds whose ClaimNode holds (or that have no such lock): only on these
+  // does recovery treat prepared branches of this node as its own.
+  absl::flat_hash_set<std::string> claimed_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
   // Prepared branches of this node first seen (when the database does not
   // say when they were prepared), for the orphan safety interval.

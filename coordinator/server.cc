@@ -178,7 +178,7 @@ void TxcoordServer::UpdateHealth() {
   // Serving means: every bind answers and the journal takes decisions (a
   // decision write that failed and could not be withdrawn stops them until
   // txcoord is restarted).
-  all &= coordinator_->JournalHealth().ok();
+  all &= coordinator_->DecisionHealth().ok();
   health->SetServingStatus("", all);
   health->SetServingStatus("txcoord.v1.SessionService", all);
   health->SetServingStatus("txcoord.v1.AdminService", true);

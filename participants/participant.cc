@@ -49,4 +49,8 @@ absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(const BindOptions
                                                  options.driver, "\" (postgres, odbc or the test-only noop)"));
 }
 
+absl::Status Participant::ClaimNode(absl::string_view) { return absl::OkStatus(); }
+
+std::string Participant::node_claim_kind() const { return ""; }
+
 }  // namespace txcoord::participants

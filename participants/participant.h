@@ -228,6 +228,21 @@ class Participant {
 
   // Opens (or reuses) a connection and runs a trivial query.
   virtual absl::Status CheckHealth() = 0;
+
+  // Claims `node_id` on this bind's database for as long as this
+  // participant lives: a lock named after the node id, held by a
+  // connection of its own (PostgreSQL: an advisory lock; MariaDB/MySQL:
+  // GET_LOCK). Two coordinators with one node id would make the same xids
+  // and roll back each other's branches as orphans. OK: held (checked on
+  // the claiming connection, re-claimed after that connection was lost);
+  // FAILED_PRECONDITION: another session holds it, named when the database
+  // tells; UNAVAILABLE: the database cannot be reached. Backends without
+  // such a lock (SQLite, and Oracle and SQL Server, not written) answer OK
+  // and say so in `node_claim_kind()`.
+  virtual absl::Status ClaimNode(absl::string_view node_id);
+  // What ClaimNode takes, for logs: e.g. "PostgreSQL advisory lock", or ""
+  // when this backend is not guarded.
+  virtual std::string node_claim_kind() const;
 };
 
 // Creates the participant for `options.driver`. Connects lazily except for

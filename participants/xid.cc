@@ -31,6 +31,27 @@ bool IsBindChar(char c) {
 
 }  // namespace
 
+namespace {
+uint64_t NodeClaimHash(absl::string_view node_id, absl::string_view bind) {
+  uint64_t h = 14695981039346656037ull;
+  for (absl::string_view part : {node_id, absl::string_view("/"), bind}) {
+    for (char c : part) {
+      h ^= static_cast<unsigned char>(c);
+      h *= 1099511628211ull;
+    }
+  }
+  return h;
+}
+}  // namespace
+
+std::string NodeClaimName(absl::string_view node_id, absl::string_view bind) {
+  return absl::StrCat("txcoord-", absl::Hex(NodeClaimHash(node_id, bind), absl::kZeroPad16));
+}
+
+int64_t NodeClaimKey(absl::string_view node_id, absl::string_view bind) {
+  return static_cast<int64_t>(NodeClaimHash(node_id, bind) & 0x7fffffffffffffffull);
+}
+
 absl::Status ValidateNodeId(absl::string_view node_id) {
   if (node_id.empty() || node_id.size() > 32) {
     return absl::InvalidArgumentError(

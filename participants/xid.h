@@ -32,6 +32,14 @@ struct Xid {
 
 // Validates a node id: 1–32 characters of [A-Za-z0-9-].
 absl::Status ValidateNodeId(absl::string_view node_id);
+
+// The database lock a coordinator holds on its node id for one bind
+// (Participant::ClaimNode), from FNV-1a of "<node_id>/<bind>": a name for
+// named locks ("txcoord-" and 16 hex digits: MariaDB allows 64 characters)
+// and a positive 63-bit key for PostgreSQL's advisory locks. Per bind, so
+// that two binds of one coordinator may share a database.
+std::string NodeClaimName(absl::string_view node_id, absl::string_view bind);
+int64_t NodeClaimKey(absl::string_view node_id, absl::string_view bind);
 // The xid of branch `index` on `bind` of transaction `txn_id`; checks the limits.
 absl::StatusOr<Xid> MakeXid(absl::string_view txn_id, int index, absl::string_view bind);
 // The node id part of a gtrid ("" when it is not a txn id).

@@ -89,6 +89,18 @@ class Dialect {
   virtual absl::Status EnsureDecisionsTable(OdbcConnection& c) const = 0;
   // One row, one column: non-zero / true when the table exists.
   virtual std::string DecisionsTableExistsSql() const = 0;
+
+  // Participant::ClaimNode: one row whose first column is non-zero / true
+  // when the session took the node's lock (it holds it until it ends), and
+  // a query naming the holder otherwise. Empty: this backend is not
+  // guarded (SQLite; Oracle and SQL Server are not written).
+  virtual std::string ClaimNodeSql(absl::string_view /*node_id*/, absl::string_view /*bind*/) const {
+    return "";
+  }
+  virtual std::string NodeClaimHolderSql(absl::string_view /*node_id*/, absl::string_view /*bind*/) const {
+    return "";
+  }
+  virtual std::string node_claim_kind() const { return ""; }
 };
 
 // The dialect for SQL_DBMS_NAME `dbms_name`; UNIMPLEMENTED for others.

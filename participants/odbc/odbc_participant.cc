@@ -393,6 +393,35 @@ class OdbcParticipant : public Participant {
                      [&](OdbcConnection& c) { return c.Run(shared_->dialect->HealthCheckSql()); });
   }
 
+  absl::Status ClaimNode(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    const std::string sql = shared_->dialect->ClaimNodeSql(node_id, bind());
+    if (sql.empty()) return absl::OkStatus();  // not guarded on this backend
+    absl::MutexLock lock(&claim_mu_);
+    if (claim_ != nullptr) {
+      // Held while the claiming session lives.
+      if (claim_->Run(shared_->dialect->HealthCheckSql()).ok()) return absl::OkStatus();
+      claim_.reset();  // the session and its lock are gone: claim again
+    }
+    TXC_ASSIGN_OR_RETURN(std::unique_ptr<OdbcConnection> c, OpenConnection(*shared_));
+    TXC_ASSIGN_OR_RETURN(ResultSet got, c->Execute(sql, {}));
+    if (got.rows.empty() || got.rows[0].empty() || !Truthy(got.rows[0][0])) {
+      std::string holder = "another session";
+      absl::StatusOr<ResultSet> who = c->Execute(shared_->dialect->NodeClaimHolderSql(node_id, bind()), {});
+      if (who.ok() && !who->rows.empty() && !who->rows[0].empty() &&
+          who->rows[0][0].kind == Value::Kind::kString && !who->rows[0][0].text.empty()) {
+        holder = who->rows[0][0].text;
+      }
+      return absl::FailedPreconditionError(absl::StrCat(
+          "bind ", bind(), ": node_id \"", node_id, "\" is in use by another coordinator (",
+          shared_->dialect->node_claim_kind(), " ", NodeClaimName(node_id, bind()), " held by ", holder,
+          "): two coordinators with one node_id would roll back each other's prepared branches"));
+    }
+    claim_ = std::move(c);
+    return absl::OkStatus();
+  }
+  std::string node_claim_kind() const override { return shared_->dialect->node_claim_kind(); }
+
  private:
   absl::Status FinishPrepared(const Xid& xid, bool commit) {
     auto finish = [&](OdbcConnection& c) {
@@ -427,6 +456,8 @@ class OdbcParticipant : public Participant {
   }
 
   std::shared_ptr<OdbcShared> shared_;
+  absl::Mutex claim_mu_;
+  std::unique_ptr<OdbcConnection> claim_ ABSL_GUARDED_BY(claim_mu_);  // holds the node's lock
 };
 
 }  // namespace

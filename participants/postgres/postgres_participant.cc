@@ -683,6 +683,49 @@ class PostgresParticipant : public Participant {
                      [&](pqxx::nontransaction& n) { n.exec("SELECT 1"); });
   }
 
+  absl::Status ClaimNode(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    const int64_t key = NodeClaimKey(node_id, bind());
+    absl::MutexLock lock(&claim_mu_);
+    if (claim_ != nullptr) {
+      // Held while the claiming session lives.
+      bool broken = false;
+      absl::Status alive = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+        pqxx::nontransaction n(*claim_->conn);
+        n.exec("SELECT 1");
+      });
+      if (alive.ok()) return absl::OkStatus();
+      claim_.reset();  // the session and its lock are gone: claim again
+    }
+    TXC_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, OpenConnection(shared_->options));
+    bool got = false;
+    std::string holders;
+    bool broken = false;
+    TXC_RETURN_IF_ERROR(Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+      pqxx::nontransaction n(*c->conn);
+      got = n.exec_params("SELECT pg_try_advisory_lock($1::bigint)", key)[0][0].as<bool>();
+      if (!got) {
+        // A bigint advisory lock shows as classid (high half) and objid.
+        pqxx::result r = n.exec_params(
+            "SELECT string_agg(DISTINCT 'pid ' || l.pid || coalesce(' from ' || host(a.client_addr), ''), ', ') "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid::bigint = $1::bigint AND l.objid::bigint = $2::bigint",
+            key >> 32, key & 0xffffffffll);
+        if (!r.empty() && !r[0][0].is_null()) holders = r[0][0].c_str();
+      }
+    }));
+    if (!got) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "bind ", bind(), ": node_id \"", node_id, "\" is in use by another coordinator (PostgreSQL advisory lock ",
+          key, " held by ", holders.empty() ? "another session" : holders,
+          "): two coordinators with one node_id would roll back each other's prepared branches"));
+    }
+    claim_ = std::move(c);
+    return absl::OkStatus();
+  }
+  std::string node_claim_kind() const override { return "PostgreSQL advisory lock"; }
+
  private:
   absl::Status FinishPrepared(const char* verb, const Xid& xid) {
     // No retry here: if the connection broke mid-statement the branch may be
@@ -710,6 +753,8 @@ class PostgresParticipant : public Participant {
   }
 
   std::shared_ptr<PgShared> shared_;
+  absl::Mutex claim_mu_;
+  std::unique_ptr<PgConnection> claim_ ABSL_GUARDED_BY(claim_mu_);  // holds the node's advisory lock
 };
 
 }  // namespace

@@ -68,7 +68,7 @@ TEST_F(JournalFailureTest, DecisionThatReachedTheLogIsWithdrawnAndStaysRolledBac
   EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
   EXPECT_EQ(MyBalance(1), kInitial);
   EXPECT_EQ(PreparedLeft(), 0);
-  EXPECT_TRUE(server_->coordinator()->JournalHealth().ok()) << "the withdrawal succeeded: decisions go on";
+  EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok()) << "the withdrawal succeeded: decisions go on";
 
   // The restart finds no decision to re-drive: the rollback stands.
   StopServer();
@@ -94,7 +94,7 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
   EXPECT_EQ(commit.error_code(), grpc::StatusCode::UNAVAILABLE) << commit.error_message();
   EXPECT_THAT(commit.error_message(), HasSubstr("outcome is not known yet"));
   EXPECT_EQ(PreparedOnPgAndMaria(), 2) << "both branches wait, prepared, for the restart";
-  absl::Status health = server_->coordinator()->JournalHealth();
+  absl::Status health = server_->coordinator()->DecisionHealth();
   EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(Health("txcoord.v1.SessionService"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
@@ -124,7 +124,7 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
   EXPECT_EQ(MyBalance(1), kInitial + 10);
   v1::Transaction t = GetTxn(txn_id);
   EXPECT_EQ(t.state(), v1::COMMITTED) << t.ShortDebugString();
-  EXPECT_TRUE(server_->coordinator()->JournalHealth().ok());
+  EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok());
   EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 

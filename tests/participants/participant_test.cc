@@ -843,6 +843,36 @@ TEST_P(ParticipantTest, LockTimeoutIsAborted) {
   EXPECT_EQ(KvValues(), std::vector<std::string>{"held"});
 }
 
+// One node id per bind and database: a second participant of the same bind
+// cannot claim it while the first holds it, the holder's claim is
+// idempotent, and the claim is free again once the holder is gone.
+TEST_P(ParticipantTest, NodeClaimIsExclusiveUntilItsHolderIsGone) {
+  const std::string node = "claim-" + std::to_string(absl::ToUnixMicros(absl::Now()) % 1000000000);
+  auto first = MakeParticipant(bind_name_);
+  auto second = MakeParticipant(bind_name_);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_TRUE((*first)->ClaimNode(node).ok());
+  absl::Status taken = (*second)->ClaimNode(node);
+  if (IsSqlite()) {
+    EXPECT_TRUE(taken.ok()) << "SQLite has no claim";
+    EXPECT_EQ((*first)->node_claim_kind(), "");
+    return;
+  }
+  EXPECT_EQ(taken.code(), absl::StatusCode::kFailedPrecondition) << taken;
+  EXPECT_THAT(std::string(taken.message()), HasSubstr("node_id \"" + node + "\" is in use by another coordinator"));
+  EXPECT_THAT(std::string(taken.message()), HasSubstr((*first)->node_claim_kind()));
+  EXPECT_TRUE((*first)->ClaimNode(node).ok()) << "claiming again what one holds";
+  EXPECT_TRUE((*second)->ClaimNode(node + "-other").ok()) << "another node id is free";
+  first->reset();  // its claiming session ends
+  absl::Status freed;
+  for (int i = 0; i < 50; ++i) {  // the server releases the lock when it sees the session end
+    freed = (*second)->ClaimNode(node);
+    if (freed.ok()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(freed.ok()) << freed;
+}
+
 TEST_P(ParticipantTest, CancelStopsARunningStatement) {
   if (IsSqlite()) GTEST_SKIP() << "no long-running statement to cancel in SQLite";
   auto branch = participant_->Begin(NewXid(), absl::Seconds(0));
