@@ -159,6 +159,13 @@ Coordinator::Coordinator(journal::Journal* journal,
                            absl::MutexLock lock(&mu_);
                            return std::vector<std::pair<Labels, double>>{{{}, double(first_seen_.size())}};
                          });
+  metrics_.RegisterGauge("txcoord_decisions_halted",
+                         "1 while no commit decision is taken until a restart (a journal write that failed and "
+                         "could not be withdrawn, or this node id claimed by another coordinator).",
+                         [this] {
+                           absl::MutexLock lock(&mu_);
+                           return std::vector<std::pair<Labels, double>>{{{}, halted_.empty() ? 0.0 : 1.0}};
+                         });
   metrics_.RegisterGauge("txcoord_live_transactions", "Transactions open or committing now.", [this] {
     return std::vector<std::pair<Labels, double>>{{{}, double(live_count())}};
   });

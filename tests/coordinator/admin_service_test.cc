@@ -336,6 +336,9 @@ TEST_F(AdminTest, MetricsEndpointServesValidPrometheusText) {
     }
   }
   EXPECT_EQ(samples["txcoord_sessions"], 1);
+  EXPECT_EQ(types["txcoord_decisions_halted"], "gauge");
+  EXPECT_EQ(samples.count("txcoord_decisions_halted"), 1u);
+  EXPECT_EQ(samples["txcoord_decisions_halted"], 0);
   double previous = 0;
   for (const char* le : {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
                          "10", "+Inf"}) {

@@ -97,6 +97,7 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
   absl::Status health = server_->coordinator()->DecisionHealth();
   EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_THAT(server_->coordinator()->metrics().Render(), HasSubstr("\ntxcoord_decisions_halted 1\n"));
   EXPECT_EQ(Health("txcoord.v1.SessionService"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
 
   // No further decision: the next two-phase commit is refused and rolled

@@ -104,6 +104,7 @@ TEST_F(NodeClaimTest, AClaimTakenByAnotherSessionHaltsDecisions) {
   absl::Status halted = server_->coordinator()->DecisionHealth();
   EXPECT_EQ(halted.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(halted.message()), HasSubstr("in use by another coordinator"));
+  EXPECT_THAT(server_->coordinator()->metrics().Render(), HasSubstr("\ntxcoord_decisions_halted 1\n"));
 
   grpc::Status refused = Transfer(3);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
