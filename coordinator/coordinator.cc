@@ -794,10 +794,10 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   }
 
   // The decision.
-  if (absl::Status journal = DecisionHealth(); !journal.ok()) {
+  if (absl::Status halted = DecisionHealth(); !halted.ok()) {
     // Nothing of this transaction is in the journal: rolling back is safe.
-    (void)AbortAll(txn, std::string(journal.message()));
-    return absl::UnavailableError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", journal.message()));
+    (void)AbortAll(txn, std::string(halted.message()));
+    return absl::UnavailableError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", halted.message()));
   }
   DecisionRecord record = MakeDecision(txn, prepared, last_resource);
   {
@@ -1747,19 +1747,15 @@ RecoveryReport Coordinator::RecoverNow() { return RecoverPass(/*at_start=*/false
 RecoveryReport Coordinator::RecoverPass(bool at_start) {
   absl::MutexLock recovery_lock(&recovery_mu_);
   RecoveryReport report;
-  if (absl::Status journal = DecisionHealth(); !journal.ok()) {
-    // A decision may sit in the journal undurably: neither re-driving it
-    // nor rolling its branches back as orphans is safe. The next start
-    // decides from what the journal holds then.
-    Log(spdlog::level::warn, "", absl::StrCat("recovery pass skipped: ", journal.message()));
+  // At start, Start() has claimed already; later a lost claim is taken
+  // again here (or found taken elsewhere, which halts decisions).
+  if (!at_start) (void)ClaimBinds(/*at_start=*/false);
+  if (absl::Status halted = DecisionHealth(); !halted.ok()) {
+    // A decision may sit in the journal undurably, or another coordinator
+    // may use this node id: neither re-driving decisions nor rolling
+    // branches back as orphans is safe. The next start decides.
+    Log(spdlog::level::warn, "", absl::StrCat("recovery pass skipped: ", halted.message()));
     return report;
-  }
-  if (!at_start) {
-    (void)ClaimBinds(/*at_start=*/false);  // a lost claim is taken again (or halts decisions)
-    if (absl::Status halted = DecisionHealth(); !halted.ok()) {
-      Log(spdlog::level::warn, "", absl::StrCat("recovery pass skipped: ", halted.message()));
-      return report;
-    }
   }
   const absl::Time now = clock_->Now();
   const uint64_t epoch = journal_->epoch();

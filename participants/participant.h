@@ -230,8 +230,8 @@ class Participant {
   virtual absl::Status CheckHealth() = 0;
 
   // Claims `node_id` on this bind's database for as long as this
-  // participant lives: a lock named after the node id, held by a
-  // connection of its own (PostgreSQL: an advisory lock; MariaDB/MySQL:
+  // participant lives: a lock named after the node id and the bind
+  // (NodeClaimName / NodeClaimKey in xid.h), held by a connection of its own (PostgreSQL: an advisory lock; MariaDB/MySQL:
   // GET_LOCK). Two coordinators with one node id would make the same xids
   // and roll back each other's branches as orphans. OK: held (checked on
   // the claiming connection, re-claimed after that connection was lost);

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "participants/xid.h"
 
 namespace txcoord::participants {
 
@@ -53,6 +54,28 @@ std::string TrimRight(absl::string_view text) {
     --end;
   }
   return std::string(text.substr(0, end));
+}
+
+std::string PostgresNodeClaimSql(absl::string_view node_id, absl::string_view bind) {
+  return absl::StrCat("SELECT pg_try_advisory_lock(", NodeClaimKey(node_id, bind), ")");
+}
+
+std::string PostgresNodeClaimHolderSql(absl::string_view node_id, absl::string_view bind) {
+  // A bigint advisory lock shows in pg_locks as classid (high half) and objid.
+  const int64_t key = NodeClaimKey(node_id, bind);
+  return absl::StrCat(
+      "SELECT string_agg(DISTINCT 'pid ' || l.pid || coalesce(' from ' || host(a.client_addr), ''), ', ') "
+      "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+      "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid::bigint = ",
+      key >> 32, " AND l.objid::bigint = ", key & 0xffffffffll);
+}
+
+absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id, absl::string_view lock,
+                               absl::string_view holder) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "bind ", bind, ": node_id \"", node_id, "\" is in use by another coordinator (", lock, " held by ",
+      holder.empty() ? "another session" : holder,
+      "): two coordinators with one node_id would roll back each other's prepared branches"));
 }
 
 }  // namespace txcoord::participants

@@ -37,6 +37,17 @@ std::string QuoteSqlLiteral(absl::string_view text);
 // Removes trailing whitespace and NULs (ODBC diagnostics, CHAR columns).
 std::string TrimRight(absl::string_view text);
 
+// Participant::ClaimNode on PostgreSQL (libpqxx and psqlODBC alike): takes
+// the advisory lock of NodeClaimKey(node_id, bind), one row true/false; and
+// names the sessions holding it ("pid N from HOST, …"; NULL when none).
+std::string PostgresNodeClaimSql(absl::string_view node_id, absl::string_view bind);
+std::string PostgresNodeClaimHolderSql(absl::string_view node_id, absl::string_view bind);
+
+// The FAILED_PRECONDITION of a ClaimNode that found the lock `lock` taken
+// by `holder` (empty: not known).
+absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id, absl::string_view lock,
+                               absl::string_view holder);
+
 }  // namespace txcoord::participants
 
 #endif  // TXCOORD_PARTICIPANTS_SQL_COMMON_H_

@@ -94,8 +94,8 @@ class MariadbDialect : public Dialect {
   const char* name() const override { return "mariadb"; }
   bool two_phase() const override { return true; }
 
-  // A named lock per node id (at most 64 characters: 13 + a node id of at
-  // most 32), released by the server when the session ends.
+  // A named lock per node id and bind (NodeClaimName: 24 characters, of
+  // the 64 MariaDB allows), released by the server when the session ends.
   std::string ClaimNodeSql(absl::string_view node_id, absl::string_view bind) const override {
     return absl::StrCat("SELECT GET_LOCK('", NodeClaimName(node_id, bind), "', 0)");
   }
@@ -318,16 +318,12 @@ class PostgresDialect : public Dialect {
   const char* name() const override { return "postgresql"; }
   bool two_phase() const override { return true; }
 
-  // The advisory lock of the libpqxx participant (the same key).
+  // The advisory lock of the libpqxx participant (the same SQL and key).
   std::string ClaimNodeSql(absl::string_view node_id, absl::string_view bind) const override {
-    return absl::StrCat("SELECT pg_try_advisory_lock(", NodeClaimKey(node_id, bind), ")");
+    return PostgresNodeClaimSql(node_id, bind);
   }
   std::string NodeClaimHolderSql(absl::string_view node_id, absl::string_view bind) const override {
-    const int64_t key = NodeClaimKey(node_id, bind);
-    return absl::StrCat(
-        "SELECT string_agg(DISTINCT 'pid ' || l.pid, ', ') FROM pg_locks l WHERE l.locktype = 'advisory' "
-        "AND l.granted AND l.objsubid = 1 AND l.classid::bigint = ", key >> 32, " AND l.objid::bigint = ",
-        key & 0xffffffffll);
+    return PostgresNodeClaimHolderSql(node_id, bind);
   }
   std::string node_claim_kind() const override { return "PostgreSQL advisory lock"; }
 

@@ -406,16 +406,13 @@ class OdbcParticipant : public Participant {
     TXC_ASSIGN_OR_RETURN(std::unique_ptr<OdbcConnection> c, OpenConnection(*shared_));
     TXC_ASSIGN_OR_RETURN(ResultSet got, c->Execute(sql, {}));
     if (got.rows.empty() || got.rows[0].empty() || !Truthy(got.rows[0][0])) {
-      std::string holder = "another session";
+      std::string holder;
       absl::StatusOr<ResultSet> who = c->Execute(shared_->dialect->NodeClaimHolderSql(node_id, bind()), {});
-      if (who.ok() && !who->rows.empty() && !who->rows[0].empty() &&
-          who->rows[0][0].kind == Value::Kind::kString && !who->rows[0][0].text.empty()) {
+      if (who.ok() && !who->rows.empty() && !who->rows[0].empty() && who->rows[0][0].kind == Value::Kind::kString) {
         holder = who->rows[0][0].text;
       }
-      return absl::FailedPreconditionError(absl::StrCat(
-          "bind ", bind(), ": node_id \"", node_id, "\" is in use by another coordinator (",
-          shared_->dialect->node_claim_kind(), " ", NodeClaimName(node_id, bind()), " held by ", holder,
-          "): two coordinators with one node_id would roll back each other's prepared branches"));
+      return NodeClaimConflict(bind(), node_id, absl::StrCat(node_claim_kind(), " ", NodeClaimName(node_id, bind())),
+                               holder);
     }
     claim_ = std::move(c);
     return absl::OkStatus();

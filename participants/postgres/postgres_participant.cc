@@ -685,7 +685,6 @@ class PostgresParticipant : public Participant {
 
   absl::Status ClaimNode(absl::string_view node_id) override {
     TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
-    const int64_t key = NodeClaimKey(node_id, bind());
     absl::MutexLock lock(&claim_mu_);
     if (claim_ != nullptr) {
       // Held while the claiming session lives.
@@ -703,23 +702,15 @@ class PostgresParticipant : public Participant {
     bool broken = false;
     TXC_RETURN_IF_ERROR(Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
       pqxx::nontransaction n(*c->conn);
-      got = n.exec_params("SELECT pg_try_advisory_lock($1::bigint)", key)[0][0].as<bool>();
+      got = n.exec(PostgresNodeClaimSql(node_id, bind()))[0][0].as<bool>();
       if (!got) {
-        // A bigint advisory lock shows as classid (high half) and objid.
-        pqxx::result r = n.exec_params(
-            "SELECT string_agg(DISTINCT 'pid ' || l.pid || coalesce(' from ' || host(a.client_addr), ''), ', ') "
-            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.classid::bigint = $1::bigint AND l.objid::bigint = $2::bigint",
-            key >> 32, key & 0xffffffffll);
+        pqxx::result r = n.exec(PostgresNodeClaimHolderSql(node_id, bind()));
         if (!r.empty() && !r[0][0].is_null()) holders = r[0][0].c_str();
       }
     }));
     if (!got) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "bind ", bind(), ": node_id \"", node_id, "\" is in use by another coordinator (PostgreSQL advisory lock ",
-          key, " held by ", holders.empty() ? "another session" : holders,
-          "): two coordinators with one node_id would roll back each other's prepared branches"));
+      return NodeClaimConflict(bind(), node_id, absl::StrCat(node_claim_kind(), " ", NodeClaimKey(node_id, bind())),
+                               holders);
     }
     claim_ = std::move(c);
     return absl::OkStatus();

@@ -212,6 +212,18 @@ class CoordinatorTest : public ::testing::Test {
     return v.empty() ? -1 : std::stoll(v[0]);
   }
   // Prepared branches of this test's node left on the databases.
+  // Moves 10 from PostgreSQL account `id` to MariaDB account `id` in one
+  // session; returns the Commit status (and the transaction id).
+  grpc::Status TransferPgToMaria(int id, std::string* txn_id = nullptr) {
+    std::string s = Open();
+    v1::ExecuteResponse first;
+    grpc::Status st = Exec(s, "pg", {Sql(Debit(pg_table_, id, 10))}, &first);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    st = Exec(s, "maria", {Sql(Credit(my_table_, id, 10))});
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    if (txn_id != nullptr) *txn_id = first.txn_id();
+    return Commit(s);
+  }
   int PreparedLeft() { return PreparedBranchesOfNode(node_id_, {pg_uri_, pg2_uri_}, maria_dsn_); }
 
   TempDir tmp_;

@@ -30,20 +30,6 @@ class JournalFailureTest : public CoordinatorTest {
     CoordinatorTest::TearDown();
   }
 
-  // Moves 10 from PostgreSQL account `id` to MariaDB account `id` in one
-  // session; returns the Commit status and the transaction id.
-  grpc::Status Transfer(int id, std::string* txn_id) {
-    std::string s = Open();
-    v1::ExecuteResponse first;
-    grpc::Status st = Exec(s, "pg", {Sql(Debit(pg_table_, id, 10))}, &first);
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    st = Exec(s, "maria", {Sql(Credit(my_table_, id, 10))});
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    v1::CommitResponse resp;
-    grpc::Status commit = Commit(s, &resp);
-    *txn_id = first.txn_id();
-    return commit;
-  }
   grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& service) {
     server_->UpdateHealth();
     grpc::ClientContext ctx;
@@ -61,7 +47,7 @@ class JournalFailureTest : public CoordinatorTest {
 TEST_F(JournalFailureTest, DecisionThatReachedTheLogIsWithdrawnAndStaysRolledBack) {
   ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error").ok());
   std::string txn_id;
-  grpc::Status commit = Transfer(1, &txn_id);
+  grpc::Status commit = TransferPgToMaria(1, &txn_id);
   failpoint::DisarmAll();
   EXPECT_EQ(commit.error_code(), grpc::StatusCode::ABORTED) << commit.error_message();
   EXPECT_THAT(commit.error_message(), HasSubstr("journal could not record the decision"));
@@ -79,8 +65,7 @@ TEST_F(JournalFailureTest, DecisionThatReachedTheLogIsWithdrawnAndStaysRolledBac
   EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
   EXPECT_EQ(MyBalance(1), kInitial);
 
-  std::string next;
-  EXPECT_TRUE(Transfer(2, &next).ok());
+  EXPECT_TRUE(TransferPgToMaria(2).ok());
   EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial - 10);
   EXPECT_EQ(MyBalance(2), kInitial + 10);
 }
@@ -89,7 +74,7 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
   ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error").ok());
   ASSERT_TRUE(failpoint::Arm("journal.withdraw_decision", "error").ok());
   std::string txn_id;
-  grpc::Status commit = Transfer(1, &txn_id);
+  grpc::Status commit = TransferPgToMaria(1, &txn_id);
   failpoint::DisarmAll();
   EXPECT_EQ(commit.error_code(), grpc::StatusCode::UNAVAILABLE) << commit.error_message();
   EXPECT_THAT(commit.error_message(), HasSubstr("outcome is not known yet"));
@@ -102,8 +87,7 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
 
   // No further decision: the next two-phase commit is refused and rolled
   // back (nothing of it is in the journal), its branches released.
-  std::string refused;
-  grpc::Status second = Transfer(2, &refused);
+  grpc::Status second = TransferPgToMaria(2);
   EXPECT_EQ(second.error_code(), grpc::StatusCode::UNAVAILABLE) << second.error_message();
   EXPECT_THAT(second.error_message(), HasSubstr("until it is restarted"));
   EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial);

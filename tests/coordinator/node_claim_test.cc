@@ -22,12 +22,6 @@ using ::testing::HasSubstr;
 
 class NodeClaimTest : public CoordinatorTest {
  protected:
-  grpc::Status Transfer(int id) {
-    std::string s = Open();
-    EXPECT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, id, 10))}).ok());
-    EXPECT_TRUE(Exec(s, "maria", {Sql(Credit(my_table_, id, 10))}).ok());
-    return Commit(s);
-  }
   // The backend holding this node's advisory lock for bind "pg".
   std::string ClaimHolderPid() {
     const int64_t key = participants::NodeClaimKey(node_id_, "pg");
@@ -57,7 +51,7 @@ TEST_F(NodeClaimTest, ASecondCoordinatorWithTheSameNodeIdIsRefusedUntilTheFirstS
   EXPECT_THAT(std::string(refused_pg.status().message()), HasSubstr("held by pid " + ClaimHolderPid()));
 
   // The first one was not disturbed.
-  EXPECT_TRUE(Transfer(1).ok());
+  EXPECT_TRUE(TransferPgToMaria(1).ok());
   EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 10);
 
   StopServer();
@@ -74,7 +68,7 @@ TEST_F(NodeClaimTest, AClaimLostWithItsConnectionIsTakenAgain) {
   EXPECT_NE(again, "0");
   EXPECT_NE(again, pid);
   EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok());
-  EXPECT_TRUE(Transfer(2).ok());
+  EXPECT_TRUE(TransferPgToMaria(2).ok());
 }
 
 TEST_F(NodeClaimTest, AClaimTakenByAnotherSessionHaltsDecisions) {
@@ -106,7 +100,7 @@ TEST_F(NodeClaimTest, AClaimTakenByAnotherSessionHaltsDecisions) {
   EXPECT_THAT(std::string(halted.message()), HasSubstr("in use by another coordinator"));
   EXPECT_THAT(server_->coordinator()->metrics().Render(), HasSubstr("\ntxcoord_decisions_halted 1\n"));
 
-  grpc::Status refused = Transfer(3);
+  grpc::Status refused = TransferPgToMaria(3);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
   EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial);
   EXPECT_EQ(MyBalance(3), kInitial);
