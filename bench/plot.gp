@@ -7,7 +7,7 @@ set logscale x 2
 set xlabel "clients"
 set key top left
 set grid
-modes = "txcoord-oneshot txcoord-session direct-2pc direct-1pc sqlalchemy-twophase"
+modes = "txcoord-oneshot txcoord-session txcoord-oneshot-lr txcoord-session-lr direct-2pc direct-1pc sqlalchemy-twophase"
 set ylabel "transactions/s"
 set yrange [0:*]
 plot for [m in modes] datadir."/".m.".dat" using 1:2 with linespoints title m

@@ -9,7 +9,8 @@ import re
 
 BEGIN = "<!-- txbench:begin (written by bench/run; edit outside the markers) -->"
 END = "<!-- txbench:end -->"
-MODES = ["txcoord-oneshot", "txcoord-session", "direct-2pc", "direct-1pc", "sqlalchemy-twophase", "grpc-health"]
+MODES = ["txcoord-oneshot", "txcoord-session", "txcoord-oneshot-lr", "txcoord-session-lr", "direct-2pc", "direct-1pc",
+         "sqlalchemy-twophase", "grpc-health"]
 WORKLOADS = ["transfer", "transfer3", "single", "readonly", "noop", "ping"]
 
 
@@ -89,7 +90,10 @@ def main():
     goals = [
         ("transfer: txcoord-oneshot / direct-2pc throughput", ratio(tps("transfer", "txcoord-oneshot"), tps("transfer", "direct-2pc")), 1.0, True),
         ("transfer: txcoord-oneshot / direct-2pc p99", ratio(p99("transfer", "txcoord-oneshot"), p99("transfer", "direct-2pc")), 1.2, False),
+        ("transfer: txcoord-oneshot-lr (pg as last resource) / direct-2pc throughput", ratio(tps("transfer", "txcoord-oneshot-lr"), tps("transfer", "direct-2pc")), 1.0, True),
+        ("transfer: txcoord-oneshot-lr / direct-2pc p99", ratio(p99("transfer", "txcoord-oneshot-lr"), p99("transfer", "direct-2pc")), 1.2, False),
         ("transfer: txcoord-session / direct-2pc throughput", ratio(tps("transfer", "txcoord-session"), tps("transfer", "direct-2pc")), 0.8, True),
+        ("transfer: txcoord-session-lr / direct-2pc throughput", ratio(tps("transfer", "txcoord-session-lr"), tps("transfer", "direct-2pc")), 0.8, True),
         ("transfer: txcoord-session / sqlalchemy-twophase throughput", ratio(tps("transfer", "txcoord-session"), tps("transfer", "sqlalchemy-twophase")), 3.0, True),
         ("single: txcoord-oneshot / direct-1pc throughput", ratio(tps("single", "txcoord-oneshot"), tps("single", "direct-1pc")), 0.9, True),
         ("single: txcoord-session / direct-1pc throughput", ratio(tps("single", "txcoord-session"), tps("single", "direct-1pc")), 0.9, True),

@@ -46,6 +46,17 @@ absl::Status ReadInt(const YAML::Node& node, const std::string& prefix,
   return absl::OkStatus();
 }
 
+absl::Status ReadBool(const YAML::Node& node, const std::string& prefix,
+                      const char* name, bool* out) {
+  YAML::Node v = node[name];
+  if (!v) return absl::OkStatus();
+  if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+    return KeyError(prefix + name, "must be true or false");
+  }
+  *out = v.Scalar() == "true";
+  return absl::OkStatus();
+}
+
 absl::Status ReadDuration(const YAML::Node& node, const std::string& prefix,
                           const char* name, absl::Duration* out) {
   YAML::Node v = node[name];
@@ -207,12 +218,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
     if (!levels.count(c.log_level)) return KeyError("log.level", "must be trace, debug, info, warn, error or off");
   }
-  if (YAML::Node p = root["plaintext"]) {
-    if (!p.IsScalar() || (p.Scalar() != "true" && p.Scalar() != "false")) {
-      return KeyError("plaintext", "must be true or false");
-    }
-    c.plaintext = p.Scalar() == "true";
-  }
+  TXC_RETURN_IF_ERROR(ReadBool(root, "", "plaintext", &c.plaintext));
   YAML::Node tls = root["tls"];
   TXC_RETURN_IF_ERROR(CheckKeys(tls, "tls", {"cert", "key", "client_ca"}));
   if (tls) {
@@ -334,7 +340,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     if (!std::regex_match(name, bind_name)) {
       return KeyError("binds." + name, "a bind name is a letter then up to 47 letters, digits or _");
     }
-    TXC_RETURN_IF_ERROR(CheckKeys(kv.second, "binds." + name, {"driver", "dsn", "pool"}));
+    TXC_RETURN_IF_ERROR(CheckKeys(kv.second, "binds." + name, {"driver", "dsn", "pool", "last_resource"}));
     participants::BindOptions b;
     b.name = name;
     TXC_RETURN_IF_ERROR(ReadString(kv.second, prefix, "driver", &b.driver));
@@ -343,6 +349,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     }
     TXC_RETURN_IF_ERROR(ReadString(kv.second, prefix, "dsn", &b.dsn));
     if (b.dsn.empty()) return KeyError(prefix + "dsn", "is required");
+    TXC_RETURN_IF_ERROR(ReadBool(kv.second, prefix, "last_resource", &b.last_resource));
     YAML::Node pool = kv.second["pool"];
     TXC_RETURN_IF_ERROR(CheckKeys(pool, "binds." + name + ".pool", {"size", "acquire_timeout"}));
     if (pool) {

@@ -197,24 +197,65 @@ void Coordinator::QueueEnd(journal::DecisionRecord record) {
 }
 
 void Coordinator::EndLoop() {
+  // Decision rows of finished transactions, by last-resource bind: removed
+  // at most every 100 ms, all with one journal sync and one DELETE per bind.
+  constexpr absl::Duration kForgetEvery = absl::Milliseconds(100);
+  absl::flat_hash_map<std::string, std::vector<std::string>> forgets;
+  absl::Time forget_due = absl::InfiniteFuture();
   for (;;) {
     std::vector<journal::DecisionRecord> batch;
+    bool stopping;
     {
       absl::MutexLock lock(&end_mu_);
-      end_mu_.Await(absl::Condition(
+      absl::Condition ready(
           +[](Coordinator* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->end_mu_) { return c->end_stop_ || !c->ends_.empty(); },
-          this));
-      if (ends_.empty()) return;  // stopping, and everything written
+          this);
+      if (forgets.empty()) {
+        end_mu_.Await(ready);
+      } else {
+        end_mu_.AwaitWithDeadline(ready, forget_due);
+      }
+      stopping = end_stop_;
       batch.swap(ends_);
     }
-    absl::Status s = journal_->MarkFinishedMany(batch);
-    if (!s.ok()) {
-      Log(spdlog::level::warn, "", absl::StrCat("END records of ", batch.size(),
-                                                " transactions not written (recovery re-drives them): ", s.message()));
+    if (!batch.empty()) {
+      absl::Status s = journal_->MarkFinishedMany(batch);
+      if (!s.ok()) {
+        Log(spdlog::level::warn, "", absl::StrCat("END records of ", batch.size(),
+                                                  " transactions not written (recovery re-drives them): ", s.message()));
+      } else {
+        for (const auto& r : batch) {
+          for (const BranchRecord& b : r.branches()) {
+            if (!b.last_resource()) continue;
+            if (forgets.empty()) forget_due = absl::Now() + kForgetEvery;
+            forgets[b.bind()].push_back(r.txn_id());
+          }
+        }
+      }
+      absl::MutexLock lock(&mu_);
+      for (const auto& r : batch) driving_.erase(r.txn_id());
     }
-    absl::MutexLock lock(&mu_);
-    for (const auto& r : batch) driving_.erase(r.txn_id());
+    if (!forgets.empty() && (stopping || absl::Now() >= forget_due)) ForgetDecisions(forgets);
+    if (stopping && batch.empty()) return;  // everything written and forgotten
   }
+}
+
+void Coordinator::ForgetDecisions(absl::flat_hash_map<std::string, std::vector<std::string>>& forgets) {
+  // The rows go only once the journal's ENDs (written unsynced) are durable:
+  // after a crash GetTransaction must still find the outcome somewhere.
+  if (absl::Status synced = journal_->Sync(); !synced.ok()) {
+    Log(spdlog::level::warn, "", absl::StrCat("decision rows kept (recovery removes them later): ", synced.message()));
+  } else {
+    for (const auto& [bind, ids] : forgets) {
+      Participant* p = FindBind(bind);
+      if (p == nullptr) continue;
+      if (absl::Status s = p->ForgetDecisions(ids); !s.ok()) {
+        Log(spdlog::level::warn, "", absl::StrCat("decision rows on bind \"", bind,
+                                                  "\" kept (recovery removes them later): ", s.message()));
+      }
+    }
+  }
+  forgets.clear();
 }
 
 absl::Status Coordinator::Start() {
@@ -226,7 +267,7 @@ absl::Status Coordinator::Start() {
   // hold a lock that DDL waits for (SQLite locks the whole file). Best
   // effort: PrepareGlobal tries again.
   for (const auto& [name, p] : binds_) {
-    if (p->capabilities().two_phase) continue;
+    if (!HoldsDecisions(name, *p)) continue;
     if (absl::Status s = p->EnsureDecisionTable(); !s.ok()) {
       Log(spdlog::level::warn, "", absl::StrCat("bind \"", name, "\": txcoord_decisions not created yet: ", s.message()));
     }
@@ -466,6 +507,15 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   if (now >= txn.deadline_) {
     return absl::DeadlineExceededError(absl::StrCat("transaction ", txn.id_, " exceeded its timeout"));
   }
+  // Without a bind lacking 2PC, the first bind configured as last resource
+  // takes that role: it is not prepared, and Commit commits it locally with
+  // the decision row.
+  int lr_index = -1;
+  if (work.size() > 1 && last_resources == 0) {
+    for (size_t i = 0; i < work.size() && lr_index < 0; ++i) {
+      if (options_.last_resource_binds.contains(work[i].first)) lr_index = static_cast<int>(i);
+    }
+  }
   std::vector<std::unique_ptr<Transaction::Enlisted>> enlisted(work.size());
   std::vector<std::vector<participants::ResultSet>> results(work.size());
   std::vector<absl::Status> errors(work.size());
@@ -478,7 +528,7 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   RunParallel(work.size(), [&](size_t i) {
     const auto& [bind, statements] = work[i];
     Participant* p = FindBind(bind);
-    const bool two_phase = p->capabilities().two_phase;
+    const bool two_phase = p->capabilities().two_phase && static_cast<int>(i) != lr_index;
     const bool prepare_here = prepare && two_phase;
     const absl::Time step_start = absl::Now();
     auto batch = p->RunBatch(xids[i], txn.deadline_ - now, statements, max_rows, prepare_here);
@@ -727,6 +777,21 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     else if (e->two_phase) two_phase.push_back(e);
     else last_resource = e;
   }
+  if (last_resource == nullptr) {
+    // No bind without 2PC: the first one configured as last resource takes
+    // the role (ExecuteOnBinds chose it already for RunTransaction).
+    for (auto it = two_phase.begin(); it != two_phase.end(); ++it) {
+      Transaction::Enlisted* e = *it;
+      if (e->prepared || e->read_only || e->callback || !options_.last_resource_binds.contains(e->bind)) continue;
+      {
+        absl::MutexLock lock(&txn.mu_);
+        e->two_phase = false;
+      }
+      last_resource = e;
+      two_phase.erase(it);
+      break;
+    }
+  }
   // Branches services prepared themselves: each must be registered and
   // really prepared on its database before any decision (PrepareGlobal may
   // have checked them already).
@@ -849,9 +914,11 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
                                              " was rolled back: ", reason));
     }
     TXC_FAILPOINT("commit.after_last_resource_committed");
-    // Even if this write fails the decision stands (it is in the last
-    // resource); recovery rebuilds the record from there.
-    (void)LogDecisionTimed(record);
+    // The decision is durable in the last resource: the journal's copy need
+    // not be synced (nor even written). Recovery finds the decision row if it
+    // is lost, and the row is removed only after a journal sync made the
+    // END durable (EndLoop).
+    (void)journal_->UpdateDecision(record);
   } else {
     absl::Status s = LogDecisionTimed(record);
     if (!s.ok()) {
@@ -912,7 +979,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   if (finished) {
     TxnInfo info = FromRecord(record);
     RememberOutcome(std::move(info));
-    if (last_resource != nullptr) (void)last_resource->participant->ForgetDecision(txn.id_);
+    // A last resource's decision row goes once the END is durable (EndLoop).
   }
   return result;
 }
@@ -1576,7 +1643,7 @@ absl::StatusOr<std::vector<InDoubtBranch>> Coordinator::ListInDoubt(
   }
   absl::flat_hash_set<std::string> lr_decided;
   for (const auto& [name, p] : binds_) {
-    if (p->capabilities().two_phase) continue;
+    if (!HoldsDecisions(name, *p)) continue;
     auto ids = p->ListDecisions(options_.node_id);
     if (ids.ok()) lr_decided.insert(ids->begin(), ids->end());
   }
@@ -1653,7 +1720,7 @@ absl::StatusOr<TxnInfo> Coordinator::Resolve(absl::string_view txn_id, bool comm
   TXC_ASSIGN_OR_RETURN(std::optional<DecisionRecord> existing, journal_->Find(txn_id));
   bool lr_committed = false;
   for (const auto& [name, p] : binds_) {
-    if (p->capabilities().two_phase) continue;
+    if (!HoldsDecisions(name, *p)) continue;
     auto ids = p->ListDecisions(options_.node_id);
     if (!ids.ok()) {
       return absl::UnavailableError(absl::StrCat(
@@ -1808,7 +1875,7 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   std::vector<Participant*> lr_binds;
   absl::flat_hash_map<std::string, int> fences;  // txn id → fence verdict, this pass
   for (const auto& [name, p] : binds_) {
-    if (p->capabilities().two_phase) continue;
+    if (!HoldsDecisions(name, *p)) continue;
     lr_binds.push_back(p.get());
     auto ids = p->ListDecisions(options_.node_id);
     if (!ids.ok()) {
@@ -1936,6 +2003,7 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   // (d) A last resource's decision whose branches are all finished: record
   // it in the journal's history, then drop the row.
   if (all_listed) {
+    absl::flat_hash_map<std::string, std::vector<std::string>> forgets;
     for (const std::string& txn_id : lr_decided) {
       if (still_prepared.contains(txn_id)) continue;
       {
@@ -1954,9 +2022,10 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
         continue;  // (a) finishes it
       }
       for (const auto& [name, p] : binds_) {
-        if (!p->capabilities().two_phase) (void)p->ForgetDecision(txn_id);
+        if (HoldsDecisions(name, *p)) forgets[name].push_back(txn_id);
       }
     }
+    if (!forgets.empty()) ForgetDecisions(forgets);  // after a journal sync
   }
   return report;
 }

@@ -33,6 +33,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -180,6 +181,10 @@ struct CoordinatorOptions {
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
   bool background_recovery = true;  // false: only Start() and RecoverNow()
+  // Two-phase binds committed as the last resource when a transaction has
+  // none without 2PC (config: binds.<name>.last_resource). They hold
+  // decision rows (txcoord_decisions) as well as prepared branches.
+  std::set<std::string> last_resource_binds;
 };
 
 class Coordinator {
@@ -330,6 +335,16 @@ class Coordinator {
   // written (recovery leaves it alone meanwhile).
   void QueueEnd(journal::DecisionRecord record);
   void EndLoop();
+  // Removes finished transactions' decision rows from their last-resource
+  // binds (`forgets`: bind → txn ids), after a journal sync has made their
+  // END records durable: GetTransaction must still find them after a crash.
+  void ForgetDecisions(absl::flat_hash_map<std::string, std::vector<std::string>>& forgets);
+  // A bind whose txcoord_decisions table may hold this node's decisions:
+  // every bind without 2PC, and every two-phase bind configured as last
+  // resource.
+  bool HoldsDecisions(const std::string& bind, const participants::Participant& p) const {
+    return !p.capabilities().two_phase || options_.last_resource_binds.contains(bind);
+  }
   // The global transaction `txn_id` of `owner`, taken out of globals_ for
   // the caller (who puts it back or ends it). NOT_FOUND / PERMISSION_DENIED.
   absl::StatusOr<std::unique_ptr<Transaction>> TakeGlobal(absl::string_view txn_id, absl::string_view owner);

@@ -77,7 +77,8 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
     participants::Capabilities caps = (*p)->capabilities();
     Log(spdlog::level::info, "",
         absl::StrCat("bind ", b.name, ": driver=", caps.driver, " dialect=", caps.dialect,
-                     " two_phase=", caps.two_phase ? "true" : "false", " dsn=", RedactDsn(b.dsn)));
+                     " two_phase=", caps.two_phase ? "true" : "false",
+                     b.last_resource ? " last_resource=true" : "", " dsn=", RedactDsn(b.dsn)));
     binds[b.name] = std::move(*p);
   }
   CoordinatorOptions options;
@@ -86,6 +87,9 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   options.recovery = config.recovery;
   options.max_rows = config.limits.max_rows;
   options.max_sql_bytes = config.limits.max_sql_bytes;
+  for (const participants::BindOptions& b : config.binds) {
+    if (b.last_resource) options.last_resource_binds.insert(b.name);
+  }
   server->coordinator_ = std::make_unique<Coordinator>(server->journal_.get(), std::move(binds),
                                                        options, clock);
   TXC_RETURN_IF_ERROR(server->coordinator_->Start());

@@ -80,6 +80,10 @@ class Journal {
     return absl::OkStatus();
   }
 
+  // Makes every write that returned before this call durable (UpdateDecision,
+  // MarkFinished): one fsync of the log.
+  virtual absl::Status Sync() = 0;
+
   // Every record without an END, for recovery. DATA_LOSS naming the key
   // when a record cannot be read.
   virtual absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() = 0;

@@ -257,6 +257,12 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
   return absl::OkStatus();
 }
 
+absl::Status RocksDbJournal::Sync() {
+  // A write followed by a SyncWAL that starts after it is as durable as a
+  // synced write (RocksDB's db.h).
+  return FromRocks(db_->SyncWAL(), "syncing the log");
+}
+
 absl::StatusOr<std::vector<DecisionRecord>> RocksDbJournal::ScanUnfinished() {
   std::vector<DecisionRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(

@@ -47,6 +47,7 @@ class RocksDbJournal final : public Journal {
   absl::Status UpdateDecision(const DecisionRecord& record) override;
   absl::Status MarkFinished(const DecisionRecord& final_record) override;
   absl::Status MarkFinishedMany(const std::vector<DecisionRecord>& final_records) override;
+  absl::Status Sync() override;
   absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() override;
   absl::StatusOr<std::optional<DecisionRecord>> Find(
       absl::string_view txn_id) override;

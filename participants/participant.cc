@@ -32,6 +32,15 @@ absl::Status Participant::EnsureDecisionTable() {
   return absl::UnimplementedError(absl::StrCat("bind ", bind(), ": no decision table on this driver"));
 }
 
+absl::Status Participant::ForgetDecisions(const std::vector<std::string>& txn_ids) {
+  absl::Status first;
+  for (const std::string& id : txn_ids) {
+    absl::Status s = ForgetDecision(id);
+    if (first.ok()) first = s;
+  }
+  return first;
+}
+
 absl::StatusOr<bool> Participant::FenceDecision(absl::string_view) {
   return absl::UnimplementedError(absl::StrCat("bind ", bind(), ": no decision table on this driver"));
 }

@@ -93,6 +93,10 @@ struct BindOptions {
   std::string dsn;                 // libpq URI / key=value, or ODBC "Driver=…;…"
   int pool_size = 8;
   absl::Duration acquire_timeout = absl::Seconds(2);
+  // A two-phase bind committed as the transaction's last resource whenever
+  // it can be (no PREPARE; its local COMMIT with the decision row is the
+  // decision). Read by the coordinator; participants ignore it.
+  bool last_resource = false;
 };
 
 struct Capabilities {
@@ -213,6 +217,10 @@ class Participant {
   virtual absl::StatusOr<std::vector<std::string>> ListDecisions(
       absl::string_view node_id) = 0;
   virtual absl::Status ForgetDecision(absl::string_view txn_id) = 0;
+  // ForgetDecision of many at once (the default calls it for each; the
+  // first error is returned after trying all). A lost removal only leaves
+  // a row that recovery removes later, so it need not be durable.
+  virtual absl::Status ForgetDecisions(const std::vector<std::string>& txn_ids);
 
   // Last resource only, for a decision row a service commits itself in its
   // own transaction (TransactionService.PrepareGlobal): creates

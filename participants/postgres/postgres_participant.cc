@@ -362,6 +362,22 @@ class PostgresBranch : public Branch {
       absl::MutexLock lock(&shared_->decisions_mu);
       ready = shared_->decisions_table_ready;
     }
+    if (ready) {
+      // One round trip: the decision row and the COMMIT that makes it the
+      // decision. If the INSERT fails the COMMIT is skipped; a lost
+      // connection leaves the outcome unknown (UNAVAILABLE) for recovery.
+      absl::Status s = Run([&](pqxx::nontransaction& n) {
+        n.exec(absl::StrCat("INSERT INTO txcoord_decisions (txn_id, payload) VALUES (", QuoteSqlLiteral(txn_id),
+                            ", ", QuoteSqlLiteral(payload), "); COMMIT"));
+      });
+      if (!s.ok()) {
+        (void)EndLocally("ROLLBACK");  // after a failed COMMIT: a no-op
+        return s;
+      }
+      state_ = State::kEnded;
+      Finish();
+      return absl::OkStatus();
+    }
     absl::Status s = Run([&](pqxx::nontransaction& n) {
       if (!ready) {
         // Inside the transaction, under a savepoint: a concurrent creator
@@ -675,6 +691,79 @@ class PostgresParticipant : public Participant {
     return RunPooled(/*retry_if_broken=*/false, [&](pqxx::nontransaction& n) {
       if (n.exec("SELECT to_regclass('txcoord_decisions') IS NULL")[0][0].as<bool>()) return;
       n.exec_params("DELETE FROM txcoord_decisions WHERE txn_id = $1", std::string(txn_id));
+    });
+  }
+
+  absl::Status EnsureDecisionTable() override {
+    {
+      absl::MutexLock lock(&shared_->decisions_mu);
+      if (shared_->decisions_table_ready) return absl::OkStatus();
+    }
+    TXC_RETURN_IF_ERROR(RunPooled(/*retry_if_broken=*/true, [&](pqxx::nontransaction& n) {
+      try {
+        n.exec(std::string(kCreateDecisionsTable));
+      } catch (const pqxx::sql_error&) {
+        // A concurrent creator (duplicate pg_type row): fine if it exists now.
+        if (n.exec("SELECT to_regclass('txcoord_decisions') IS NULL")[0][0].as<bool>()) throw;
+      }
+    }));
+    absl::MutexLock lock(&shared_->decisions_mu);
+    shared_->decisions_table_ready = true;
+    return absl::OkStatus();
+  }
+
+  // For a two-phase bind configured as last resource: recovery fences an
+  // orphan's decision row before rolling its branches back, because the
+  // last resource's COMMIT may still be running on the server after
+  // txcoord died. The insert waits for such a transaction (same key), for
+  // at most 5 s; then the row tells.
+  absl::StatusOr<bool> FenceDecision(absl::string_view txn_id) override {
+    TXC_RETURN_IF_ERROR(EnsureDecisionTable());
+    bool fenced = false;
+    TXC_RETURN_IF_ERROR(RunPooled(/*retry_if_broken=*/false, [&](pqxx::nontransaction& n) {
+      n.exec("BEGIN");
+      try {
+        n.exec("SET LOCAL lock_timeout = '5s'");
+        pqxx::result inserted = n.exec_params(
+            "INSERT INTO txcoord_decisions (txn_id, payload) VALUES ($1, $2) "
+            "ON CONFLICT (txn_id) DO NOTHING RETURNING 1",
+            std::string(txn_id), std::string(kDecisionTombstone));
+        if (inserted.empty()) {
+          pqxx::result row = n.exec_params("SELECT payload FROM txcoord_decisions WHERE txn_id = $1",
+                                           std::string(txn_id));
+          if (row.empty()) throw std::runtime_error("the decision row vanished while fencing");
+          fenced = !row[0][0].is_null() && row[0][0].as<std::string>() == kDecisionTombstone;
+        } else {
+          fenced = true;
+        }
+        n.exec("COMMIT");
+      } catch (...) {
+        n.exec("ROLLBACK");
+        throw;
+      }
+    }));
+    return fenced;
+  }
+
+  absl::Status ForgetDecisions(const std::vector<std::string>& txn_ids) override {
+    if (txn_ids.empty()) return absl::OkStatus();
+    return RunPooled(/*retry_if_broken=*/false, [&](pqxx::nontransaction& n) {
+      if (n.exec("SELECT to_regclass('txcoord_decisions') IS NULL")[0][0].as<bool>()) return;
+      // One round trip, and no WAL flush to wait for: a removal lost in a
+      // crash leaves a row that recovery removes again.
+      std::string sql =
+          "BEGIN; SET LOCAL synchronous_commit TO off; DELETE FROM txcoord_decisions WHERE txn_id IN (";
+      for (size_t i = 0; i < txn_ids.size(); ++i) {
+        if (i > 0) sql += ", ";
+        sql += QuoteSqlLiteral(txn_ids[i]);
+      }
+      sql += "); COMMIT";
+      try {
+        n.exec(sql);
+      } catch (const pqxx::sql_error&) {
+        n.exec("ROLLBACK");  // leave no aborted transaction block on a pooled connection
+        throw;
+      }
     });
   }
 

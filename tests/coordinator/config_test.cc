@@ -26,6 +26,7 @@ binds:
     driver: postgres
     dsn: "postgresql://app:${TXC_TEST_SECRET}@127.0.0.1:5432/app"
     pool: {size: 3, acquire_timeout: 250ms}
+    last_resource: true
   maria:
     driver: odbc
     dsn: "Driver=MariaDB Unicode;Server=127.0.0.1;Password=${TXC_TEST_SECRET};User=x"
@@ -51,6 +52,8 @@ TEST(ConfigTest, ParsesEveryKeyAndSubstitutesTheEnvironment) {
   EXPECT_EQ(c->binds[0].pool_size, 3);
   EXPECT_EQ(c->binds[0].acquire_timeout, absl::Milliseconds(250));
   EXPECT_EQ(c->binds[1].driver, "odbc");
+  EXPECT_TRUE(c->binds[0].last_resource);
+  EXPECT_FALSE(c->binds[1].last_resource);
 }
 
 TEST(ConfigTest, ErrorsNameTheKey) {
@@ -69,6 +72,9 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"plaintext: true\nnode_id: n\ntimeout: {idle: 1s}\nbinds: {a: {driver: postgres, dsn: x}}", "timeout"},
       {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: \"${TXC_NOT_SET_ANYWHERE}\"}}", "TXC_NOT_SET_ANYWHERE"},
       {"plaintext: true\nnode_id: n\nbinds: [1, 2]", "binds"},
+      {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x, last_resource: yes}}",
+       "binds.a.last_resource"},
+      {"plaintext: maybe\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x}}", "plaintext"},
       {"plaintext: true\nnode_id: [\n", "YAML"},
       {"plaintext: true\nnode_id: n\nlimits: {server_threads: 8, server_idle_threads: 9}\n"
        "binds: {a: {driver: postgres, dsn: x}}",

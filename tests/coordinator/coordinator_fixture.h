@@ -106,6 +106,11 @@ class CoordinatorTest : public ::testing::Test {
     };
     c.binds = {bind("pg", "postgres", pg_uri_), bind("pg2", "postgres", pg2_uri_),
                bind("maria", "odbc", maria_dsn_), bind("lite", "odbc", sqlite_dsn_)};
+    if (with_pg_last_resource_) {
+      // The database of "pg", configured as last resource.
+      c.binds.push_back(bind("pglr", "postgres", pg_uri_));
+      c.binds.back().last_resource = true;
+    }
     return c;
   }
 
@@ -230,6 +235,7 @@ class CoordinatorTest : public ::testing::Test {
   std::string pg_uri_, pg2_uri_, maria_dsn_, sqlite_dsn_;
   std::string suffix_, node_id_, pg_table_, my_table_, lite_table_;
   int max_sessions_ = 1000;
+  bool with_pg_last_resource_ = false;  // set before SetUp: adds bind "pglr"
   std::unique_ptr<coordinator::TxcoordServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::SessionService::Stub> stub_;

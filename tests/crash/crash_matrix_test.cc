@@ -1,6 +1,7 @@
 // The crash matrix: for every commit-protocol fault point and every kind of
 // transaction (PostgreSQL+MariaDB, PostgreSQL+PostgreSQL, PostgreSQL+MariaDB
-// with SQLite as the last resource), run a transfer through the real
+// with SQLite as the last resource, PostgreSQL configured as the last
+// resource + MariaDB), run a transfer through the real
 // txcoord binary, SIGKILL it at that point, restart it, and check:
 //   - all or nothing: both accounts changed, or neither (and the last
 //     resource's row with them);
@@ -9,7 +10,8 @@
 //     COMMITTED sees its writes;
 //   - GetTransaction after the restart reports that outcome;
 //   - no prepared branch of this node is left on any database;
-//   - the journal holds no unfinished record.
+//   - the journal holds no unfinished record;
+//   - a last resource's decision row is removed once the transaction ends.
 #include <grpcpp/grpcpp.h>
 
 #include <pqxx/pqxx>
@@ -36,7 +38,7 @@ namespace v1 = ::txcoord::v1;
 
 struct Case {
   std::string point;     // the fault point armed for the first run
-  std::string topology;  // "pg_maria", "pg_pg", "pg_maria_lite"
+  std::string topology;  // "pg_maria", "pg_pg", "pg_maria_lite", "pglr_maria"
   bool commits;          // the outcome the protocol promises
 };
 
@@ -82,6 +84,7 @@ class CrashMatrixTest : public ::testing::TestWithParam<Case> {
         << "recovery: {interval: 200ms, backoff: {initial: 50ms, max: 500ms}}\n"
         << "binds:\n"
         << "  pg: {driver: postgres, dsn: \"" << pg_uri_ << "\"}\n"
+        << "  pglr: {driver: postgres, dsn: \"" << pg_uri_ << "\", last_resource: true}\n"
         << "  pg2: {driver: postgres, dsn: \"" << pg2_uri_ << "\"}\n"
         << "  maria: {driver: odbc, dsn: \"" << maria_dsn_ << "\"}\n"
         << "  lite: {driver: odbc, dsn: \"" << sqlite_dsn_ << "\"}\n";
@@ -120,6 +123,8 @@ TEST_P(CrashMatrixTest, EndsAllOrNothingAfterRestart) {
   const Case& c = GetParam();
   const std::string bind_b = c.topology == "pg_pg" ? "pg2" : "maria";
   const bool with_lr = c.topology == "pg_maria_lite";
+  // pglr is the same database as pg, configured as last resource.
+  const bool pg_lr = c.topology == "pglr_maria";
   TxcoordProcess txcoord(TXC_BINARY, config_, tmp_.path());
 
   const bool in_recovery = c.point == "recovery.after_redrive";
@@ -148,7 +153,7 @@ TEST_P(CrashMatrixTest, EndsAllOrNothingAfterRestart) {
     txn_id = resp.txn_id();
     return s;
   };
-  ASSERT_TRUE(exec("pg", absl::StrCat("UPDATE ", table_, " SET balance = balance - 30 WHERE id = 1")).ok());
+  ASSERT_TRUE(exec(pg_lr ? "pglr" : "pg", absl::StrCat("UPDATE ", table_, " SET balance = balance - 30 WHERE id = 1")).ok());
   ASSERT_TRUE(exec(bind_b, absl::StrCat("UPDATE ", table_, " SET balance = balance + 30 WHERE id = 1")).ok());
   if (with_lr) {
     ASSERT_TRUE(exec("lite", "INSERT INTO audit VALUES (1, 'transfer')").ok());
@@ -178,13 +183,20 @@ TEST_P(CrashMatrixTest, EndsAllOrNothingAfterRestart) {
   // moment for branches it could not finish at once.
   int64_t a = 0, b = 0;
   int left = -1;
+  std::string decision_rows = "0";
   for (int i = 0; i < 100; ++i) {
     a = Balance("pg");
     b = Balance(bind_b);
     left = PreparedLeft();
-    if (left == 0 && (a + b == 200) && (a == 100) == !c.commits) break;
+    if (pg_lr) {
+      // txcoord created the table at start (a bind that holds decisions).
+      decision_rows = PgScalar(pg_uri_, absl::StrCat("SELECT count(*) FROM txcoord_decisions WHERE txn_id = '",
+                                                     txn_id, "' AND payload IS DISTINCT FROM 'ROLLED_BACK'"));
+    }
+    if (left == 0 && (a + b == 200) && (a == 100) == !c.commits && decision_rows == "0") break;
     absl::SleepFor(absl::Milliseconds(100));
   }
+  EXPECT_EQ(decision_rows, "0") << "the last resource's decision row of " << txn_id << " was not removed";
   EXPECT_EQ(a + b, 200) << "the transfer was applied on one side only";
   EXPECT_EQ(left, 0) << "prepared branches of " << node_ << " are left";
   if (c.commits) {
@@ -228,11 +240,11 @@ TEST_P(CrashMatrixTest, EndsAllOrNothingAfterRestart) {
 
 std::vector<Case> AllCases() {
   std::vector<Case> cases;
-  for (const std::string topology : {"pg_maria", "pg_pg", "pg_maria_lite"}) {
+  for (const std::string topology : {"pg_maria", "pg_pg", "pg_maria_lite", "pglr_maria"}) {
     cases.push_back({"commit.before_prepare", topology, false});
     cases.push_back({"commit.after_prepare", topology, false});
     cases.push_back({"commit.before_decision_logged", topology, false});
-    if (topology == "pg_maria_lite") {
+    if (topology == "pg_maria_lite" || topology == "pglr_maria") {
       cases.push_back({"commit.after_last_resource_committed", topology, true});
     }
     cases.push_back({"commit.after_decision_logged", topology, true});
