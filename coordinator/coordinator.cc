@@ -885,7 +885,10 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
       }
     } else {
       std::string payload = absl::BytesToHexString(record.SerializeAsString());
+      const absl::Time step_start = absl::Now();
       s = last_resource->branch->CommitAsLastResource(txn.id_, payload);
+      metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
+                       {{"bind", last_resource->bind}, {"step", "commit"}});
       last_resource->branch.reset();
     }
     if (!s.ok()) {

@@ -22,14 +22,15 @@ class LastResourceTest : public CoordinatorTest {
     CoordinatorTest::SetUp();
   }
 
-  // The txcoord_prepares_total samples, one per line.
-  std::string Prepares() {
+  // The metric samples whose line starts with `prefix`, one per line.
+  std::string Samples(absl::string_view prefix) {
     std::string out;
     for (absl::string_view line : absl::StrSplit(server_->coordinator()->metrics().Render(), '\n')) {
-      if (absl::StartsWith(line, "txcoord_prepares_total{")) absl::StrAppend(&out, line, "\n");
+      if (absl::StartsWith(line, prefix)) absl::StrAppend(&out, line, "\n");
     }
     return out;
   }
+  std::string Prepares() { return Samples("txcoord_prepares_total{"); }
 
   // Rows of this node's decisions left in pglr's txcoord_decisions table
   // (fence tombstones aside), after waiting up to 5 s for their removal.
@@ -77,6 +78,9 @@ TEST_F(LastResourceTest, RunTransactionCommitsThePostgresBindWithoutPrepare) {
   const std::string prepares = Prepares();
   EXPECT_THAT(prepares, HasSubstr("txcoord_prepares_total{bind=\"maria\",vote=\"prepared\"} 1"));
   EXPECT_THAT(prepares, Not(HasSubstr("txcoord_prepares_total{bind=\"pglr\"")));
+  // Its local COMMIT with the decision row is timed as its commit step.
+  EXPECT_THAT(Samples("txcoord_branch_step_duration_seconds_count{bind=\"pglr\""),
+              HasSubstr("{bind=\"pglr\",step=\"commit\"} 1\n"));
   v1::Transaction t = GetTxn(resp.txn_id());
   EXPECT_EQ(t.state(), v1::COMMITTED);
   const v1::Branch* lr = BranchOf(t, "pglr");
