@@ -172,7 +172,7 @@ bool GlobalTransfer(v1::TransactionService::Stub* txs, const std::map<std::strin
   return false;
 }
 
-void RunBank(bool half_on_transaction_rpcs) {
+void RunBank(bool half_on_transaction_rpcs, bool pg_last_resource = false) {
   std::string pg_uri, pg2_uri, maria_dsn;
   TXC_REQUIRE_DB_ENV(pg_uri, "TXC_PG_URI");
   TXC_REQUIRE_DB_ENV(pg2_uri, "TXC_PG2_URI");
@@ -210,7 +210,8 @@ void RunBank(bool half_on_transaction_rpcs) {
         << "timeouts: {transaction: 10s, orphan_safety: 2s}\n"
         << "recovery: {interval: 500ms, backoff: {initial: 50ms, max: 1s}}\n"
         << "binds:\n"
-        << "  pg: {driver: postgres, dsn: \"" << pg_uri << "\", pool: {size: 24}}\n"
+        << "  pg: {driver: postgres, dsn: \"" << pg_uri << "\", pool: {size: 24}"
+        << (pg_last_resource ? ", last_resource: true" : "") << "}\n"
         << "  pg2: {driver: postgres, dsn: \"" << pg2_uri << "\", pool: {size: 24}}\n"
         << "  maria: {driver: odbc, dsn: \"" << maria_dsn << "\", pool: {size: 24}}\n";
   }
@@ -384,6 +385,18 @@ void RunBank(bool half_on_transaction_rpcs) {
   EXPECT_EQ(missing, 0);
   EXPECT_GT(acked.load(), 0);
   EXPECT_GT(kills.load(), 0);
+  if (pg_last_resource) {
+    // Every decision row of this node goes once its transaction ended (after
+    // the restarts too: recovery removes what a killed process left).
+    std::string rows;
+    for (int i = 0; i < 100; ++i) {
+      rows = PgScalar(pg_uri, absl::StrCat("SELECT count(*) FROM txcoord_decisions WHERE txn_id LIKE '", node,
+                                           ".%' AND payload IS DISTINCT FROM 'ROLLED_BACK'"));
+      if (rows == "0") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(rows, "0") << "decision rows of " << node << " left in the last resource";
+  }
 
   txcoord.Stop();
   for (const std::string& uri : {pg_uri, pg2_uri}) {
@@ -398,6 +411,12 @@ TEST(BankTest, InvariantsHoldWhileTxcoordIsKilled) { RunBank(/*half_on_transacti
 // Half of the transfers use TransactionService: the client prepares its own
 // branches and registers them.
 TEST(BankTest, InvariantsHoldWithHalfTheTransfersOnTransactionRpcs) { RunBank(/*half_on_transaction_rpcs=*/true); }
+
+// "pg" configured as last resource: every transfer touching it commits it
+// locally with the decision row instead of PREPARE / COMMIT PREPARED.
+TEST(BankTest, InvariantsHoldWithPostgresAsConfiguredLastResource) {
+  RunBank(/*half_on_transaction_rpcs=*/false, /*pg_last_resource=*/true);
+}
 
 }  // namespace
 }  // namespace txcoord::testing
