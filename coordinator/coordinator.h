@@ -200,6 +200,10 @@ class Coordinator {
   void Stop();
 
   bool HasBind(absl::string_view bind) const;
+  // A two-phase bind configured as last resource (binds.<name>.last_resource).
+  bool ConfiguredLastResource(absl::string_view bind) const {
+    return options_.last_resource_binds.contains(std::string(bind));
+  }
   std::vector<std::string> BindNames() const;
   participants::Participant* FindBind(absl::string_view bind) const;
 

@@ -274,7 +274,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& b : resp.binds()) {
       all_up &= b.reachable();
-      rows.push_back({b.name(), b.driver(), b.dialect(), b.two_phase() ? "2pc" : "last-resource",
+      rows.push_back({b.name(), b.driver(), b.dialect(), !b.two_phase() ? "last-resource" : b.last_resource() ? "2pc, last resource first" : "2pc",
                       absl::StrCat(b.pool_in_use(), "/", b.pool_size()),
                       *check ? (b.reachable() ? "yes" : "NO") : "-", *check ? Dur(b.latency()) : "-",
                       b.last_error()});

@@ -124,6 +124,7 @@ void AdminServiceImpl::FillBinds(bool check, txcoord::v1::ListBindsResponse* out
     b->set_driver(caps.driver);
     b->set_dialect(caps.dialect);
     b->set_two_phase(caps.two_phase);
+    b->set_last_resource(coordinator_->ConfiguredLastResource(name));
     b->set_pool_size(pool.size);
     b->set_pool_in_use(pool.in_use);
     if (check) {

@@ -3,11 +3,14 @@
 // COMMIT PREPARED, through both APIs, and gives the role up to a bind
 // without 2PC. Real PostgreSQL, MariaDB and SQLite, a real server on
 // loopback. Crashes at every step: tests/crash (topology pglr_maria).
+#include <map>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "txcoord/v1/admin.grpc.pb.h"
 
 namespace txcoord::testing {
 namespace {
@@ -124,6 +127,21 @@ TEST_F(LastResourceTest, SessionCommitChoosesThePostgresBindAndAbortsCleanly) {
   EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial);
   EXPECT_EQ(MyBalance(3), kInitial);
   EXPECT_EQ(PreparedLeft(), 0);
+}
+
+TEST_F(LastResourceTest, ListBindsShowsTheSetting) {
+  auto admin = v1::AdminService::NewStub(channel_);
+  grpc::ClientContext ctx;
+  v1::ListBindsResponse resp;
+  grpc::Status st = admin->ListBinds(&ctx, v1::ListBindsRequest(), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  std::map<std::string, v1::BindStatus> by_name;
+  for (const auto& b : resp.binds()) by_name[b.name()] = b;
+  ASSERT_EQ(by_name.count("pglr"), 1u);
+  EXPECT_TRUE(by_name["pglr"].two_phase());
+  EXPECT_TRUE(by_name["pglr"].last_resource());
+  EXPECT_FALSE(by_name["pg"].last_resource());
+  EXPECT_FALSE(by_name["lite"].last_resource());  // no 2PC: always the last resource, not "configured"
 }
 
 TEST_F(LastResourceTest, ABindWithoutTwoPhaseKeepsTheRoleAndThePostgresBindPrepares) {
