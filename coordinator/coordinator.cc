@@ -513,7 +513,7 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   int lr_index = -1;
   if (work.size() > 1 && last_resources == 0) {
     for (size_t i = 0; i < work.size() && lr_index < 0; ++i) {
-      if (options_.last_resource_binds.contains(work[i].first)) lr_index = static_cast<int>(i);
+      if (ConfiguredLastResource(work[i].first)) lr_index = static_cast<int>(i);
     }
   }
   std::vector<std::unique_ptr<Transaction::Enlisted>> enlisted(work.size());
@@ -782,7 +782,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     // the role (ExecuteOnBinds chose it already for RunTransaction).
     for (auto it = two_phase.begin(); it != two_phase.end(); ++it) {
       Transaction::Enlisted* e = *it;
-      if (e->prepared || e->read_only || e->callback || !options_.last_resource_binds.contains(e->bind)) continue;
+      if (e->prepared || e->read_only || e->callback || !ConfiguredLastResource(e->bind)) continue;
       {
         absl::MutexLock lock(&txn.mu_);
         e->two_phase = false;

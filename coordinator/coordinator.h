@@ -347,7 +347,7 @@ class Coordinator {
   // every bind without 2PC, and every two-phase bind configured as last
   // resource.
   bool HoldsDecisions(const std::string& bind, const participants::Participant& p) const {
-    return !p.capabilities().two_phase || options_.last_resource_binds.contains(bind);
+    return !p.capabilities().two_phase || ConfiguredLastResource(bind);
   }
   // The global transaction `txn_id` of `owner`, taken out of globals_ for
   // the caller (who puts it back or ends it). NOT_FOUND / PERMISSION_DENIED.

@@ -390,8 +390,7 @@ void RunBank(bool half_on_transaction_rpcs, bool pg_last_resource = false) {
     // the restarts too: recovery removes what a killed process left).
     std::string rows;
     for (int i = 0; i < 100; ++i) {
-      rows = PgScalar(pg_uri, absl::StrCat("SELECT count(*) FROM txcoord_decisions WHERE txn_id LIKE '", node,
-                                           ".%' AND payload IS DISTINCT FROM 'ROLLED_BACK'"));
+      rows = PgDecisionRows(pg_uri, node + ".");
       if (rows == "0") break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

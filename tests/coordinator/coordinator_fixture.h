@@ -34,6 +34,20 @@ inline v1::Statement Sql(const std::string& sql, std::vector<int64_t> ints = {})
   return s;
 }
 
+// One RunTransaction over (bind, statements) in that order.
+inline grpc::Status RunWork(v1::SessionService::Stub& stub,
+                     const std::vector<std::pair<std::string, std::vector<std::string>>>& work,
+                     v1::RunTransactionResponse* resp) {
+  grpc::ClientContext ctx;
+  v1::RunTransactionRequest req;
+  for (const auto& [bind, statements] : work) {
+    auto* w = req.add_work();
+    w->set_bind(bind);
+    for (const std::string& sql : statements) w->add_statements()->set_sql(sql);
+  }
+  return stub.RunTransaction(&ctx, req, resp);
+}
+
 class CoordinatorTest : public ::testing::Test {
  protected:
   static constexpr int kAccounts = 100;

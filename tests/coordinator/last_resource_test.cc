@@ -40,8 +40,7 @@ class LastResourceTest : public CoordinatorTest {
   std::string DecisionRowsLeft(const std::string& txn_id) {
     std::string n;
     for (int i = 0; i < 50; ++i) {
-      n = PgScalar(pg_uri_, absl::StrCat("SELECT count(*) FROM txcoord_decisions WHERE txn_id = '", txn_id,
-                                         "' AND payload IS DISTINCT FROM 'ROLLED_BACK'"));
+      n = PgDecisionRows(pg_uri_, txn_id);
       if (n == "0") break;
       absl::SleepFor(absl::Milliseconds(100));
     }
@@ -56,22 +55,9 @@ class LastResourceTest : public CoordinatorTest {
   }
 };
 
-grpc::Status RunTransfer(v1::SessionService::Stub& stub, const std::string& from_bind, const std::string& from_sql,
-                         const std::string& to_bind, const std::string& to_sql, v1::RunTransactionResponse* resp) {
-  grpc::ClientContext ctx;
-  v1::RunTransactionRequest req;
-  auto* a = req.add_work();
-  a->set_bind(from_bind);
-  a->add_statements()->set_sql(from_sql);
-  auto* b = req.add_work();
-  b->set_bind(to_bind);
-  b->add_statements()->set_sql(to_sql);
-  return stub.RunTransaction(&ctx, req, resp);
-}
-
 TEST_F(LastResourceTest, RunTransactionCommitsThePostgresBindWithoutPrepare) {
   v1::RunTransactionResponse resp;
-  grpc::Status st = RunTransfer(*stub_, "pglr", Debit(pg_table_, 1, 7), "maria", Credit(my_table_, 1, 7), &resp);
+  grpc::Status st = RunWork(*stub_, {{"pglr", {Debit(pg_table_, 1, 7)}}, {"maria", {Credit(my_table_, 1, 7)}}}, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.state(), v1::COMMITTED);
   EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 7);
@@ -146,15 +132,9 @@ TEST_F(LastResourceTest, ListBindsShowsTheSetting) {
 
 TEST_F(LastResourceTest, ABindWithoutTwoPhaseKeepsTheRoleAndThePostgresBindPrepares) {
   v1::RunTransactionResponse resp;
-  grpc::ClientContext ctx;
-  v1::RunTransactionRequest req;
-  auto* a = req.add_work();
-  a->set_bind("pglr");
-  a->add_statements()->set_sql(Debit(pg_table_, 4, 3));
-  auto* b = req.add_work();
-  b->set_bind("lite");
-  b->add_statements()->set_sql(absl::StrCat("INSERT INTO ", lite_table_, " VALUES (4, 'audit')"));
-  grpc::Status st = stub_->RunTransaction(&ctx, req, &resp);
+  grpc::Status st = RunWork(
+      *stub_, {{"pglr", {Debit(pg_table_, 4, 3)}}, {"lite", {absl::StrCat("INSERT INTO ", lite_table_, " VALUES (4, 'audit')")}}},
+      &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.state(), v1::COMMITTED);
   EXPECT_EQ(PgBalance(pg_uri_, 4), kInitial - 3);
@@ -170,7 +150,7 @@ TEST_F(LastResourceTest, ABindWithoutTwoPhaseKeepsTheRoleAndThePostgresBindPrepa
   // Two binds configured or not: only the first configured one is the last
   // resource; "pg" (same database, not configured) prepares.
   v1::RunTransactionResponse resp2;
-  st = RunTransfer(*stub_, "pg", Debit(pg_table_, 5, 2), "pglr", absl::StrCat("SELECT 1"), &resp2);
+  st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 5, 2)}}, {"pglr", {"SELECT 1"}}}, &resp2);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(PgBalance(pg_uri_, 5), kInitial - 2);
   EXPECT_EQ(PreparedLeft(), 0);

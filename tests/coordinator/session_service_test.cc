@@ -374,20 +374,6 @@ TEST_F(CoordinatorTest, RunTransactionCommitsInOneCallAndHonoursItsIdempotencyKe
   EXPECT_EQ(MyBalance(1), kInitial + 11);
 }
 
-// One RunTransaction over (bind, statements) in that order.
-grpc::Status RunWork(v1::SessionService::Stub& stub,
-                     const std::vector<std::pair<std::string, std::vector<std::string>>>& work,
-                     v1::RunTransactionResponse* resp) {
-  grpc::ClientContext ctx;
-  v1::RunTransactionRequest req;
-  for (const auto& [bind, statements] : work) {
-    auto* w = req.add_work();
-    w->set_bind(bind);
-    for (const std::string& sql : statements) w->add_statements()->set_sql(sql);
-  }
-  return stub.RunTransaction(&ctx, req, resp);
-}
-
 TEST_F(CoordinatorTest, RunTransactionRollsBackEveryBindWhenOneFails) {
   const std::string bad = "SELECT * FROM no_such_table_" + suffix_;
   v1::RunTransactionResponse resp;

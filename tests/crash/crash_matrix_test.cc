@@ -190,8 +190,7 @@ TEST_P(CrashMatrixTest, EndsAllOrNothingAfterRestart) {
     left = PreparedLeft();
     if (pg_lr) {
       // txcoord created the table at start (a bind that holds decisions).
-      decision_rows = PgScalar(pg_uri_, absl::StrCat("SELECT count(*) FROM txcoord_decisions WHERE txn_id = '",
-                                                     txn_id, "' AND payload IS DISTINCT FROM 'ROLLED_BACK'"));
+      decision_rows = PgDecisionRows(pg_uri_, txn_id);
     }
     if (left == 0 && (a + b == 200) && (a == 100) == !c.commits && decision_rows == "0") break;
     absl::SleepFor(absl::Milliseconds(100));

@@ -7,6 +7,9 @@
 // ever lists or finishes branches of its own node ids.
 #include "participants/participant.h"
 
+#include <pqxx/pqxx>
+
+#include <chrono>
 #include <future>
 #include <random>
 #include <string>
@@ -939,6 +942,47 @@ TEST_P(ParticipantTest, LastResourceCommitWritesTheDecision) {
   decisions = participant_->ListDecisions(node_);
   ASSERT_TRUE(decisions.ok());
   EXPECT_THAT(*decisions, IsEmpty());
+}
+
+// Many decision rows forgotten at once (the coordinator's batched removal).
+TEST_P(ParticipantTest, ForgetDecisionsRemovesEveryGivenRow) {
+  std::vector<std::string> txns;
+  for (int i = 0; i < 3; ++i) {
+    txns.push_back(absl::StrCat(node_, ".1.", ++seq_));
+    auto branch = participant_->Begin(NewXid(), absl::Seconds(10));
+    ASSERT_TRUE(branch.ok()) << branch.status();
+    ASSERT_TRUE((*branch)->CommitAsLastResource(txns.back(), "x").ok());
+  }
+  ASSERT_TRUE(participant_->ForgetDecisions({txns[0], txns[2], node_ + ".1.999999"}).ok());
+  auto decisions = participant_->ListDecisions(node_);
+  ASSERT_TRUE(decisions.ok()) << decisions.status();
+  EXPECT_EQ(*decisions, std::vector<std::string>{txns[1]});
+  EXPECT_TRUE(participant_->ForgetDecisions({}).ok());
+}
+
+// A configured last resource on PostgreSQL: recovery's fence waits for a
+// transaction still committing the same decision row, then reads its
+// outcome (txcoord may have died with that COMMIT in flight).
+TEST_P(ParticipantTest, PostgresFenceWaitsForADecisionRowInFlight) {
+  if (GetParam().driver != "postgres") GTEST_SKIP() << "libpqxx only";
+  ASSERT_TRUE(participant_->EnsureDecisionTable().ok());
+  for (bool commits : {true, false}) {
+    const std::string txn = absl::StrCat(node_, ".1.", ++seq_);
+    pqxx::connection holder(dsn_);
+    pqxx::work w(holder);
+    w.exec("INSERT INTO txcoord_decisions (txn_id, payload) VALUES (" + w.quote(txn) + ", 'x')");
+    auto fence = std::async(std::launch::async, [&] { return participant_->FenceDecision(txn); });
+    EXPECT_EQ(fence.wait_for(std::chrono::milliseconds(500)), std::future_status::timeout)
+        << "the fence did not wait for the row's transaction";
+    if (commits) {
+      w.commit();
+    } else {
+      w.abort();
+    }
+    absl::StatusOr<bool> fenced = fence.get();
+    ASSERT_TRUE(fenced.ok()) << fenced.status();
+    EXPECT_EQ(*fenced, !commits) << (commits ? "the committed row means COMMIT" : "the tombstone went in");
+  }
 }
 
 TEST_P(ParticipantTest, SqliteCannotPrepare) {

@@ -19,6 +19,17 @@ inline std::string PgScalar(const std::string& uri, const std::string& sql) {
   return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
 }
 
+// Decision rows (fence tombstones aside) in a PostgreSQL database's
+// txcoord_decisions table: of one txn id, or of a whole node when `txn` is
+// "<node>." (a txn id never ends with a dot).
+inline std::string PgDecisionRows(const std::string& uri, const std::string& txn) {
+  const std::string which = !txn.empty() && txn.back() == '.'
+                                ? absl::StrCat("left(txn_id, ", txn.size(), ") = '", txn, "'")
+                                : absl::StrCat("txn_id = '", txn, "'");
+  return PgScalar(uri, absl::StrCat("SELECT count(*) FROM txcoord_decisions WHERE ", which,
+                                    " AND payload IS DISTINCT FROM 'ROLLED_BACK'"));
+}
+
 // Prepared branches of node `node` left on the PostgreSQL databases
 // `pg_uris` (pg_prepared_xacts) and the MariaDB server of `maria_dsn`
 // (XA RECOVER, through a procedure: Connector/ODBC 3.1.15 crashes on it).
