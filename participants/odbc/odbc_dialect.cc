@@ -39,6 +39,94 @@ bool Truthy(const Value& v) {
 
 }  // namespace
 
+std::optional<std::string> MysqlInlinedSql(absl::string_view sql, const std::vector<Value>& params) {
+  if (params.empty()) return std::nullopt;
+  for (const Value& v : params) {
+    switch (v.kind) {
+      case Value::Kind::kNull:
+      case Value::Kind::kBool:
+        break;
+      case Value::Kind::kInt64:
+        if (v.int_value == INT64_MIN) return std::nullopt;  // no integer literal: DECIMAL
+        break;
+      default:
+        return std::nullopt;
+    }
+  }
+  std::string out;
+  out.reserve(sql.size() + 16 * params.size());
+  size_t next = 0;
+  const size_t n = sql.size();
+  // Copies the quoted text starting at sql[i] up to and including its
+  // closing quote (a quote doubled inside does not close it); false if
+  // unterminated or a backslash or NUL is inside.
+  auto copy_quoted = [&](size_t& i) {
+    const char q = sql[i];
+    out.push_back(q);
+    for (++i; i < n; ++i) {
+      const char c = sql[i];
+      if (c == '\0' || (c == '\\' && q != '`')) return false;
+      out.push_back(c);
+      if (c == q) {
+        if (i + 1 < n && sql[i + 1] == q) {
+          out.push_back(sql[++i]);
+          continue;
+        }
+        return true;
+      }
+    }
+    return false;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const char c = sql[i];
+    if (c == '\0') return std::nullopt;
+    if (c == '\'' || c == '"' || c == '`') {
+      if (!copy_quoted(i)) return std::nullopt;
+    } else if (c == '#' || (c == '-' && i + 1 < n && sql[i + 1] == '-' &&
+                            (i + 2 == n || static_cast<unsigned char>(sql[i + 2]) <= ' ' ||
+                             sql[i + 2] == '\x7f'))) {
+      // To the end of the line ("--" needs a space or control character
+      // after it, else it is two minus signs).
+      size_t end = sql.find('\n', i);
+      if (end == absl::string_view::npos) end = n;
+      if (sql.substr(i, end - i).find('\0') != absl::string_view::npos) return std::nullopt;
+      out.append(sql.data() + i, end - i);
+      i = end - 1;
+    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+      if (i + 2 < n && (sql[i + 2] == '!' || (sql[i + 2] == 'M' && i + 3 < n && sql[i + 3] == '!'))) {
+        return std::nullopt;  // executable comment: its text is SQL
+      }
+      size_t end = sql.find("*/", i + 2);
+      if (end == absl::string_view::npos) return std::nullopt;
+      if (sql.substr(i, end + 2 - i).find('\0') != absl::string_view::npos) return std::nullopt;
+      out.append(sql.data() + i, end + 2 - i);
+      i = end + 1;
+    } else if (c == '?') {
+      // A marker glued to a word ("?1", "x?") is an error as a marker but
+      // could be valid SQL once replaced: left to the server.
+      auto word = [](char w) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(w)) || w == '_' || w == '$' || w == '.' ||
+               w == '@';
+      };
+      if ((i > 0 && word(sql[i - 1])) || (i + 1 < n && word(sql[i + 1]))) return std::nullopt;
+      if (next == params.size()) return std::nullopt;
+      const Value& v = params[next++];
+      switch (v.kind) {
+        case Value::Kind::kNull: out.append("NULL"); break;
+        case Value::Kind::kBool: out.append(v.bool_value ? "TRUE" : "FALSE"); break;
+        default:
+          // Parenthesized when negative: "a -?" must not become "a --1".
+          if (v.int_value < 0) absl::StrAppend(&out, "(", v.int_value, ")");
+          else absl::StrAppend(&out, v.int_value);
+      }
+    } else {
+      out.push_back(c);
+    }
+  }
+  if (next != params.size()) return std::nullopt;
+  return out;
+}
+
 absl::Status Dialect::MapError(absl::string_view bind, const Diagnostic& d,
                                SqlErrorContext context, bool connection_dead) const {
   if (connection_dead) return Decorate(absl::StatusCode::kUnavailable, bind, d);
@@ -103,6 +191,11 @@ class MariadbDialect : public Dialect {
     return absl::StrCat("SELECT CONCAT('connection ', IS_USED_LOCK('", NodeClaimName(node_id, bind), "'))");
   }
   std::string node_claim_kind() const override { return "MariaDB/MySQL GET_LOCK"; }
+
+  std::optional<std::string> InlineParameters(absl::string_view sql,
+                                              const std::vector<Value>& params) const override {
+    return MysqlInlinedSql(sql, params);
+  }
 
   absl::Status MapError(absl::string_view bind, const Diagnostic& d, SqlErrorContext context,
                         bool connection_dead) const override {

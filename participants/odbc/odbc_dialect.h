@@ -14,6 +14,7 @@
 #define TXCOORD_PARTICIPANTS_ODBC_ODBC_DIALECT_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,7 +102,28 @@ class Dialect {
     return "";
   }
   virtual std::string node_claim_kind() const { return ""; }
+
+  // A statement's parameters written into its text, when the dialect can do
+  // so exactly; nullopt: bind them (the default). MariaDB: see
+  // MysqlInlinedSql.
+  virtual std::optional<std::string> InlineParameters(absl::string_view /*sql*/,
+                                                      const std::vector<Value>& /*params*/) const {
+    return std::nullopt;
+  }
 };
+
+// MariaDB/MySQL: `sql` with each `?` parameter marker replaced by its value,
+// when every value is NULL, a boolean or a 64-bit integer (written NULL,
+// TRUE/FALSE, 42 or (-42)) and the text lexes without doubt: quoted strings
+// and identifiers ('…', "…", `…`, quotes doubled inside) and comments (#,
+// "-- ", /* */) are skipped; a backslash inside quotes (its meaning depends
+// on sql_mode), an executable comment (/*! or /*M!), a NUL, an unterminated
+// quote or comment, INT64_MIN, or a marker count other than params.size()
+// gives nullopt. Connector/ODBC 3.1 sends a statement with bound parameters
+// as a server-side prepared statement (prepare, execute, close: a server
+// round of work the text protocol does not pay); these values need no
+// escaping, so the text is exactly what the server would bind.
+std::optional<std::string> MysqlInlinedSql(absl::string_view sql, const std::vector<Value>& params);
 
 // The dialect for SQL_DBMS_NAME `dbms_name`; UNIMPLEMENTED for others.
 absl::StatusOr<std::unique_ptr<Dialect>> DialectForDbms(absl::string_view dbms_name);

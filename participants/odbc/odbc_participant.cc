@@ -129,7 +129,9 @@ class OdbcBranch : public Branch {
     TXC_RETURN_IF_ERROR(RequireActive("Execute"));
     odbc::ExecOptions o;
     o.max_rows = max_rows;
-    absl::StatusOr<ResultSet> rs = lease_->Execute(sql, params, o);
+    std::optional<std::string> inlined = shared_->dialect->InlineParameters(sql, params);
+    absl::StatusOr<ResultSet> rs =
+        inlined ? lease_->Execute(*inlined, {}, o) : lease_->Execute(sql, params, o);
     if (rs.ok() && rs->columns.empty() && rs->rows_affected > 0) lease_->changed_rows = true;
     if (!rs.ok()) {
       if (state_ == State::kActive) {

@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "participants/odbc/odbc_dialect.h"
 #include "participants/postgres/postgres_participant.h"
 #include "tests/participants/raw_clients.h"
 #include "tests/testing/local_db.h"
@@ -500,6 +501,83 @@ TEST(PostgresBatchableSqlTest, AcceptsOnlyWhatLexesAsOneStatement) {
     EXPECT_EQ(PostgresBatchableSql(bad), std::nullopt) << bad;
   }
   EXPECT_EQ(PostgresBatchableSql(std::string("SELECT '\0'", 11)), std::nullopt);
+}
+
+TEST(MysqlInlinedSqlTest, WritesIntegersBooleansAndNullsWhereTheMarkersAre) {
+  const std::vector<Value> three = {Value::Int64(-1), Value::Bool(true), Value::Null()};
+  EXPECT_EQ(odbc::MysqlInlinedSql("UPDATE t SET a = a -?, b = ?, c = ? WHERE id = 7", three),
+            std::optional<std::string>("UPDATE t SET a = a -(-1), b = TRUE, c = NULL WHERE id = 7"));
+  EXPECT_EQ(odbc::MysqlInlinedSql("SELECT ?, ?", {Value::Int64(INT64_MAX), Value::Bool(false)}),
+            std::optional<std::string>("SELECT 9223372036854775807, FALSE"));
+  // Markers inside quotes and comments are text, not markers.
+  EXPECT_EQ(odbc::MysqlInlinedSql("SELECT '?', \"?\", `?`, 'it''s ?' # ?\n, ? -- ?\n/* ? */", {Value::Int64(5)}),
+            std::optional<std::string>("SELECT '?', \"?\", `?`, 'it''s ?' # ?\n, 5 -- ?\n/* ? */"));
+  EXPECT_EQ(odbc::MysqlInlinedSql("SELECT 1--?\n, ?", {Value::Int64(2), Value::Int64(3)}),
+            std::optional<std::string>("SELECT 1--2\n, 3"))
+      << "\"--\" without a space after it is two minus signs";
+}
+
+TEST(MysqlInlinedSqlTest, LeavesEverythingElseToBoundParameters) {
+  const std::vector<Value> one = {Value::Int64(1)};
+  for (const char* bad : {"SELECT 1",  // fewer markers than values
+                          "SELECT ?, ?", "SELECT '\\'', ?", "SELECT \"a\\\" ?\"", "SELECT 'open ?",
+                          "SELECT ? /* open", "SELECT /*! ? */ 1", "SELECT /*M!100000 ? */ 1", "SELECT ?1",
+                          "SELECT x?", "SELECT @?", "SELECT `open ?"}) {
+    EXPECT_EQ(odbc::MysqlInlinedSql(bad, one), std::nullopt) << bad;
+  }
+  EXPECT_EQ(odbc::MysqlInlinedSql(std::string("SELECT ?, '\0'", 13), one), std::nullopt);
+  EXPECT_EQ(odbc::MysqlInlinedSql("SELECT ?", {}), std::nullopt);
+  for (const Value& v : {Value::Int64(INT64_MIN), Value::Double(1.5), Value::String("x"),
+                         Value::Text(Value::Kind::kDecimal, "1.5"), Value::Text(Value::Kind::kBytes, "x"),
+                         Value::Text(Value::Kind::kDate, "2026-11-26")}) {
+    EXPECT_EQ(odbc::MysqlInlinedSql("SELECT ?", {v}), std::nullopt) << static_cast<int>(v.kind);
+  }
+}
+
+// Integer parameters of a data change reach MariaDB in the statement's
+// text: the server prepares nothing for it (its Com_stmt_prepare counter
+// moves only for the SHOW that reads it: Connector/ODBC 3.1 prepares every
+// SELECT and SHOW on the server, parameters or not) and the values land as
+// bound ones would; a string parameter is still bound.
+TEST_P(ParticipantTest, MariadbWritesIntegerParametersIntoTheText) {
+  if (!IsMariadb()) GTEST_SKIP() << "MariaDB's text protocol";
+  CreateKvTable();
+  auto p = MakeParticipant(bind_name_, /*pool_size=*/1);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto branch = (*p)->Begin(NewXid(), absl::Seconds(10));
+  ASSERT_TRUE(branch.ok()) << branch.status();
+  auto prepares = [&]() -> int64_t {
+    auto rs = (*branch)->Execute("SHOW SESSION STATUS LIKE 'Com_stmt_prepare'", {}, 0);
+    EXPECT_TRUE(rs.ok()) << rs.status();
+    if (!rs.ok() || rs->rows.size() != 1) return -1;
+    return std::stoll(rs->rows[0][1].text);
+  };
+  const int64_t first = prepares();
+  const int64_t per_show = prepares() - first;  // what reading the counter adds
+  const int64_t before = prepares();
+  auto ins = (*branch)->Execute("INSERT INTO " + table_ + " (id, v) VALUES (?, ?), (?, '?')",
+                                {Value::Int64(-7), Value::Null(), Value::Int64(8)}, 0);
+  ASSERT_TRUE(ins.ok()) << ins.status();
+  EXPECT_EQ(ins->rows_affected, 2);
+  auto upd = (*branch)->Execute("UPDATE " + table_ + " SET id = id * ? WHERE id = ? AND ?",
+                                {Value::Int64(-1), Value::Int64(-7), Value::Bool(true)}, 0);
+  ASSERT_TRUE(upd.ok()) << upd.status();
+  EXPECT_EQ(upd->rows_affected, 1);
+  EXPECT_EQ(prepares() - before, per_show) << "integer parameters were sent as a prepared statement";
+  const int64_t before_string = prepares();
+  ASSERT_TRUE((*branch)->Execute("UPDATE " + table_ + " SET v = ? WHERE id = ?",
+                                 {Value::String("x"), Value::Int64(8)}, 0).ok());
+  EXPECT_EQ(prepares() - before_string, per_show + 1) << "a string parameter is bound";
+  auto sel = (*branch)->Execute("SELECT id, v FROM " + table_ + " WHERE id IN (?, ?) ORDER BY id",
+                                {Value::Int64(7), Value::Int64(8)}, 0);
+  ASSERT_TRUE(sel.ok()) << sel.status();
+  ASSERT_EQ(sel->rows.size(), 2u);
+  EXPECT_EQ(sel->rows[0][0], Value::Int64(7));
+  EXPECT_EQ(sel->rows[0][1], Value::Null());
+  EXPECT_EQ(sel->rows[1][0], Value::Int64(8));
+  EXPECT_EQ(sel->rows[1][1], Value::String("x"));
+  ASSERT_TRUE((*branch)->CommitOnePhase().ok());
+  EXPECT_EQ(KvValues(), (std::vector<std::string>{"<null>", "x"}));
 }
 
 TEST_P(ParticipantTest, LongValuesRoundTrip) {
