@@ -109,6 +109,25 @@ def main():
             continue
         met = v >= target if at_least else v <= target
         out.append("| %s | %.2f | %s %.1f | %s |" % (name, v, "≥" if at_least else "≤", target, "yes" if met else "**no**"))
+    cpu_rows = [(w, m) for w, m in [("transfer", "direct-2pc"), ("transfer", "txcoord-oneshot"),
+                                    ("transfer", "txcoord-oneshot-lr"), ("transfer", "txcoord-session"),
+                                    ("transfer", "sqlalchemy-twophase"), ("single", "direct-1pc"),
+                                    ("single", "txcoord-oneshot"), ("noop", "txcoord-oneshot"),
+                                    ("ping", "grpc-health")]
+                if "cpu_client_ms" in get.get((w, m, c), {})]
+    if cpu_rows:
+        out.append("")
+        out.append("**CPU per transaction at %d clients, by process** (ms; bench/cpu_share.py: /proc ticks over "
+                   "the run / (tps × the run's wall time); client = txbench or the SQLAlchemy script)" % c)
+        out.append("")
+        out.append("| workload | mode | tps | client | txcoord | PostgreSQL | MariaDB | other | all | cores busy |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for w, m in cpu_rows:
+            r = get[(w, m, c)]
+            parts = [float(r.get("cpu_%s_ms" % k, 0)) for k in ("client", "txcoord", "pg", "maria", "other")]
+            out.append("| %s | %s | %s | %s | %.2f | %s%% |" % (
+                w, m, fmt_int(r["tps"]), " | ".join("%.2f" % x for x in parts), sum(parts),
+                r.get("cpu_busy_pct", "—")))
     if engine:
         out.append("")
         out.append("**Engine alone** (`engine_bench`: in process, 2 noop binds, real fsynced journal; "
