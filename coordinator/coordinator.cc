@@ -465,9 +465,9 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
   return results;
 }
 
-absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::ExecuteOnBinds(
-    Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows) {
-  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+absl::StatusOr<Coordinator::CheckedWork> Coordinator::CheckWork(
+    Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work) {
+  CheckedWork checked;
   int first_index;
   {
     absl::MutexLock lock(&txn.mu_);
@@ -476,8 +476,6 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
     }
     first_index = static_cast<int>(txn.branches_.size());
   }
-  int last_resources = 0;
-  std::vector<participants::Xid> xids;
   for (size_t i = 0; i < work.size(); ++i) {
     const auto& [bind, statements] = work[i];
     Participant* p = FindBind(bind);
@@ -496,17 +494,27 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
                                                        " bytes exceeds the limit of ", options_.max_sql_bytes));
       }
     }
-    if (!p->capabilities().two_phase && ++last_resources > 1) {
+    if (!p->capabilities().two_phase && ++checked.last_resources > 1) {
       return absl::FailedPreconditionError("at most one bind without two-phase commit may join a transaction");
     }
     TXC_ASSIGN_OR_RETURN(participants::Xid xid,
                          participants::MakeXid(txn.id_, first_index + static_cast<int>(i), bind));
-    xids.push_back(std::move(xid));
+    checked.xids.push_back(std::move(xid));
   }
-  const absl::Time now = clock_->Now();
-  if (now >= txn.deadline_) {
+  checked.now = clock_->Now();
+  if (checked.now >= txn.deadline_) {
     return absl::DeadlineExceededError(absl::StrCat("transaction ", txn.id_, " exceeded its timeout"));
   }
+  return checked;
+}
+
+absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::ExecuteOnBinds(
+    Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows) {
+  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+  TXC_ASSIGN_OR_RETURN(CheckedWork checked, CheckWork(txn, work));
+  const int last_resources = checked.last_resources;
+  const std::vector<participants::Xid>& xids = checked.xids;
+  const absl::Time now = checked.now;
   // Without a bind lacking 2PC, the first bind configured as last resource
   // takes that role: it is not prepared, and Commit commits it locally with
   // the decision row.
@@ -576,6 +584,59 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   return results;
 }
 
+absl::StatusOr<Coordinator::OneShot> Coordinator::RunOneShot(
+    Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows) {
+  // The whole transaction was rolled back: the client may retry it, unless
+  // the request itself is wrong.
+  auto rolled_back = [&](const absl::Status& s) {
+    (void)Rollback(txn, std::string(s.message()));
+    return absl::Status(s.code() == absl::StatusCode::kInvalidArgument ||
+                                s.code() == absl::StatusCode::kFailedPrecondition
+                            ? s.code()
+                            : absl::StatusCode::kAborted,
+                        absl::StrCat("transaction ", txn.id_, " was rolled back: ", s.message()));
+  };
+  if (work.size() != 1) {
+    auto results = ExecuteOnBinds(txn, work, max_rows);
+    if (!results.ok()) return rolled_back(results.status());
+    TXC_ASSIGN_OR_RETURN(TxnState state, Commit(txn));
+    return OneShot{*std::move(results), state};
+  }
+  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+  absl::StatusOr<CheckedWork> checked = CheckWork(txn, work);
+  if (!checked.ok()) return rolled_back(checked.status());
+  const auto& [bind, statements] = work[0];
+  Participant* p = FindBind(bind);
+  const absl::Time start = absl::Now();
+  participants::CommitBatchOutcome out =
+      p->RunAndCommit(checked->xids[0], txn.deadline_ - checked->now, statements, max_rows);
+  metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - start, {{"bind", bind}, {"step", "work"}});
+  if (!out.status.ok() && !out.commit_failed) {
+    // A statement failed: nothing was committed and nothing is left.
+    return rolled_back(absl::Status(out.status.code(), absl::StrCat("statement on bind \"", bind,
+                                                                    "\" failed: ", out.status.message())));
+  }
+  auto e = std::make_unique<Transaction::Enlisted>();
+  e->bind = bind;
+  e->participant = p;
+  e->xid = checked->xids[0];
+  e->two_phase = p->capabilities().two_phase;
+  Transaction::Enlisted& only = *e;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.branches_.push_back(std::move(e));
+  }
+  // Committed, its COMMIT refused, or the outcome unknown (UNAVAILABLE):
+  // what a one-phase Commit reports.
+  absl::StatusOr<TxnState> state = FinishOnePhase(txn, only, out.status);
+  RecordCommit(txn, start, state);
+  if (!state.ok()) return state.status();
+  OneShot done;
+  done.results.push_back(std::move(out.results));
+  done.state = *state;
+  return done;
+}
+
 absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) {
   std::vector<Transaction::Enlisted*> branches;
   {
@@ -638,6 +699,11 @@ absl::StatusOr<TxnState> Coordinator::CommitOnePhase(Transaction& txn,
                                                      Transaction::Enlisted& only) {
   absl::Status s = only.branch->CommitOnePhase();
   only.branch.reset();
+  return FinishOnePhase(txn, only, s);
+}
+
+absl::StatusOr<TxnState> Coordinator::FinishOnePhase(Transaction& txn, Transaction::Enlisted& only,
+                                                     const absl::Status& s) {
   if (!s.ok()) {
     {
       absl::MutexLock lock(&txn.mu_);
@@ -716,6 +782,11 @@ DecisionRecord Coordinator::MakeDecision(const Transaction& txn,
 absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
   absl::Time start = absl::Now();
   absl::StatusOr<TxnState> result = CommitProtocol(txn);
+  RecordCommit(txn, start, result);
+  return result;
+}
+
+void Coordinator::RecordCommit(const Transaction& txn, absl::Time start, const absl::StatusOr<TxnState>& result) {
   metrics_.Observe("txcoord_commit_duration_seconds", absl::Now() - start);
   const char* outcome = result.ok() ? "committed"
                         : result.status().code() == absl::StatusCode::kAborted ? "aborted"
@@ -726,7 +797,6 @@ absl::StatusOr<TxnState> Coordinator::Commit(Transaction& txn) {
   } else {
     Log(spdlog::level::info, txn.id(), absl::StrCat("commit: ", result.status().ToString()));
   }
-  return result;
 }
 
 absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {

@@ -233,6 +233,19 @@ class Coordinator {
   absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> ExecuteOnBinds(
       Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows);
 
+  // RunTransaction whole: ExecuteOnBinds then Commit. A single bind runs
+  // through Participant::RunAndCommit instead (PostgreSQL on libpqxx: BEGIN,
+  // the statements and COMMIT in one round trip), with Commit's one-phase
+  // outcomes. A failed statement rolls everything back: its error then
+  // says so (INVALID_ARGUMENT and FAILED_PRECONDITION keep their code, any
+  // other is ABORTED). Commit's errors are returned as they are.
+  struct OneShot {
+    std::vector<std::vector<participants::ResultSet>> results;  // in `work` order
+    TxnState state;
+  };
+  absl::StatusOr<OneShot> RunOneShot(Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work,
+                                     int max_rows);
+
   // Global transactions of services that run their own SQL
   // (TransactionService). BeginGlobal mints one xid per bind (bind → the xid
   // in that bind's dialect: a PostgreSQL gid, or an XA literal); services
@@ -377,6 +390,21 @@ class Coordinator {
   TxnInfo Describe(const Transaction& txn) const;
   absl::Status AbortAll(Transaction& txn, const std::string& reason);
   absl::StatusOr<TxnState> CommitOnePhase(Transaction& txn, Transaction::Enlisted& only);
+  // CommitOnePhase's bookkeeping once `only` committed one-phase (`s` OK),
+  // failed its COMMIT, or lost its connection in it (UNAVAILABLE: unknown).
+  absl::StatusOr<TxnState> FinishOnePhase(Transaction& txn, Transaction::Enlisted& only, const absl::Status& s);
+  // The checks of RunTransaction's work (binds known and distinct,
+  // statements present and within limits, the transaction fresh and within
+  // its timeout): one xid per entry, and how many binds lack 2PC.
+  struct CheckedWork {
+    std::vector<participants::Xid> xids;
+    int last_resources = 0;
+    absl::Time now;
+  };
+  absl::StatusOr<CheckedWork> CheckWork(Transaction& txn,
+                                        const std::vector<std::pair<std::string, Statements>>& work);
+  // Commit's metrics and log line for `result`, begun at `start`.
+  void RecordCommit(const Transaction& txn, absl::Time start, const absl::StatusOr<TxnState>& result);
   // Drives phase 2 of `record` once; updates or finishes it in the journal.
   // `first_attempt`: the foreground attempt right after the decision.
   // `end_async`: a finished record's END is queued for the END writer (the

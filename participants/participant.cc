@@ -28,6 +28,21 @@ absl::StatusOr<BatchOutcome> Participant::RunBatch(const Xid& xid, absl::Duratio
   return out;
 }
 
+CommitBatchOutcome Participant::RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
+                                             const std::vector<Statement>& statements, int max_rows) {
+  CommitBatchOutcome out;
+  absl::StatusOr<BatchOutcome> batch = RunBatch(xid, lock_timeout, statements, max_rows, /*prepare=*/false);
+  if (!batch.ok()) {
+    out.status = batch.status();  // nothing committed, nothing left behind
+    return out;
+  }
+  out.status = batch->branch->CommitOnePhase();
+  out.commit_failed = !out.status.ok();
+  out.outcome_unknown = out.status.code() == absl::StatusCode::kUnavailable;
+  if (out.status.ok()) out.results = std::move(batch->results);
+  return out;
+}
+
 absl::Status Participant::EnsureDecisionTable() {
   return absl::UnimplementedError(absl::StrCat("bind ", bind(), ": no decision table on this driver"));
 }

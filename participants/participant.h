@@ -167,6 +167,16 @@ struct BatchOutcome {
   Vote vote = Vote::kPrepared;     // with prepare only
 };
 
+// What Participant::RunAndCommit did.
+struct CommitBatchOutcome {
+  absl::Status status;  // OK: committed
+  // status is not OK and the COMMIT may have taken effect (the connection
+  // broke after the batch was sent): nobody knows the outcome here.
+  bool outcome_unknown = false;
+  bool commit_failed = false;      // the COMMIT failed, not a statement
+  std::vector<ResultSet> results;  // one per statement, when committed
+};
+
 // One bind. Thread-safe.
 class Participant {
  public:
@@ -192,6 +202,14 @@ class Participant {
   virtual absl::StatusOr<BatchOutcome> RunBatch(const Xid& xid, absl::Duration lock_timeout,
                                                 const std::vector<Statement>& statements,
                                                 int max_rows, bool prepare);
+
+  // A one-bind RunTransaction whole: begins, runs `statements` and commits
+  // one-phase, in as few round trips as the backend allows. The default is
+  // RunBatch then the branch's CommitOnePhase (UNAVAILABLE from it: outcome
+  // unknown); PostgreSQL on libpqxx sends BEGIN, the statements and COMMIT
+  // in one round trip. A failed statement or COMMIT leaves nothing behind.
+  virtual CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
+                                          const std::vector<Statement>& statements, int max_rows);
 
   // Phase 2, from any connection; idempotent in effect. A branch that does
   // not exist (already finished, or never prepared) is NOT_FOUND.

@@ -219,24 +219,12 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
     absl::MutexLock lock(&keys_mu_);
     keys_[key] = txn->id();
   }
-  auto results = coordinator_->ExecuteOnBinds(*txn, work, req->max_rows());
-  if (!results.ok()) {
-    absl::Status s = results.status();
-    (void)coordinator_->Rollback(*txn, std::string(s.message()));
-    // The whole transaction was rolled back: the client may retry it, unless
-    // the request itself is wrong.
-    return ToGrpc(absl::Status(s.code() == absl::StatusCode::kInvalidArgument ||
-                                       s.code() == absl::StatusCode::kFailedPrecondition
-                                   ? s.code()
-                                   : absl::StatusCode::kAborted,
-                               absl::StrCat("transaction ", txn->id(), " was rolled back: ", s.message())));
-  }
-  for (const auto& per_bind : *results) {
+  auto run = coordinator_->RunOneShot(*txn, work, req->max_rows());
+  if (!run.ok()) return ToGrpc(run.status());
+  for (const auto& per_bind : run->results) {
     for (const auto& r : per_bind) ToProto(r, resp->add_results());
   }
-  auto state = coordinator_->Commit(*txn);
-  if (!state.ok()) return ToGrpc(state.status());
-  resp->set_state(ToProto(*state));
+  resp->set_state(ToProto(run->state));
   return grpc::Status::OK;
 }
 

@@ -1,5 +1,7 @@
 #include "participants/postgres/postgres_participant.h"
 
+#include <poll.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -491,6 +493,122 @@ class PostgresBranch : public Branch {
   pqxx::connection* cancel_target_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
 };
 
+// Query numbers in Pipelined::failed besides statement indexes.
+constexpr int kBeginQueries = -1;  // BEGIN and the SET LOCALs
+constexpr int kFirstTail = -2;     // the first query after the statements
+
+// What RunPipelined got back.
+struct Pipelined {
+  absl::Status status;
+  bool broken = false;  // the connection is lost (or unusable)
+  // Whose result failed: a statement index, kBeginQueries, or kFirstTail - k
+  // for tail query k.
+  int failed = kBeginQueries;
+  std::vector<ResultSet> results;  // one per statement, when OK
+  std::vector<pqxx::result> tail;  // one per tail query, when OK
+};
+
+// Every statement in PostgresBatchableSql's subset, or nullopt.
+std::optional<std::vector<std::string>> BatchableSqls(const std::vector<Statement>& statements) {
+  std::vector<std::string> sqls;
+  for (const auto& st : statements) {
+    std::optional<std::string> sql = PostgresBatchableSql(st.first);
+    if (!sql) return std::nullopt;
+    sqls.push_back(*std::move(sql));
+  }
+  return sqls;
+}
+
+// One round trip: `begin`, the statements (`sqls`, their parameters quoted
+// into PREPARE/EXECUTE/DEALLOCATE) and `tail`, through one pqxx::pipeline
+// (one simple-query string), each statement's own result kept. After an
+// error the server skips the rest of the string; the transaction block is
+// left aborted (CleanUpFailedBatch) unless the failed query was a COMMIT.
+Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std::string>& begin,
+                       const std::vector<std::string>& sqls, const std::vector<Statement>& statements,
+                       const std::vector<std::string>& tail, int max_rows) {
+  Pipelined out;
+  out.status = Guard(shared.options.name, SqlErrorContext::kStatement, &out.broken, [&] {
+    pqxx::nontransaction n(*c.conn);
+    std::vector<pqxx::result> raw(statements.size());
+    {
+      // Query id, query number (see Pipelined::failed), and whether its
+      // result is the statement's.
+      struct Sent {
+        pqxx::pipeline::query_id id;
+        int index;
+        bool result;
+      };
+      std::vector<Sent> order;
+      pqxx::pipeline p(n);
+      p.retain(static_cast<int>(begin.size() + 3 * statements.size() + tail.size()));
+      for (const std::string& q : begin) order.push_back({p.insert(q), kBeginQueries, false});
+      for (size_t i = 0; i < statements.size(); ++i) {
+        const std::vector<Value>& params = statements[i].second;
+        if (params.empty()) {
+          order.push_back({p.insert(sqls[i]), static_cast<int>(i), true});
+          continue;
+        }
+        const std::string name = absl::StrCat("txc_b", i);
+        order.push_back({p.insert(absl::StrCat("PREPARE ", name, " AS ", sqls[i])), static_cast<int>(i), false});
+        std::string exec = absl::StrCat("EXECUTE ", name, "(");
+        for (size_t k = 0; k < params.size(); ++k) {
+          std::optional<std::string> text = ParamText(params[k]);
+          absl::StrAppend(&exec, k == 0 ? "" : ", ", text ? n.quote(*text) : std::string("NULL"));
+        }
+        exec += ")";
+        order.push_back({p.insert(exec), static_cast<int>(i), true});
+        order.push_back({p.insert("DEALLOCATE " + name), static_cast<int>(i), false});
+      }
+      for (size_t k = 0; k < tail.size(); ++k) {
+        order.push_back({p.insert(tail[k]), kFirstTail - static_cast<int>(k), false});
+      }
+      p.complete();
+      for (const Sent& q : order) {
+        out.failed = q.index;
+        pqxx::result r = p.retrieve(q.id);
+        if (q.result) raw[q.index] = std::move(r);
+        if (q.index <= kFirstTail) out.tail.push_back(std::move(r));
+      }
+    }
+    for (size_t i = 0; i < raw.size(); ++i) out.results.push_back(ToResultSet(shared, n, raw[i], max_rows));
+  });
+  return out;
+}
+
+// After a failed batch on a live connection: ends the aborted transaction
+// block and drops the named statements it may have left.
+void CleanUpFailedBatch(absl::string_view bind, ConnectionPool<PgConnection>::Lease& lease) {
+  bool broken = false;
+  absl::Status c = Guard(bind, SqlErrorContext::kStatement, &broken, [&] {
+    pqxx::nontransaction n(*lease->conn);
+    n.exec("ROLLBACK");
+    n.exec("DEALLOCATE ALL");
+  });
+  if (!c.ok()) lease.MarkBroken();
+}
+
+// False when an idle connection has already been closed by the server
+// (restart, terminated backend): its goodbye is waiting in the socket. No
+// round trip; a connection lost silently (network) is not caught.
+bool ConnectionLooksAlive(PgConnection& c) {
+  // A server that ends a session sends an error message, then closes: each
+  // read takes one of them, so read while something is pending (bounded).
+  for (int reads = 0; reads < 4; ++reads) {
+    const int fd = c.conn->sock();
+    if (fd < 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return true;  // nothing pending (or poll failed: let the query tell)
+    try {
+      c.conn->get_notifs();  // reads what arrived; a closed connection throws
+    } catch (const std::exception&) {
+      return false;
+    }
+    if (!c.conn->is_open()) return false;
+  }
+  return false;  // still readable after that: something is wrong with it
+}
+
 class PostgresParticipant : public Participant {
  public:
   explicit PostgresParticipant(std::shared_ptr<PgShared> shared) : shared_(std::move(shared)) {}
@@ -523,13 +641,11 @@ class PostgresParticipant : public Participant {
   absl::StatusOr<BatchOutcome> RunBatch(const Xid& xid, absl::Duration lock_timeout,
                                         const std::vector<Statement>& statements, int max_rows,
                                         bool prepare) override {
-    std::vector<std::string> sqls;
-    for (const auto& st : statements) {
-      std::optional<std::string> sql = PostgresBatchableSql(st.first);
-      if (!sql) return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
-      sqls.push_back(*std::move(sql));
-    }
+    std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
+    if (!sqls) return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
     const std::vector<std::string> begin = BeginStatements(lock_timeout);
+    const std::vector<std::string> tail =
+        prepare ? std::vector<std::string>{"SELECT txid_current_if_assigned() IS NULL"} : std::vector<std::string>{};
     // A pooled connection may have died while idle: nothing of the batch
     // can have taken effect then (no PREPARE is in it, and the server rolls
     // back the transaction of a lost connection), so it runs once more on a
@@ -537,60 +653,16 @@ class PostgresParticipant : public Participant {
     for (int attempt = 0;; ++attempt) {
       TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
       BatchOutcome out;
-      bool read_only = false;
-      int failed_statement = -1;
-      bool broken = false;
-      absl::Status s = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
-        pqxx::nontransaction n(*lease->conn);
-        std::vector<pqxx::result> raw(statements.size());
-        {
-          // Query id, statement index (-1: BEGIN and the SETs; -2: the
-          // read-only probe), and whether its result is the statement's.
-          struct Sent {
-            pqxx::pipeline::query_id id;
-            int index;
-            bool result;
-          };
-          std::vector<Sent> order;
-          pqxx::pipeline p(n);
-          p.retain(static_cast<int>(begin.size() + 3 * statements.size() + 2));
-          for (const std::string& q : begin) order.push_back({p.insert(q), -1, false});
-          for (size_t i = 0; i < statements.size(); ++i) {
-            const std::vector<Value>& params = statements[i].second;
-            if (params.empty()) {
-              order.push_back({p.insert(sqls[i]), static_cast<int>(i), true});
-              continue;
-            }
-            const std::string name = absl::StrCat("txc_b", i);
-            order.push_back({p.insert(absl::StrCat("PREPARE ", name, " AS ", sqls[i])), static_cast<int>(i), false});
-            std::string exec = absl::StrCat("EXECUTE ", name, "(");
-            for (size_t k = 0; k < params.size(); ++k) {
-              std::optional<std::string> text = ParamText(params[k]);
-              absl::StrAppend(&exec, k == 0 ? "" : ", ", text ? n.quote(*text) : std::string("NULL"));
-            }
-            exec += ")";
-            order.push_back({p.insert(exec), static_cast<int>(i), true});
-            order.push_back({p.insert("DEALLOCATE " + name), static_cast<int>(i), false});
-          }
-          if (prepare) order.push_back({p.insert("SELECT txid_current_if_assigned() IS NULL"), -2, false});
-          p.complete();
-          for (const Sent& q : order) {
-            failed_statement = q.index;
-            pqxx::result r = p.retrieve(q.id);
-            if (q.index == -2) read_only = r[0][0].as<bool>();
-            if (q.result) raw[q.index] = std::move(r);
-          }
-          failed_statement = -1;
-        }
-        for (size_t i = 0; i < raw.size(); ++i) {
-          out.results.push_back(ToResultSet(*shared_, n, raw[i], max_rows));
-        }
-      });
+      Pipelined run = RunPipelined(*shared_, *lease, begin, *sqls, statements, tail, max_rows);
+      absl::Status s = run.status;
+      bool broken = run.broken;
+      const bool read_only = s.ok() && prepare && run.tail.at(0)[0][0].as<bool>();
       if (broken) {
         lease.MarkBroken();
         if (attempt == 0) continue;
         return s;
       }
+      out.results = std::move(run.results);
       if (s.ok() && prepare) {
         s = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
           TXC_FAILPOINT("participants.postgres.before_prepare");
@@ -602,24 +674,61 @@ class PostgresParticipant : public Participant {
         if (broken) lease.MarkBroken();
       }
       if (!s.ok()) {
-        if (!broken) {
-          // The statements of a failed batch may have left named statements.
-          bool cleanup_broken = false;
-          absl::Status c = Guard(bind(), SqlErrorContext::kStatement, &cleanup_broken, [&] {
-            pqxx::nontransaction n(*lease->conn);
-            n.exec("ROLLBACK");
-            n.exec("DEALLOCATE ALL");
-          });
-          if (!c.ok()) lease.MarkBroken();
-        }
-        if (failed_statement >= 0) {
-          return absl::Status(s.code(), absl::StrCat("statement ", failed_statement + 1, ": ", s.message()));
+        if (!broken) CleanUpFailedBatch(bind(), lease);
+        if (run.failed >= 0) {
+          return absl::Status(s.code(), absl::StrCat("statement ", run.failed + 1, ": ", s.message()));
         }
         return s;
       }
       if (!prepare) out.branch.reset(new PostgresBranch(shared_, std::move(lease), xid));
       return out;
     }
+  }
+
+  CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
+                                  const std::vector<Statement>& statements, int max_rows) override {
+    std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
+    if (!sqls) return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
+    const std::vector<std::string> begin = BeginStatements(lock_timeout);
+    CommitBatchOutcome out;
+    // The COMMIT travels with the statements, so a batch whose connection
+    // breaks may have committed: it is never sent twice. A pooled connection
+    // that died while idle is caught before sending (the server's goodbye
+    // is already in the socket): after a server restart every idle one has,
+    // so up to one try per pooled connection, then a new one.
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = shared_->pool->Acquire();
+    for (int tries = 0; lease.ok() && !ConnectionLooksAlive(**lease); ++tries) {
+      lease->MarkBroken();
+      lease = absl::UnavailableError("");  // gives the dead one back before the next Acquire
+      if (tries > shared_->options.pool_size) {
+        lease = absl::UnavailableError(absl::StrCat("bind ", bind(), ": no live connection to PostgreSQL"));
+        break;
+      }
+      lease = shared_->pool->Acquire();
+    }
+    if (!lease.ok()) {
+      out.status = lease.status();
+      return out;
+    }
+    Pipelined run = RunPipelined(*shared_, **lease, begin, *sqls, statements, {"COMMIT"}, max_rows);
+    out.status = run.status;
+    if (run.broken) {
+      lease->MarkBroken();
+      out.outcome_unknown = true;
+      out.commit_failed = true;
+      return out;
+    }
+    if (!out.status.ok()) {
+      CleanUpFailedBatch(bind(), *lease);
+      out.commit_failed = run.failed == kFirstTail;
+      if (run.failed >= 0) {
+        out.status = absl::Status(out.status.code(),
+                                  absl::StrCat("statement ", run.failed + 1, ": ", out.status.message()));
+      }
+      return out;
+    }
+    out.results = std::move(run.results);
+    return out;
   }
 
   absl::Status CommitPrepared(const Xid& xid) override {

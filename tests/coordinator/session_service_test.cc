@@ -411,6 +411,48 @@ TEST_F(CoordinatorTest, RunTransactionRollsBackEveryBindWhenOneFails) {
   EXPECT_EQ(stub_->RunTransaction(&ctx2, twice, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// One bind: BEGIN, the statements and COMMIT in one round trip on
+// PostgreSQL (the statement sees the COMMIT in its query text), with the
+// outcomes of a one-phase commit.
+TEST_F(CoordinatorTest, RunTransactionOnOneBindCommitsInOneRoundTrip) {
+  v1::RunTransactionResponse resp;
+  grpc::Status st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 13, 6), "SELECT current_query()"}}}, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.state(), v1::COMMITTED);
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_THAT(resp.results(1).rows(0).values(0).string_value(), HasSubstr("COMMIT"));
+  EXPECT_EQ(PgBalance(pg_uri_, 13), kInitial - 6);
+  EXPECT_EQ(GetTxn(resp.txn_id()).state(), v1::COMMITTED);
+
+  // The transaction an error names ("transaction <id> …"): a failed call
+  // returns no response message.
+  auto named = [](const grpc::Status& failed) {
+    std::string m = failed.error_message();
+    size_t at = m.find("transaction ");
+    if (at == std::string::npos) return std::string();
+    at += 12;
+    return m.substr(at, m.find(' ', at) - at);
+  };
+  // A failing statement rolls it back.
+  st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 13, 6), "SELECT * FROM no_such_table_" + suffix_}}}, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_THAT(st.error_message(), HasSubstr("was rolled back"));
+  EXPECT_EQ(PgBalance(pg_uri_, 13), kInitial - 6);
+  EXPECT_EQ(GetTxn(named(st)).state(), v1::ABORTED);
+
+  // A COMMIT refused by the database (a deferred constraint) is ABORTED.
+  const std::string t = "txc_deferred_" + suffix_;
+  RawPostgres(pg_uri_, "CREATE TABLE " + t + " (id INT, CONSTRAINT u_" + suffix_ +
+                                    " UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)");
+  const std::string twice = "INSERT INTO " + t + " VALUES (1), (1)";
+  st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 13, 6), twice}}}, &resp);
+  RawPostgres(pg_uri_, "DROP TABLE " + t);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ABORTED) << st.error_message();
+  EXPECT_THAT(st.error_message(), HasSubstr("23505"));
+  EXPECT_EQ(PgBalance(pg_uri_, 13), kInitial - 6);
+  EXPECT_EQ(GetTxn(named(st)).state(), v1::ABORTED);
+}
+
 TEST_F(CoordinatorTest, OutcomeSurvivesARestart) {
   std::string s = Open();
   ASSERT_TRUE(Exec(s, "pg", {Sql(Debit(pg_table_, 2, 4))}).ok());

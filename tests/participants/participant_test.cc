@@ -580,6 +580,74 @@ TEST_P(ParticipantTest, MariadbWritesIntegerParametersIntoTheText) {
   EXPECT_EQ(KvValues(), (std::vector<std::string>{"<null>", "x"}));
 }
 
+// RunAndCommit: the whole of a one-bind transaction. On libpqxx BEGIN, the
+// statements and COMMIT go in one round trip (the statement sees COMMIT in
+// the query text); elsewhere RunBatch then CommitOnePhase.
+TEST_P(ParticipantTest, RunAndCommitCommitsOrLeavesNothing) {
+  CreateKvTable();
+  const std::string insert = absl::StrCat("INSERT INTO ", table_, " (id, v) VALUES (", P(1), ", ", P(2), ")");
+  std::vector<Statement> work = {{insert, {Value::Int64(1), Value::String("a")}}};
+  if (IsPostgres()) work.push_back({"SELECT current_query()", {}});
+  CommitBatchOutcome done = participant_->RunAndCommit(NewXid(), absl::Seconds(10), work, 0);
+  ASSERT_TRUE(done.status.ok()) << done.status;
+  EXPECT_FALSE(done.commit_failed);
+  ASSERT_EQ(done.results.size(), work.size());
+  EXPECT_EQ(done.results[0].rows_affected, 1);
+  if (GetParam().driver == "postgres") {
+    EXPECT_THAT(done.results[1].rows.at(0).at(0).text, HasSubstr("COMMIT")) << "one round trip";
+  }
+  EXPECT_EQ(KvValues(), std::vector<std::string>{"a"});
+
+  // A failing statement: nothing committed, the connection usable again.
+  CommitBatchOutcome bad = participant_->RunAndCommit(
+      NewXid(), absl::Seconds(10),
+      {{insert, {Value::Int64(2), Value::String("b")}}, {"SELECT * FROM no_such_table_" + suffix_, {}}}, 0);
+  EXPECT_FALSE(bad.status.ok());
+  EXPECT_FALSE(bad.commit_failed);
+  EXPECT_FALSE(bad.outcome_unknown);
+  EXPECT_EQ(KvValues(), std::vector<std::string>{"a"});
+  EXPECT_THAT(ListedGtrids(participant_.get(), node_), IsEmpty());
+}
+
+// A COMMIT the database refuses (a deferred unique constraint): known
+// rolled back, not unknown.
+TEST_P(ParticipantTest, RunAndCommitReportsARefusedCommit) {
+  if (!IsPostgres()) GTEST_SKIP() << "deferred constraints: PostgreSQL";
+  CreateTable(table_, "id INT, CONSTRAINT u_" + suffix_ + " UNIQUE (id) DEFERRABLE INITIALLY DEFERRED");
+  const std::string insert = absl::StrCat("INSERT INTO ", table_, " (id) VALUES (", P(1), ")");
+  CommitBatchOutcome out = participant_->RunAndCommit(
+      NewXid(), absl::Seconds(10), {{insert, {Value::Int64(7)}}, {insert, {Value::Int64(7)}}}, 0);
+  EXPECT_FALSE(out.status.ok());
+  EXPECT_TRUE(out.commit_failed);
+  EXPECT_FALSE(out.outcome_unknown);
+  EXPECT_THAT(out.status.message(), HasSubstr("23505"));
+  auto rs = ExecOnePhase("SELECT COUNT(*) FROM " + table_);
+  ASSERT_TRUE(rs.ok()) << rs.status();
+  EXPECT_EQ(rs->rows.at(0).at(0), Value::Int64(0));
+}
+
+// A pooled connection the server closed while it was idle is replaced
+// before the batch goes (it carries COMMIT, so it is never sent twice).
+TEST_P(ParticipantTest, RunAndCommitReplacesAConnectionClosedWhileIdle) {
+  if (IsSqlite()) GTEST_SKIP() << "SQLite has no server session to kill";
+  auto p = MakeParticipant("kill-bind", 1);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto session = [&]() -> int64_t {
+    CommitBatchOutcome out = (*p)->RunAndCommit(NewXid(), absl::Seconds(10), {{SessionIdSql(), {}}}, 0);
+    EXPECT_TRUE(out.status.ok()) << out.status;
+    if (!out.status.ok() || out.results.empty() || out.results[0].rows.empty()) return -1;
+    return out.results[0].rows[0][0].int_value;
+  };
+  const int64_t first = session();
+  ASSERT_GT(first, 0);
+  EXPECT_EQ(session(), first) << "the idle connection is reused";
+  KillSession(first);
+  absl::SleepFor(absl::Milliseconds(200));
+  const int64_t second = session();
+  EXPECT_GT(second, 0);
+  EXPECT_NE(second, first);
+}
+
 TEST_P(ParticipantTest, LongValuesRoundTrip) {
   std::string long_text;
   for (int i = 0; i < 30000; ++i) long_text += "\xC3\xA9" "a\xE2\x9C\x93";  // 6 bytes
