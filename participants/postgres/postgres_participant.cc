@@ -576,6 +576,20 @@ Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std:
   return out;
 }
 
+// True when a statement (batchable SQL: no leading comment) begins with
+// INSERT, UPDATE, DELETE or MERGE. Anything else (SELECT, WITH, CALL…) may
+// or may not write: the read-only probe tells.
+bool AnyDataChange(const std::vector<std::string>& sqls) {
+  for (const std::string& sql : sqls) {
+    absl::string_view word = absl::StripLeadingAsciiWhitespace(sql);
+    word = word.substr(0, word.find_first_of(" \t\r\n("));
+    for (const char* verb : {"insert", "update", "delete", "merge"}) {
+      if (absl::EqualsIgnoreCase(word, verb)) return true;
+    }
+  }
+  return false;
+}
+
 // After a failed batch on a live connection: ends the aborted transaction
 // block and drops the named statements it may have left.
 void CleanUpFailedBatch(absl::string_view bind, ConnectionPool<PgConnection>::Lease& lease) {
@@ -644,6 +658,7 @@ class PostgresParticipant : public Participant {
     std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
     if (!sqls) return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
     const std::vector<std::string> begin = BeginStatements(lock_timeout);
+    if (prepare && AnyDataChange(*sqls)) return RunAndPrepare(xid, begin, *sqls, statements, max_rows);
     const std::vector<std::string> tail =
         prepare ? std::vector<std::string>{"SELECT txid_current_if_assigned() IS NULL"} : std::vector<std::string>{};
     // A pooled connection may have died while idle: nothing of the batch
@@ -685,6 +700,55 @@ class PostgresParticipant : public Participant {
     }
   }
 
+  // RunBatch with prepare for statements that change data: PREPARE
+  // TRANSACTION ends the same string, one round trip in all. (Statements
+  // that only read keep the probe, so that a read-only branch votes
+  // READ_ONLY; a data change that changed nothing is prepared all the same.)
+  // The batch is not resent if its connection breaks: the branch may be
+  // prepared then, and the coordinator's abort leaves it to recovery's
+  // orphan pass, as with a PREPARE that lost its connection.
+  absl::StatusOr<BatchOutcome> RunAndPrepare(const Xid& xid, const std::vector<std::string>& begin,
+                                             const std::vector<std::string>& sqls,
+                                             const std::vector<Statement>& statements, int max_rows) {
+    TXC_ASSIGN_OR_RETURN(auto lease, AcquireLive());
+    TXC_FAILPOINT("participants.postgres.before_prepare");
+    Pipelined run = RunPipelined(*shared_, *lease, begin, sqls, statements,
+                                 {"PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid))}, max_rows);
+    if (run.broken) {
+      lease.MarkBroken();
+      return run.status;
+    }
+    if (!run.status.ok()) {
+      CleanUpFailedBatch(bind(), lease);
+      if (run.failed >= 0) {
+        return absl::Status(run.status.code(),
+                            absl::StrCat("statement ", run.failed + 1, ": ", run.status.message()));
+      }
+      return run.status;
+    }
+    BatchOutcome out;
+    out.results = std::move(run.results);
+    out.vote = Vote::kPrepared;
+    return out;
+  }
+
+  // A pooled connection, not one the server closed while it was idle (its
+  // goodbye waits in the socket: ConnectionLooksAlive). For batches that
+  // must not be sent twice. After a server restart every idle connection is
+  // closed: up to one try per pooled connection, then a new one.
+  absl::StatusOr<ConnectionPool<PgConnection>::Lease> AcquireLive() {
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = shared_->pool->Acquire();
+    for (int tries = 0; lease.ok() && !ConnectionLooksAlive(**lease); ++tries) {
+      lease->MarkBroken();
+      lease = absl::UnavailableError("");  // gives the dead one back before the next Acquire
+      if (tries > shared_->options.pool_size) {
+        return absl::UnavailableError(absl::StrCat("bind ", bind(), ": no live connection to PostgreSQL"));
+      }
+      lease = shared_->pool->Acquire();
+    }
+    return lease;
+  }
+
   CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
                                   const std::vector<Statement>& statements, int max_rows) override {
     std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
@@ -692,20 +756,8 @@ class PostgresParticipant : public Participant {
     const std::vector<std::string> begin = BeginStatements(lock_timeout);
     CommitBatchOutcome out;
     // The COMMIT travels with the statements, so a batch whose connection
-    // breaks may have committed: it is never sent twice. A pooled connection
-    // that died while idle is caught before sending (the server's goodbye
-    // is already in the socket): after a server restart every idle one has,
-    // so up to one try per pooled connection, then a new one.
-    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = shared_->pool->Acquire();
-    for (int tries = 0; lease.ok() && !ConnectionLooksAlive(**lease); ++tries) {
-      lease->MarkBroken();
-      lease = absl::UnavailableError("");  // gives the dead one back before the next Acquire
-      if (tries > shared_->options.pool_size) {
-        lease = absl::UnavailableError(absl::StrCat("bind ", bind(), ": no live connection to PostgreSQL"));
-        break;
-      }
-      lease = shared_->pool->Acquire();
-    }
+    // breaks may have committed: it is never sent twice (AcquireLive).
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
     if (!lease.ok()) {
       out.status = lease.status();
       return out;

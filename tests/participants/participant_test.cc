@@ -356,9 +356,25 @@ TEST_P(ParticipantTest, RunBatchIsOneRoundTripOnLibpqxx) {
   EXPECT_THAT(seen, HasSubstr("SET LOCAL lock_timeout"));
   EXPECT_THAT(seen, HasSubstr("PREPARE txc_b0 AS " + insert));
   EXPECT_THAT(seen, HasSubstr("EXECUTE txc_b0('1', 'a')"));
-  EXPECT_THAT(seen, HasSubstr("txid_current_if_assigned"));
+  // A data change: PREPARE TRANSACTION ends the same string.
+  EXPECT_THAT(seen, HasSubstr("PREPARE TRANSACTION '"));
   EXPECT_EQ(batch->vote, Vote::kPrepared);
   EXPECT_TRUE(participant_->RollbackPrepared(xid).ok());
+  // Only reads: the read-only probe instead, and no branch left.
+  auto reads = participant_->RunBatch(NewXid(), absl::Seconds(10), {{"SELECT current_query()", {}}}, 0,
+                                      /*prepare=*/true);
+  ASSERT_TRUE(reads.ok()) << reads.status();
+  EXPECT_THAT(reads->results.at(0).rows.at(0).at(0).text, HasSubstr("txid_current_if_assigned"));
+  EXPECT_EQ(reads->vote, Vote::kReadOnly);
+  // A data change that changed nothing is prepared all the same, and commits.
+  Xid none = NewXid();
+  auto nothing = participant_->RunBatch(none, absl::Seconds(10),
+                                        {{"UPDATE " + table_ + " SET v = 'x' WHERE id = -1", {}}}, 0,
+                                        /*prepare=*/true);
+  ASSERT_TRUE(nothing.ok()) << nothing.status();
+  EXPECT_EQ(nothing->vote, Vote::kPrepared);
+  EXPECT_TRUE(participant_->CommitPrepared(none).ok());
+  EXPECT_THAT(ListedGtrids(participant_.get(), node_), IsEmpty());
   // SQL outside the batchable subset runs statement by statement.
   auto single = participant_->RunBatch(NewXid(), absl::Seconds(10),
                                        {{"SELECT current_query() -- one by one", {}}}, 0,
