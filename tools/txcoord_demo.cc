@@ -27,16 +27,21 @@ class Demo {
   bool Run() {
     session_ = Open();
     if (session_.empty()) return false;
-    // Schema and seed data, each bind in its own one-phase transaction.
+    // Schema and the starting balances, each bind in its own one-phase
+    // transaction. The balances are reset at every run: run again, the demo
+    // starts from the same state (each run moves 25.00).
     if (!Step("create PostgreSQL table", pg_,
               "CREATE TABLE IF NOT EXISTS demo_accounts (id int PRIMARY KEY, owner text NOT NULL, "
               "balance numeric(12,2) NOT NULL CHECK (balance >= 0))") ||
         !Step("seed PostgreSQL", pg_,
-              "INSERT INTO demo_accounts VALUES (1, 'alice', 100.00) ON CONFLICT (id) DO NOTHING") ||
+              "INSERT INTO demo_accounts VALUES (1, 'alice', 100.00) "
+              "ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, balance = EXCLUDED.balance") ||
         !Commit("setup PostgreSQL") ||
         // MariaDB's DDL commits implicitly and is refused inside an XA
         // transaction: its table comes from the schema step of deploy/demo.sh.
-        !Step("seed MariaDB", maria_, "INSERT IGNORE INTO demo_accounts VALUES (1, 'bob', 0.00)") ||
+        !Step("seed MariaDB", maria_,
+              "INSERT INTO demo_accounts VALUES (1, 'bob', 0.00) "
+              "ON DUPLICATE KEY UPDATE owner = VALUES(owner), balance = VALUES(balance)") ||
         !Commit("setup MariaDB")) {
       return false;
     }
