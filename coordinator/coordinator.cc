@@ -390,7 +390,7 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
                                                      options_.max_sql_bytes));
     }
   }
-  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+  max_rows = RowLimit(max_rows);
 
   Transaction::Enlisted* enlisted = nullptr;
   {
@@ -510,7 +510,7 @@ absl::StatusOr<Coordinator::CheckedWork> Coordinator::CheckWork(
 
 absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::ExecuteOnBinds(
     Transaction& txn, const std::vector<std::pair<std::string, Statements>>& work, int max_rows) {
-  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+  max_rows = RowLimit(max_rows);
   TXC_ASSIGN_OR_RETURN(CheckedWork checked, CheckWork(txn, work));
   const int last_resources = checked.last_resources;
   const std::vector<participants::Xid>& xids = checked.xids;
@@ -602,7 +602,7 @@ absl::StatusOr<Coordinator::OneShot> Coordinator::RunOneShot(
     TXC_ASSIGN_OR_RETURN(TxnState state, Commit(txn));
     return OneShot{*std::move(results), state};
   }
-  if (max_rows <= 0 || max_rows > options_.max_rows) max_rows = options_.max_rows;
+  max_rows = RowLimit(max_rows);
   absl::StatusOr<CheckedWork> checked = CheckWork(txn, work);
   if (!checked.ok()) return rolled_back(checked.status());
   const auto& [bind, statements] = work[0];
@@ -626,9 +626,9 @@ absl::StatusOr<Coordinator::OneShot> Coordinator::RunOneShot(
     absl::MutexLock lock(&txn.mu_);
     txn.branches_.push_back(std::move(e));
   }
-  // Committed, its COMMIT refused, or the outcome unknown (UNAVAILABLE):
-  // what a one-phase Commit reports.
-  absl::StatusOr<TxnState> state = FinishOnePhase(txn, only, out.status);
+  // Committed, its COMMIT refused, or the outcome unknown: what a
+  // one-phase Commit reports.
+  absl::StatusOr<TxnState> state = FinishOnePhase(txn, only, out.status, out.outcome_unknown);
   RecordCommit(txn, start, state);
   if (!state.ok()) return state.status();
   OneShot done;
@@ -699,11 +699,11 @@ absl::StatusOr<TxnState> Coordinator::CommitOnePhase(Transaction& txn,
                                                      Transaction::Enlisted& only) {
   absl::Status s = only.branch->CommitOnePhase();
   only.branch.reset();
-  return FinishOnePhase(txn, only, s);
+  return FinishOnePhase(txn, only, s, /*outcome_unknown=*/s.code() == absl::StatusCode::kUnavailable);
 }
 
 absl::StatusOr<TxnState> Coordinator::FinishOnePhase(Transaction& txn, Transaction::Enlisted& only,
-                                                     const absl::Status& s) {
+                                                     const absl::Status& s, bool outcome_unknown) {
   if (!s.ok()) {
     {
       absl::MutexLock lock(&txn.mu_);
@@ -713,7 +713,7 @@ absl::StatusOr<TxnState> Coordinator::FinishOnePhase(Transaction& txn, Transacti
     TxnInfo info = Describe(txn);
     info.finished_at = clock_->Now();
     RememberOutcome(std::move(info));
-    if (s.code() == absl::StatusCode::kUnavailable) {
+    if (outcome_unknown) {
       return absl::UnavailableError(absl::StrCat(
           "transaction ", txn.id_, ": the connection to bind \"", only.bind,
           "\" broke during its one-phase COMMIT; the outcome is unknown to txcoord: ",

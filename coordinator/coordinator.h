@@ -391,8 +391,14 @@ class Coordinator {
   absl::Status AbortAll(Transaction& txn, const std::string& reason);
   absl::StatusOr<TxnState> CommitOnePhase(Transaction& txn, Transaction::Enlisted& only);
   // CommitOnePhase's bookkeeping once `only` committed one-phase (`s` OK),
-  // failed its COMMIT, or lost its connection in it (UNAVAILABLE: unknown).
-  absl::StatusOr<TxnState> FinishOnePhase(Transaction& txn, Transaction::Enlisted& only, const absl::Status& s);
+  // failed its COMMIT, or lost its connection in it (`outcome_unknown`:
+  // answered UNAVAILABLE, never "rolled back").
+  absl::StatusOr<TxnState> FinishOnePhase(Transaction& txn, Transaction::Enlisted& only, const absl::Status& s,
+                                          bool outcome_unknown);
+  // A request's max_rows within the configured limit (0: the limit).
+  int RowLimit(int max_rows) const {
+    return max_rows <= 0 || max_rows > options_.max_rows ? options_.max_rows : max_rows;
+  }
   // The checks of RunTransaction's work (binds known and distinct,
   // statements present and within limits, the transaction fresh and within
   // its timeout): one xid per entry, and how many binds lack 2PC.

@@ -602,6 +602,12 @@ void CleanUpFailedBatch(absl::string_view bind, ConnectionPool<PgConnection>::Le
   if (!c.ok()) lease.MarkBroken();
 }
 
+// A failed batch's status, "statement N: " first when a statement failed.
+absl::Status NameFailedStatement(const Pipelined& run) {
+  if (run.failed < 0) return run.status;
+  return absl::Status(run.status.code(), absl::StrCat("statement ", run.failed + 1, ": ", run.status.message()));
+}
+
 // False when an idle connection has already been closed by the server
 // (restart, terminated backend): its goodbye is waiting in the socket. No
 // round trip; a connection lost silently (network) is not caught.
@@ -690,10 +696,8 @@ class PostgresParticipant : public Participant {
       }
       if (!s.ok()) {
         if (!broken) CleanUpFailedBatch(bind(), lease);
-        if (run.failed >= 0) {
-          return absl::Status(s.code(), absl::StrCat("statement ", run.failed + 1, ": ", s.message()));
-        }
-        return s;
+        if (!run.status.ok()) return NameFailedStatement(run);
+        return s;  // the PREPARE (or read-only COMMIT) after the batch
       }
       if (!prepare) out.branch.reset(new PostgresBranch(shared_, std::move(lease), xid));
       return out;
@@ -704,38 +708,62 @@ class PostgresParticipant : public Participant {
   // TRANSACTION ends the same string, one round trip in all. (Statements
   // that only read keep the probe, so that a read-only branch votes
   // READ_ONLY; a data change that changed nothing is prepared all the same.)
-  // The batch is not resent if its connection breaks: the branch may be
-  // prepared then, and the coordinator's abort leaves it to recovery's
-  // orphan pass, as with a PREPARE that lost its connection.
+  // If its connection breaks the branch may be prepared: the coordinator's
+  // abort leaves it to recovery's orphan pass, as with a PREPARE that lost
+  // its connection.
   absl::StatusOr<BatchOutcome> RunAndPrepare(const Xid& xid, const std::vector<std::string>& begin,
                                              const std::vector<std::string>& sqls,
                                              const std::vector<Statement>& statements, int max_rows) {
-    TXC_ASSIGN_OR_RETURN(auto lease, AcquireLive());
     TXC_FAILPOINT("participants.postgres.before_prepare");
-    Pipelined run = RunPipelined(*shared_, *lease, begin, sqls, statements,
-                                 {"PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid))}, max_rows);
-    if (run.broken) {
-      lease.MarkBroken();
-      return run.status;
-    }
-    if (!run.status.ok()) {
-      CleanUpFailedBatch(bind(), lease);
-      if (run.failed >= 0) {
-        return absl::Status(run.status.code(),
-                            absl::StrCat("statement ", run.failed + 1, ": ", run.status.message()));
-      }
-      return run.status;
-    }
+    Pipelined run = RunOnce(begin, sqls, statements, "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)),
+                            max_rows);
+    if (!run.status.ok()) return run.status;
     BatchOutcome out;
     out.results = std::move(run.results);
     out.vote = Vote::kPrepared;
     return out;
   }
 
+  CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
+                                  const std::vector<Statement>& statements, int max_rows) override {
+    std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
+    if (!sqls) return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
+    Pipelined run = RunOnce(BeginStatements(lock_timeout), *sqls, statements, "COMMIT", max_rows);
+    CommitBatchOutcome out;
+    out.status = run.status;
+    out.outcome_unknown = run.broken;  // the COMMIT may have run
+    out.commit_failed = !run.status.ok() && (run.broken || run.failed == kFirstTail);
+    if (run.status.ok()) out.results = std::move(run.results);
+    return out;
+  }
+
+  // A batch ending with `last` (PREPARE TRANSACTION, COMMIT) that must not
+  // be sent twice: on a connection the server has not closed while it was
+  // idle (ConnectionLooksAlive), never resent. A lost connection is
+  // discarded (run.broken); after a failure the connection is cleaned up
+  // and the error names the failing statement.
+  Pipelined RunOnce(const std::vector<std::string>& begin, const std::vector<std::string>& sqls,
+                    const std::vector<Statement>& statements, const std::string& last, int max_rows) {
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
+    if (!lease.ok()) {
+      Pipelined none;
+      none.status = lease.status();  // nothing was sent
+      return none;
+    }
+    Pipelined run = RunPipelined(*shared_, **lease, begin, sqls, statements, {last}, max_rows);
+    if (run.broken) {
+      lease->MarkBroken();
+    } else if (!run.status.ok()) {
+      CleanUpFailedBatch(bind(), *lease);
+      run.status = NameFailedStatement(run);
+    }
+    return run;
+  }
+
   // A pooled connection, not one the server closed while it was idle (its
-  // goodbye waits in the socket: ConnectionLooksAlive). For batches that
-  // must not be sent twice. After a server restart every idle connection is
-  // closed: up to one try per pooled connection, then a new one.
+  // goodbye waits in the socket). After a server restart every idle
+  // connection is closed: up to one try per pooled connection, then a new
+  // one.
   absl::StatusOr<ConnectionPool<PgConnection>::Lease> AcquireLive() {
     absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = shared_->pool->Acquire();
     for (int tries = 0; lease.ok() && !ConnectionLooksAlive(**lease); ++tries) {
@@ -747,40 +775,6 @@ class PostgresParticipant : public Participant {
       lease = shared_->pool->Acquire();
     }
     return lease;
-  }
-
-  CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
-                                  const std::vector<Statement>& statements, int max_rows) override {
-    std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
-    if (!sqls) return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
-    const std::vector<std::string> begin = BeginStatements(lock_timeout);
-    CommitBatchOutcome out;
-    // The COMMIT travels with the statements, so a batch whose connection
-    // breaks may have committed: it is never sent twice (AcquireLive).
-    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
-    if (!lease.ok()) {
-      out.status = lease.status();
-      return out;
-    }
-    Pipelined run = RunPipelined(*shared_, **lease, begin, *sqls, statements, {"COMMIT"}, max_rows);
-    out.status = run.status;
-    if (run.broken) {
-      lease->MarkBroken();
-      out.outcome_unknown = true;
-      out.commit_failed = true;
-      return out;
-    }
-    if (!out.status.ok()) {
-      CleanUpFailedBatch(bind(), *lease);
-      out.commit_failed = run.failed == kFirstTail;
-      if (run.failed >= 0) {
-        out.status = absl::Status(out.status.code(),
-                                  absl::StrCat("statement ", run.failed + 1, ": ", out.status.message()));
-      }
-      return out;
-    }
-    out.results = std::move(run.results);
-    return out;
   }
 
   absl::Status CommitPrepared(const Xid& xid) override {
