@@ -272,12 +272,18 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   }
 
   YAML::Node j = root["journal"];
-  TXC_RETURN_IF_ERROR(CheckKeys(j, "journal", {"dir", "retention", "max_group_size"}));
+  TXC_RETURN_IF_ERROR(CheckKeys(j, "journal", {"dir", "retention", "max_group_size", "decision_log",
+                                               "decision_log_bytes"}));
   c.journal.dir = "./data/journal";
   c.journal.node_id = c.node_id;
   if (j) {
     TXC_RETURN_IF_ERROR(ReadString(j, "journal.", "dir", &c.journal.dir));
     TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "max_group_size", 1, 65536, &c.journal.max_group_size));
+    TXC_RETURN_IF_ERROR(ReadBool(j, "journal.", "decision_log", &c.journal.decision_log));
+    int log_bytes = static_cast<int>(c.journal.decision_log_bytes);
+    TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "decision_log_bytes", 64 << 10, 1 << 30, &log_bytes));
+    if (log_bytes % 4096 != 0) return KeyError("journal.decision_log_bytes", "must be a multiple of 4096");
+    c.journal.decision_log_bytes = static_cast<uint64_t>(log_bytes);
     YAML::Node r = j["retention"];
     TXC_RETURN_IF_ERROR(CheckKeys(r, "journal.retention", {"finished_max", "finished_max_age"}));
     if (r) {

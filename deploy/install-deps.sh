@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libpq-dev unixodbc-dev unixodbc odbc-postgresql odbc-mariadb
-  libsqliteodbc sqlite3 librocksdb-dev libabsl-dev
+  libsqliteodbc sqlite3 librocksdb-dev zlib1g-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev
   libcpp-httplib-dev libssl-dev clang-14 libclang-rt-14-dev

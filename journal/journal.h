@@ -35,6 +35,12 @@ struct JournalOptions {
   std::string node_id;      // must match the one stored at first open
   Retention retention;
   int max_group_size = 512; // decisions sharing one fsync at most
+  // Where a decision becomes durable. true: the decision log (a zero-filled
+  // file overwritten in place and fdatasynced, see decision_log.h), RocksDB
+  // then written without a sync as the index; false: RocksDB's own WAL
+  // (a synced WriteBatch per group).
+  bool decision_log = true;
+  uint64_t decision_log_bytes = 16 << 20;  // a multiple of 4096, 64 KiB to 1 GiB
 };
 
 class Journal {
@@ -47,7 +53,8 @@ class Journal {
 
   // Writes `record` (state COMMITTING, or an operator's decision) to the
   // unfinished set. Durable when it returns OK: the write and an fsync of
-  // the write-ahead log completed; concurrent callers share one fsync.
+  // the log that holds it (the decision log, or RocksDB's write-ahead log)
+  // completed; concurrent callers share one fsync.
   // An error (disk full, I/O error) means the record may or may not have
   // been written (an fsync can fail after the write reached the log): the
   // caller must not send any COMMIT, and may abort the transaction only

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,17 @@ namespace txcoord::journal {
 namespace {
 
 constexpr char kNodeKey[] = "node";
+constexpr char kAppliedKey[] = "decision_log_applied";
+constexpr char kDecisionLogFile[] = "decisions.log";
+
+std::string EncodeSeq(uint64_t seq) {
+  std::string v(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    v[i] = static_cast<char>(seq & 0xff);
+    seq >>= 8;
+  }
+  return v;
+}
 const char* const kColumnFamilies[] = {"default", "unfinished", "history",
                                        "history_by_time"};
 
@@ -128,8 +140,98 @@ absl::Status RocksDbJournal::Initialize() {
     absl::MutexLock lock(&history_mu_);
     finished_count_ = count;
   }
+  if (options_.decision_log) TXC_RETURN_IF_ERROR(RecoverDecisionLog());
   // Refuse to start on an unreadable decision: never drop one silently.
   return ScanUnfinished().status();
+}
+
+absl::Status RocksDbJournal::RecoverDecisionLog() {
+  std::string value;
+  uint64_t applied = 0;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta(), kAppliedKey, &value);
+  if (s.ok()) {
+    if (value.size() != 8) {
+      return absl::DataLossError(absl::StrCat(
+          "journal ", options_.dir, ": the key \"", kAppliedKey, "\" holds ",
+          value.size(), " bytes instead of 8.", RepairHint(options_.dir)));
+    }
+    for (char c : value) applied = (applied << 8) | static_cast<unsigned char>(c);
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading the decision log's applied position");
+  }
+  const std::string path = (std::filesystem::path(options_.dir) / kDecisionLogFile).string();
+  std::vector<DecisionLog::Entry> lap;
+  absl::MutexLock lock(&log_mu_);
+  TXC_ASSIGN_OR_RETURN(decision_log_, DecisionLog::Open(path, options_.decision_log_bytes, &lap));
+  max_group_payload_ = decision_log_->max_payload_bytes();
+  rocksdb::WriteBatch batch;
+  uint64_t last = applied;
+  for (const DecisionLog::Entry& entry : lap) {
+    last = std::max(last, entry.seq);
+    if (entry.seq <= applied) continue;
+    DecisionRecord record;
+    if (!record.ParseFromString(entry.bytes) || record.txn_id().empty()) {
+      return absl::DataLossError(absl::StrCat(
+          "journal ", options_.dir, ": entry ", entry.seq, " of ", path,
+          " cannot be parsed as a decision.", RepairHint(options_.dir)));
+    }
+    // Lost by RocksDB in a power cut, with everything written after it.
+    batch.Put(unfinished(), record.txn_id(), entry.bytes);
+  }
+  batch.Put(meta(), kAppliedKey, EncodeSeq(last));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // the lap about to be overwritten must be durable here first
+  TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "writing back the decision log"));
+  next_seq_ = last + 1;
+  return decision_log_->StartLap();
+}
+
+absl::Status RocksDbJournal::Fail(absl::Status s) {
+  log_failure_ = absl::UnavailableError(absl::StrCat(
+      "journal: an earlier decision write failed (", s.message(),
+      "); no further decision can be recorded until txcoord is restarted"));
+  return s;
+}
+
+absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group) {
+  absl::MutexLock lock(&log_mu_);
+  TXC_RETURN_IF_ERROR(log_failure_);
+  rocksdb::WriteBatch batch;
+  for (const Writer* w : group) batch.Put(unfinished(), w->key, w->value);
+  if (decision_log_ == nullptr) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;  // the decision must survive power loss before phase 2
+    return FromRocks(db_->Write(wo, &batch), "writing commit decisions");
+  }
+  std::vector<absl::string_view> records;
+  uint64_t payload = 0;
+  for (const Writer* w : group) {
+    records.push_back(w->value);
+    payload += DecisionLog::RecordBytes(w->value.size());
+  }
+  if (!decision_log_->Fits(payload)) {
+    // The file is full. Every decision in it is in RocksDB (below each
+    // Append): make them durable there, then start over at the beginning.
+    TXC_RETURN_IF_ERROR(
+        FromRocks(db_->SyncWAL(), "syncing the decisions before the decision log's next lap"));
+    absl::Status s = decision_log_->StartLap();
+    if (!s.ok()) return Fail(s);
+  }
+  const uint64_t first = next_seq_;
+  next_seq_ += group.size();
+  // Durable when Append returns: the decision log is synced.
+  absl::Status s = decision_log_->Append(first, records);
+  // A failed fdatasync after the group's write: it may or may not be durable.
+  if (s.ok()) s = TXC_FAILPOINT_STATUS("journal.decision_log_sync");
+  if (!s.ok()) return Fail(s);
+  // A power cut that loses RocksDB's unsynced tail (armed until the journal
+  // is closed: nothing is written to RocksDB, as if lost).
+  if (!TXC_FAILPOINT_STATUS("journal.lose_index_writes").ok()) return absl::OkStatus();
+  batch.Put(meta(), kAppliedKey, EncodeSeq(next_seq_ - 1));
+  rocksdb::WriteOptions wo;  // not synced: the decision log holds the decisions
+  s = FromRocks(db_->Write(wo, &batch), "writing commit decisions");
+  if (!s.ok()) return Fail(s);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DecisionRecord> RocksDbJournal::Parse(
@@ -159,18 +261,27 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
   DecisionRecord copy = record;
   copy.set_schema_version(kSchemaVersion);
   w.value = copy.SerializeAsString();
+  if (max_group_payload_ > 0 &&
+      DecisionLog::RecordBytes(w.value.size()) > max_group_payload_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "journal: the decision of ", record.txn_id(), " takes ", w.value.size(),
+        " bytes; the decision log takes at most ", max_group_payload_ - 4,
+        " (raise journal.decision_log_bytes)"));
+  }
 
   absl::MutexLock lock(&writers_mu_);
   writers_.push_back(&w);
   while (!w.done && writers_.front() != &w) w.cv.Wait(&writers_mu_);
   if (w.done) return w.status;
 
-  // This writer leads: write everything queued so far in one synced batch.
-  rocksdb::WriteBatch batch;
+  // This writer leads: write everything queued so far as one group.
   std::vector<Writer*> group;
+  uint64_t payload = 0;
   for (Writer* queued : writers_) {
     if (static_cast<int>(group.size()) >= options_.max_group_size) break;
-    batch.Put(unfinished(), queued->key, queued->value);
+    const uint64_t bytes = DecisionLog::RecordBytes(queued->value.size());
+    if (max_group_payload_ > 0 && payload + bytes > max_group_payload_) break;
+    payload += bytes;
     group.push_back(queued);
   }
   absl::Status status;
@@ -178,10 +289,8 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
     writers_mu_.Unlock();
     status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
     if (status.ok()) {
-      rocksdb::WriteOptions wo;
-      wo.sync = true;  // the decision must survive power loss before phase 2
-      status = FromRocks(db_->Write(wo, &batch), "writing commit decisions");
-      // A sync reported failed after the batch reached the log.
+      status = WriteGroup(group);
+      // A sync reported failed after the group reached the log.
       if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
     }
     writers_mu_.Lock();
@@ -210,12 +319,18 @@ absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
 
 absl::Status RocksDbJournal::WithdrawDecision(const std::string& txn_id) {
   TXC_FAILPOINT_RETURN_IF_ERROR("journal.withdraw_decision");
+  absl::MutexLock lock(&log_mu_);  // no group is half written meanwhile
+  rocksdb::WriteBatch batch;
+  batch.Delete(unfinished(), txn_id);
+  // Past every decision-log group written so far, the failed one that may
+  // hold txn_id included: the next open must not write it back.
+  if (decision_log_ != nullptr) batch.Put(meta(), kAppliedKey, EncodeSeq(next_seq_ - 1));
   rocksdb::WriteOptions wo;
   wo.sync = true;  // must outlive a crash, as the record it withdraws might
   // After a failed sync RocksDB refuses writes (its background error) until
   // reopened: this then fails, and the caller leaves the decision to the
   // next start.
-  return FromRocks(db_->Delete(wo, unfinished(), txn_id), absl::StrCat("withdrawing the decision of ", txn_id));
+  return FromRocks(db_->Write(wo, &batch), absl::StrCat("withdrawing the decision of ", txn_id));
 }
 
 absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>& final_records) {
@@ -359,6 +474,14 @@ absl::StatusOr<std::unique_ptr<Journal>> OpenRocksDbJournal(
   }
   if (options.max_group_size < 1) {
     return absl::InvalidArgumentError("journal: max_group_size must be >= 1");
+  }
+  if (options.decision_log &&
+      (options.decision_log_bytes % DecisionLog::kBlock != 0 ||
+       options.decision_log_bytes < DecisionLog::kMinBytes ||
+       options.decision_log_bytes > DecisionLog::kMaxBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "journal: decision_log_bytes is ", options.decision_log_bytes,
+        "; it must be a multiple of 4096 from 65536 (64 KiB) to 1073741824 (1 GiB)"));
   }
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);

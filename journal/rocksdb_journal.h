@@ -6,10 +6,25 @@
 //   history          txn id → DecisionRecord (finished)
 //   history_by_time  big-endian finished_at µs + txn id → "" (GC order)
 //
+//   default also holds "decision_log_applied" → the sequence number (8 bytes,
+//   big-endian) of the last decision-log group written to `unfinished`.
+//
 // Group commit: LogDecision callers queue up; the first in line (the
-// leader) writes every queued record in one WriteBatch with sync=true and
-// wakes the others with the shared result (LevelDB's writer queue). One
-// fsync thus covers up to JournalOptions::max_group_size decisions.
+// leader) writes every queued record as one group and wakes the others with
+// the shared result (LevelDB's writer queue). One fsync thus covers up to
+// JournalOptions::max_group_size decisions.
+//
+// Where the group becomes durable (JournalOptions::decision_log):
+// - decision log (default): the group is appended to decisions.log and
+//   fdatasynced (DecisionLog), then written to `unfinished` with the
+//   applied sequence number, in one RocksDB WriteBatch *without* sync.
+//   RocksDB recovers a prefix of its writes after a power loss, so at open
+//   every decision-log entry above the recovered applied number is missing
+//   from `unfinished` — and nothing written after it (its END, its
+//   withdrawal) survived either: those entries are written back, synced.
+//   Before a lap of the decision log overwrites the previous one, RocksDB's
+//   WAL is synced (SyncWAL), so the old lap is durable there.
+// - RocksDB only: one WriteBatch with sync=true.
 #ifndef TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
 #define TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
 
@@ -20,6 +35,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "journal/decision_log.h"
 #include "journal/journal.h"
 
 namespace rocksdb {
@@ -64,6 +80,14 @@ class RocksDbJournal final : public Journal {
   rocksdb::ColumnFamilyHandle* history() const { return handles_[2]; }
   rocksdb::ColumnFamilyHandle* history_by_time() const { return handles_[3]; }
 
+  // Writes one group durably (see the file comment) and into `unfinished`.
+  absl::Status WriteGroup(const std::vector<Writer*>& group) ABSL_LOCKS_EXCLUDED(log_mu_);
+  // Records `s`, a failed decision-log or index write, as the reason every
+  // later group is refused; returns `s`.
+  absl::Status Fail(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_);
+  // Opens the decision log and writes back what RocksDB lost of it.
+  absl::Status RecoverDecisionLog();
+
   absl::StatusOr<DecisionRecord> Parse(absl::string_view cf,
                                        absl::string_view key,
                                        const std::string& value) const;
@@ -76,6 +100,17 @@ class RocksDbJournal final : public Journal {
   // The group-commit queue. The front writer leads the next group.
   absl::Mutex writers_mu_;
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(writers_mu_);
+
+  // The decision log (null when JournalOptions::decision_log is false).
+  // Held by a group's leader across its writes; by WithdrawDecision. Lock
+  // order: writers_mu_ is never held with log_mu_.
+  absl::Mutex log_mu_;
+  std::unique_ptr<DecisionLog> decision_log_ ABSL_GUARDED_BY(log_mu_);
+  uint64_t max_group_payload_ = 0;  // set by Initialize, then read-only
+  uint64_t next_seq_ ABSL_GUARDED_BY(log_mu_) = 1;
+  // Not OK after a failed decision-log or index write: the log's tail is
+  // then unknown, so no later group may follow it (restart to recover).
+  absl::Status log_failure_ ABSL_GUARDED_BY(log_mu_);
 
   // Serializes MarkFinished and CollectGarbage, which keep finished_count_
   // exact. Lock order: history_mu_ is never held with writers_mu_.

@@ -18,6 +18,7 @@ listen: 127.0.0.1:7600
 journal:
   dir: /tmp/j
   retention: {finished_max: 10, finished_max_age: 2h}
+  decision_log_bytes: 1048576
 timeouts: {transaction: 5s, idle: 1m, prepare: 500ms, orphan_safety: 30s}
 recovery: {interval: 2s, backoff: {initial: 100ms, max: 30s}}
 limits: {max_sessions: 7}
@@ -41,6 +42,8 @@ TEST(ConfigTest, ParsesEveryKeyAndSubstitutesTheEnvironment) {
   EXPECT_EQ(c->journal.node_id, "coord-1");
   EXPECT_EQ(c->journal.retention.finished_max, 10);
   EXPECT_EQ(c->journal.retention.finished_max_age, absl::Hours(2));
+  EXPECT_TRUE(c->journal.decision_log);
+  EXPECT_EQ(c->journal.decision_log_bytes, 1048576u);
   EXPECT_EQ(c->timeouts.transaction, absl::Seconds(5));
   EXPECT_EQ(c->timeouts.idle, absl::Minutes(1));
   EXPECT_EQ(c->timeouts.prepare, absl::Milliseconds(500));
@@ -75,6 +78,12 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x, last_resource: yes}}",
        "binds.a.last_resource"},
       {"plaintext: maybe\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x}}", "plaintext"},
+      {"plaintext: true\nnode_id: n\njournal: {decision_log_bytes: 100000}\nbinds: {a: {driver: postgres, dsn: x}}",
+       "journal.decision_log_bytes"},
+      {"plaintext: true\nnode_id: n\njournal: {decision_log_bytes: 4096}\nbinds: {a: {driver: postgres, dsn: x}}",
+       "journal.decision_log_bytes"},
+      {"plaintext: true\nnode_id: n\njournal: {decision_log: on}\nbinds: {a: {driver: postgres, dsn: x}}",
+       "journal.decision_log"},
       {"plaintext: true\nnode_id: [\n", "YAML"},
       {"plaintext: true\nnode_id: n\nlimits: {server_threads: 8, server_idle_threads: 9}\n"
        "binds: {a: {driver: postgres, dsn: x}}",
