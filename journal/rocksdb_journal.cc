@@ -140,7 +140,11 @@ absl::Status RocksDbJournal::Initialize() {
     absl::MutexLock lock(&history_mu_);
     finished_count_ = count;
   }
-  if (options_.decision_log) TXC_RETURN_IF_ERROR(RecoverDecisionLog());
+  // With the decision log switched off, one left by an earlier start is
+  // still read back once (RocksDB may have lost its tail), then removed.
+  if (options_.decision_log || std::filesystem::exists(DecisionLogPath())) {
+    TXC_RETURN_IF_ERROR(RecoverDecisionLog());
+  }
   // Refuse to start on an unreadable decision: never drop one silently.
   return ScanUnfinished().status();
 }
@@ -159,7 +163,7 @@ absl::Status RocksDbJournal::RecoverDecisionLog() {
   } else if (!s.IsNotFound()) {
     return FromRocks(s, "reading the decision log's applied position");
   }
-  const std::string path = (std::filesystem::path(options_.dir) / kDecisionLogFile).string();
+  const std::string path = DecisionLogPath();
   std::vector<DecisionLog::Entry> lap;
   absl::MutexLock lock(&log_mu_);
   TXC_ASSIGN_OR_RETURN(decision_log_, DecisionLog::Open(path, options_.decision_log_bytes, &lap));
@@ -183,7 +187,21 @@ absl::Status RocksDbJournal::RecoverDecisionLog() {
   wo.sync = true;  // the lap about to be overwritten must be durable here first
   TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "writing back the decision log"));
   next_seq_ = last + 1;
+  if (!options_.decision_log) {
+    decision_log_.reset();
+    max_group_payload_ = 0;
+    std::error_code ec;
+    std::filesystem::remove(path, ec);  // its entries are durable in RocksDB now
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("journal: cannot remove ", path, ": ", ec.message()));
+    }
+    return absl::OkStatus();
+  }
   return decision_log_->StartLap();
+}
+
+std::string RocksDbJournal::DecisionLogPath() const {
+  return (std::filesystem::path(options_.dir) / kDecisionLogFile).string();
 }
 
 absl::Status RocksDbJournal::Fail(absl::Status s) {

@@ -85,8 +85,10 @@ class RocksDbJournal final : public Journal {
   // Records `s`, a failed decision-log or index write, as the reason every
   // later group is refused; returns `s`.
   absl::Status Fail(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_);
-  // Opens the decision log and writes back what RocksDB lost of it.
+  // Opens the decision log and writes back what RocksDB lost of it; then
+  // starts its next lap, or removes it when the decision log is off.
   absl::Status RecoverDecisionLog();
+  std::string DecisionLogPath() const;
 
   absl::StatusOr<DecisionRecord> Parse(absl::string_view cf,
                                        absl::string_view key,

@@ -481,6 +481,34 @@ TEST(RocksDbJournalTest, DecisionsRocksDbLostAreWrittenBackFromTheDecisionLog) {
   }
 }
 
+// Switching the decision log off at a restart: what RocksDB lost is still
+// written back from it first.
+TEST(RocksDbJournalTest, DecisionLogSwitchedOffIsReadBackOnceThenRemoved) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  {
+    auto j = OpenRocksDbJournal(o);
+    ASSERT_TRUE(j.ok()) << j.status();
+    ASSERT_TRUE(failpoint::Arm("journal.lose_index_writes", "error").ok());
+    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.1")).ok());
+    failpoint::DisarmAll();
+  }
+  o.decision_log = false;
+  std::vector<std::string> expected = {"node-a.1.1"};
+  for (int open = 0; open < 2; ++open) {
+    auto j = OpenRocksDbJournal(o);
+    ASSERT_TRUE(j.ok()) << j.status();
+    EXPECT_EQ(UnfinishedIds(**j), expected);
+    expected.push_back(absl::StrCat("node-a.2.", open));
+    EXPECT_FALSE(std::filesystem::exists(tmp.Sub("j/decisions.log")));
+    ASSERT_TRUE((*j)->LogDecision(MakeDecision(absl::StrCat("node-a.2.", open))).ok());
+  }
+  o.decision_log = true;
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(UnfinishedIds(**j), (std::vector<std::string>{"node-a.1.1", "node-a.2.0", "node-a.2.1"}));
+}
+
 // The decision log's fdatasync fails: the decision may or may not be
 // durable. Later decisions are refused until a restart; a withdrawn
 // decision stays withdrawn, one not withdrawn is written back.
