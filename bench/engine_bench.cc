@@ -33,10 +33,12 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-int Run(const std::vector<int>& concurrency, double seconds, const std::string& dir) {
+int Run(const std::vector<int>& concurrency, double seconds, const std::string& dir,
+        bool decision_log) {
   txcoord::journal::JournalOptions jo;
   jo.dir = dir;
   jo.node_id = "bench";
+  jo.decision_log = decision_log;
   auto journal = txcoord::journal::OpenRocksDbJournal(jo);
   if (!journal.ok()) {
     std::cerr << "engine_bench: journal: " << journal.status() << "\n";
@@ -129,11 +131,14 @@ int main(int argc, char** argv) {
   app.add_option("--concurrency", concurrency, "concurrent transactions (threads), one run each");
   app.add_option("--seconds", seconds, "measured seconds per run");
   app.add_option("--dir", dir, "journal directory (deleted at the end)");
+  bool decision_log = true;
+  app.add_option("--decision-log", decision_log,
+                 "decisions durable in the journal's decision log (false: RocksDB's synced WAL)");
   CLI11_PARSE(app, argc, argv);
   // As in txcoord's main: no lock-order cycle detection outside the tests.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::filesystem::remove_all(dir);
-  int rc = Run(concurrency, seconds, dir);
+  int rc = Run(concurrency, seconds, dir, decision_log);
   std::filesystem::remove_all(dir);
   return rc;
 }
