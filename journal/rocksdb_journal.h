@@ -24,6 +24,8 @@
 //   withdrawal) survived either: those entries are written back, synced.
 //   Before a lap of the decision log overwrites the previous one, RocksDB's
 //   WAL is synced (SyncWAL), so the old lap is durable there.
+//   A group of more than 32 KiB is written to RocksDB with sync=true
+//   instead (per-byte costs dominate it; see WriteGroup).
 // - RocksDB only: one WriteBatch with sync=true.
 #ifndef TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
 #define TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
