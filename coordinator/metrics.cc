@@ -61,12 +61,27 @@ void Histogram::Render(const std::string& name, const std::string& labels, std::
 Metrics::Metrics() = default;
 
 std::string Metrics::LabelText(const Labels& labels) {
-  if (labels.empty()) return "";
-  std::string out = "{";
+  std::string out;
+  AppendLabelText(labels, &out);
+  return out;
+}
+
+void Metrics::AppendLabelText(const Labels& labels, std::string* out) {
+  out->clear();
+  if (labels.empty()) return;
+  out->push_back('{');
   for (size_t i = 0; i < labels.size(); ++i) {
-    absl::StrAppend(&out, i ? "," : "", labels[i].first, "=\"", EscapeLabelValue(labels[i].second), "\"");
+    if (i) out->push_back(',');
+    absl::StrAppend(out, labels[i].first, "=\"");
+    for (char c : labels[i].second) {
+      if (c == '\\') out->append("\\\\");
+      else if (c == '"') out->append("\\\"");
+      else if (c == '\n') out->append("\\n");
+      else out->push_back(c);
+    }
+    out->push_back('"');
   }
-  return out + "}";
+  out->push_back('}');
 }
 
 void Metrics::DescribeCounter(const std::string& name, const std::string& help) {
@@ -93,27 +108,55 @@ void Metrics::RegisterGauge(const std::string& name, const std::string& help, Ga
   f.gauge = std::move(fn);
 }
 
-void Metrics::Increment(const std::string& name, const Labels& labels, uint64_t by) {
-  std::string key = LabelText(labels);
-  absl::MutexLock lock(&mu_);
-  Family& f = families_[name];
-  if (f.type.empty()) f.type = "counter";
-  auto& c = f.counters[key];
+void Metrics::Increment(absl::string_view name, const Labels& labels, uint64_t by) {
+  thread_local std::string key;
+  AppendLabelText(labels, &key);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto f = families_.find(name);
+    if (f != families_.end()) {
+      auto c = f->second.counters.find(key);
+      if (c != f->second.counters.end()) {
+        c->second->fetch_add(by, std::memory_order_relaxed);
+        return;
+      }
+    }
+  }
+  absl::MutexLock lock(&mu_);  // the first use of this series
+  auto f = families_.find(name);
+  if (f == families_.end()) f = families_.emplace(std::string(name), Family()).first;
+  if (f->second.type.empty()) f->second.type = "counter";
+  auto& c = f->second.counters[key];
   if (!c) c = std::make_unique<std::atomic<uint64_t>>(0);
   c->fetch_add(by, std::memory_order_relaxed);
 }
 
-void Metrics::Observe(const std::string& name, absl::Duration d, const Labels& labels) {
-  std::string key = LabelText(labels);
-  absl::MutexLock lock(&mu_);
-  Family& f = families_[name];
-  if (f.type.empty()) {
-    f.type = "histogram";
-    f.bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+void Metrics::Observe(absl::string_view name, absl::Duration d, const Labels& labels) {
+  thread_local std::string key;
+  AppendLabelText(labels, &key);
+  const double seconds = absl::ToDoubleSeconds(d);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto f = families_.find(name);
+    if (f != families_.end()) {
+      auto h = f->second.histograms.find(key);
+      if (h != f->second.histograms.end()) {
+        h->second->Observe(seconds);
+        return;
+      }
+    }
   }
-  auto& h = f.histograms[key];
-  if (!h) h = std::make_unique<Histogram>(f.bounds);
-  h->Observe(absl::ToDoubleSeconds(d));
+  absl::MutexLock lock(&mu_);  // the first use of this series
+  auto f = families_.find(name);
+  if (f == families_.end()) f = families_.emplace(std::string(name), Family()).first;
+  Family& family = f->second;
+  if (family.type.empty()) {
+    family.type = "histogram";
+    family.bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  }
+  auto& h = family.histograms[key];
+  if (!h) h = std::make_unique<Histogram>(family.bounds);
+  h->Observe(seconds);
 }
 
 uint64_t Metrics::CounterValue(const std::string& name, const Labels& labels) const {

@@ -1,6 +1,9 @@
 // Prometheus metrics: counters, gauges read at scrape time, and
 // histograms, rendered in the text exposition format (version 0.0.4).
-// Thread-safe; recording is lock-free except for the first use of a label set.
+// Thread-safe. Recording takes a shared (reader) lock to find its series
+// and then updates atomics; only the first use of a name or label set takes
+// the lock exclusively. A recording allocates nothing once its series
+// exists (beyond the caller's Labels).
 #ifndef TXCOORD_COORDINATOR_METRICS_H_
 #define TXCOORD_COORDINATOR_METRICS_H_
 
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -38,8 +42,8 @@ class Metrics {
  public:
   Metrics();
 
-  void Increment(const std::string& name, const Labels& labels = {}, uint64_t by = 1);
-  void Observe(const std::string& name, absl::Duration d, const Labels& labels = {});
+  void Increment(absl::string_view name, const Labels& labels = {}, uint64_t by = 1);
+  void Observe(absl::string_view name, absl::Duration d, const Labels& labels = {});
   // A gauge whose samples are read by `fn` at every scrape.
   using GaugeFn = std::function<std::vector<std::pair<Labels, double>>()>;
   void RegisterGauge(const std::string& name, const std::string& help, GaugeFn fn);
@@ -54,16 +58,18 @@ class Metrics {
 
  private:
   static std::string LabelText(const Labels& labels);
+  // LabelText into `out` (cleared first), reusing its buffer.
+  static void AppendLabelText(const Labels& labels, std::string* out);
   struct Family {
     std::string help;
     std::string type;  // counter, gauge, histogram
     std::vector<double> bounds;
-    std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>> counters;
-    std::map<std::string, std::unique_ptr<Histogram>> histograms;
+    std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>, std::less<>> counters;
+    std::map<std::string, std::unique_ptr<Histogram>, std::less<>> histograms;
     GaugeFn gauge;
   };
   mutable absl::Mutex mu_;
-  std::map<std::string, Family> families_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mu_);
 };
 
 // Escapes a label value for the exposition format.
