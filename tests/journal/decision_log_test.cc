@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,15 +45,24 @@ void Damage(const std::string& path, uint64_t offset) {
   ::close(fd);
 }
 
+// A new small log at `path` with its first lap started.
+std::unique_ptr<DecisionLog> StartedLog(const std::string& path) {
+  std::vector<DecisionLog::Entry> lap;
+  auto log = DecisionLog::Open(path, kSmall, &lap);
+  EXPECT_TRUE(log.ok()) << log.status();
+  if (!log.ok()) return nullptr;
+  EXPECT_TRUE(lap.empty());
+  EXPECT_TRUE((*log)->StartLap().ok());
+  return *std::move(log);
+}
+
 // A log with three one-record groups (seq 1, 2, 3) in its first lap.
 std::string ThreeGroups(const TempDir& tmp) {
   const std::string path = tmp.Sub("decisions.log");
-  std::vector<DecisionLog::Entry> lap;
-  auto log = DecisionLog::Open(path, kSmall, &lap);
-  EXPECT_TRUE(log.ok());
-  EXPECT_TRUE((*log)->StartLap().ok());
+  std::unique_ptr<DecisionLog> log = StartedLog(path);
+  if (log == nullptr) return path;
   for (uint64_t seq = 1; seq <= 3; ++seq) {
-    EXPECT_TRUE((*log)->Append(seq, {std::string("decision-") + std::to_string(seq)}).ok());
+    EXPECT_TRUE(log->Append(seq, {std::string("decision-") + std::to_string(seq)}).ok());
   }
   return path;
 }
@@ -75,13 +85,11 @@ TEST(DecisionLogTest, GroupsAreReadBackInOrder) {
   TempDir tmp;
   const std::string path = tmp.Sub("decisions.log");
   {
-    std::vector<DecisionLog::Entry> lap;
-    auto log = DecisionLog::Open(path, kSmall, &lap);
-    ASSERT_TRUE(log.ok());
-    ASSERT_TRUE((*log)->StartLap().ok());
-    ASSERT_TRUE((*log)->Append(7, {"a", "bb", ""}).ok());
-    ASSERT_TRUE((*log)->Append(10, {std::string(5000, 'x')}).ok());  // two blocks
-    ASSERT_TRUE((*log)->Append(11, {"c"}).ok());
+    std::unique_ptr<DecisionLog> log = StartedLog(path);
+    ASSERT_NE(log, nullptr);
+    ASSERT_TRUE(log->Append(7, {"a", "bb", ""}).ok());
+    ASSERT_TRUE(log->Append(10, {std::string(5000, 'x')}).ok());  // two blocks
+    ASSERT_TRUE(log->Append(11, {"c"}).ok());
   }
   std::vector<DecisionLog::Entry> lap = Reopen(path);
   ASSERT_EQ(lap.size(), 5u);
@@ -92,39 +100,35 @@ TEST(DecisionLogTest, GroupsAreReadBackInOrder) {
 TEST(DecisionLogTest, ANewLapHidesThePreviousOne) {
   TempDir tmp;
   const std::string path = tmp.Sub("decisions.log");
-  std::vector<DecisionLog::Entry> lap;
-  auto log = DecisionLog::Open(path, kSmall, &lap);
-  ASSERT_TRUE(log.ok());
-  ASSERT_TRUE((*log)->StartLap().ok());
-  ASSERT_TRUE((*log)->Append(1, {"one"}).ok());
-  ASSERT_TRUE((*log)->Append(2, {"two"}).ok());
-  ASSERT_TRUE((*log)->StartLap().ok());
+  std::unique_ptr<DecisionLog> log = StartedLog(path);
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(log->Append(1, {"one"}).ok());
+  ASSERT_TRUE(log->Append(2, {"two"}).ok());
+  ASSERT_TRUE(log->StartLap().ok());
   EXPECT_TRUE(Reopen(path).empty()) << "lap 2 has nothing yet";
-  ASSERT_TRUE((*log)->Append(3, {"three"}).ok());
+  ASSERT_TRUE(log->Append(3, {"three"}).ok());
   std::vector<DecisionLog::Entry> read = Reopen(path);
   EXPECT_THAT(Bytes(read), ::testing::ElementsAre("three"));
   // The third lap goes to the other header slot and overwrites lap 2.
-  ASSERT_TRUE((*log)->StartLap().ok());
-  ASSERT_TRUE((*log)->Append(4, {"four"}).ok());
+  ASSERT_TRUE(log->StartLap().ok());
+  ASSERT_TRUE(log->Append(4, {"four"}).ok());
   EXPECT_THAT(Bytes(Reopen(path)), ::testing::ElementsAre("four"));
 }
 
 TEST(DecisionLogTest, AFullLapTakesNoMoreGroups) {
   TempDir tmp;
-  std::vector<DecisionLog::Entry> lap;
-  auto log = DecisionLog::Open(tmp.Sub("decisions.log"), kSmall, &lap);
-  ASSERT_TRUE(log.ok());
-  ASSERT_TRUE((*log)->StartLap().ok());
+  std::unique_ptr<DecisionLog> log = StartedLog(tmp.Sub("decisions.log"));
+  ASSERT_NE(log, nullptr);
   const uint64_t groups = (kSmall - kFirstGroup) / DecisionLog::kBlock;
   for (uint64_t i = 0; i < groups; ++i) {
-    ASSERT_TRUE((*log)->Fits(100));
-    ASSERT_TRUE((*log)->Append(i + 1, {"d"}).ok());
+    ASSERT_TRUE(log->Fits(100));
+    ASSERT_TRUE(log->Append(i + 1, {"d"}).ok());
   }
-  EXPECT_FALSE((*log)->Fits(1));
-  EXPECT_EQ((*log)->Append(groups + 1, {"d"}).code(), absl::StatusCode::kInternal);
-  EXPECT_LT((*log)->max_payload_bytes(), kSmall / 4);
-  ASSERT_TRUE((*log)->StartLap().ok());
-  EXPECT_TRUE((*log)->Fits((*log)->max_payload_bytes()));
+  EXPECT_FALSE(log->Fits(1));
+  EXPECT_EQ(log->Append(groups + 1, {"d"}).code(), absl::StatusCode::kInternal);
+  EXPECT_LT(log->max_payload_bytes(), kSmall / 4);
+  ASSERT_TRUE(log->StartLap().ok());
+  EXPECT_TRUE(log->Fits(log->max_payload_bytes()));
 }
 
 // The last write never returned (a crash before its fdatasync): the lap ends

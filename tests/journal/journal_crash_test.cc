@@ -30,7 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "journal/journal.h"
-#include "rocksdb/db.h"
+#include "tests/testing/raw_journal_db.h"
 #include "tests/testing/temp_dir.h"
 
 namespace txcoord::journal {
@@ -102,22 +102,12 @@ std::string NewestWal(const std::string& dir) {
 
 // Counts `unfinished` records with RocksDB alone (no decision log).
 int CountInRocksDb(const std::string& dir) {
-  rocksdb::DBOptions opts;
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const char* n : {"default", "unfinished", "history", "history_by_time"}) {
-    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  }
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(opts, dir, cfs, &handles, &db);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  if (!s.ok()) return -1;
+  txcoord::testing::RawJournalDb raw(dir);
+  EXPECT_TRUE(raw.status().ok()) << raw.status().ToString();
+  if (!raw.status().ok()) return -1;
   int n = 0;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[1]));
+  std::unique_ptr<rocksdb::Iterator> it(raw.db()->NewIterator(rocksdb::ReadOptions(), raw.unfinished()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
-  it.reset();
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
   return n;
 }
 

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "tests/testing/raw_journal_db.h"
 #include "tests/testing/temp_dir.h"
 #include "util/failpoint.h"
 
@@ -275,19 +276,11 @@ TEST(RocksDbJournalTest, UnreadableRecordRefusesToStartAndNamesTheKey) {
     ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.1")).ok());
   }
   {  // Damage one record behind the journal's back.
-    rocksdb::DBOptions opts;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "unfinished", "history", "history_by_time"}) {
-      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(opts, tmp.Sub("j"), cfs, &handles, &db).ok());
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], "node-a.1.2",
-                        "\xff\xff not a protobuf")
+    txcoord::testing::RawJournalDb raw(tmp.Sub("j"));
+    ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
+    ASSERT_TRUE(raw.db()->Put(rocksdb::WriteOptions(), raw.unfinished(), "node-a.1.2",
+                              "\xff\xff not a protobuf")
                     .ok());
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-    delete db;
   }
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
   ASSERT_FALSE(j.ok());
@@ -446,6 +439,19 @@ TEST(RocksDbJournalTest, DecisionLogLapsKeepExactlyTheUnfinishedDecisions) {
 }
 
 #ifdef TXC_FAILPOINTS_ENABLED
+// Opens the journal, logs `decisions` with RocksDB's unsynced writes lost
+// (the power-cut fault point), returns the unfinished ids it then sees.
+std::vector<std::string> LogWithIndexWritesLost(const JournalOptions& o,
+                                                const std::vector<DecisionRecord>& decisions) {
+  auto j = OpenRocksDbJournal(o);
+  EXPECT_TRUE(j.ok()) << j.status();
+  if (!j.ok()) return {};
+  EXPECT_TRUE(failpoint::Arm("journal.lose_index_writes", "error").ok());
+  for (const DecisionRecord& d : decisions) EXPECT_TRUE((*j)->LogDecision(d).ok()) << d.txn_id();
+  failpoint::DisarmAll();
+  return UnfinishedIds(**j);
+}
+
 // A power cut loses RocksDB's unsynced writes (the fault point drops them):
 // the decisions come back from the decision log at the next open, and a
 // decision finished before the cut does not.
@@ -487,15 +493,9 @@ TEST(RocksDbJournalTest, DecisionsRocksDbLostAreWrittenBackFromTheDecisionLog) {
 TEST(RocksDbJournalTest, LargeGroupIsSyncedInRocksDbItself) {
   TempDir tmp;
   JournalOptions o = Options(tmp.Sub("j"));
-  {
-    auto j = OpenRocksDbJournal(o);
-    ASSERT_TRUE(j.ok()) << j.status();
-    ASSERT_TRUE(failpoint::Arm("journal.lose_index_writes", "error").ok());
-    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.1")).ok());
-    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.2", 1000)).ok());  // ≈ 45 KiB
-    failpoint::DisarmAll();
-    EXPECT_EQ(UnfinishedIds(**j), std::vector<std::string>{"node-a.1.2"});
-  }
+  EXPECT_EQ(LogWithIndexWritesLost(o, {MakeDecision("node-a.1.1"),
+                                       MakeDecision("node-a.1.2", 1000)}),  // ≈ 45 KiB
+            std::vector<std::string>{"node-a.1.2"});
   auto j = OpenRocksDbJournal(o);
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ(UnfinishedIds(**j), (std::vector<std::string>{"node-a.1.1", "node-a.1.2"}));
@@ -506,13 +506,7 @@ TEST(RocksDbJournalTest, LargeGroupIsSyncedInRocksDbItself) {
 TEST(RocksDbJournalTest, DecisionLogSwitchedOffIsReadBackOnceThenRemoved) {
   TempDir tmp;
   JournalOptions o = Options(tmp.Sub("j"));
-  {
-    auto j = OpenRocksDbJournal(o);
-    ASSERT_TRUE(j.ok()) << j.status();
-    ASSERT_TRUE(failpoint::Arm("journal.lose_index_writes", "error").ok());
-    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.1")).ok());
-    failpoint::DisarmAll();
-  }
+  EXPECT_TRUE(LogWithIndexWritesLost(o, {MakeDecision("node-a.1.1")}).empty());
   o.decision_log = false;
   std::vector<std::string> expected = {"node-a.1.1"};
   for (int open = 0; open < 2; ++open) {
