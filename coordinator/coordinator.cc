@@ -929,7 +929,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   }
 
   // The decision.
-  if (absl::Status halted = DecisionHealth(); !halted.ok()) {
+  if (absl::Status halted = CommitHealth(); !halted.ok()) {
     // Nothing of this transaction is in the journal: rolling back is safe.
     (void)AbortAll(txn, std::string(halted.message()));
     return absl::UnavailableError(absl::StrCat("transaction ", txn.id_, " was rolled back: ", halted.message()));
@@ -1221,6 +1221,11 @@ absl::Status Coordinator::DecisionHealth() const {
   absl::MutexLock lock(&mu_);
   if (halted_.empty()) return absl::OkStatus();
   return absl::UnavailableError(halted_);
+}
+
+absl::Status Coordinator::CommitHealth() const {
+  TXC_RETURN_IF_ERROR(DecisionHealth());
+  return journal_->DecisionWriteHealth();
 }
 
 absl::Status Coordinator::ClaimBinds(bool at_start) {

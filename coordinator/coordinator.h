@@ -328,6 +328,9 @@ class Coordinator {
   // decision write failed and could not be withdrawn, or another
   // coordinator took this node id on a bind whose claim was lost.
   absl::Status DecisionHealth() const;
+  // DecisionHealth, then the journal's: OK, or why no two-phase commit can
+  // be decided now (its decision log failed: until txcoord is restarted).
+  absl::Status CommitHealth() const;
   uint64_t epoch() const { return journal_->epoch(); }
   const std::string& node_id() const { return options_.node_id; }
   journal::Journal* journal() const { return journal_; }

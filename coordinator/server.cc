@@ -180,9 +180,9 @@ void TxcoordServer::UpdateHealth() {
     all &= ok;
   }
   // Serving means: every bind answers and the journal takes decisions (a
-  // decision write that failed and could not be withdrawn stops them until
-  // txcoord is restarted).
-  all &= coordinator_->DecisionHealth().ok();
+  // decision write that failed and could not be withdrawn, or a failed
+  // write of the decision log, stops them until txcoord is restarted).
+  all &= coordinator_->CommitHealth().ok();
   health->SetServingStatus("", all);
   health->SetServingStatus("txcoord.v1.SessionService", all);
   health->SetServingStatus("txcoord.v1.AdminService", true);

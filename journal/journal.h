@@ -87,6 +87,10 @@ class Journal {
     return absl::OkStatus();
   }
 
+  // OK, or why every LogDecision fails until the journal is reopened (a
+  // write or sync of the decision log failed: its tail is unknown).
+  virtual absl::Status DecisionWriteHealth() const { return absl::OkStatus(); }
+
   // Makes every write that returned before this call durable (UpdateDecision,
   // MarkFinished): one fsync of the log.
   virtual absl::Status Sync() = 0;

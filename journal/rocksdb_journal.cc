@@ -397,6 +397,11 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
   return absl::OkStatus();
 }
 
+absl::Status RocksDbJournal::DecisionWriteHealth() const {
+  absl::MutexLock lock(&log_mu_);
+  return log_failure_;
+}
+
 absl::Status RocksDbJournal::Sync() {
   // A write followed by a SyncWAL that starts after it is as durable as a
   // synced write (RocksDB's db.h).

@@ -66,6 +66,7 @@ class RocksDbJournal final : public Journal {
   absl::Status MarkFinished(const DecisionRecord& final_record) override;
   absl::Status MarkFinishedMany(const std::vector<DecisionRecord>& final_records) override;
   absl::Status Sync() override;
+  absl::Status DecisionWriteHealth() const override;
   absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() override;
   absl::StatusOr<std::optional<DecisionRecord>> Find(
       absl::string_view txn_id) override;
@@ -108,7 +109,7 @@ class RocksDbJournal final : public Journal {
   // The decision log (null when JournalOptions::decision_log is false).
   // Held by a group's leader across its writes; by WithdrawDecision. Lock
   // order: writers_mu_ is never held with log_mu_.
-  absl::Mutex log_mu_;
+  mutable absl::Mutex log_mu_;
   std::unique_ptr<DecisionLog> decision_log_ ABSL_GUARDED_BY(log_mu_);
   uint64_t max_group_payload_ = 0;  // set by Initialize, then read-only
   uint64_t next_seq_ ABSL_GUARDED_BY(log_mu_) = 1;

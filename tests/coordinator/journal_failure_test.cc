@@ -6,7 +6,10 @@
 //   - the write failed and the withdrawal too: the outcome is unknown, so
 //     the branches stay prepared, txcoord reports UNAVAILABLE, takes no
 //     further commit decision and rolls nothing back as an orphan; the next
-//     start commits what the journal holds.
+//     start commits what the journal holds;
+//   - the decision log's sync failed: that transaction is rolled back, and
+//     every later two-phase commit is refused (NOT_SERVING) until the
+//     restart, while recovery and one-phase commits go on.
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/coordinator/coordinator_fixture.h"
@@ -111,6 +114,41 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
   EXPECT_EQ(t.state(), v1::COMMITTED) << t.ShortDebugString();
   EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok());
   EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(JournalFailureTest, FailedDecisionLogSyncStopsTwoPhaseCommitsUntilTheRestart) {
+  ASSERT_TRUE(failpoint::Arm("journal.decision_log_sync", "error").ok());
+  std::string txn_id;
+  grpc::Status commit = TransferPgToMaria(1, &txn_id);
+  failpoint::DisarmAll();
+  EXPECT_EQ(commit.error_code(), grpc::StatusCode::ABORTED) << commit.error_message();
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
+  EXPECT_EQ(MyBalance(1), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+
+  // The log's tail is unknown: no further decision until the restart.
+  EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok()) << "recovery passes go on";
+  absl::Status health = server_->coordinator()->CommitHealth();
+  EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(health.message()), HasSubstr("until txcoord is restarted"));
+  EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  grpc::Status second = TransferPgToMaria(2);
+  EXPECT_EQ(second.error_code(), grpc::StatusCode::UNAVAILABLE) << second.error_message();
+  EXPECT_THAT(second.error_message(), HasSubstr("until txcoord is restarted"));
+  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial);
+  EXPECT_EQ(MyBalance(2), kInitial);
+  EXPECT_EQ(PreparedLeft(), 0);
+
+  StopServer();
+  StartServer();
+  auto record = server_->coordinator()->journal()->Find(txn_id);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_FALSE(record->has_value()) << "the withdrawn decision came back";
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
+  EXPECT_TRUE(server_->coordinator()->CommitHealth().ok());
+  EXPECT_TRUE(TransferPgToMaria(3).ok());
+  EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial - 10);
+  EXPECT_EQ(MyBalance(3), kInitial + 10);
 }
 
 }  // namespace
