@@ -9,9 +9,9 @@ BUILD=${TXC_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
 bash "$ROOT/deploy/install-deps.sh"
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTXC_FUZZ=ON "-DTXC_LAYERS=util;proto;journal;participants" >/dev/null
-cmake --build "$BUILD" -j "${TXC_JOBS:-2}" --target config_fuzzer xid_fuzzer journal_record_fuzzer
+cmake --build "$BUILD" -j "${TXC_JOBS:-2}" --target config_fuzzer xid_fuzzer journal_record_fuzzer decision_log_fuzzer
 mkdir -p "$BUILD/findings"
-for f in config_fuzzer xid_fuzzer journal_record_fuzzer; do
+for f in config_fuzzer xid_fuzzer journal_record_fuzzer decision_log_fuzzer; do
   corpus="$BUILD/corpus/$f"
   mkdir -p "$corpus"
   seeds="$ROOT/tests/fuzz/seeds/$f"
@@ -22,4 +22,4 @@ for f in config_fuzzer xid_fuzzer journal_record_fuzzer; do
     || { echo "fuzz: $f FAILED"; tail -40 "$BUILD/$f.log"; exit 1; }
   grep -E "^#[0-9]+.*DONE" "$BUILD/$f.log" | tail -1 || tail -2 "$BUILD/$f.log"
 done
-echo "fuzz: 3 passed, 0 failed"
+echo "fuzz: 4 passed, 0 failed"

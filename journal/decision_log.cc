@@ -17,7 +17,9 @@ namespace {
 
 constexpr char kHeaderMagic[8] = {'T', 'X', 'C', 'D', 'L', 'O', 'G', '1'};
 constexpr uint32_t kFormat = 1;
-constexpr uint64_t kHeaderBytes = 36;  // magic 8, format 4, pad 4, generation 8, size 8, crc 4
+// A header block: magic 8, format 4, pad 4, generation 8, file size 8, then
+// the CRC-32 of those 32 bytes; the rest of the 4 KiB is zero.
+constexpr uint64_t kHeaderCrcOffset = 32;
 constexpr uint64_t kDataStart = 2 * DecisionLog::kBlock;
 constexpr uint32_t kGroupMagic = 0x31475854;  // "TXG1"
 constexpr uint64_t kGroupHeaderBytes = 32;    // magic 4, crc 4, generation 8, first_seq 8, count 4, payload 4
@@ -81,14 +83,14 @@ std::string Header(uint64_t generation, uint64_t file_bytes) {
   Put32(h.data() + 8, kFormat);
   Put64(h.data() + 16, generation);
   Put64(h.data() + 24, file_bytes);
-  Put32(h.data() + 32, Crc(h.data(), 32));
+  Put32(h.data() + kHeaderCrcOffset, Crc(h.data(), kHeaderCrcOffset));
   return h;
 }
 
 // The generation in a header block, or 0 when the block is not a header.
 uint64_t ReadHeader(const char* p, uint64_t file_bytes) {
   if (std::memcmp(p, kHeaderMagic, 8) != 0 || Get32(p + 8) != kFormat) return 0;
-  if (Get32(p + 32) != Crc(p, 32) || Get64(p + 24) != file_bytes) return 0;
+  if (Get32(p + kHeaderCrcOffset) != Crc(p, kHeaderCrcOffset) || Get64(p + 24) != file_bytes) return 0;
   return Get64(p + 16);
 }
 

@@ -19,6 +19,7 @@ const std::string& Dir() {
     txcoord::journal::JournalOptions o;
     o.dir = d;
     o.node_id = "fuzz";
+    o.decision_log_bytes = 64 << 10;
     (void)txcoord::journal::OpenRocksDbJournal(o);  // creates the column families
     return d;
   }();
@@ -46,6 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   txcoord::journal::JournalOptions o;
   o.dir = dir;
   o.node_id = "fuzz";
+  o.decision_log_bytes = 64 << 10;  // read at every open: keep it small
   auto j = txcoord::journal::OpenRocksDbJournal(o);
   if (!j.ok()) {
     auto code = j.status().code();
