@@ -16,6 +16,9 @@ mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 chmod 755 "$DIR"
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# PostgreSQL's connection limit (TXC_PG_MAX_CONNECTIONS, default 300); a
+# server already running under DIR keeps the one it was started with.
+PG_MAX_CONNECTIONS=${TXC_PG_MAX_CONNECTIONS:-300}
 PASSWORD=txcoord_local_pw
 log() { echo "local-db: $*" >&2; }
 
@@ -55,7 +58,7 @@ else
   for attempt in 1 2 3; do
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     if as_user postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$DIR/pg/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c max_prepared_transactions=200 -c max_connections=300 -c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c max_prepared_transactions=200 -c max_connections=$PG_MAX_CONNECTIONS -c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
       start >/dev/null; then
       break
     fi
