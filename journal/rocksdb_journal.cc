@@ -206,6 +206,7 @@ std::string RocksDbJournal::DecisionLogPath() const {
 }
 
 absl::Status RocksDbJournal::Fail(absl::Status s) {
+  absl::MutexLock lock(&failure_mu_);
   log_failure_ = absl::UnavailableError(absl::StrCat(
       "journal: an earlier decision write failed (", s.message(),
       "); no further decision can be recorded until txcoord is restarted"));
@@ -214,7 +215,7 @@ absl::Status RocksDbJournal::Fail(absl::Status s) {
 
 absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group) {
   absl::MutexLock lock(&log_mu_);
-  TXC_RETURN_IF_ERROR(log_failure_);
+  TXC_RETURN_IF_ERROR(DecisionWriteHealth());
   rocksdb::WriteBatch batch;
   for (const Writer* w : group) batch.Put(unfinished(), w->key, w->value);
   std::vector<absl::string_view> records;
@@ -398,7 +399,7 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
 }
 
 absl::Status RocksDbJournal::DecisionWriteHealth() const {
-  absl::MutexLock lock(&log_mu_);
+  absl::MutexLock lock(&failure_mu_);
   return log_failure_;
 }
 

@@ -87,7 +87,8 @@ class RocksDbJournal final : public Journal {
   absl::Status WriteGroup(const std::vector<Writer*>& group) ABSL_LOCKS_EXCLUDED(log_mu_);
   // Records `s`, a failed decision-log or index write, as the reason every
   // later group is refused; returns `s`.
-  absl::Status Fail(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_);
+  absl::Status Fail(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_)
+      ABSL_LOCKS_EXCLUDED(failure_mu_);
   // Opens the decision log and writes back what RocksDB lost of it; then
   // starts its next lap, or removes it when the decision log is off.
   absl::Status RecoverDecisionLog();
@@ -109,13 +110,17 @@ class RocksDbJournal final : public Journal {
   // The decision log (null when JournalOptions::decision_log is false).
   // Held by a group's leader across its writes; by WithdrawDecision. Lock
   // order: writers_mu_ is never held with log_mu_.
-  mutable absl::Mutex log_mu_;
+  absl::Mutex log_mu_;
   std::unique_ptr<DecisionLog> decision_log_ ABSL_GUARDED_BY(log_mu_);
   uint64_t max_group_payload_ = 0;  // set by Initialize, then read-only
   uint64_t next_seq_ ABSL_GUARDED_BY(log_mu_) = 1;
   // Not OK after a failed decision-log or index write: the log's tail is
   // then unknown, so no later group may follow it (restart to recover).
-  absl::Status log_failure_ ABSL_GUARDED_BY(log_mu_);
+  // Its own mutex, never held across I/O: DecisionWriteHealth is asked at
+  // every two-phase commit and must not wait for a group's fsync. Lock
+  // order: log_mu_, then failure_mu_.
+  mutable absl::Mutex failure_mu_;
+  absl::Status log_failure_ ABSL_GUARDED_BY(failure_mu_);
 
   // Serializes MarkFinished and CollectGarbage, which keep finished_count_
   // exact. Lock order: history_mu_ is never held with writers_mu_.

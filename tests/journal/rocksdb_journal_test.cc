@@ -559,6 +559,27 @@ TEST(RocksDbJournalTest, FailedDecisionLogSyncStopsDecisionsUntilTheRestart) {
   EXPECT_EQ(UnfinishedIds(**j),
             (std::vector<std::string>{"node-a.1.1", "node-a.2.1", "node-a.2.2"}));
 }
+// DecisionWriteHealth is asked at every two-phase commit: it must answer
+// while a group's write is in progress, not wait for its fsync (it did, and
+// every commit queued behind the group being written: engine_bench at 64
+// fell from 13,000-18,000 to 6,000-7,000 commits/s).
+TEST(RocksDbJournalTest, DecisionWriteHealthDoesNotWaitForAGroupsWrite) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_TRUE(failpoint::Arm("journal.decision_log_sync", "delay(3000)").ok());
+  std::atomic<bool> logged{false};
+  std::thread writer([&] {
+    EXPECT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.1")).ok());
+    logged = true;
+  });
+  absl::SleepFor(absl::Milliseconds(300));  // the writer is inside its group's write
+  EXPECT_TRUE((*j)->DecisionWriteHealth().ok());
+  EXPECT_FALSE(logged) << "DecisionWriteHealth waited for the group's write";
+  writer.join();
+  failpoint::DisarmAll();
+  EXPECT_TRUE(logged);
+}
 #endif  // TXC_FAILPOINTS_ENABLED
 
 }  // namespace
