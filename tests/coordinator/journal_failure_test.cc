@@ -45,28 +45,52 @@ class JournalFailureTest : public CoordinatorTest {
   }
   // pg_prepared_xacts is cluster-wide: counted through one database only.
   int PreparedOnPgAndMaria() { return PreparedBranchesOfNode(node_id_, {pg_uri_}, maria_dsn_); }
+
+  // A transfer of account 1 with the journal fault point `point` armed
+  // (action "error"): it must be rolled back everywhere (ABORTED, both
+  // balances unchanged, nothing left prepared). Returns its message.
+  grpc::Status TransferRolledBackBy(const char* point, std::string* txn_id) {
+    EXPECT_TRUE(failpoint::Arm(point, "error").ok());
+    grpc::Status commit = TransferPgToMaria(1, txn_id);
+    failpoint::DisarmAll();
+    EXPECT_EQ(commit.error_code(), grpc::StatusCode::ABORTED) << commit.error_message();
+    EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
+    EXPECT_EQ(MyBalance(1), kInitial);
+    EXPECT_EQ(PreparedLeft(), 0);
+    return commit;
+  }
+
+  // Restarts txcoord: the journal must not hold `txn_id` (withdrawn), and
+  // account 1 stays untouched on both databases.
+  void RestartAndExpectWithdrawn(const std::string& txn_id) {
+    StopServer();
+    StartServer();
+    auto record = server_->coordinator()->journal()->Find(txn_id);
+    ASSERT_TRUE(record.ok()) << record.status();
+    EXPECT_FALSE(record->has_value()) << "the withdrawn decision came back";
+    EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
+    EXPECT_EQ(MyBalance(1), kInitial);
+  }
+
+  // The next two-phase commit (account 2) is refused with UNAVAILABLE
+  // naming `why`, and rolled back on both databases.
+  void ExpectTwoPhaseCommitRefused(const char* why) {
+    grpc::Status second = TransferPgToMaria(2);
+    EXPECT_EQ(second.error_code(), grpc::StatusCode::UNAVAILABLE) << second.error_message();
+    EXPECT_THAT(second.error_message(), HasSubstr(why));
+    EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial);
+    EXPECT_EQ(MyBalance(2), kInitial);
+  }
 };
 
 TEST_F(JournalFailureTest, DecisionThatReachedTheLogIsWithdrawnAndStaysRolledBack) {
-  ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error").ok());
   std::string txn_id;
-  grpc::Status commit = TransferPgToMaria(1, &txn_id);
-  failpoint::DisarmAll();
-  EXPECT_EQ(commit.error_code(), grpc::StatusCode::ABORTED) << commit.error_message();
+  grpc::Status commit = TransferRolledBackBy("journal.after_decision_write", &txn_id);
   EXPECT_THAT(commit.error_message(), HasSubstr("journal could not record the decision"));
-  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
-  EXPECT_EQ(MyBalance(1), kInitial);
-  EXPECT_EQ(PreparedLeft(), 0);
   EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok()) << "the withdrawal succeeded: decisions go on";
 
   // The restart finds no decision to re-drive: the rollback stands.
-  StopServer();
-  StartServer();
-  auto record = server_->coordinator()->journal()->Find(txn_id);
-  ASSERT_TRUE(record.ok()) << record.status();
-  EXPECT_FALSE(record->has_value()) << "the withdrawn decision came back";
-  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
-  EXPECT_EQ(MyBalance(1), kInitial);
+  RestartAndExpectWithdrawn(txn_id);
 
   EXPECT_TRUE(TransferPgToMaria(2).ok());
   EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial - 10);
@@ -90,11 +114,7 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
 
   // No further decision: the next two-phase commit is refused and rolled
   // back (nothing of it is in the journal), its branches released.
-  grpc::Status second = TransferPgToMaria(2);
-  EXPECT_EQ(second.error_code(), grpc::StatusCode::UNAVAILABLE) << second.error_message();
-  EXPECT_THAT(second.error_message(), HasSubstr("until it is restarted"));
-  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial);
-  EXPECT_EQ(MyBalance(2), kInitial);
+  ExpectTwoPhaseCommitRefused("until it is restarted");
 
   // Recovery passes (every 500 ms here; the orphan safety interval is 2 s)
   // leave the undecided branches alone.
@@ -117,14 +137,8 @@ TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheR
 }
 
 TEST_F(JournalFailureTest, FailedDecisionLogSyncStopsTwoPhaseCommitsUntilTheRestart) {
-  ASSERT_TRUE(failpoint::Arm("journal.decision_log_sync", "error").ok());
   std::string txn_id;
-  grpc::Status commit = TransferPgToMaria(1, &txn_id);
-  failpoint::DisarmAll();
-  EXPECT_EQ(commit.error_code(), grpc::StatusCode::ABORTED) << commit.error_message();
-  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
-  EXPECT_EQ(MyBalance(1), kInitial);
-  EXPECT_EQ(PreparedLeft(), 0);
+  TransferRolledBackBy("journal.decision_log_sync", &txn_id);
 
   // The log's tail is unknown: no further decision until the restart.
   EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok()) << "recovery passes go on";
@@ -132,19 +146,10 @@ TEST_F(JournalFailureTest, FailedDecisionLogSyncStopsTwoPhaseCommitsUntilTheRest
   EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(health.message()), HasSubstr("until txcoord is restarted"));
   EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
-  grpc::Status second = TransferPgToMaria(2);
-  EXPECT_EQ(second.error_code(), grpc::StatusCode::UNAVAILABLE) << second.error_message();
-  EXPECT_THAT(second.error_message(), HasSubstr("until txcoord is restarted"));
-  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial);
-  EXPECT_EQ(MyBalance(2), kInitial);
+  ExpectTwoPhaseCommitRefused("until txcoord is restarted");
   EXPECT_EQ(PreparedLeft(), 0);
 
-  StopServer();
-  StartServer();
-  auto record = server_->coordinator()->journal()->Find(txn_id);
-  ASSERT_TRUE(record.ok()) << record.status();
-  EXPECT_FALSE(record->has_value()) << "the withdrawn decision came back";
-  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
+  RestartAndExpectWithdrawn(txn_id);
   EXPECT_TRUE(server_->coordinator()->CommitHealth().ok());
   EXPECT_TRUE(TransferPgToMaria(3).ok());
   EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial - 10);
