@@ -24,11 +24,21 @@ constexpr char kAppliedKey[] = "decision_log_applied";
 constexpr char kDecisionLogFile[] = "decisions.log";
 constexpr uint64_t kLargeGroupBytes = 32 << 10;
 
-std::string EncodeSeq(uint64_t seq) {
-  std::string v(8, '\0');
+// 8 bytes, big-endian (so that keys sort by the number).
+std::string BigEndian64(uint64_t v) {
+  std::string out(8, '\0');
   for (int i = 7; i >= 0; --i) {
-    v[i] = static_cast<char>(seq & 0xff);
-    seq >>= 8;
+    out[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+// The number in the first (up to) 8 bytes of `bytes`, big-endian.
+uint64_t ReadBigEndian64(absl::string_view bytes) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8 && i < bytes.size(); ++i) {
+    v = (v << 8) | static_cast<unsigned char>(bytes[i]);
   }
   return v;
 }
@@ -59,22 +69,13 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
 }
 
 std::string TimeKey(int64_t finished_us, absl::string_view txn_id) {
-  std::string key(8, '\0');
-  uint64_t v = static_cast<uint64_t>(finished_us);
-  for (int i = 7; i >= 0; --i) {
-    key[i] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
+  std::string key = BigEndian64(static_cast<uint64_t>(finished_us));
   key.append(txn_id.data(), txn_id.size());
   return key;
 }
 
 int64_t TimeOfKey(const rocksdb::Slice& key) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8 && i < static_cast<int>(key.size()); ++i) {
-    v = (v << 8) | static_cast<unsigned char>(key[i]);
-  }
-  return static_cast<int64_t>(v);
+  return static_cast<int64_t>(ReadBigEndian64(absl::string_view(key.data(), key.size())));
 }
 
 rocksdb::Slice ToSlice(absl::string_view s) { return {s.data(), s.size()}; }
@@ -160,7 +161,7 @@ absl::Status RocksDbJournal::RecoverDecisionLog() {
           "journal ", options_.dir, ": the key \"", kAppliedKey, "\" holds ",
           value.size(), " bytes instead of 8.", RepairHint(options_.dir)));
     }
-    for (char c : value) applied = (applied << 8) | static_cast<unsigned char>(c);
+    applied = ReadBigEndian64(value);
   } else if (!s.IsNotFound()) {
     return FromRocks(s, "reading the decision log's applied position");
   }
@@ -183,7 +184,7 @@ absl::Status RocksDbJournal::RecoverDecisionLog() {
     // Lost by RocksDB in a power cut, with everything written after it.
     batch.Put(unfinished(), record.txn_id(), entry.bytes);
   }
-  batch.Put(meta(), kAppliedKey, EncodeSeq(last));
+  batch.Put(meta(), kAppliedKey, BigEndian64(last));
   rocksdb::WriteOptions wo;
   wo.sync = true;  // the lap about to be overwritten must be durable here first
   TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "writing back the decision log"));
@@ -213,17 +214,11 @@ absl::Status RocksDbJournal::Fail(absl::Status s) {
   return s;
 }
 
-absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group) {
+absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group, uint64_t payload) {
   absl::MutexLock lock(&log_mu_);
   TXC_RETURN_IF_ERROR(DecisionWriteHealth());
   rocksdb::WriteBatch batch;
   for (const Writer* w : group) batch.Put(unfinished(), w->key, w->value);
-  std::vector<absl::string_view> records;
-  uint64_t payload = 0;
-  for (const Writer* w : group) {
-    records.push_back(w->value);
-    payload += DecisionLog::RecordBytes(w->value.size());
-  }
   // A large group (hundreds of waiting writers) goes to RocksDB synced
   // instead: its bytes, not the sync's fixed cost, dominate its write, and
   // through the decision log they would reach the disk twice (RocksDB's
@@ -243,6 +238,9 @@ absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group) {
     absl::Status s = decision_log_->StartLap();
     if (!s.ok()) return Fail(s);
   }
+  std::vector<absl::string_view> records;
+  records.reserve(group.size());
+  for (const Writer* w : group) records.push_back(w->value);
   const uint64_t first = next_seq_;
   next_seq_ += group.size();
   // Durable when Append returns: the decision log is synced.
@@ -253,7 +251,7 @@ absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group) {
   // A power cut that loses RocksDB's unsynced tail (armed until the journal
   // is closed: nothing is written to RocksDB, as if lost).
   if (!TXC_FAILPOINT_STATUS("journal.lose_index_writes").ok()) return absl::OkStatus();
-  batch.Put(meta(), kAppliedKey, EncodeSeq(next_seq_ - 1));
+  batch.Put(meta(), kAppliedKey, BigEndian64(next_seq_ - 1));
   rocksdb::WriteOptions wo;  // not synced: the decision log holds the decisions
   s = FromRocks(db_->Write(wo, &batch), "writing commit decisions");
   if (!s.ok()) return Fail(s);
@@ -315,7 +313,7 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
     writers_mu_.Unlock();
     status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
     if (status.ok()) {
-      status = WriteGroup(group);
+      status = WriteGroup(group, payload);
       // A sync reported failed after the group reached the log.
       if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
     }
@@ -350,7 +348,7 @@ absl::Status RocksDbJournal::WithdrawDecision(const std::string& txn_id) {
   batch.Delete(unfinished(), txn_id);
   // Past every decision-log group written so far, the failed one that may
   // hold txn_id included: the next open must not write it back.
-  if (decision_log_ != nullptr) batch.Put(meta(), kAppliedKey, EncodeSeq(next_seq_ - 1));
+  if (decision_log_ != nullptr) batch.Put(meta(), kAppliedKey, BigEndian64(next_seq_ - 1));
   rocksdb::WriteOptions wo;
   wo.sync = true;  // must outlive a crash, as the record it withdraws might
   // After a failed sync RocksDB refuses writes (its background error) until

@@ -84,7 +84,9 @@ class RocksDbJournal final : public Journal {
   rocksdb::ColumnFamilyHandle* history_by_time() const { return handles_[3]; }
 
   // Writes one group durably (see the file comment) and into `unfinished`.
-  absl::Status WriteGroup(const std::vector<Writer*>& group) ABSL_LOCKS_EXCLUDED(log_mu_);
+  // `payload`: the group's bytes in the decision log (DecisionLog::RecordBytes summed).
+  absl::Status WriteGroup(const std::vector<Writer*>& group, uint64_t payload)
+      ABSL_LOCKS_EXCLUDED(log_mu_);
   // Records `s`, a failed decision-log or index write, as the reason every
   // later group is refused; returns `s`.
   absl::Status Fail(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_)
