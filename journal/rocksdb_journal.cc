@@ -1,8 +1,12 @@
 #include "journal/rocksdb_journal.h"
 
+#include <linux/futex.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -83,12 +87,43 @@ rocksdb::Slice ToSlice(absl::string_view s) { return {s.data(), s.size()}; }
 }  // namespace
 
 // One LogDecision call waiting in the group-commit queue.
+//
+// A waiting writer sleeps on its own futex word, not on writers_mu_: the
+// leader of a finished group hands out the results itself, the next
+// leader first, so the next group's fsync starts while the followers are
+// still being woken, and woken followers run at once instead of each
+// waiting for the mutex the one before it holds (a condition variable's
+// wake-up goes through its mutex: 64 writers were woken one after another,
+// the next leader last).
 struct RocksDbJournal::Writer {
+  enum : uint32_t { kWaiting = 0, kLead = 1, kDone = 2 };
+
   std::string key;
   std::string value;
-  absl::Status status;
-  bool done = false;
-  absl::CondVar cv;
+  absl::Status status;  // written before `turn` becomes kDone
+  std::atomic<uint32_t> turn{kWaiting};
+
+  // Returns kLead or kDone once the leader has set it.
+  uint32_t Await() {
+    for (;;) {
+      const uint32_t t = turn.load(std::memory_order_acquire);
+      if (t != kWaiting) return t;
+      // Sleeps only while `turn` is still kWaiting; a wake-up without a
+      // change (a signal, a spurious wake) loops.
+      syscall(SYS_futex, &turn, FUTEX_WAIT_PRIVATE, kWaiting, nullptr, nullptr, 0);
+    }
+  }
+
+  // Hands `t` to the waiting writer `w`. `w` may return, and its frame be
+  // reused, as soon as the store is seen: the wake-up after it only names
+  // the address to the kernel, which at worst wakes another futex sleeper
+  // there spuriously (every futex user re-checks its word, as POSIX
+  // semaphores rely on) and never writes to it.
+  static void Hand(Writer* w, uint32_t t) {
+    std::atomic<uint32_t>* word = &w->turn;
+    word->store(t, std::memory_order_release);
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
 };
 
 RocksDbJournal::RocksDbJournal(JournalOptions options,
@@ -293,40 +328,47 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
         " (raise journal.decision_log_bytes)"));
   }
 
-  absl::MutexLock lock(&writers_mu_);
-  writers_.push_back(&w);
-  while (!w.done && writers_.front() != &w) w.cv.Wait(&writers_mu_);
-  if (w.done) return w.status;
-
-  // This writer leads: write everything queued so far as one group.
   std::vector<Writer*> group;
   uint64_t payload = 0;
-  for (Writer* queued : writers_) {
-    if (static_cast<int>(group.size()) >= options_.max_group_size) break;
-    const uint64_t bytes = DecisionLog::RecordBytes(queued->value.size());
-    if (max_group_payload_ > 0 && payload + bytes > max_group_payload_) break;
-    payload += bytes;
-    group.push_back(queued);
-  }
-  absl::Status status;
   {
-    writers_mu_.Unlock();
-    status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
-    if (status.ok()) {
-      status = WriteGroup(group, payload);
-      // A sync reported failed after the group reached the log.
-      if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
-    }
     writers_mu_.Lock();
+    writers_.push_back(&w);
+    if (writers_.front() != &w) {
+      writers_mu_.Unlock();
+      // The front writer leads; it either wrote this decision in its group
+      // or hands the lead to this writer, once it is the front.
+      if (w.Await() == Writer::kDone) return w.status;
+      writers_mu_.Lock();
+    }
+    // This writer leads: write everything queued so far as one group.
+    for (Writer* queued : writers_) {
+      if (static_cast<int>(group.size()) >= options_.max_group_size) break;
+      const uint64_t bytes = DecisionLog::RecordBytes(queued->value.size());
+      if (max_group_payload_ > 0 && payload + bytes > max_group_payload_) break;
+      payload += bytes;
+      group.push_back(queued);
+    }
+    writers_mu_.Unlock();
   }
+  absl::Status status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
+  if (status.ok()) {
+    status = WriteGroup(group, payload);
+    // A sync reported failed after the group reached the log.
+    if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
+  }
+  Writer* next_leader = nullptr;
+  {
+    absl::MutexLock lock(&writers_mu_);
+    writers_.erase(writers_.begin(), writers_.begin() + group.size());
+    if (!writers_.empty()) next_leader = writers_.front();
+  }
+  if (next_leader != nullptr) Writer::Hand(next_leader, Writer::kLead);
   for (Writer* done : group) {
-    writers_.pop_front();
+    if (done == &w) continue;
     done->status = status;
-    done->done = true;
-    if (done != &w) done->cv.Signal();
+    Writer::Hand(done, Writer::kDone);
   }
-  if (!writers_.empty()) writers_.front()->cv.Signal();
-  return w.status;
+  return status;
 }
 
 absl::Status RocksDbJournal::UpdateDecision(const DecisionRecord& record) {

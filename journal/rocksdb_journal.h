@@ -10,8 +10,10 @@
 //   big-endian) of the last decision-log group written to `unfinished`.
 //
 // Group commit: LogDecision callers queue up; the first in line (the
-// leader) writes every queued record as one group and wakes the others with
-// the shared result (LevelDB's writer queue). One fsync thus covers up to
+// leader) writes every queued record as one group, then hands the lead to
+// the next writer in line and the shared result to the others, each woken
+// on its own futex word (LevelDB's writer queue, without the condition
+// variables' mutex hand-over). One fsync thus covers up to
 // JournalOptions::max_group_size decisions.
 //
 // Where the group becomes durable (JournalOptions::decision_log):

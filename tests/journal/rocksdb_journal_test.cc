@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 #include <vector>
@@ -347,11 +349,17 @@ TEST(RocksDbJournalTest, RejectsBadOptionsAndEmptyTxnId) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(RocksDbJournalTest, ConcurrentWritersAllLandDurably) {
+class ConcurrentWritersTest : public ::testing::TestWithParam<int> {};
+
+// GetParam(): JournalOptions::max_group_size (the default, and groups so
+// small that most writers wait behind a full one).
+TEST_P(ConcurrentWritersTest, AllLandDurably) {
   TempDir tmp;
   constexpr int kThreads = 32, kEach = 50;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.max_group_size = GetParam();
   {
-    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    auto j = OpenRocksDbJournal(o);
     ASSERT_TRUE(j.ok());
     std::vector<std::thread> threads;
     std::atomic<int> failures{0};
@@ -367,10 +375,13 @@ TEST(RocksDbJournalTest, ConcurrentWritersAllLandDurably) {
     for (auto& th : threads) th.join();
     EXPECT_EQ(failures.load(), 0);
   }
-  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  auto j = OpenRocksDbJournal(o);
   ASSERT_TRUE(j.ok());
   EXPECT_EQ((*j)->ScanUnfinished()->size(), static_cast<size_t>(kThreads * kEach));
 }
+
+INSTANTIATE_TEST_SUITE_P(GroupSizes, ConcurrentWritersTest,
+                         ::testing::Values(JournalOptions().max_group_size, 3));
 
 
 std::vector<std::string> UnfinishedIds(Journal& j) {
@@ -579,6 +590,68 @@ TEST(RocksDbJournalTest, DecisionWriteHealthDoesNotWaitForAGroupsWrite) {
   writer.join();
   failpoint::DisarmAll();
   EXPECT_TRUE(logged);
+}
+
+// Starts `n` writers of decisions "<prefix>0" … while the first group is
+// held inside its write (the caller arms a delay there), so that they all
+// queue behind it. Returns their results once all have returned.
+std::vector<absl::Status> LogBehindAHeldGroup(Journal& j, const std::string& prefix, int n) {
+  std::thread first([&] { EXPECT_TRUE(j.LogDecision(MakeDecision(prefix + "first")).ok()); });
+  while (failpoint::HitCount("journal.before_decision_sync") < 1) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  std::vector<absl::Status> results(n);
+  std::atomic<int> returned{0};
+  std::vector<std::thread> queued;
+  for (int i = 0; i < n; ++i) {
+    queued.emplace_back([&, i] {
+      results[i] = j.LogDecision(MakeDecision(absl::StrCat(prefix, i)));
+      ++returned;
+    });
+  }
+  // A writer nobody leads would wait for ever: fail in bounded time.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (returned.load() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  if (returned.load() < n) {
+    std::fprintf(stderr, "%d of %d queued writers still wait after 30 s: nobody leads them\n",
+                 n - returned.load(), n);
+    std::abort();
+  }
+  first.join();
+  for (auto& t : queued) t.join();
+  return results;
+}
+
+// The writers queued behind a group form the next one, and its leader
+// hands its result to every one of them: a failure too.
+TEST(RocksDbJournalTest, QueuedWritersShareTheirGroupsResult) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_TRUE(failpoint::Arm("journal.before_decision_sync", "delay(1000)@1").ok());
+  ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error@2").ok());
+  std::vector<absl::Status> results = LogBehindAHeldGroup(**j, "node-a.1.", 7);
+  EXPECT_EQ(failpoint::HitCount("journal.before_decision_sync"), 2)
+      << "the seven queued writers should have formed one group";
+  failpoint::DisarmAll();
+  for (const absl::Status& s : results) EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+}
+
+// With groups capped, the writers left behind a group are led by the next
+// in line: every one of them returns, and every decision is there.
+TEST(RocksDbJournalTest, WritersLeftBehindAFullGroupLeadTheNextOnes) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.max_group_size = 2;
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_TRUE(failpoint::Arm("journal.before_decision_sync", "delay(1000)@1").ok());
+  std::vector<absl::Status> results = LogBehindAHeldGroup(**j, "node-a.1.", 7);
+  EXPECT_EQ(failpoint::HitCount("journal.before_decision_sync"), 5)
+      << "seven writers queued behind the first group: groups of 2, 2, 2 and 1";
+  failpoint::DisarmAll();
+  for (const absl::Status& s : results) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(UnfinishedIds(**j).size(), 8u);
 }
 #endif  // TXC_FAILPOINTS_ENABLED
 
