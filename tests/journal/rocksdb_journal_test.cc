@@ -99,6 +99,30 @@ TEST(RocksDbJournalTest, LoggedDecisionSurvivesReopenUntilFinished) {
   EXPECT_FALSE((*(*j)->Find("node-a.1.8")).has_value());
 }
 
+// The journal stamps its schema version into each record it stores,
+// whether or not the caller set one, and stores the record's canonical bytes.
+TEST(RocksDbJournalTest, StoredDecisionCarriesTheSchemaVersion) {
+  TempDir tmp;
+  DecisionRecord plain = MakeDecision("node-a.1.1");
+  DecisionRecord versioned = MakeDecision("node-a.1.2");
+  versioned.set_schema_version(kSchemaVersion);
+  {
+    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+    ASSERT_TRUE(j.ok()) << j.status();
+    ASSERT_TRUE((*j)->LogDecision(plain).ok());
+    ASSERT_TRUE((*j)->LogDecision(versioned).ok());
+  }
+  txcoord::testing::RawJournalDb raw(tmp.Sub("j"));
+  ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
+  for (const DecisionRecord* r : {&plain, &versioned}) {
+    std::string stored;
+    ASSERT_TRUE(raw.db()->Get(rocksdb::ReadOptions(), raw.unfinished(), r->txn_id(), &stored).ok());
+    DecisionRecord expected = *r;
+    expected.set_schema_version(kSchemaVersion);
+    EXPECT_EQ(stored, expected.SerializeAsString()) << r->txn_id();
+  }
+}
+
 TEST(RocksDbJournalTest, UpdateDecisionReplacesTheUnfinishedRecord) {
   TempDir tmp;
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
