@@ -11,6 +11,7 @@
 // journal_bench_reads, gives what readers pay (ProbeReads).
 //
 //   journal_bench [--dir=/var/tmp] [--seconds=3] [--writers=1,4,16,64,256]
+//       [--decision_log_bytes=16777216]
 //       [--modes=group-commit,group-commit-rocksdb-sync,rocksdb-write-group]
 #include <algorithm>
 #include <atomic>
@@ -33,6 +34,8 @@
 ABSL_FLAG(std::string, dir, "/var/tmp", "where the benchmark journals are made (a real disk)");
 ABSL_FLAG(double, seconds, 3.0, "seconds per configuration");
 ABSL_FLAG(std::string, writers, "1,4,16,64,256", "writer counts");
+ABSL_FLAG(uint64_t, decision_log_bytes, txcoord::journal::JournalOptions().decision_log_bytes,
+          "each decision-log file's size (mode group-commit)");
 ABSL_FLAG(std::string, modes, "group-commit,group-commit-rocksdb-sync,rocksdb-write-group",
           "modes to run");
 
@@ -176,6 +179,7 @@ int main(int argc, char** argv) {
         o.dir = dir;
         o.node_id = "bench";
         o.decision_log = mode == "group-commit";
+        o.decision_log_bytes = absl::GetFlag(FLAGS_decision_log_bytes);
         auto journal = txcoord::journal::OpenRocksDbJournal(o);
         if (!journal.ok()) {
           std::fprintf(stderr, "journal_bench: %s\n", journal.status().ToString().c_str());
