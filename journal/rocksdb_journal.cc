@@ -426,9 +426,16 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
   const int64_t now = absl::ToUnixMicros(absl::Now());
   for (const DecisionRecord& final_record : final_records) {
     const std::string& id = final_record.txn_id();
-    DecisionRecord copy = final_record;
-    copy.set_schema_version(kSchemaVersion);
-    if (copy.finished_at_unix_micros() == 0) copy.set_finished_at_unix_micros(now);
+    // The coordinator's records carry their finished_at: no copy then.
+    int64_t finished_at = final_record.finished_at_unix_micros();
+    std::string value;
+    if (finished_at != 0) {
+      value = SerializeCurrent(final_record);
+    } else {
+      DecisionRecord copy = final_record;
+      copy.set_finished_at_unix_micros(finished_at = now);
+      value = SerializeCurrent(copy);
+    }
     std::string old;
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &old);
     if (s.ok()) {
@@ -442,8 +449,8 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
       return FromRocks(s, absl::StrCat("finishing ", id));
     }
     batch.Delete(unfinished(), id);
-    batch.Put(history(), id, copy.SerializeAsString());
-    batch.Put(history_by_time(), TimeKey(copy.finished_at_unix_micros(), id), "");
+    batch.Put(history(), id, value);
+    batch.Put(history_by_time(), TimeKey(finished_at, id), "");
   }
   rocksdb::WriteOptions wo;  // END need not be durable: a lost END re-drives
   TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "finishing transactions"));

@@ -100,23 +100,30 @@ TEST(RocksDbJournalTest, LoggedDecisionSurvivesReopenUntilFinished) {
 }
 
 // The journal stamps its schema version into each record it stores,
-// whether or not the caller set one, and stores the record's canonical bytes.
+// whether or not the caller set one, and stores the record's canonical
+// bytes; a finished record keeps the caller's finished_at.
 TEST(RocksDbJournalTest, StoredDecisionCarriesTheSchemaVersion) {
   TempDir tmp;
   DecisionRecord plain = MakeDecision("node-a.1.1");
   DecisionRecord versioned = MakeDecision("node-a.1.2");
   versioned.set_schema_version(kSchemaVersion);
+  DecisionRecord finished = MakeDecision("node-a.1.3");
+  finished.set_state(COMMITTED);
+  finished.set_finished_at_unix_micros(1'800'000'000'000'000);
   {
     auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
     ASSERT_TRUE(j.ok()) << j.status();
     ASSERT_TRUE((*j)->LogDecision(plain).ok());
     ASSERT_TRUE((*j)->LogDecision(versioned).ok());
+    ASSERT_TRUE((*j)->LogDecision(MakeDecision(finished.txn_id())).ok());
+    ASSERT_TRUE((*j)->MarkFinished(finished).ok());
   }
   txcoord::testing::RawJournalDb raw(tmp.Sub("j"));
   ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
-  for (const DecisionRecord* r : {&plain, &versioned}) {
+  for (const DecisionRecord* r : {&plain, &versioned, &finished}) {
     std::string stored;
-    ASSERT_TRUE(raw.db()->Get(rocksdb::ReadOptions(), raw.unfinished(), r->txn_id(), &stored).ok());
+    ASSERT_TRUE(raw.db()->Get(rocksdb::ReadOptions(), r == &finished ? raw.history() : raw.unfinished(),
+                              r->txn_id(), &stored).ok()) << r->txn_id();
     DecisionRecord expected = *r;
     expected.set_schema_version(kSchemaVersion);
     EXPECT_EQ(stored, expected.SerializeAsString()) << r->txn_id();

@@ -29,6 +29,7 @@ class RawJournalDb {
   const rocksdb::Status& status() const { return status_; }
   rocksdb::DB* db() { return db_; }
   rocksdb::ColumnFamilyHandle* unfinished() { return handles_[1]; }
+  rocksdb::ColumnFamilyHandle* history() { return handles_[2]; }
 
  private:
   rocksdb::Status status_;
