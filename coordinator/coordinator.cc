@@ -166,6 +166,23 @@ Coordinator::Coordinator(journal::Journal* journal,
                            absl::MutexLock lock(&mu_);
                            return std::vector<std::pair<Labels, double>>{{{}, halted_.empty() ? 0.0 : 1.0}};
                          });
+  // The journal's group commit: decisions / groups is how many decisions
+  // shared one fsync; each lap of the decision log syncs RocksDB's WAL.
+  auto journal_counter = [this](uint64_t journal::JournalStats::*field) {
+    return [this, field] {
+      return std::vector<std::pair<Labels, double>>{{{}, double(journal_->Stats().*field)}};
+    };
+  };
+  metrics_.RegisterCounterFn("txcoord_journal_decision_groups_total",
+                             "Groups of commit decisions made durable, one fsync each.",
+                             journal_counter(&journal::JournalStats::decision_groups));
+  metrics_.RegisterCounterFn("txcoord_journal_decisions_total",
+                             "Commit decisions made durable (in those groups).",
+                             journal_counter(&journal::JournalStats::decisions));
+  metrics_.RegisterCounterFn("txcoord_journal_decision_log_laps_total",
+                             "Laps of the decision log begun because it was full (each waits for a sync of "
+                             "RocksDB's write-ahead log).",
+                             journal_counter(&journal::JournalStats::decision_log_laps));
   metrics_.RegisterGauge("txcoord_live_transactions", "Transactions open or committing now.", [this] {
     return std::vector<std::pair<Labels, double>>{{{}, double(live_count())}};
   });

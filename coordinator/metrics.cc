@@ -108,6 +108,14 @@ void Metrics::RegisterGauge(const std::string& name, const std::string& help, Ga
   f.gauge = std::move(fn);
 }
 
+void Metrics::RegisterCounterFn(const std::string& name, const std::string& help, GaugeFn fn) {
+  absl::MutexLock lock(&mu_);
+  Family& f = families_[name];
+  f.help = help;
+  f.type = "counter";
+  f.gauge = std::move(fn);
+}
+
 void Metrics::Increment(absl::string_view name, const Labels& labels, uint64_t by) {
   thread_local std::string key;
   AppendLabelText(labels, &key);
@@ -173,7 +181,7 @@ std::string Metrics::Render() const {
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [name, f] : families_) {
-      if (f.type == "gauge") {
+      if (f.gauge) {
         gauges.emplace_back(name, f.gauge);
         continue;
       }
@@ -185,13 +193,13 @@ std::string Metrics::Render() const {
   }
   // Gauges are read outside the lock: their functions may take other locks.
   for (const auto& [name, fn] : gauges) {
-    std::string help;
+    std::string help, type;
     {
       absl::MutexLock lock(&mu_);
       help = families_.at(name).help;
+      type = families_.at(name).type;
     }
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n");
-    if (!fn) continue;
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
     for (const auto& [labels, value] : fn()) {
       absl::StrAppend(&out, name, LabelText(labels), " ", FormatValue(value), "\n");
     }

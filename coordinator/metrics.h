@@ -47,6 +47,8 @@ class Metrics {
   // A gauge whose samples are read by `fn` at every scrape.
   using GaugeFn = std::function<std::vector<std::pair<Labels, double>>()>;
   void RegisterGauge(const std::string& name, const std::string& help, GaugeFn fn);
+  // A counter kept elsewhere (its values only grow), read by `fn` at every scrape.
+  void RegisterCounterFn(const std::string& name, const std::string& help, GaugeFn fn);
   // Declares a counter or histogram with its help text (before use).
   void DescribeCounter(const std::string& name, const std::string& help);
   void DescribeHistogram(const std::string& name, const std::string& help, std::vector<double> bounds);
@@ -66,7 +68,7 @@ class Metrics {
     std::vector<double> bounds;
     std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>, std::less<>> counters;
     std::map<std::string, std::unique_ptr<Histogram>, std::less<>> histograms;
-    GaugeFn gauge;
+    GaugeFn gauge;  // gauges, and counters kept elsewhere
   };
   mutable absl::Mutex mu_;
   std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mu_);

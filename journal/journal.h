@@ -43,6 +43,13 @@ struct JournalOptions {
   uint64_t decision_log_bytes = 16 << 20;  // a multiple of 4096, 64 KiB to 1 GiB
 };
 
+// What a journal has done since it was opened (for metrics).
+struct JournalStats {
+  uint64_t decision_groups = 0;  // groups of decisions made durable, one sync each
+  uint64_t decisions = 0;        // decisions in those groups
+  uint64_t decision_log_laps = 0;  // laps of the decision log begun when it was full
+};
+
 class Journal {
  public:
   virtual ~Journal() = default;
@@ -115,6 +122,9 @@ class Journal {
 
   // Number of history records (kept in memory; exact).
   virtual int64_t finished_count() const = 0;
+
+  // Counts since the journal was opened. Thread-safe; never blocks on I/O.
+  virtual JournalStats Stats() const { return {}; }
 };
 
 // Opens (creating if missing) the RocksDB journal in options.dir, checks and

@@ -292,6 +292,7 @@ absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group, uint6
         FromRocks(db_->SyncWAL(), "syncing the decisions before the decision log's next lap"));
     absl::Status s = decision_log_->StartLap();
     if (!s.ok()) return Fail(s);
+    decision_log_laps_.fetch_add(1, std::memory_order_relaxed);
   }
   std::vector<absl::string_view> records;
   records.reserve(group.size());
@@ -373,6 +374,10 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
     status = WriteGroup(group, payload);
     // A sync reported failed after the group reached the log.
     if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
+  }
+  if (status.ok()) {
+    decision_groups_.fetch_add(1, std::memory_order_relaxed);
+    decisions_.fetch_add(group.size(), std::memory_order_relaxed);
   }
   Writer* next_leader = nullptr;
   {
@@ -459,6 +464,14 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
     finished_count_ += added;
   }
   return absl::OkStatus();
+}
+
+JournalStats RocksDbJournal::Stats() const {
+  JournalStats stats;
+  stats.decision_groups = decision_groups_.load(std::memory_order_relaxed);
+  stats.decisions = decisions_.load(std::memory_order_relaxed);
+  stats.decision_log_laps = decision_log_laps_.load(std::memory_order_relaxed);
+  return stats;
 }
 
 absl::Status RocksDbJournal::DecisionWriteHealth() const {

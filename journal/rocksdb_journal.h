@@ -32,6 +32,7 @@
 #ifndef TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
 #define TXCOORD_JOURNAL_ROCKSDB_JOURNAL_H_
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -76,6 +77,7 @@ class RocksDbJournal final : public Journal {
                                                            int limit) override;
   absl::StatusOr<int64_t> CollectGarbage(absl::Time now) override;
   int64_t finished_count() const override;
+  JournalStats Stats() const override;
 
  private:
   struct Writer;
@@ -125,6 +127,11 @@ class RocksDbJournal final : public Journal {
   // order: log_mu_, then failure_mu_.
   mutable absl::Mutex failure_mu_;
   absl::Status log_failure_ ABSL_GUARDED_BY(failure_mu_);
+
+  // Stats(): written by a group's leader, read by anyone.
+  std::atomic<uint64_t> decision_groups_{0};
+  std::atomic<uint64_t> decisions_{0};
+  std::atomic<uint64_t> decision_log_laps_{0};
 
   // Serializes MarkFinished and CollectGarbage, which keep finished_count_
   // exact. Lock order: history_mu_ is never held with writers_mu_.

@@ -32,6 +32,29 @@ TEST(MetricsTest, CountersAndHistogramsRenderWithEscapedLabels) {
   EXPECT_EQ(m.CounterValue("txcoord_things_total"), 1u);
 }
 
+// Gauges and counters kept elsewhere are read at every scrape and typed.
+TEST(MetricsTest, ScrapeTimeGaugesAndCountersRenderWithTheirType) {
+  Metrics m;
+  double level = 2;
+  uint64_t done = 7;
+  m.RegisterGauge("txcoord_level", "A level.", [&] {
+    return std::vector<std::pair<Labels, double>>{{{{"bind", "pg"}}, level}};
+  });
+  m.RegisterCounterFn("txcoord_done_total", "Things done.", [&] {
+    return std::vector<std::pair<Labels, double>>{{{}, double(done)}};
+  });
+  std::string text = m.Render();
+  EXPECT_THAT(text, HasSubstr("# HELP txcoord_level A level.\n# TYPE txcoord_level gauge\n"
+                              "txcoord_level{bind=\"pg\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("# HELP txcoord_done_total Things done.\n# TYPE txcoord_done_total counter\n"
+                              "txcoord_done_total 7\n"));
+  level = 3;
+  done = 9;
+  text = m.Render();
+  EXPECT_THAT(text, HasSubstr("txcoord_level{bind=\"pg\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("txcoord_done_total 9\n"));
+}
+
 // Series created and recorded from many threads at once: none is lost.
 TEST(MetricsTest, ConcurrentRecordingLosesNothing) {
   Metrics m;

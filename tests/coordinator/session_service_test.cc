@@ -40,6 +40,9 @@ TEST_F(CoordinatorTest, CommitsAcrossPostgresMariadbAndSqliteLastResource) {
   }
   EXPECT_EQ(last_resources, 1);
   EXPECT_TRUE(server_->coordinator()->journal()->ScanUnfinished()->empty());
+  // The last resource's local COMMIT was the decision; the journal records
+  // it afterwards unsynced, so no durable decision write was counted.
+  EXPECT_EQ(server_->coordinator()->journal()->Stats().decisions, 0u);
 }
 
 TEST_F(CoordinatorTest, FailedPrepareRollsBackEveryBranch) {
@@ -90,6 +93,7 @@ TEST_F(CoordinatorTest, SingleBindCommitsInOnePhaseWithoutJournalDecision) {
   EXPECT_EQ(MyBalance(5), kInitial + 7);
   EXPECT_EQ(PreparedLeft(), 0);
   EXPECT_EQ(GetTxn(c.txn_id()).state(), v1::COMMITTED);
+  EXPECT_EQ(server_->coordinator()->journal()->Stats().decisions, 0u) << "a one-phase commit logs no decision";
 }
 
 TEST_F(CoordinatorTest, ReadOnlyBranchIsLeftOutOfPhaseTwo) {
@@ -107,6 +111,10 @@ TEST_F(CoordinatorTest, ReadOnlyBranchIsLeftOutOfPhaseTwo) {
   std::vector<std::string> binds;
   for (const auto& b : t.branches()) binds.push_back(b.bind());
   EXPECT_THAT(binds, ::testing::UnorderedElementsAre("maria", "pg2"));
+  // One decision, made durable in one group (the journal's counters on /metrics).
+  const std::string metrics = server_->coordinator()->metrics().Render();
+  EXPECT_THAT(metrics, HasSubstr("\n# TYPE txcoord_journal_decisions_total counter\ntxcoord_journal_decisions_total 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("\ntxcoord_journal_decision_groups_total 1\n"));
   EXPECT_EQ(PgBalance(pg2_uri_, 6), kInitial - 1);
   EXPECT_EQ(MyBalance(6), kInitial + 1);
 }

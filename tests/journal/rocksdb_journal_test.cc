@@ -473,11 +473,15 @@ TEST(RocksDbJournalTest, DecisionLogLapsKeepExactlyTheUnfinishedDecisions) {
       }
     }
     EXPECT_EQ(UnfinishedIds(**j), expected);
+    // 14 one-decision groups fill a lap: the 15th, 29th, … begin the next.
+    EXPECT_EQ((*j)->Stats().decision_log_laps, 199u / 14);
+    EXPECT_EQ((*j)->Stats().decision_groups, 200u);
   }
   auto j = OpenRocksDbJournal(o);
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ(UnfinishedIds(**j), expected);
   EXPECT_EQ((*j)->finished_count(), 180);
+  EXPECT_EQ((*j)->Stats().decisions, 0u) << "counts start at each open";
 }
 
 #ifdef TXC_FAILPOINTS_ENABLED
@@ -666,6 +670,9 @@ TEST(RocksDbJournalTest, QueuedWritersShareTheirGroupsResult) {
       << "the seven queued writers should have formed one group";
   failpoint::DisarmAll();
   for (const absl::Status& s : results) EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  // Only the first group was made durable.
+  EXPECT_EQ((*j)->Stats().decision_groups, 1u);
+  EXPECT_EQ((*j)->Stats().decisions, 1u);
 }
 
 // With groups capped, the writers left behind a group are led by the next
@@ -683,6 +690,8 @@ TEST(RocksDbJournalTest, WritersLeftBehindAFullGroupLeadTheNextOnes) {
   failpoint::DisarmAll();
   for (const absl::Status& s : results) EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(UnfinishedIds(**j).size(), 8u);
+  EXPECT_EQ((*j)->Stats().decision_groups, 5u);
+  EXPECT_EQ((*j)->Stats().decisions, 8u);
 }
 #endif  // TXC_FAILPOINTS_ENABLED
 
