@@ -121,7 +121,10 @@ struct RocksDbJournal::Writer {
   std::string key;
   std::string value;
   absl::Status status;  // written before `turn` becomes kDone
-  std::atomic<uint32_t> turn{kWaiting};
+  std::atomic<uint32_t> turn{kWaiting};  // the futex word
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
+                    std::atomic<uint32_t>::is_always_lock_free,
+                "a futex word is a plain 32-bit integer");
 
   // Returns kLead or kDone once the leader has set it.
   uint32_t Await() {
