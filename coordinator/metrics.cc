@@ -101,18 +101,19 @@ void Metrics::DescribeHistogram(const std::string& name, const std::string& help
 }
 
 void Metrics::RegisterGauge(const std::string& name, const std::string& help, GaugeFn fn) {
-  absl::MutexLock lock(&mu_);
-  Family& f = families_[name];
-  f.help = help;
-  f.type = "gauge";
-  f.gauge = std::move(fn);
+  RegisterReadAtScrape(name, help, "gauge", std::move(fn));
 }
 
 void Metrics::RegisterCounterFn(const std::string& name, const std::string& help, GaugeFn fn) {
+  RegisterReadAtScrape(name, help, "counter", std::move(fn));
+}
+
+void Metrics::RegisterReadAtScrape(const std::string& name, const std::string& help,
+                                   const char* type, GaugeFn fn) {
   absl::MutexLock lock(&mu_);
   Family& f = families_[name];
   f.help = help;
-  f.type = "counter";
+  f.type = type;
   f.gauge = std::move(fn);
 }
 

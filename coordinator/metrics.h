@@ -59,6 +59,9 @@ class Metrics {
   uint64_t CounterValue(const std::string& name, const Labels& labels = {}) const;
 
  private:
+  // A family whose samples `fn` reads at every scrape, of `type`.
+  void RegisterReadAtScrape(const std::string& name, const std::string& help, const char* type,
+                            GaugeFn fn);
   static std::string LabelText(const Labels& labels);
   // LabelText into `out` (cleared first), reusing its buffer.
   static void AppendLabelText(const Labels& labels, std::string* out);
