@@ -11,13 +11,14 @@
 // journal_bench_reads, gives what readers pay (ProbeReads).
 //
 //   journal_bench [--dir=/var/tmp] [--seconds=3] [--writers=1,4,16,64,256]
-//       [--decision_log_bytes=16777216]
+//       [--decision_log_bytes=16777216] [--repeat=1]
 //       [--modes=group-commit,group-commit-rocksdb-sync,rocksdb-write-group]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -34,6 +35,9 @@
 ABSL_FLAG(std::string, dir, "/var/tmp", "where the benchmark journals are made (a real disk)");
 ABSL_FLAG(double, seconds, 3.0, "seconds per configuration");
 ABSL_FLAG(std::string, writers, "1,4,16,64,256", "writer counts");
+ABSL_FLAG(int, repeat, 1,
+          "rounds over every configuration (modes alternate inside each); with more than one, "
+          "each line carries run=K and a median line per configuration follows");
 ABSL_FLAG(uint64_t, decision_log_bytes, txcoord::journal::JournalOptions().decision_log_bytes,
           "each decision-log file's size (mode group-commit)");
 ABSL_FLAG(std::string, modes, "group-commit,group-commit-rocksdb-sync,rocksdb-write-group",
@@ -167,7 +171,11 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
   const std::string base = absl::StrCat(absl::GetFlag(FLAGS_dir), "/journal_bench.", ::getpid());
+  const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
+  // decisions/s of every round, by (mode, writers), for the median lines.
+  std::map<std::pair<std::string, int>, std::vector<double>> rates;
 
+  for (int run = 1; run <= repeat; ++run) {
   for (int writers : writer_counts) {
     for (const std::string& mode : modes) {
       const std::string dir = absl::StrCat(base, "/", mode, "-", writers);
@@ -225,11 +233,28 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "journal_bench: unknown mode %s\n", mode.c_str());
         return 2;
       }
-      std::printf("journal_bench mode=%s writers=%d decisions_per_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f%s\n",
-                  mode.c_str(), writers, r.per_s, r.p50_us, r.p99_us, r.p999_us, group_field.c_str());
+      const std::string run_field = repeat > 1 ? absl::StrCat(" run=", run) : "";
+      std::printf("journal_bench mode=%s writers=%d decisions_per_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f%s%s\n",
+                  mode.c_str(), writers, r.per_s, r.p50_us, r.p99_us, r.p999_us, group_field.c_str(),
+                  run_field.c_str());
       std::fputs(reads_line.c_str(), stdout);
       std::fflush(stdout);
       std::filesystem::remove_all(dir);
+      rates[{mode, writers}].push_back(r.per_s);
+    }
+  }
+  }
+  if (repeat > 1) {
+    // The machine is shared: one round proves little, the median of several
+    // alternating rounds more (with the lowest and highest beside it).
+    for (const std::string& mode : modes) {
+      for (int writers : writer_counts) {
+        std::vector<double> v = rates[{mode, writers}];
+        std::sort(v.begin(), v.end());
+        const double median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+        std::printf("journal_bench_median mode=%s writers=%d decisions_per_s=%.0f min=%.0f max=%.0f runs=%zu\n",
+                    mode.c_str(), writers, median, v.front(), v.back(), v.size());
+      }
     }
   }
   std::filesystem::remove_all(base);
