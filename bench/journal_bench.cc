@@ -176,73 +176,73 @@ int main(int argc, char** argv) {
   std::map<std::pair<std::string, int>, std::vector<double>> rates;
 
   for (int run = 1; run <= repeat; ++run) {
-  for (int writers : writer_counts) {
-    for (const std::string& mode : modes) {
-      const std::string dir = absl::StrCat(base, "/", mode, "-", writers);
-      std::filesystem::remove_all(dir);
-      Result r{};
-      std::string reads_line;
-      std::string group_field;  // decisions per sync, for the group-commit modes
-      if (mode == "group-commit" || mode == "group-commit-rocksdb-sync") {
-        txcoord::journal::JournalOptions o;
-        o.dir = dir;
-        o.node_id = "bench";
-        o.decision_log = mode == "group-commit";
-        o.decision_log_bytes = absl::GetFlag(FLAGS_decision_log_bytes);
-        auto journal = txcoord::journal::OpenRocksDbJournal(o);
-        if (!journal.ok()) {
-          std::fprintf(stderr, "journal_bench: %s\n", journal.status().ToString().c_str());
-          return 1;
+    for (int writers : writer_counts) {
+      for (const std::string& mode : modes) {
+        const std::string dir = absl::StrCat(base, "/", mode, "-", writers);
+        std::filesystem::remove_all(dir);
+        Result r{};
+        std::string reads_line;
+        std::string group_field;  // decisions per sync, for the group-commit modes
+        if (mode == "group-commit" || mode == "group-commit-rocksdb-sync") {
+          txcoord::journal::JournalOptions o;
+          o.dir = dir;
+          o.node_id = "bench";
+          o.decision_log = mode == "group-commit";
+          o.decision_log_bytes = absl::GetFlag(FLAGS_decision_log_bytes);
+          auto journal = txcoord::journal::OpenRocksDbJournal(o);
+          if (!journal.ok()) {
+            std::fprintf(stderr, "journal_bench: %s\n", journal.status().ToString().c_str());
+            return 1;
+          }
+          // Txn ids as the coordinator makes them: <node>.<epoch>.<seq>, one
+          // sequence for all writers, so they reach the journal nearly in key
+          // order (which the memtable's skip list is fast at).
+          std::atomic<int64_t> next_seq{0};
+          std::vector<int64_t> last_seq(writers, -1);
+          r = Run(writers, seconds, [&](int w, int) {
+            last_seq[w] = next_seq.fetch_add(1);
+            return (*journal)->LogDecision(Realistic(absl::StrCat("bench.1.", last_seq[w]))).ok();
+          });
+          const txcoord::journal::JournalStats stats = (*journal)->Stats();
+          if (stats.decision_groups > 0) {
+            char buf[48];
+            std::snprintf(buf, sizeof buf, " decisions_per_sync=%.1f",
+                          double(stats.decisions) / double(stats.decision_groups));
+            group_field = buf;
+          }
+          if (!ProbeReads(**journal, next_seq.load(), last_seq, &reads_line)) return 1;
+        } else if (mode == "rocksdb-write-group") {
+          rocksdb::Options o;
+          o.create_if_missing = true;
+          rocksdb::DB* db = nullptr;
+          std::filesystem::create_directories(dir);  // its parent may not exist yet
+          rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
+          if (!s.ok()) {
+            std::fprintf(stderr, "journal_bench: %s\n", s.ToString().c_str());
+            return 1;
+          }
+          rocksdb::WriteOptions wo;
+          wo.sync = true;
+          std::atomic<int64_t> next_seq{0};
+          r = Run(writers, seconds, [&](int, int) {
+            std::string id = absl::StrCat("bench.1.", next_seq.fetch_add(1));
+            return db->Put(wo, id, Realistic(id).SerializeAsString()).ok();
+          });
+          delete db;
+        } else {
+          std::fprintf(stderr, "journal_bench: unknown mode %s\n", mode.c_str());
+          return 2;
         }
-        // Txn ids as the coordinator makes them: <node>.<epoch>.<seq>, one
-        // sequence for all writers, so they reach the journal nearly in key
-        // order (which the memtable's skip list is fast at).
-        std::atomic<int64_t> next_seq{0};
-        std::vector<int64_t> last_seq(writers, -1);
-        r = Run(writers, seconds, [&](int w, int) {
-          last_seq[w] = next_seq.fetch_add(1);
-          return (*journal)->LogDecision(Realistic(absl::StrCat("bench.1.", last_seq[w]))).ok();
-        });
-        const txcoord::journal::JournalStats stats = (*journal)->Stats();
-        if (stats.decision_groups > 0) {
-          char buf[48];
-          std::snprintf(buf, sizeof buf, " decisions_per_sync=%.1f",
-                        double(stats.decisions) / double(stats.decision_groups));
-          group_field = buf;
-        }
-        if (!ProbeReads(**journal, next_seq.load(), last_seq, &reads_line)) return 1;
-      } else if (mode == "rocksdb-write-group") {
-        rocksdb::Options o;
-        o.create_if_missing = true;
-        rocksdb::DB* db = nullptr;
-        std::filesystem::create_directories(dir);  // its parent may not exist yet
-        rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
-        if (!s.ok()) {
-          std::fprintf(stderr, "journal_bench: %s\n", s.ToString().c_str());
-          return 1;
-        }
-        rocksdb::WriteOptions wo;
-        wo.sync = true;
-        std::atomic<int64_t> next_seq{0};
-        r = Run(writers, seconds, [&](int, int) {
-          std::string id = absl::StrCat("bench.1.", next_seq.fetch_add(1));
-          return db->Put(wo, id, Realistic(id).SerializeAsString()).ok();
-        });
-        delete db;
-      } else {
-        std::fprintf(stderr, "journal_bench: unknown mode %s\n", mode.c_str());
-        return 2;
+        const std::string run_field = repeat > 1 ? absl::StrCat(" run=", run) : "";
+        std::printf("journal_bench mode=%s writers=%d decisions_per_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f%s%s\n",
+                    mode.c_str(), writers, r.per_s, r.p50_us, r.p99_us, r.p999_us, group_field.c_str(),
+                    run_field.c_str());
+        std::fputs(reads_line.c_str(), stdout);
+        std::fflush(stdout);
+        std::filesystem::remove_all(dir);
+        rates[{mode, writers}].push_back(r.per_s);
       }
-      const std::string run_field = repeat > 1 ? absl::StrCat(" run=", run) : "";
-      std::printf("journal_bench mode=%s writers=%d decisions_per_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f%s%s\n",
-                  mode.c_str(), writers, r.per_s, r.p50_us, r.p99_us, r.p999_us, group_field.c_str(),
-                  run_field.c_str());
-      std::fputs(reads_line.c_str(), stdout);
-      std::fflush(stdout);
-      std::filesystem::remove_all(dir);
-      rates[{mode, writers}].push_back(r.per_s);
     }
-  }
   }
   if (repeat > 1) {
     // The machine is shared: one round proves little, the median of several

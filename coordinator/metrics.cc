@@ -7,17 +7,6 @@
 
 namespace txcoord::coordinator {
 
-std::string EscapeLabelValue(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
-  return out;
-}
-
 namespace {
 std::string FormatValue(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
@@ -73,7 +62,7 @@ void Metrics::AppendLabelText(const Labels& labels, std::string* out) {
   for (size_t i = 0; i < labels.size(); ++i) {
     if (i) out->push_back(',');
     absl::StrAppend(out, labels[i].first, "=\"");
-    for (char c : labels[i].second) {
+    for (char c : labels[i].second) {  // the exposition format's escapes
       if (c == '\\') out->append("\\\\");
       else if (c == '"') out->append("\\\"");
       else if (c == '\n') out->append("\\n");
@@ -177,13 +166,17 @@ uint64_t Metrics::CounterValue(const std::string& name, const Labels& labels) co
 }
 
 std::string Metrics::Render() const {
-  std::vector<std::pair<std::string, GaugeFn>> gauges;
+  struct ReadAtScrape {
+    std::string name, help, type;
+    GaugeFn fn;
+  };
+  std::vector<ReadAtScrape> scraped;
   std::string out;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [name, f] : families_) {
       if (f.gauge) {
-        gauges.emplace_back(name, f.gauge);
+        scraped.push_back({name, f.help, f.type, f.gauge});
         continue;
       }
       absl::StrAppend(&out, "# HELP ", name, " ", f.help.empty() ? name : f.help, "\n");
@@ -192,17 +185,12 @@ std::string Metrics::Render() const {
       for (const auto& [labels, h] : f.histograms) h->Render(name, labels, &out);
     }
   }
-  // Gauges are read outside the lock: their functions may take other locks.
-  for (const auto& [name, fn] : gauges) {
-    std::string help, type;
-    {
-      absl::MutexLock lock(&mu_);
-      help = families_.at(name).help;
-      type = families_.at(name).type;
-    }
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
-    for (const auto& [labels, value] : fn()) {
-      absl::StrAppend(&out, name, LabelText(labels), " ", FormatValue(value), "\n");
+  // Families read at scrape time (gauges, counters kept elsewhere) are read
+  // outside the lock: their functions may take other locks.
+  for (const ReadAtScrape& f : scraped) {
+    absl::StrAppend(&out, "# HELP ", f.name, " ", f.help, "\n# TYPE ", f.name, " ", f.type, "\n");
+    for (const auto& [labels, value] : f.fn()) {
+      absl::StrAppend(&out, f.name, LabelText(labels), " ", FormatValue(value), "\n");
     }
   }
   return out;

@@ -77,9 +77,6 @@ class Metrics {
   std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mu_);
 };
 
-// Escapes a label value for the exposition format.
-std::string EscapeLabelValue(const std::string& v);
-
 }  // namespace txcoord::coordinator
 
 #endif  // TXCOORD_COORDINATOR_METRICS_H_
