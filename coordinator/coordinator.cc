@@ -761,7 +761,8 @@ absl::StatusOr<TxnState> Coordinator::FinishOnePhase(Transaction& txn, Transacti
   b->set_bqual(only.xid.bqual);
   b->set_state(journal::BRANCH_COMMITTED);
   b->set_last_resource(!only.two_phase);
-  (void)journal_->MarkFinished(record);
+  // A fresh id the journal never saw: no read of its history first.
+  (void)journal_->RecordFinished(record);
   RememberOutcome(std::move(info));
   return TxnState::kCommitted;
 }

@@ -94,6 +94,12 @@ class Journal {
     return absl::OkStatus();
   }
 
+  // MarkFinished for a transaction the journal has never seen (a one-phase
+  // commit: no unfinished record, never finished before), so nothing is
+  // read or removed first. Same durability as MarkFinished.
+  // REQUIRES: record.txn_id() was never written to this journal.
+  virtual absl::Status RecordFinished(const DecisionRecord& record) { return MarkFinished(record); }
+
   // OK, or why every LogDecision fails until the journal is reopened (a
   // write or sync of the decision log failed: its tail is unknown).
   virtual absl::Status DecisionWriteHealth() const { return absl::OkStatus(); }

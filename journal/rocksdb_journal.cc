@@ -424,6 +424,14 @@ absl::Status RocksDbJournal::WithdrawDecision(const std::string& txn_id) {
 }
 
 absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>& final_records) {
+  return WriteFinished(final_records.data(), final_records.size(), /*known_new=*/false);
+}
+
+absl::Status RocksDbJournal::RecordFinished(const DecisionRecord& record) {
+  return WriteFinished(&record, 1, /*known_new=*/true);
+}
+
+absl::Status RocksDbJournal::WriteFinished(const DecisionRecord* records, size_t n, bool known_new) {
   // No lock is held across the write: an unsynced write may wait in
   // RocksDB's write queue behind a group's fsync, and holding a lock there
   // would serialize every transaction's END behind one fsync each. One
@@ -432,7 +440,8 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
   rocksdb::WriteBatch batch;
   int64_t added = 0;
   const int64_t now = absl::ToUnixMicros(absl::Now());
-  for (const DecisionRecord& final_record : final_records) {
+  for (size_t i = 0; i < n; ++i) {
+    const DecisionRecord& final_record = records[i];
     const std::string& id = final_record.txn_id();
     // The coordinator's records carry their finished_at: no copy then.
     int64_t finished_at = final_record.finished_at_unix_micros();
@@ -444,19 +453,25 @@ absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>&
       copy.set_finished_at_unix_micros(finished_at = now);
       value = SerializeCurrent(copy);
     }
-    std::string old;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &old);
-    if (s.ok()) {
-      DecisionRecord previous;
-      if (previous.ParseFromString(old)) {
-        batch.Delete(history_by_time(), TimeKey(previous.finished_at_unix_micros(), id));
-      }
-    } else if (s.IsNotFound()) {
+    if (known_new) {
+      // Never written here: no earlier history entry to replace, no
+      // unfinished record to remove (a miss costs a read of every level).
       ++added;
     } else {
-      return FromRocks(s, absl::StrCat("finishing ", id));
+      std::string old;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &old);
+      if (s.ok()) {
+        DecisionRecord previous;
+        if (previous.ParseFromString(old)) {
+          batch.Delete(history_by_time(), TimeKey(previous.finished_at_unix_micros(), id));
+        }
+      } else if (s.IsNotFound()) {
+        ++added;
+      } else {
+        return FromRocks(s, absl::StrCat("finishing ", id));
+      }
+      batch.Delete(unfinished(), id);
     }
-    batch.Delete(unfinished(), id);
     batch.Put(history(), id, value);
     batch.Put(history_by_time(), TimeKey(finished_at, id), "");
   }

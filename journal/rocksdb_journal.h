@@ -68,6 +68,7 @@ class RocksDbJournal final : public Journal {
   absl::Status UpdateDecision(const DecisionRecord& record) override;
   absl::Status MarkFinished(const DecisionRecord& final_record) override;
   absl::Status MarkFinishedMany(const std::vector<DecisionRecord>& final_records) override;
+  absl::Status RecordFinished(const DecisionRecord& record) override;
   absl::Status Sync() override;
   absl::Status DecisionWriteHealth() const override;
   absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() override;
@@ -80,6 +81,9 @@ class RocksDbJournal final : public Journal {
   JournalStats Stats() const override;
 
  private:
+  // MarkFinishedMany / RecordFinished: known_new skips the history read
+  // and the unfinished record's delete.
+  absl::Status WriteFinished(const DecisionRecord* records, size_t n, bool known_new);
   struct Writer;
 
   rocksdb::ColumnFamilyHandle* meta() const { return handles_[0]; }

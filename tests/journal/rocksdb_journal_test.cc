@@ -196,6 +196,46 @@ TEST(RocksDbJournalTest, FinishingTwiceCountsOnce) {
   EXPECT_EQ((*listed)[0].finished_at_unix_micros(), 2000);
 }
 
+TEST(RocksDbJournalTest, RecordFinishedKeepsAOnePhaseOutcomeInHistory) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.retention.finished_max = 2;
+  absl::Time now = absl::Now();
+  {
+    auto j = OpenRocksDbJournal(o);
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.9")).ok());
+    for (int i = 1; i <= 3; ++i) {
+      DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i), 1);
+      d.set_state(COMMITTED);
+      d.set_finished_at_unix_micros(absl::ToUnixMicros(now) + i);
+      ASSERT_TRUE((*j)->RecordFinished(d).ok());
+    }
+    EXPECT_EQ((*j)->finished_count(), 3);
+    auto found = (*j)->Find("node-a.1.2");
+    ASSERT_TRUE(found.ok() && found->has_value());
+    EXPECT_EQ((*found)->state(), COMMITTED);
+    auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
+    ASSERT_TRUE(listed.ok());
+    ASSERT_EQ(listed->size(), 3u);
+    EXPECT_EQ((*listed)[0].txn_id(), "node-a.1.3");
+    auto unfinished = (*j)->ScanUnfinished();
+    ASSERT_TRUE(unfinished.ok());
+    ASSERT_EQ(unfinished->size(), 1u) << "an unrelated unfinished decision stays";
+    EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.9");
+  }
+  // Counted and indexed by time like any END: the count survives a reopen
+  // and the retention removes the oldest.
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ((*j)->finished_count(), 3);
+  auto deleted = (*j)->CollectGarbage(now);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 1);
+  EXPECT_FALSE((*(*j)->Find("node-a.1.1")).has_value());
+  EXPECT_TRUE((*(*j)->Find("node-a.1.3")).has_value());
+}
+
 TEST(RocksDbJournalTest, ListFinishedPagesNewestFirst) {
   TempDir tmp;
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
