@@ -11,7 +11,9 @@
 //   readonly   SELECT one account on PostgreSQL and one on MariaDB
 //   noop       one statement on each of two noop binds (a txcoord with the
 //              test-only noop driver): coordinator overhead + fsynced journal
-//   ping       the gRPC health check (Check): the floor cost of one RPC
+//   ping       the gRPC health check (Check): the floor cost of one RPC;
+//              with --mode sync-rpc a malformed GetTransaction on txcoord's
+//              synchronous server (the floor of txcoord's own RPCs)
 // Modes:
 //   txcoord-session  OpenSession once per client, then Execute per bind + Commit
 //   txcoord-oneshot  RunTransaction (one RPC per transaction)
@@ -353,6 +355,32 @@ class PingWorker final : public Worker {
   std::unique_ptr<grpc::health::v1::Health::Stub> stub_;
 };
 
+// ping --mode sync-rpc: the cheapest call on txcoord's own (synchronous)
+// server: SessionService.GetTransaction with a malformed id, answered
+// INVALID_ARGUMENT before any lookup. The floor under every txcoord RPC,
+// where the health check above runs on gRPC's callback path.
+class SyncPingWorker final : public Worker {
+ public:
+  using Worker::Worker;
+  bool Connect(std::string*) override {
+    stub_ = v1::SessionService::NewStub(MakeChannel(o_, index_));
+    return true;
+  }
+  bool RunOne(const Work&, std::string* error) override {
+    v1::GetTransactionRequest req;
+    req.set_txn_id("not-a-txn-id");
+    v1::Transaction resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status s = stub_->GetTransaction(&ctx, req, &resp);
+    if (s.error_code() != grpc::StatusCode::INVALID_ARGUMENT) { *error = Describe(s); return false; }
+    return true;
+  }
+
+ private:
+  std::unique_ptr<v1::SessionService::Stub> stub_;
+};
+
 // Direct: statement by statement, as a hand-written client does it.
 class DirectWorker final : public Worker {
  public:
@@ -492,6 +520,7 @@ class DirectWorker final : public Worker {
 };
 
 std::unique_ptr<Worker> MakeWorker(const Options& o, int index) {
+  if (o.workload == "ping" && o.mode == "sync-rpc") return std::make_unique<SyncPingWorker>(o, index);
   if (o.workload == "ping") return std::make_unique<PingWorker>(o, index);
   if (o.mode == "txcoord-oneshot") return std::make_unique<OneshotWorker>(o, index);
   if (o.mode == "txcoord-session") return std::make_unique<SessionWorker>(o, index);
@@ -579,7 +608,7 @@ int main(int argc, char** argv) {
   o.maria_password = Env("TXC_MARIADB_PASSWORD", "txcoord_local_pw");
   CLI::App app{"txbench: txcoord load generator and direct 2PC baselines"};
   app.add_option("--workload", o.workload, "transfer, transfer3, single, readonly, noop, ping");
-  app.add_option("--mode", o.mode, "txcoord-session, txcoord-oneshot, direct-2pc, direct-1pc");
+  app.add_option("--mode", o.mode, "txcoord-session, txcoord-oneshot, direct-2pc, direct-1pc (ping: sync-rpc)");
   app.add_option("--api", o.api, "session or oneshot: sets --mode txcoord-<api>");
   app.add_option("--address", o.address, "txcoord's gRPC address");
   app.add_option("--clients", o.clients, "concurrent clients (threads)");
@@ -603,7 +632,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (!o.api.empty()) o.mode = "txcoord-" + o.api;
   if (o.setup) return Setup(o);
-  if (o.workload == "ping") o.mode = "grpc-health";
+  if (o.workload == "ping" && o.mode != "sync-rpc") o.mode = "grpc-health";
   if (o.clients < 1) o.clients = 1;
 
   std::vector<std::unique_ptr<Worker>> workers;
