@@ -40,6 +40,20 @@ bool ParseTxnId(absl::string_view id, std::string* node, uint64_t* epoch, uint64
   return absl::SimpleAtoi(parts[1], epoch) && absl::SimpleAtoi(parts[2], seq);
 }
 
+// The journal's collected marker: "<epoch>.<seq>" of the newest txn id
+// (this node's) whose history record the retention deleted; "" for none.
+bool ParseCollectedMarker(absl::string_view marker, uint64_t* epoch, uint64_t* seq) {
+  std::vector<absl::string_view> parts = absl::StrSplit(marker, '.');
+  return parts.size() == 2 && absl::SimpleAtoi(parts[0], epoch) && absl::SimpleAtoi(parts[1], seq);
+}
+
+// True when (epoch, seq) is at or before the marker's id.
+bool CollectedBefore(uint64_t epoch, uint64_t seq, absl::string_view marker) {
+  uint64_t me = 0, ms = 0;
+  if (!ParseCollectedMarker(marker, &me, &ms)) return false;
+  return epoch < me || (epoch == me && seq <= ms);
+}
+
 std::string BranchStateName(journal::BranchState s) {
   switch (s) {
     case journal::BRANCH_PREPARED: return "prepared";
@@ -183,6 +197,13 @@ Coordinator::Coordinator(journal::Journal* journal,
                              "Laps of the decision log begun because it was full (each waits for a sync of "
                              "RocksDB's write-ahead log).",
                              journal_counter(&journal::JournalStats::decision_log_laps));
+  metrics_.RegisterGauge("txcoord_journal_history_records",
+                         "Finished transactions kept in the journal's history (journal.retention bounds it).",
+                         [this] {
+                           return std::vector<std::pair<Labels, double>>{{{}, double(journal_->finished_count())}};
+                         });
+  metrics_.DescribeCounter("txcoord_journal_history_collected_total",
+                           "History records deleted by the journal's retention (journal.retention).");
   metrics_.RegisterGauge("txcoord_live_transactions", "Transactions open or committing now.", [this] {
     return std::vector<std::pair<Labels, double>>{{{}, double(live_count())}};
   });
@@ -1223,6 +1244,13 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
     }
   }
   if (record.has_value()) return FromRecord(*record);
+  if (CollectedBefore(epoch, seq, journal_->CollectedMarker())) {
+    // An id no newer than the newest record the retention deleted: it may
+    // have committed, so no presumption.
+    return absl::NotFoundError(absl::StrCat(
+        "transaction ", txn_id, " has no record here any more: it was rolled back, or it finished before "
+        "the journal's retention (journal.retention) deleted its record"));
+  }
   const uint64_t current = journal_->epoch();
   if (epoch > current || (epoch == current && seq >= next_seq_.load())) {
     return absl::NotFoundError(absl::StrCat("transaction ", txn_id, " was never started here"));
@@ -2126,16 +2154,40 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   return report;
 }
 
+bool Coordinator::CollectGarbage() {
+  const std::string node = options_.node_id;
+  // The marker keeps the newest collected id of this node, so that
+  // GetTransaction does not presume an abort for a collected commit.
+  journal::CollectedMarkerFold newest = [&node](const std::string& marker, absl::string_view id) {
+    std::string n;
+    uint64_t e = 0, q = 0;
+    if (!ParseTxnId(id, &n, &e, &q) || n != node || CollectedBefore(e, q, marker)) return marker;
+    return absl::StrCat(e, ".", q);
+  };
+  absl::StatusOr<int64_t> deleted = journal_->CollectGarbage(clock_->Now(), newest);
+  if (!deleted.ok()) {
+    Log(spdlog::level::warn, "", absl::StrCat("journal retention: ", deleted.status().message()));
+    return false;
+  }
+  if (*deleted > 0) metrics_.Increment("txcoord_journal_history_collected_total", {}, *deleted);
+  return *deleted >= options_.retention_max_per_pass;
+}
+
 void Coordinator::BackgroundLoop() {
   absl::Duration step = std::min(options_.recovery.interval, options_.recovery.backoff_initial);
   if (step < absl::Milliseconds(10)) step = absl::Milliseconds(10);
   absl::Time next_full = clock_->Now() + options_.recovery.interval;
+  absl::Time next_gc = clock_->Now();
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
       auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
       mu_.AwaitWithTimeout(absl::Condition(&stop), step);
       if (stopping_) return;
+    }
+    if (clock_->Now() >= next_gc) {
+      // A pass that hit its limit leaves more behind: the next step goes on.
+      next_gc = CollectGarbage() ? clock_->Now() : clock_->Now() + options_.recovery.interval;
     }
     bool due = clock_->Now() >= next_full;
     if (!due) {

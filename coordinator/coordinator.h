@@ -185,6 +185,9 @@ struct CoordinatorOptions {
   // none without 2PC (config: binds.<name>.last_resource). They hold
   // decision rows (txcoord_decisions) as well as prepared branches.
   std::set<std::string> last_resource_binds;
+  // The journal's Retention::max_per_pass: a retention pass that deleted
+  // this many is followed by another at the next step.
+  int64_t retention_max_per_pass = journal::Retention().max_per_pass;
 };
 
 class Coordinator {
@@ -421,6 +424,8 @@ class Coordinator {
   bool DrivePhase2(journal::DecisionRecord& record, bool first_attempt, bool end_async = false);
   void ScheduleRetry(const std::string& txn_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RecoveryReport RecoverPass(bool at_start);
+  // One pass of the journal's retention; true when it left more to delete.
+  bool CollectGarbage();
   // Claims this node id on every bind (Participant::ClaimNode) and updates
   // claimed_. At start a bind held by another session is an error (after
   // waiting a little for a previous process of this node to end); later it

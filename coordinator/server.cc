@@ -90,6 +90,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   for (const participants::BindOptions& b : config.binds) {
     if (b.last_resource) options.last_resource_binds.insert(b.name);
   }
+  options.retention_max_per_pass = config.journal.retention.max_per_pass;
   server->coordinator_ = std::make_unique<Coordinator>(server->journal_.get(), std::move(binds),
                                                        options, clock);
   TXC_RETURN_IF_ERROR(server->coordinator_->Start());

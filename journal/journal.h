@@ -10,6 +10,7 @@
 #define TXCOORD_JOURNAL_JOURNAL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,7 +29,13 @@ inline constexpr uint32_t kSchemaVersion = 1;
 struct Retention {
   int64_t finished_max = 100000;                  // history records kept at most
   absl::Duration finished_max_age = absl::Hours(24 * 7);
+  int64_t max_per_pass = 10000;                   // records one CollectGarbage call deletes at most
 };
+
+// CollectGarbage's marker: given the marker so far ("" at first) and the id
+// of a record being deleted, the marker after it (e.g. the newest id
+// collected). Stored in the same writes as the deletions.
+using CollectedMarkerFold = std::function<std::string(const std::string& marker, absl::string_view txn_id)>;
 
 struct JournalOptions {
   std::string dir;          // created 0700 when missing
@@ -122,9 +129,15 @@ class Journal {
       absl::Time before, int limit) = 0;
 
   // Applies the retention at time `now`: deletes the oldest history
-  // records beyond finished_max and those finished before now - max_age.
-  // Never touches unfinished records. Returns how many were deleted.
-  virtual absl::StatusOr<int64_t> CollectGarbage(absl::Time now) = 0;
+  // records beyond finished_max and those finished before now - max_age,
+  // at most retention.max_per_pass of them (call again while it returns
+  // that many). Never touches unfinished records. Returns how many were
+  // deleted. With `fold`, the marker it computes over the deleted ids is
+  // written with the deletions (CollectedMarker): it never lags them, even
+  // across a crash.
+  virtual absl::StatusOr<int64_t> CollectGarbage(absl::Time now, const CollectedMarkerFold& fold = nullptr) = 0;
+  // The marker stored by CollectGarbage ("" when none).
+  virtual std::string CollectedMarker() const { return ""; }
 
   // Number of history records (kept in memory; exact).
   virtual int64_t finished_count() const = 0;

@@ -25,6 +25,7 @@ namespace {
 
 constexpr char kNodeKey[] = "node";
 constexpr char kAppliedKey[] = "decision_log_applied";
+constexpr char kCollectedKey[] = "collected_marker";  // CollectGarbage's marker
 constexpr char kDecisionLogFile[] = "decisions.log";
 constexpr uint64_t kLargeGroupBytes = 32 << 10;
 
@@ -196,6 +197,13 @@ absl::Status RocksDbJournal::Initialize() {
       db_->NewIterator(rocksdb::ReadOptions(), history_by_time()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) ++count;
   TXC_RETURN_IF_ERROR(FromRocks(it->status(), "counting history"));
+  {
+    std::string marker;
+    rocksdb::Status ms = db_->Get(rocksdb::ReadOptions(), meta(), kCollectedKey, &marker);
+    if (!ms.ok() && !ms.IsNotFound()) return FromRocks(ms, "reading the collected marker");
+    absl::MutexLock lock(&marker_mu_);
+    collected_marker_ = ms.ok() ? marker : "";
+  }
   {
     absl::MutexLock lock(&history_mu_);
     finished_count_ = count;
@@ -558,30 +566,68 @@ absl::StatusOr<std::vector<DecisionRecord>> RocksDbJournal::ListFinished(
   return out;
 }
 
-absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now) {
+absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now, const CollectedMarkerFold& fold) {
   const int64_t cutoff_us = absl::ToUnixMicros(now - options_.retention.finished_max_age);
-  absl::MutexLock lock(&history_mu_);
+  // One pass at a time; history_mu_ only for the count, so that ENDs are
+  // not held up by a pass's writes.
+  absl::MutexLock gc_lock(&gc_mu_);
+  int64_t count;
+  {
+    absl::MutexLock lock(&history_mu_);
+    count = finished_count_;
+  }
   int64_t deleted = 0;
+  std::string marker = CollectedMarker();
+  rocksdb::WriteBatch batch;
+  int64_t in_batch = 0;
+  auto flush = [&]() -> absl::Status {
+    if (in_batch == 0) return absl::OkStatus();
+    if (fold) batch.Put(meta(), kCollectedKey, marker);
+    TXC_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"));
+    batch.Clear();
+    {
+      absl::MutexLock lock(&history_mu_);
+      finished_count_ -= in_batch;
+    }
+    if (fold) {
+      absl::MutexLock lock(&marker_mu_);
+      collected_marker_ = marker;
+    }
+    in_batch = 0;
+    return absl::OkStatus();
+  };
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), history_by_time()));
-  rocksdb::WriteBatch batch;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    bool over_count = finished_count_ - deleted > options_.retention.finished_max;
+  // Deleted keys stay as tombstones until a compaction: starting where the
+  // last pass stopped instead of at the first key skips them. (A record
+  // finished with a time before that point — a clock stepped back — waits
+  // for the next start, which begins at the first key again.)
+  if (gc_from_.empty()) {
+    it->SeekToFirst();
+  } else {
+    it->Seek(gc_from_);
+  }
+  for (; it->Valid() && deleted < options_.retention.max_per_pass; it->Next()) {
+    bool over_count = count - deleted > options_.retention.finished_max;
     bool too_old = TimeOfKey(it->key()) < cutoff_us;
     if (!over_count && !too_old) break;
     rocksdb::Slice key = it->key();
+    const absl::string_view id(key.data() + 8, key.size() - 8);
     batch.Delete(history_by_time(), key);
-    batch.Delete(history(), rocksdb::Slice(key.data() + 8, key.size() - 8));
+    batch.Delete(history(), rocksdb::Slice(id.data(), id.size()));
+    if (fold) marker = fold(marker, id);
+    gc_from_ = key.ToString();
     ++deleted;
-    if (batch.Count() >= 2048) {
-      TXC_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"));
-      batch.Clear();
-    }
+    if (++in_batch >= 1024) TXC_RETURN_IF_ERROR(flush());
   }
   TXC_RETURN_IF_ERROR(FromRocks(it->status(), "collecting garbage"));
-  TXC_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"));
-  finished_count_ -= deleted;
+  TXC_RETURN_IF_ERROR(flush());
   return deleted;
+}
+
+std::string RocksDbJournal::CollectedMarker() const {
+  absl::MutexLock lock(&marker_mu_);
+  return collected_marker_;
 }
 
 int64_t RocksDbJournal::finished_count() const {

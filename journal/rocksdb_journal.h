@@ -76,7 +76,8 @@ class RocksDbJournal final : public Journal {
       absl::string_view txn_id) override;
   absl::StatusOr<std::vector<DecisionRecord>> ListFinished(absl::Time before,
                                                            int limit) override;
-  absl::StatusOr<int64_t> CollectGarbage(absl::Time now) override;
+  absl::StatusOr<int64_t> CollectGarbage(absl::Time now, const CollectedMarkerFold& fold = nullptr) override;
+  std::string CollectedMarker() const override;
   int64_t finished_count() const override;
   JournalStats Stats() const override;
 
@@ -137,10 +138,17 @@ class RocksDbJournal final : public Journal {
   std::atomic<uint64_t> decisions_{0};
   std::atomic<uint64_t> decision_log_laps_{0};
 
-  // Serializes MarkFinished and CollectGarbage, which keep finished_count_
-  // exact. Lock order: history_mu_ is never held with writers_mu_.
+  // Guards finished_count_, kept exact by MarkFinished and CollectGarbage.
+  // Lock order: gc_mu_, then history_mu_ or marker_mu_; history_mu_ is
+  // never held with writers_mu_.
   mutable absl::Mutex history_mu_;
   int64_t finished_count_ ABSL_GUARDED_BY(history_mu_) = 0;
+  // One CollectGarbage at a time; where the last pass stopped (a
+  // history_by_time key; "" after an open: the first key).
+  absl::Mutex gc_mu_;
+  std::string gc_from_ ABSL_GUARDED_BY(gc_mu_);
+  mutable absl::Mutex marker_mu_;
+  std::string collected_marker_ ABSL_GUARDED_BY(marker_mu_);
 };
 
 }  // namespace txcoord::journal

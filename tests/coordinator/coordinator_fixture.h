@@ -109,6 +109,8 @@ class CoordinatorTest : public ::testing::Test {
     c.recovery.backoff_initial = absl::Milliseconds(50);
     c.recovery.backoff_max = absl::Milliseconds(500);
     c.limits.max_sessions = max_sessions_;
+    if (history_max_ >= 0) c.journal.retention.finished_max = history_max_;
+    if (history_per_pass_ > 0) c.journal.retention.max_per_pass = history_per_pass_;
     auto bind = [](std::string name, std::string driver, std::string dsn) {
       participants::BindOptions b;
       b.name = std::move(name);
@@ -250,6 +252,8 @@ class CoordinatorTest : public ::testing::Test {
   std::string suffix_, node_id_, pg_table_, my_table_, lite_table_;
   int max_sessions_ = 1000;
   bool with_pg_last_resource_ = false;  // set before SetUp: adds bind "pglr"
+  int64_t history_max_ = -1;      // journal.retention.finished_max when >= 0 (then restart the server)
+  int64_t history_per_pass_ = -1;  // journal.retention.max_per_pass when > 0
   std::unique_ptr<coordinator::TxcoordServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::SessionService::Stub> stub_;

@@ -481,5 +481,39 @@ TEST_F(CoordinatorTest, OutcomeSurvivesARestart) {
   EXPECT_THAT(old.error_message(), HasSubstr("restarted"));
 }
 
+TEST_F(CoordinatorTest, RetentionCollectsHistoryInTheBackgroundAndGetTransactionSaysSo) {
+  history_max_ = 3;
+  history_per_pass_ = 2;
+  StopServer();
+  StartServer();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 7; ++i) {
+    v1::RunTransactionResponse r;
+    ASSERT_TRUE(RunWork(*stub_, {{"pg", {Debit(pg_table_, 9, 1)}}}, &r).ok());
+    ids.push_back(r.txn_id());
+  }
+  // The background pass (every recovery interval, 500 ms here; two records
+  // per pass) brings the history down to 3; bounded wait.
+  journal::Journal* j = server_->coordinator()->journal();
+  for (int waited = 0; waited < 200 && j->finished_count() > 3; ++waited) absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(j->finished_count(), 3);
+  const std::string metrics = server_->coordinator()->metrics().Render();
+  EXPECT_THAT(metrics, HasSubstr("\ntxcoord_journal_history_records 3\n"));
+  EXPECT_THAT(metrics, HasSubstr("\ntxcoord_journal_history_collected_total 4\n"));
+  // After a restart (no outcomes in memory): the newest are still answered;
+  // a collected one is not presumed aborted — it committed.
+  StopServer();
+  StartServer();
+  EXPECT_EQ(GetTxn(ids[6]).state(), v1::COMMITTED);
+  EXPECT_EQ(GetTxn(ids[4]).state(), v1::COMMITTED);
+  for (int i : {0, 3}) {
+    grpc::Status st;
+    GetTxn(ids[i], &st);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << ids[i];
+    EXPECT_THAT(st.error_message(), HasSubstr("retention")) << ids[i];
+  }
+  EXPECT_EQ(PgBalance(pg_uri_, 9), kInitial - 7);
+}
+
 }  // namespace
 }  // namespace txcoord::testing

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -297,6 +298,75 @@ TEST(RocksDbJournalTest, GarbageCollectionKeepsRetentionAndNeverTouchesUnfinishe
   // Aging alone: an hour later everything left in history is too old.
   EXPECT_EQ(*(*again)->CollectGarbage(now + absl::Hours(2)), 3);
   EXPECT_EQ((*again)->ScanUnfinished()->size(), 1u);
+}
+
+TEST(RocksDbJournalTest, GarbageCollectionIsBoundedPerPassAndResumesWhereItStopped) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.retention.finished_max = 1;
+  o.retention.max_per_pass = 2;
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok());
+  const absl::Time now = absl::Now();
+  auto finish = [&](int i) {
+    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i), 1);
+    d.set_state(COMMITTED);
+    d.set_finished_at_unix_micros(absl::ToUnixMicros(now) + i);
+    ASSERT_TRUE((*j)->RecordFinished(d).ok());
+  };
+  for (int i = 1; i <= 7; ++i) finish(i);
+  std::vector<int64_t> passes;
+  for (int k = 0; k < 5; ++k) passes.push_back(*(*j)->CollectGarbage(now));
+  EXPECT_EQ(passes, (std::vector<int64_t>{2, 2, 2, 0, 0}));
+  EXPECT_EQ((*j)->finished_count(), 1);
+  EXPECT_TRUE((*(*j)->Find("node-a.1.7")).has_value());
+  // Newer records after the passes: collected from where the last one stopped.
+  for (int i = 8; i <= 10; ++i) finish(i);
+  EXPECT_EQ(*(*j)->CollectGarbage(now), 2);
+  EXPECT_EQ(*(*j)->CollectGarbage(now), 1);
+  EXPECT_EQ((*j)->finished_count(), 1);
+  for (int i = 1; i <= 9; ++i) EXPECT_FALSE((*(*j)->Find(absl::StrCat("node-a.1.", i))).has_value()) << i;
+  EXPECT_TRUE((*(*j)->Find("node-a.1.10")).has_value());
+  auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+}
+
+TEST(RocksDbJournalTest, GarbageCollectionStoresItsMarkerWithTheDeletions) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.retention.finished_max = 2;
+  const absl::Time now = absl::Now();
+  // The marker: the highest sequence number collected.
+  CollectedMarkerFold highest = [](const std::string& marker, absl::string_view id) {
+    int64_t seq = 0, old = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(id.substr(id.rfind('.') + 1), &seq)) << id;
+    if (!marker.empty()) {
+      EXPECT_TRUE(absl::SimpleAtoi(marker, &old)) << marker;
+    }
+    return absl::StrCat(std::max(seq, old));
+  };
+  {
+    auto j = OpenRocksDbJournal(o);
+    ASSERT_TRUE(j.ok());
+    EXPECT_EQ((*j)->CollectedMarker(), "");
+    int order = 0;
+    for (int i : {3, 1, 5, 2, 4}) {  // finished in this order
+      DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i), 1);
+      d.set_state(COMMITTED);
+      d.set_finished_at_unix_micros(absl::ToUnixMicros(now) + 10 * ++order);
+      ASSERT_TRUE((*j)->RecordFinished(d).ok());
+    }
+    EXPECT_EQ(*(*j)->CollectGarbage(now, highest), 3);  // 3, 1 and 5, the oldest three
+    EXPECT_EQ((*j)->CollectedMarker(), "5");
+    EXPECT_EQ(*(*j)->CollectGarbage(now, highest), 0);
+    EXPECT_EQ((*j)->CollectedMarker(), "5") << "a pass that deletes nothing keeps the marker";
+  }
+  auto again = OpenRocksDbJournal(o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->CollectedMarker(), "5") << "stored with the deletions";
+  EXPECT_TRUE((*(*again)->Find("node-a.1.2")).has_value());
+  EXPECT_TRUE((*(*again)->Find("node-a.1.4")).has_value());
 }
 
 TEST(RocksDbJournalTest, RefusesAnotherNodeId) {
