@@ -244,13 +244,22 @@ std::string Describe(const grpc::Status& s) {
   return std::to_string(static_cast<int>(s.error_code())) + " " + s.error_message();
 }
 
-class OneshotWorker final : public Worker {
+// A worker with one SessionService stub on its own channel.
+class SessionStubWorker : public Worker {
  public:
   using Worker::Worker;
   bool Connect(std::string*) override {
     stub_ = v1::SessionService::NewStub(MakeChannel(o_, index_));
     return true;
   }
+
+ protected:
+  std::unique_ptr<v1::SessionService::Stub> stub_;
+};
+
+class OneshotWorker final : public SessionStubWorker {
+ public:
+  using SessionStubWorker::SessionStubWorker;
   bool RunOne(const Work& w, std::string* error) override {
     v1::RunTransactionRequest req;
     for (auto& bw : TxcoordWork(o_, w)) *req.add_work() = std::move(bw);
@@ -261,9 +270,6 @@ class OneshotWorker final : public Worker {
     if (!s.ok()) *error = Describe(s);
     return s.ok();
   }
-
- private:
-  std::unique_ptr<v1::SessionService::Stub> stub_;
 };
 
 class SessionWorker final : public Worker {
@@ -359,13 +365,9 @@ class PingWorker final : public Worker {
 // server: SessionService.GetTransaction with a malformed id, answered
 // INVALID_ARGUMENT before any lookup. The floor under every txcoord RPC,
 // where the health check above runs on gRPC's callback path.
-class SyncPingWorker final : public Worker {
+class SyncPingWorker final : public SessionStubWorker {
  public:
-  using Worker::Worker;
-  bool Connect(std::string*) override {
-    stub_ = v1::SessionService::NewStub(MakeChannel(o_, index_));
-    return true;
-  }
+  using SessionStubWorker::SessionStubWorker;
   bool RunOne(const Work&, std::string* error) override {
     v1::GetTransactionRequest req;
     req.set_txn_id("not-a-txn-id");
@@ -373,12 +375,12 @@ class SyncPingWorker final : public Worker {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     grpc::Status s = stub_->GetTransaction(&ctx, req, &resp);
-    if (s.error_code() != grpc::StatusCode::INVALID_ARGUMENT) { *error = Describe(s); return false; }
+    if (s.error_code() != grpc::StatusCode::INVALID_ARGUMENT) {
+      *error = Describe(s);
+      return false;
+    }
     return true;
   }
-
- private:
-  std::unique_ptr<v1::SessionService::Stub> stub_;
 };
 
 // Direct: statement by statement, as a hand-written client does it.
