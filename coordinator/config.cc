@@ -301,6 +301,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "transaction", &c.timeouts.transaction));
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "idle", &c.timeouts.idle));
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "prepare", &c.timeouts.prepare));
+    c.timeouts.prepare_set = static_cast<bool>(t["prepare"]);
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "orphan_safety", &c.timeouts.orphan_safety));
   }
   YAML::Node rec = root["recovery"];

@@ -17,7 +17,11 @@ namespace txcoord::coordinator {
 struct Timeouts {
   absl::Duration transaction = absl::Seconds(30);
   absl::Duration idle = absl::Seconds(60);
+  // Read but NOT applied (txcoord logs a warning when it is set): a
+  // branch's PREPARE is bounded only by `transaction` (its lock timeout)
+  // and the database. Kept so that existing configurations still load.
   absl::Duration prepare = absl::Seconds(10);
+  bool prepare_set = false;
   absl::Duration orphan_safety = absl::Seconds(30);
 };
 

@@ -62,6 +62,11 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
     Log(spdlog::level::warn, "",
         "no auth section: every caller is an anonymous admin with every bind (development only)");
   }
+  if (config.timeouts.prepare_set) {
+    Log(spdlog::level::warn, "",
+        "timeouts.prepare is not applied: a PREPARE is bounded by timeouts.transaction (its lock timeout) and "
+        "the database; remove the key to silence this warning");
+  }
   TXC_ASSIGN_OR_RETURN(server->journal_, journal::OpenRocksDbJournal(config.journal));
   Log(spdlog::level::info, "",
       absl::StrCat("journal ", config.journal.dir, " opened: node_id=", server->journal_->node_id(),

@@ -47,6 +47,7 @@ TEST(ConfigTest, ParsesEveryKeyAndSubstitutesTheEnvironment) {
   EXPECT_EQ(c->timeouts.transaction, absl::Seconds(5));
   EXPECT_EQ(c->timeouts.idle, absl::Minutes(1));
   EXPECT_EQ(c->timeouts.prepare, absl::Milliseconds(500));
+  EXPECT_TRUE(c->timeouts.prepare_set) << "set: txcoord warns that it is not applied";
   EXPECT_EQ(c->recovery.backoff_max, absl::Seconds(30));
   EXPECT_EQ(c->limits.max_sessions, 7);
   ASSERT_EQ(c->binds.size(), 2u);
@@ -101,6 +102,7 @@ TEST(ConfigTest, IdleServerThreadsDefaultWithinTheThreadCap) {
   auto c = ParseConfig("plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x}}");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->limits.server_idle_threads, 64);
+  EXPECT_FALSE(c->timeouts.prepare_set);
   c = ParseConfig("plaintext: true\nnode_id: n\nlimits: {server_threads: 8}\nbinds: {a: {driver: postgres, dsn: x}}");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->limits.server_idle_threads, 8);

@@ -104,7 +104,7 @@ class Txcoord:
 listen: 127.0.0.1:0
 {security if security is not None else "plaintext: true"}
 journal: {{dir: {workdir}/journal}}
-timeouts: {{transaction: {transaction_timeout}, idle: 60s, prepare: 10s, orphan_safety: 5s}}
+timeouts: {{transaction: {transaction_timeout}, idle: 60s, orphan_safety: 5s}}
 recovery: {{interval: 1s, backoff: {{initial: 100ms, max: 2s}}}}
 binds:
   pg: {{driver: postgres, dsn: "{dbs.pg_uri}"}}
