@@ -583,7 +583,10 @@ absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now, const Col
   auto flush = [&]() -> absl::Status {
     if (in_batch == 0) return absl::OkStatus();
     if (fold) batch.Put(meta(), kCollectedKey, marker);
-    TXC_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"));
+    if (absl::Status s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"); !s.ok()) {
+      gc_from_.clear();  // these records are still there: the next pass starts at the first key
+      return s;
+    }
     batch.Clear();
     {
       absl::MutexLock lock(&history_mu_);
@@ -620,7 +623,10 @@ absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now, const Col
     ++deleted;
     if (++in_batch >= 1024) TXC_RETURN_IF_ERROR(flush());
   }
-  TXC_RETURN_IF_ERROR(FromRocks(it->status(), "collecting garbage"));
+  if (absl::Status s = FromRocks(it->status(), "collecting garbage"); !s.ok()) {
+    gc_from_.clear();
+    return s;
+  }
   TXC_RETURN_IF_ERROR(flush());
   return deleted;
 }
