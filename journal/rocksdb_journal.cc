@@ -583,7 +583,10 @@ absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now, const Col
   auto flush = [&]() -> absl::Status {
     if (in_batch == 0) return absl::OkStatus();
     if (fold) batch.Put(meta(), kCollectedKey, marker);
-    if (absl::Status s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage"); !s.ok()) {
+    absl::Status s = TXC_FAILPOINT_STATUS("journal.collect_garbage_write");
+    if (s.ok()) s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage");
+    if (!s.ok()) {
+      batch.Clear();
       gc_from_.clear();  // these records are still there: the next pass starts at the first key
       return s;
     }

@@ -332,6 +332,38 @@ TEST(RocksDbJournalTest, GarbageCollectionIsBoundedPerPassAndResumesWhereItStopp
   ASSERT_EQ(listed->size(), 1u);
 }
 
+// A pass whose write fails deletes nothing; the next pass must not skip the
+// records the failed one had walked past.
+TEST(RocksDbJournalTest, GarbageCollectionAfterAFailedWriteStartsAgainAtTheOldest) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.retention.finished_max = 2;
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok());
+  const absl::Time now = absl::Now();
+  for (int i = 1; i <= 6; ++i) {
+    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i), 1);
+    d.set_state(COMMITTED);
+    d.set_finished_at_unix_micros(absl::ToUnixMicros(now) + i);
+    ASSERT_TRUE((*j)->RecordFinished(d).ok());
+  }
+  ASSERT_TRUE(failpoint::Arm("journal.collect_garbage_write", "error").ok());
+  absl::StatusOr<int64_t> failed = (*j)->CollectGarbage(now);
+  failpoint::DisarmAll();
+#ifdef TXC_FAILPOINTS_ENABLED
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*j)->finished_count(), 6);
+  EXPECT_EQ(*(*j)->CollectGarbage(now), 4);
+  EXPECT_EQ((*j)->finished_count(), 2);
+  for (int i = 1; i <= 4; ++i) EXPECT_FALSE((*(*j)->Find(absl::StrCat("node-a.1.", i))).has_value()) << i;
+  auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 2u);
+#else
+  GTEST_SKIP() << "fault points are compiled out of this build";
+#endif
+}
+
 TEST(RocksDbJournalTest, GarbageCollectionStoresItsMarkerWithTheDeletions) {
   TempDir tmp;
   JournalOptions o = Options(tmp.Sub("j"));
