@@ -124,12 +124,12 @@ def main():
         out.append("| %s | %.2f | %s %.1f | %s |" % (name, v, "≥" if at_least else "≤", target, "yes" if met else "**no**"))
     floor = ratio(tps("ping", "sync-rpc"), tps("ping", "grpc-health"))
     if floor is not None:
+        noop_on_floor = ratio(tps("noop", "txcoord-oneshot"), tps("ping", "sync-rpc"))
         out.append("")
         out.append("Context, not a goal: the cheapest call on txcoord's own synchronous server (`ping` "
                    "mode `sync-rpc`: a malformed GetTransaction) runs at %.2f× the health check, which gRPC "
-                   "serves on its callback path; `noop` runs at %s× that floor." % (
-                       floor, "%.2f" % ratio(tps("noop", "txcoord-oneshot"), tps("ping", "sync-rpc"))
-                       if tps("noop", "txcoord-oneshot") is not None else "—"))
+                   "serves on its callback path; `noop` runs at %s× that floor."
+                   % (floor, "—" if noop_on_floor is None else "%.2f" % noop_on_floor))
     cpu_rows = [(w, m) for w, m in [("transfer", "direct-2pc"), ("transfer", "txcoord-oneshot"),
                                     ("transfer", "txcoord-oneshot-lr"), ("transfer", "txcoord-session"),
                                     ("transfer", "sqlalchemy-twophase"), ("single", "direct-1pc"),

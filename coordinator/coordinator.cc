@@ -40,17 +40,13 @@ bool ParseTxnId(absl::string_view id, std::string* node, uint64_t* epoch, uint64
   return absl::SimpleAtoi(parts[1], epoch) && absl::SimpleAtoi(parts[2], seq);
 }
 
-// The journal's collected marker: "<epoch>.<seq>" of the newest txn id
-// (this node's) whose history record the retention deleted; "" for none.
-bool ParseCollectedMarker(absl::string_view marker, uint64_t* epoch, uint64_t* seq) {
-  std::vector<absl::string_view> parts = absl::StrSplit(marker, '.');
-  return parts.size() == 2 && absl::SimpleAtoi(parts[0], epoch) && absl::SimpleAtoi(parts[1], seq);
-}
-
-// True when (epoch, seq) is at or before the marker's id.
+// True when (epoch, seq) is at or before the journal's collected marker:
+// the id of this node's newest transaction whose history record the
+// retention deleted ("" for none).
 bool CollectedBefore(uint64_t epoch, uint64_t seq, absl::string_view marker) {
+  std::string node;
   uint64_t me = 0, ms = 0;
-  if (!ParseCollectedMarker(marker, &me, &ms)) return false;
+  if (!ParseTxnId(marker, &node, &me, &ms)) return false;
   return epoch < me || (epoch == me && seq <= ms);
 }
 
@@ -2162,7 +2158,7 @@ bool Coordinator::CollectGarbage() {
     std::string n;
     uint64_t e = 0, q = 0;
     if (!ParseTxnId(id, &n, &e, &q) || n != node || CollectedBefore(e, q, marker)) return marker;
-    return absl::StrCat(e, ".", q);
+    return std::string(id);
   };
   absl::StatusOr<int64_t> deleted = journal_->CollectGarbage(clock_->Now(), newest);
   if (!deleted.ok()) {

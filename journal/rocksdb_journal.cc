@@ -585,12 +585,11 @@ absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now, const Col
     if (fold) batch.Put(meta(), kCollectedKey, marker);
     absl::Status s = TXC_FAILPOINT_STATUS("journal.collect_garbage_write");
     if (s.ok()) s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "collecting garbage");
+    batch.Clear();
     if (!s.ok()) {
-      batch.Clear();
       gc_from_.clear();  // these records are still there: the next pass starts at the first key
       return s;
     }
-    batch.Clear();
     {
       absl::MutexLock lock(&history_mu_);
       finished_count_ -= in_batch;
