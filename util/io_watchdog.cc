@@ -1,0 +1,106 @@
+#include "util/io_watchdog.h"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+
+namespace txcoord::util {
+namespace {
+
+std::atomic<uint64_t> g_fired{0};
+
+class Watchdog {
+ public:
+  static Watchdog& Instance() {
+    // Never destroyed: its thread runs for the process's life.
+    static Watchdog* w = new Watchdog();
+    return *w;
+  }
+
+  uint64_t Arm(int fd, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    const uint64_t id = ++next_id_;
+    by_deadline_.emplace(std::make_pair(deadline, id), fd);
+    deadline_of_[id] = deadline;
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { Loop(); }).detach();
+    }
+    // The thread sleeps until the earliest deadline: wake it for an earlier one.
+    if (by_deadline_.begin()->first.second == id) changed_.Signal();
+    return id;
+  }
+
+  // True when the watch had fired.
+  bool Disarm(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    if (fired_.erase(id) > 0) return true;
+    auto it = deadline_of_.find(id);
+    if (it != deadline_of_.end()) {
+      by_deadline_.erase(std::make_pair(it->second, id));
+      deadline_of_.erase(it);
+    }
+    return false;
+  }
+
+ private:
+  Watchdog() = default;
+
+  void Loop() {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      if (by_deadline_.empty()) {
+        changed_.Wait(&mu_);
+        continue;
+      }
+      auto first = by_deadline_.begin();
+      if (absl::Now() < first->first.first) {
+        changed_.WaitWithDeadline(&mu_, first->first.first);
+        continue;
+      }
+      // Under mu_: the watch is still armed, so its owner has not closed
+      // (or reused) the descriptor.
+      ::shutdown(first->second, SHUT_RDWR);
+      g_fired.fetch_add(1, std::memory_order_relaxed);
+      const uint64_t id = first->first.second;
+      fired_.insert(id);
+      deadline_of_.erase(id);
+      by_deadline_.erase(first);
+    }
+  }
+
+  absl::Mutex mu_;
+  absl::CondVar changed_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::pair<absl::Time, uint64_t>, int> by_deadline_ ABSL_GUARDED_BY(mu_);  // -> fd
+  absl::flat_hash_map<uint64_t, absl::Time> deadline_of_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<uint64_t> fired_ ABSL_GUARDED_BY(mu_);  // fired, not yet disarmed
+};
+
+}  // namespace
+
+IoWatchdog::Watch::Watch(int fd, absl::Duration timeout) {
+  if (fd < 0 || timeout <= absl::ZeroDuration() || timeout == absl::InfiniteDuration()) return;
+  id_ = Watchdog::Instance().Arm(fd, absl::Now() + timeout);
+}
+
+bool IoWatchdog::Watch::Disarm() {
+  if (id_ != 0) {
+    fired_ = Watchdog::Instance().Disarm(id_);
+    id_ = 0;
+  }
+  return fired_;
+}
+
+uint64_t IoWatchdog::fired_total() { return g_fired.load(std::memory_order_relaxed); }
+
+}  // namespace txcoord::util
