@@ -93,6 +93,14 @@ struct BindOptions {
   std::string dsn;                 // libpq URI / key=value, or ODBC "Driver=…;…"
   int pool_size = 8;
   absl::Duration acquire_timeout = absl::Seconds(2);
+  // The longest one call waits for the database's reply (and a new
+  // connection for the server's answer) before the connection is given up:
+  // a server that stops answering fails calls instead of holding them.
+  // PostgreSQL (libpq: connect_timeout and a socket watchdog) and MariaDB
+  // over ODBC (READ_TIMEOUT / WRITE_TIMEOUT) honour it; other ODBC drivers
+  // do not. Zero: no limit. Must exceed the longest statement allowed
+  // (the coordinator sets timeouts.transaction plus a margin).
+  absl::Duration io_timeout = absl::Seconds(60);
   // A two-phase bind committed as the transaction's last resource whenever
   // it can be (no PREPARE; its local COMMIT with the decision row is the
   // decision). Read by the coordinator; participants ignore it.

@@ -1,5 +1,8 @@
 #include "participants/sql_common.h"
 
+#include <atomic>
+#include <thread>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -76,6 +79,19 @@ absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id
       "bind ", bind, ": node_id \"", node_id, "\" is in use by another coordinator (", lock, " held by ",
       holder.empty() ? "another session" : holder,
       "): two coordinators with one node_id would roll back each other's prepared branches"));
+}
+
+bool SendCancelInBackground(std::function<void()> send) {
+  static std::atomic<int> in_flight{0};
+  if (in_flight.fetch_add(1) >= kMaxCancelsInFlight) {
+    in_flight.fetch_sub(1);
+    return false;
+  }
+  std::thread([send = std::move(send)] {
+    send();
+    in_flight.fetch_sub(1);
+  }).detach();
+  return true;
 }
 
 }  // namespace txcoord::participants

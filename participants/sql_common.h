@@ -3,6 +3,7 @@
 #ifndef TXCOORD_PARTICIPANTS_SQL_COMMON_H_
 #define TXCOORD_PARTICIPANTS_SQL_COMMON_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -47,6 +48,15 @@ std::string PostgresNodeClaimHolderSql(absl::string_view node_id, absl::string_v
 // by `holder` (empty: not known).
 absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id, absl::string_view lock,
                                absl::string_view holder);
+
+// Runs `send` (a statement cancel that may wait on the network without a
+// limit of its own) on a detached thread, so that a server that accepts
+// but does not answer holds up neither the caller nor the branch. `send`
+// must own everything it uses. At most kMaxCancelsInFlight run at once (a
+// frozen server holds each until it answers); beyond that the cancel is
+// dropped and false returned.
+inline constexpr int kMaxCancelsInFlight = 64;
+bool SendCancelInBackground(std::function<void()> send);
 
 }  // namespace txcoord::participants
 

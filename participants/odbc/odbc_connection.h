@@ -83,6 +83,9 @@ class OdbcConnection {
 
   // Per-connection memos for dialects.
   int64_t session_lock_timeout_ms = -2;  // the session lock timeout last set; -2: never
+  // The server's id of this session (MariaDB CONNECTION_ID(), PostgreSQL
+  // pg_backend_pid()), read by OnConnect for Dialect::CancelSql; 0: none.
+  int64_t server_session_id = 0;
   // MariaDB: Handler_write+update+delete at the end of the last branch;
   // -1: unknown (read at the next Begin); -2: unknown after a branch that
   // skipped the probe (read again only at the next read-only-looking Prepare).

@@ -1,5 +1,6 @@
 #include "participants/odbc/odbc_dialect.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 
@@ -35,6 +36,16 @@ bool Truthy(const Value& v) {
     case Value::Kind::kDecimal: return !v.text.empty() && v.text != "0" && v.text != "f";
     default: return false;
   }
+}
+
+// Runs `sql` (one row, one integer) into c.server_session_id.
+absl::Status ReadServerSessionId(OdbcConnection& c, const char* sql) {
+  ExecOptions o;
+  TXC_ASSIGN_OR_RETURN(ResultSet r, c.Execute(sql, {}, o));
+  if (r.rows.size() == 1 && r.rows[0].size() == 1 && r.rows[0][0].kind == Value::Kind::kInt64) {
+    c.server_session_id = r.rows[0][0].int_value;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -177,10 +188,35 @@ absl::StatusOr<int64_t> MariadbWriteCounter(OdbcConnection& c) {
   return rs.rows[0][0].int_value;
 }
 
+}  // namespace
+
+// Connector/ODBC's CONN_TIMEOUT / READ_TIMEOUT / WRITE_TIMEOUT (whole
+// seconds; the client library's socket timeouts, the first one for the
+// handshake too, which SQL_ATTR_LOGIN_TIMEOUT does not bound in 3.1): a
+// server that stops answering fails the call with a lost connection
+// instead of holding it. Keys the DSN sets are kept.
+std::string MariadbDsnWithTimeouts(const std::string& dsn, absl::Duration io_timeout) {
+  if (io_timeout <= absl::ZeroDuration() || io_timeout == absl::InfiniteDuration()) return dsn;
+  const std::string lower = absl::AsciiStrToLower(dsn);
+  const int64_t seconds = std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(io_timeout, absl::Seconds(1))));
+  std::string out = dsn;
+  for (const char* key : {"CONN_TIMEOUT", "READ_TIMEOUT", "WRITE_TIMEOUT"}) {
+    if (absl::StrContains(lower, absl::StrCat(absl::AsciiStrToLower(key), "="))) continue;
+    absl::StrAppend(&out, out.empty() || out.back() == ';' ? "" : ";", key, "=", seconds);
+  }
+  return out;
+}
+
+namespace {
+
 class MariadbDialect : public Dialect {
  public:
   const char* name() const override { return "mariadb"; }
   bool two_phase() const override { return true; }
+
+  std::string AdjustDsn(const std::string& dsn, absl::Duration io_timeout) const override {
+    return MariadbDsnWithTimeouts(dsn, io_timeout);
+  }
 
   // A named lock per node id and bind (NodeClaimName: 24 characters, of
   // the 64 MariaDB allows), released by the server when the session ends.
@@ -235,7 +271,7 @@ class MariadbDialect : public Dialect {
 
   absl::Status OnConnect(OdbcConnection& c) const override {
     c.time_as_text = true;
-    return absl::OkStatus();
+    return ReadServerSessionId(c, "SELECT CONNECTION_ID()");
   }
 
   absl::Status Begin(OdbcConnection& c, const Xid& xid,
@@ -269,6 +305,7 @@ class MariadbDialect : public Dialect {
   }
 
   bool close_after_prepare() const override { return true; }
+  std::string CancelSql(int64_t session_id) const override { return absl::StrCat("KILL QUERY ", session_id); }
 
   absl::StatusOr<Vote> Prepare(OdbcConnection& c, const Xid& xid) const override {
     const int64_t before = c.write_counter;
@@ -421,7 +458,12 @@ class PostgresDialect : public Dialect {
   std::string node_claim_kind() const override { return "PostgreSQL advisory lock"; }
 
   absl::Status OnConnect(OdbcConnection& c) const override {
-    return c.Run("SET TIME ZONE 'UTC'");
+    TXC_RETURN_IF_ERROR(c.Run("SET TIME ZONE 'UTC'"));
+    return ReadServerSessionId(c, "SELECT pg_backend_pid()");
+  }
+
+  std::string CancelSql(int64_t session_id) const override {
+    return absl::StrCat("SELECT pg_cancel_backend(", session_id, ")");
   }
 
   absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {
@@ -533,7 +575,7 @@ class SqliteDialect : public OdbcTransactionDialect {
   const char* name() const override { return "sqlite"; }
   bool two_phase() const override { return false; }
 
-  std::string AdjustDsn(const std::string& dsn) const override {
+  std::string AdjustDsn(const std::string& dsn, absl::Duration) const override {
     if (absl::StrContains(absl::AsciiStrToLower(dsn), "timeout=")) return dsn;
     return absl::StrCat(dsn, dsn.empty() || dsn.back() == ';' ? "" : ";", "Timeout=1");
   }

@@ -40,8 +40,12 @@ class Dialect {
   virtual absl::Status MapError(absl::string_view bind, const Diagnostic& d,
                                 SqlErrorContext context, bool connection_dead) const;
 
-  // The connection string the pool connects with (default: as configured).
-  virtual std::string AdjustDsn(const std::string& dsn) const { return dsn; }
+  // The connection string the pool connects with (default: as configured),
+  // given the bind's io_timeout (BindOptions) for drivers that can apply it.
+  virtual std::string AdjustDsn(const std::string& dsn, absl::Duration io_timeout) const {
+    (void)io_timeout;
+    return dsn;
+  }
 
   // A trivial query for Participant::CheckHealth.
   virtual std::string HealthCheckSql() const { return "SELECT 1"; }
@@ -59,6 +63,18 @@ class Dialect {
   // Ends an active (unprepared) branch; best effort: an error makes the
   // caller close the connection, which rolls the branch back.
   virtual absl::Status Rollback(OdbcConnection& c, const Xid& xid) const = 0;
+
+  // The statement that cancels what the server session `session_id`
+  // (OdbcConnection::server_session_id, set by OnConnect) is running,
+  // sent by Branch::Cancel from a thread of its own on a new connection;
+  // "" (the default): SQLCancel on the caller's thread instead. Used where
+  // the driver's SQLCancel opens a connection of its own without any time
+  // limit (MariaDB Connector/ODBC, psqlODBC): a server that accepts
+  // connections but does not answer would hold the canceller forever.
+  virtual std::string CancelSql(int64_t session_id) const {
+    (void)session_id;
+    return "";
+  }
 
   // True when the preparing connection stays attached to its prepared
   // branch (MariaDB: a session can start no other XA branch until it ends
@@ -127,6 +143,12 @@ std::optional<std::string> MysqlInlinedSql(absl::string_view sql, const std::vec
 
 // The dialect for SQL_DBMS_NAME `dbms_name`; UNIMPLEMENTED for others.
 absl::StatusOr<std::unique_ptr<Dialect>> DialectForDbms(absl::string_view dbms_name);
+
+// `dsn` with MariaDB Connector/ODBC's CONN_TIMEOUT, READ_TIMEOUT and
+// WRITE_TIMEOUT set from `io_timeout` (whole seconds) where it does not set
+// them. Also used before the DBMS is known (the first connection) when the
+// driver's name says MariaDB or MySQL.
+std::string MariadbDsnWithTimeouts(const std::string& dsn, absl::Duration io_timeout);
 
 }  // namespace txcoord::participants::odbc
 

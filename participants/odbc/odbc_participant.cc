@@ -7,11 +7,14 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/clock.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "participants/connection_pool.h"
 #include "participants/odbc/odbc_connection.h"
 #include "participants/odbc/odbc_dialect.h"
+#include "participants/sql_common.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
 
@@ -102,7 +105,7 @@ odbc::ErrorMapper MapperFor(std::shared_ptr<const Dialect> dialect, std::string 
 // A new (unpooled) connection, set up for the dialect.
 absl::StatusOr<std::unique_ptr<OdbcConnection>> OpenConnection(const OdbcShared& shared) {
   TXC_ASSIGN_OR_RETURN(
-      auto conn, OdbcConnection::Open(shared.options.name, shared.dialect->AdjustDsn(shared.options.dsn),
+      auto conn, OdbcConnection::Open(shared.options.name, shared.dialect->AdjustDsn(shared.options.dsn, shared.options.io_timeout),
                                       MapperFor(shared.dialect, shared.options.name)));
   TXC_RETURN_IF_ERROR(shared.dialect->OnConnect(*conn));
   return conn;
@@ -199,9 +202,25 @@ class OdbcBranch : public Branch {
     return End(/*commit=*/false);
   }
 
+  // The dialect's CancelSql on a new connection of the bind, from a thread
+  // of its own (SendCancelInBackground; bounded by the bind's timeouts
+  // where the driver has them), or SQLCancel on this thread.
   void Cancel() override {
-    absl::MutexLock lock(&cancel_mu_);
-    if (cancel_target_ != nullptr) cancel_target_->Cancel();
+    std::string sql;
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      if (cancel_target_ == nullptr) return;
+      const int64_t session = cancel_target_->server_session_id;
+      if (session != 0) sql = shared_->dialect->CancelSql(session);
+      if (sql.empty()) {
+        cancel_target_->Cancel();
+        return;
+      }
+    }
+    (void)SendCancelInBackground([shared = shared_, sql = std::move(sql)] {
+      absl::StatusOr<std::unique_ptr<OdbcConnection>> c = OpenConnection(*shared);
+      if (c.ok()) (void)(*c)->Run(sql);  // best effort: the statement may have ended
+    });
   }
 
   const Xid& xid() const override { return xid_; }
@@ -470,7 +489,15 @@ absl::StatusOr<std::unique_ptr<Participant>> CreateOdbcParticipant(const BindOpt
                                          bool) {
       return StatusFromSqlstate(bind, d.sqlstate, d.native_error, d.message, context);
     };
-    TXC_ASSIGN_OR_RETURN(auto probe, OdbcConnection::Open(options.name, options.dsn, generic));
+    // A MariaDB driver bounds the handshake only through its own DSN keys.
+    const std::string lower = absl::AsciiStrToLower(options.dsn);
+    const bool mariadb_driver = absl::StrContains(lower, "mariadb") || absl::StrContains(lower, "mysql");
+    TXC_ASSIGN_OR_RETURN(
+        auto probe,
+        OdbcConnection::Open(options.name,
+                             mariadb_driver ? odbc::MariadbDsnWithTimeouts(options.dsn, options.io_timeout)
+                                            : options.dsn,
+                             generic));
     TXC_ASSIGN_OR_RETURN(shared->dbms_name, probe->DbmsName());
     absl::StatusOr<std::unique_ptr<Dialect>> dialect = odbc::DialectForDbms(shared->dbms_name);
     if (!dialect.ok()) {

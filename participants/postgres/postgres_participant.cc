@@ -1,5 +1,6 @@
 #include "participants/postgres/postgres_participant.h"
 
+#include <libpq-fe.h>
 #include <poll.h>
 
 #include <charconv>
@@ -23,6 +24,7 @@
 #include "participants/connection_pool.h"
 #include "participants/sql_common.h"
 #include "util/failpoint.h"
+#include "util/io_watchdog.h"
 #include "util/status_macros.h"
 
 namespace txcoord::participants {
@@ -32,8 +34,51 @@ constexpr absl::string_view kCreateDecisionsTable =
     "CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id text PRIMARY KEY, payload text, "
     "decided_at timestamptz DEFAULT now())";
 
+// libpqxx 6's direct connection policy, keeping the libpq handle (the
+// library keeps it private) for PQgetCancel.
+class KeepHandlePolicy : public pqxx::connect_direct {
+ public:
+  explicit KeepHandlePolicy(const std::string& opts) : pqxx::connect_direct(opts) {}
+  handle do_startconnect(handle orig) override { return handle_ = pqxx::connect_direct::do_startconnect(orig); }
+  handle do_completeconnect(handle orig) override {
+    return handle_ = pqxx::connect_direct::do_completeconnect(orig);
+  }
+  handle do_dropconnect(handle orig) noexcept override {
+    handle_ = nullptr;
+    return pqxx::connect_direct::do_dropconnect(orig);
+  }
+  handle do_disconnect(handle orig) noexcept override {
+    handle_ = nullptr;
+    return pqxx::connect_direct::do_disconnect(orig);
+  }
+  handle raw() const { return handle_; }
+
+ private:
+  handle handle_ = nullptr;
+};
+
+// pqxx::connection (basic_connection_base<connect_direct>) with the handle
+// kept: the same construction order (the base gets the policy first).
+class PgConn final : public pqxx::connection_base {
+ public:
+  explicit PgConn(const std::string& options)
+      : pqxx::connection_base(policy_), options_(options), policy_(options_) {
+    init();
+  }
+  ~PgConn() noexcept { close(); }
+  PGconn* raw() const { return policy_.raw(); }
+
+ private:
+  std::string options_;  // before policy_, which keeps a reference
+  KeepHandlePolicy policy_;
+};
+
 struct PgConnection {
-  std::unique_ptr<pqxx::connection> conn;
+  std::unique_ptr<PgConn> conn;
+  // The connection's cancel key (PQgetCancel), usable without the
+  // connection and after it is gone: Cancel sends it from a thread of its
+  // own, so a server that does not answer holds up nobody.
+  std::shared_ptr<PGcancel> cancel;
 };
 
 // What a participant and its branches share (branches may outlive it).
@@ -92,20 +137,77 @@ absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken
   }
 }
 
+// Guard for a call on connection `c`, bounded by options.io_timeout: a
+// server that sends nothing back for that long has its connection shut
+// down under the call (util::IoWatchdog), which then fails as a lost
+// connection. A call that completed just as the watch fired keeps its
+// result; the connection is given up either way.
+template <typename Fn>
+absl::Status GuardOn(const BindOptions& options, PgConnection& c, SqlErrorContext context, bool* broken,
+                     Fn&& fn) {
+  util::IoWatchdog::Watch watch(c.conn->sock(), options.io_timeout);
+  absl::Status s = Guard(options.name, context, broken, std::forward<Fn>(fn));
+  if (watch.Disarm()) {
+    *broken = true;
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "bind ", options.name, ": PostgreSQL sent no reply within ", absl::FormatDuration(options.io_timeout),
+          " (timeouts.database_reply); the connection was closed"));
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string PostgresConninfoWithConnectTimeout(const std::string& dsn, absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration() || timeout == absl::InfiniteDuration()) return dsn;
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &error);
+  if (parsed == nullptr) {
+    PQfreemem(error);
+    return dsn;  // the connect reports what is wrong with it
+  }
+  std::string out;
+  bool has_timeout = false;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    if (std::string(o->keyword) == "connect_timeout") has_timeout = true;
+    std::string value;
+    for (const char* ch = o->val; *ch != '\0'; ++ch) {
+      if (*ch == '\'' || *ch == '\\') value.push_back('\\');
+      value.push_back(*ch);
+    }
+    absl::StrAppend(&out, out.empty() ? "" : " ", o->keyword, "='", value, "'");
+  }
+  PQconninfoFree(parsed);
+  if (has_timeout) return dsn;
+  // libpq counts whole seconds, and at least 2.
+  const int64_t seconds = std::max<int64_t>(2, absl::ToInt64Seconds(absl::Ceil(timeout, absl::Seconds(1))));
+  return absl::StrCat(out, out.empty() ? "" : " ", "connect_timeout=", seconds);
+}
+
+namespace {
+
 absl::StatusOr<std::unique_ptr<PgConnection>> OpenConnection(const BindOptions& options) {
   auto out = std::make_unique<PgConnection>();
   bool broken = false;
   absl::Status s = Guard(options.name, SqlErrorContext::kStatement, &broken, [&] {
-    out->conn = std::make_unique<pqxx::connection>(options.dsn);
+    out->conn = std::make_unique<PgConn>(PostgresConninfoWithConnectTimeout(options.dsn, options.io_timeout));
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     // A broken connection is evicted and replaced by the pool; libpqxx must
     // not reconnect behind our back (session settings would be lost).
     out->conn->inhibit_reactivation(true);
 #pragma GCC diagnostic pop
-    pqxx::nontransaction n(*out->conn);
-    n.exec("SET TIME ZONE 'UTC'");
   });
+  if (s.ok()) {
+    if (PGcancel* cancel = PQgetCancel(out->conn->raw())) out->cancel.reset(cancel, PQfreeCancel);
+    s = GuardOn(options, *out, SqlErrorContext::kStatement, &broken, [&] {
+      pqxx::nontransaction n(*out->conn);
+      n.exec("SET TIME ZONE 'UTC'");
+    });
+  }
   if (!s.ok()) {
     if (s.code() == absl::StatusCode::kInternal) {
       // A bad DSN surfaces as a plain exception from the constructor.
@@ -299,7 +401,7 @@ class PostgresBranch : public Branch {
                  Xid xid)
       : shared_(std::move(shared)), lease_(std::move(lease)), xid_(std::move(xid)) {
     absl::MutexLock lock(&cancel_mu_);
-    cancel_target_ = lease_->conn.get();
+    cancel_key_ = lease_->cancel;
   }
 
   ~PostgresBranch() override {
@@ -411,14 +513,22 @@ class PostgresBranch : public Branch {
     return EndLocally("ROLLBACK");
   }
 
+  // Asks the server to cancel the running statement (PQcancel with the
+  // connection's cancel key), from a thread of its own: the request opens
+  // a new connection and waits for the server's answer without a time
+  // limit (SendCancelInBackground). Best effort: the statement may have
+  // ended meanwhile; this branch's own call is bounded by io_timeout.
   void Cancel() override {
-    absl::MutexLock lock(&cancel_mu_);
-    if (cancel_target_ == nullptr) return;
-    try {
-      cancel_target_->cancel_query();
-    } catch (...) {
-      // Best effort: the statement may have ended, or the server be gone.
+    std::shared_ptr<PGcancel> key;
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      key = cancel_key_;
     }
+    if (key == nullptr) return;
+    (void)SendCancelInBackground([key = std::move(key)] {
+      char error[256];
+      (void)PQcancel(key.get(), error, sizeof error);
+    });
   }
 
   const Xid& xid() const override { return xid_; }
@@ -427,7 +537,7 @@ class PostgresBranch : public Branch {
   template <typename Fn>
   absl::Status Run(Fn&& fn) {
     bool broken = false;
-    absl::Status s = Guard(shared_->options.name, SqlErrorContext::kStatement, &broken, [&] {
+    absl::Status s = GuardOn(shared_->options, *lease_, SqlErrorContext::kStatement, &broken, [&] {
       pqxx::nontransaction n(*lease_->conn);
       fn(n);
     });
@@ -479,7 +589,7 @@ class PostgresBranch : public Branch {
   void Finish() {
     {
       absl::MutexLock lock(&cancel_mu_);
-      cancel_target_ = nullptr;
+      cancel_key_ = nullptr;
     }
     lease_.Release();
   }
@@ -490,7 +600,7 @@ class PostgresBranch : public Branch {
   State state_ = State::kActive;
   absl::Status failure_;
   absl::Mutex cancel_mu_;
-  pqxx::connection* cancel_target_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
+  std::shared_ptr<PGcancel> cancel_key_ ABSL_GUARDED_BY(cancel_mu_);  // null once finished
 };
 
 // Query numbers in Pipelined::failed besides statement indexes.
@@ -528,7 +638,7 @@ Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std:
                        const std::vector<std::string>& sqls, const std::vector<Statement>& statements,
                        const std::vector<std::string>& tail, int max_rows) {
   Pipelined out;
-  out.status = Guard(shared.options.name, SqlErrorContext::kStatement, &out.broken, [&] {
+  out.status = GuardOn(shared.options, c, SqlErrorContext::kStatement, &out.broken, [&] {
     pqxx::nontransaction n(*c.conn);
     std::vector<pqxx::result> raw(statements.size());
     {
@@ -592,9 +702,9 @@ bool AnyDataChange(const std::vector<std::string>& sqls) {
 
 // After a failed batch on a live connection: ends the aborted transaction
 // block and drops the named statements it may have left.
-void CleanUpFailedBatch(absl::string_view bind, ConnectionPool<PgConnection>::Lease& lease) {
+void CleanUpFailedBatch(const BindOptions& options, ConnectionPool<PgConnection>::Lease& lease) {
   bool broken = false;
-  absl::Status c = Guard(bind, SqlErrorContext::kStatement, &broken, [&] {
+  absl::Status c = GuardOn(options, *lease, SqlErrorContext::kStatement, &broken, [&] {
     pqxx::nontransaction n(*lease->conn);
     n.exec("ROLLBACK");
     n.exec("DEALLOCATE ALL");
@@ -648,7 +758,7 @@ class PostgresParticipant : public Participant {
     for (int attempt = 0;; ++attempt) {
       TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
       bool broken = false;
-      absl::Status s = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+      absl::Status s = GuardOn(shared_->options, *lease, SqlErrorContext::kStatement, &broken, [&] {
         pqxx::nontransaction n(*lease->conn);
         n.exec(sql);
       });
@@ -685,7 +795,7 @@ class PostgresParticipant : public Participant {
       }
       out.results = std::move(run.results);
       if (s.ok() && prepare) {
-        s = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+        s = GuardOn(shared_->options, *lease, SqlErrorContext::kStatement, &broken, [&] {
           TXC_FAILPOINT("participants.postgres.before_prepare");
           pqxx::nontransaction n(*lease->conn);
           n.exec(read_only ? std::string("COMMIT")
@@ -695,7 +805,7 @@ class PostgresParticipant : public Participant {
         if (broken) lease.MarkBroken();
       }
       if (!s.ok()) {
-        if (!broken) CleanUpFailedBatch(bind(), lease);
+        if (!broken) CleanUpFailedBatch(shared_->options, lease);
         if (!run.status.ok()) return NameFailedStatement(run);
         return s;  // the PREPARE (or read-only COMMIT) after the batch
       }
@@ -754,7 +864,7 @@ class PostgresParticipant : public Participant {
     if (run.broken) {
       lease->MarkBroken();
     } else if (!run.status.ok()) {
-      CleanUpFailedBatch(bind(), *lease);
+      CleanUpFailedBatch(shared_->options, *lease);
       run.status = NameFailedStatement(run);
     }
     return run;
@@ -933,7 +1043,7 @@ class PostgresParticipant : public Participant {
     if (claim_ != nullptr) {
       // Held while the claiming session lives.
       bool broken = false;
-      absl::Status alive = Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+      absl::Status alive = GuardOn(shared_->options, *claim_, SqlErrorContext::kStatement, &broken, [&] {
         pqxx::nontransaction n(*claim_->conn);
         n.exec("SELECT 1");
       });
@@ -944,7 +1054,7 @@ class PostgresParticipant : public Participant {
     bool got = false;
     std::string holders;
     bool broken = false;
-    TXC_RETURN_IF_ERROR(Guard(bind(), SqlErrorContext::kStatement, &broken, [&] {
+    TXC_RETURN_IF_ERROR(GuardOn(shared_->options, *c, SqlErrorContext::kStatement, &broken, [&] {
       pqxx::nontransaction n(*c->conn);
       got = n.exec(PostgresNodeClaimSql(node_id, bind()))[0][0].as<bool>();
       if (!got) {
@@ -978,7 +1088,7 @@ class PostgresParticipant : public Participant {
     for (int attempt = 0;; ++attempt) {
       TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
       bool broken = false;
-      absl::Status s = Guard(bind(), context, &broken, [&] {
+      absl::Status s = GuardOn(shared_->options, *lease, context, &broken, [&] {
         pqxx::nontransaction n(*lease->conn);
         fn(n);
       });

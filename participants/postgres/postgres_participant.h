@@ -40,6 +40,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "participants/participant.h"
 
 namespace txcoord::participants {
@@ -54,6 +55,13 @@ absl::StatusOr<std::unique_ptr<Participant>> CreatePostgresParticipant(
 // no `;` outside quotes, no comments, no backslash, no dollar quoting ($n
 // parameters only), every quote closed.
 std::optional<std::string> PostgresBatchableSql(absl::string_view sql);
+
+// The conninfo a connection is opened with: `dsn` (URI or key=value) as
+// key='value' pairs plus connect_timeout from `timeout` (whole seconds, at
+// least 2) when the DSN does not set one, so that a server that accepts
+// connections but never answers fails the connect. A DSN libpq cannot
+// parse, or one that sets connect_timeout, is returned as it is.
+std::string PostgresConninfoWithConnectTimeout(const std::string& dsn, absl::Duration timeout);
 
 }  // namespace txcoord::participants
 

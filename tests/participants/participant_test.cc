@@ -504,6 +504,20 @@ TEST_P(ParticipantTest, RunBatchStatementErrorLeavesNothingBehind) {
   EXPECT_EQ(KvValues(), (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(PostgresConninfoTest, AddsAConnectTimeoutUnlessTheDsnSetsOne) {
+  EXPECT_EQ(PostgresConninfoWithConnectTimeout("postgresql://u:p@127.0.0.1:5432/db?sslmode=disable",
+                                               absl::Milliseconds(2500)),
+            "user='u' password='p' dbname='db' host='127.0.0.1' port='5432' sslmode='disable' connect_timeout=3");
+  // Quotes and backslashes in a value survive.
+  EXPECT_EQ(PostgresConninfoWithConnectTimeout("host=h password='it\\'s a \\\\ pw'", absl::Seconds(60)),
+            "password='it\\'s a \\\\ pw' host='h' connect_timeout=60");
+  EXPECT_EQ(PostgresConninfoWithConnectTimeout("host=h", absl::Milliseconds(100)), "host='h' connect_timeout=2");
+  EXPECT_EQ(PostgresConninfoWithConnectTimeout("host=h connect_timeout=7", absl::Seconds(60)),
+            "host=h connect_timeout=7");
+  EXPECT_EQ(PostgresConninfoWithConnectTimeout("host=h", absl::ZeroDuration()), "host=h");
+  EXPECT_EQ(PostgresConninfoWithConnectTimeout("not a dsn =", absl::Seconds(5)), "not a dsn =");
+}
+
 TEST(PostgresBatchableSqlTest, AcceptsOnlyWhatLexesAsOneStatement) {
   EXPECT_EQ(PostgresBatchableSql("UPDATE a SET b = $1 WHERE c = $12;; \n"),
             std::optional<std::string>("UPDATE a SET b = $1 WHERE c = $12"));
