@@ -296,13 +296,26 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   }
 
   YAML::Node t = root["timeouts"];
-  TXC_RETURN_IF_ERROR(CheckKeys(t, "timeouts", {"transaction", "idle", "prepare", "orphan_safety"}));
+  TXC_RETURN_IF_ERROR(
+      CheckKeys(t, "timeouts", {"transaction", "idle", "prepare", "orphan_safety", "database_reply"}));
   if (t) {
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "transaction", &c.timeouts.transaction));
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "idle", &c.timeouts.idle));
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "prepare", &c.timeouts.prepare));
     c.timeouts.prepare_set = static_cast<bool>(t["prepare"]);
     TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "orphan_safety", &c.timeouts.orphan_safety));
+    TXC_RETURN_IF_ERROR(ReadDuration(t, "timeouts.", "database_reply", &c.timeouts.database_reply));
+  }
+  if (t && t["database_reply"]) {
+    // A statement may rightly run for the whole transaction (its
+    // statement_timeout): a shorter reply timeout would cut it off.
+    if (c.timeouts.database_reply < c.timeouts.transaction) {
+      return KeyError("timeouts.database_reply",
+                      absl::StrCat("must be at least timeouts.transaction (",
+                                   absl::FormatDuration(c.timeouts.transaction), "): a statement may run that long"));
+    }
+  } else {
+    c.timeouts.database_reply = c.timeouts.transaction + kDatabaseReplyMargin;
   }
   YAML::Node rec = root["recovery"];
   TXC_RETURN_IF_ERROR(CheckKeys(rec, "recovery", {"interval", "backoff"}));
@@ -363,6 +376,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
       TXC_RETURN_IF_ERROR(ReadInt(pool, prefix + "pool.", "size", 1, 4096, &b.pool_size));
       TXC_RETURN_IF_ERROR(ReadDuration(pool, prefix + "pool.", "acquire_timeout", &b.acquire_timeout));
     }
+    b.io_timeout = c.timeouts.database_reply;
     c.binds.push_back(std::move(b));
   }
   for (size_t i = 0; i < c.auth.policies.size(); ++i) {

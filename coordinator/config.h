@@ -18,12 +18,21 @@ struct Timeouts {
   absl::Duration transaction = absl::Seconds(30);
   absl::Duration idle = absl::Seconds(60);
   // Read but NOT applied (txcoord logs a warning when it is set): a
-  // branch's PREPARE is bounded only by `transaction` (its lock timeout)
-  // and the database. Kept so that existing configurations still load.
+  // branch's PREPARE is bounded by `transaction` (its lock timeout), the
+  // database, and `database_reply` when the database stops answering.
+  // Kept so that existing configurations still load.
   absl::Duration prepare = absl::Seconds(10);
   bool prepare_set = false;
   absl::Duration orphan_safety = absl::Seconds(30);
+  // The longest txcoord waits for one reply from a database (or for a new
+  // connection) before it gives the connection up: a server that stops
+  // answering fails calls instead of holding them (and their locks on the
+  // other databases). Each bind's BindOptions::io_timeout. Unset:
+  // `transaction` + kDatabaseReplyMargin; never below `transaction`.
+  absl::Duration database_reply = absl::Seconds(60);
 };
+
+inline constexpr absl::Duration kDatabaseReplyMargin = absl::Seconds(30);
 
 struct RecoveryOptions {
   absl::Duration interval = absl::Seconds(10);

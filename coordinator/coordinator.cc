@@ -114,6 +114,9 @@ Transaction::~Transaction() {
     (void)owner_->Rollback(*this, "the session ended with the transaction open");
   }
   owner_->Unregister(id_);
+  // No cancel starts after Unregister; wait for one still running (rare,
+  // and brief: cancels do not block).
+  while (cancels_in_flight_.load(std::memory_order_acquire) != 0) absl::SleepFor(absl::Milliseconds(1));
 }
 
 TxnState Transaction::state() const {
@@ -1918,15 +1921,24 @@ absl::StatusOr<TxnInfo> Coordinator::Resolve(absl::string_view txn_id, bool comm
 int Coordinator::CancelExpired() {
   AbortExpiredGlobals();
   const absl::Time now = clock_->Now();
-  int cancelled = 0;
-  absl::MutexLock lock(&mu_);  // lock order: mu_, then a transaction's mu_
-  for (auto& [id, txn] : live_) {
-    if (now >= txn->deadline_) {
-      txn->CancelRunning();
-      ++cancelled;
+  // Cancelling talks to the databases (a server that does not answer may
+  // hold a cancel for long): never under mu_, which every Begin and
+  // Commit takes. A transaction stays alive while its cancel runs.
+  std::vector<Transaction*> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, txn] : live_) {
+      if (now >= txn->deadline_) {
+        txn->cancels_in_flight_.fetch_add(1, std::memory_order_relaxed);
+        expired.push_back(txn);
+      }
     }
   }
-  return cancelled;
+  for (Transaction* txn : expired) {
+    txn->CancelRunning();
+    txn->cancels_in_flight_.fetch_sub(1, std::memory_order_release);  // *txn may be gone after this
+  }
+  return static_cast<int>(expired.size());
 }
 
 RecoveryReport Coordinator::RecoverNow() { return RecoverPass(/*at_start=*/false); }

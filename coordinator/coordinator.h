@@ -172,6 +172,11 @@ class Transaction {
   // Enlisted branches; the vector is only resized under mu_, so that
   // CancelRunning() may walk it from another thread.
   std::vector<std::unique_ptr<Enlisted>> branches_ ABSL_GUARDED_BY(mu_);
+  // CancelExpired calls running outside the coordinator's mu_ (a cancel
+  // may wait on the network): counted under that mu_ while the transaction
+  // is registered; the destructor waits for them after unregistering. The
+  // canceller's decrement is its last access to the transaction.
+  std::atomic<int> cancels_in_flight_{0};
 };
 
 struct CoordinatorOptions {

@@ -64,8 +64,9 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   }
   if (config.timeouts.prepare_set) {
     Log(spdlog::level::warn, "",
-        "timeouts.prepare is not applied: a PREPARE is bounded by timeouts.transaction (its lock timeout) and "
-        "the database; remove the key to silence this warning");
+        "timeouts.prepare is not applied: a PREPARE is bounded by timeouts.transaction (its lock timeout), "
+        "the database, and timeouts.database_reply when the database stops answering; remove the key to "
+        "silence this warning");
   }
   TXC_ASSIGN_OR_RETURN(server->journal_, journal::OpenRocksDbJournal(config.journal));
   Log(spdlog::level::info, "",

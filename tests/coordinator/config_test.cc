@@ -89,6 +89,9 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"plaintext: true\nnode_id: n\nlimits: {server_threads: 8, server_idle_threads: 9}\n"
        "binds: {a: {driver: postgres, dsn: x}}",
        "limits.server_idle_threads"},
+      {"plaintext: true\nnode_id: n\ntimeouts: {transaction: 30s, database_reply: 10s}\n"
+       "binds: {a: {driver: postgres, dsn: x}}",
+       "timeouts.database_reply"},
   };
   for (const Case& c : cases) {
     auto parsed = ParseConfig(c.yaml);
@@ -96,6 +99,23 @@ TEST(ConfigTest, ErrorsNameTheKey) {
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
     EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.key)) << c.yaml;
   }
+}
+
+TEST(ConfigTest, EveryBindWaitsForADatabaseReplyAtMostTheReplyTimeout) {
+  // Unset: the transaction timeout plus a margin.
+  auto c = ParseConfig(
+      "plaintext: true\nnode_id: n\ntimeouts: {transaction: 45s}\n"
+      "binds: {a: {driver: postgres, dsn: x}, b: {driver: odbc, dsn: y}}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->timeouts.database_reply, absl::Seconds(45) + coordinator::kDatabaseReplyMargin);
+  ASSERT_EQ(c->binds.size(), 2u);
+  for (const auto& b : c->binds) EXPECT_EQ(b.io_timeout, absl::Seconds(45) + coordinator::kDatabaseReplyMargin);
+  // Set: as given (at least the transaction timeout).
+  c = ParseConfig(
+      "plaintext: true\nnode_id: n\ntimeouts: {transaction: 5s, database_reply: 5s}\n"
+      "binds: {a: {driver: postgres, dsn: x}}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->binds[0].io_timeout, absl::Seconds(5));
 }
 
 TEST(ConfigTest, IdleServerThreadsDefaultWithinTheThreadCap) {
