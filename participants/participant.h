@@ -98,8 +98,9 @@ struct BindOptions {
   // a server that stops answering fails calls instead of holding them.
   // PostgreSQL (libpq: connect_timeout and a socket watchdog) and MariaDB
   // over ODBC (READ_TIMEOUT / WRITE_TIMEOUT) honour it; other ODBC drivers
-  // do not. Zero: no limit. Must exceed the longest statement allowed
-  // (the coordinator sets timeouts.transaction plus a margin).
+  // do not. Zero: no limit. PostgreSQL waits for a branch's statement up
+  // to its statement_timeout plus a margin when that is longer; MariaDB's
+  // timeouts are per connection (set above the longest transaction).
   absl::Duration io_timeout = absl::Seconds(60);
   // A two-phase bind committed as the transaction's last resource whenever
   // it can be (no PREPARE; its local COMMIT with the decision row is the

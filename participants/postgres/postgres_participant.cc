@@ -137,22 +137,31 @@ absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken
   }
 }
 
-// Guard for a call on connection `c`, bounded by options.io_timeout: a
-// server that sends nothing back for that long has its connection shut
-// down under the call (util::IoWatchdog), which then fails as a lost
-// connection. A call that completed just as the watch fired keeps its
-// result; the connection is given up either way.
+// How much longer than its statements' own time limit a call may wait.
+constexpr absl::Duration kStatementReplyMargin = absl::Seconds(5);
+
+// Guard for a call on connection `c`, bounded by options.io_timeout, or by
+// `statement_limit` (the statement_timeout its statements run under) plus
+// kStatementReplyMargin when that is longer — a statement the server still
+// allows is never cut off. A server that sends nothing back for that long
+// has the connection shut down under the call (util::IoWatchdog), which
+// then fails as a lost connection. A call that completed just as the
+// watch fired keeps its result; the connection is given up either way.
 template <typename Fn>
 absl::Status GuardOn(const BindOptions& options, PgConnection& c, SqlErrorContext context, bool* broken,
-                     Fn&& fn) {
-  util::IoWatchdog::Watch watch(c.conn->sock(), options.io_timeout);
+                     Fn&& fn, absl::Duration statement_limit = absl::ZeroDuration()) {
+  absl::Duration bound = options.io_timeout;
+  if (bound > absl::ZeroDuration() && statement_limit > absl::ZeroDuration()) {
+    bound = std::max(bound, statement_limit + kStatementReplyMargin);
+  }
+  util::IoWatchdog::Watch watch(c.conn->sock(), bound);
   absl::Status s = Guard(options.name, context, broken, std::forward<Fn>(fn));
   if (watch.Disarm()) {
     *broken = true;
     if (!s.ok()) {
-      return absl::UnavailableError(absl::StrCat(
-          "bind ", options.name, ": PostgreSQL sent no reply within ", absl::FormatDuration(options.io_timeout),
-          " (timeouts.database_reply); the connection was closed"));
+      return absl::UnavailableError(absl::StrCat("bind ", options.name, ": PostgreSQL sent no reply within ",
+                                                 absl::FormatDuration(bound),
+                                                 " (timeouts.database_reply); the connection was closed"));
     }
   }
   return s;
@@ -397,9 +406,14 @@ class PostgresBranch : public Branch {
  public:
   enum class State { kActive, kFailed, kEnded };
 
+  // `statement_limit`: the statement_timeout the branch's statements run
+  // under (its Begin's lock_timeout).
   PostgresBranch(std::shared_ptr<PgShared> shared, ConnectionPool<PgConnection>::Lease lease,
-                 Xid xid)
-      : shared_(std::move(shared)), lease_(std::move(lease)), xid_(std::move(xid)) {
+                 Xid xid, absl::Duration statement_limit)
+      : shared_(std::move(shared)),
+        lease_(std::move(lease)),
+        xid_(std::move(xid)),
+        statement_limit_(statement_limit) {
     absl::MutexLock lock(&cancel_mu_);
     cancel_key_ = lease_->cancel;
   }
@@ -537,10 +551,13 @@ class PostgresBranch : public Branch {
   template <typename Fn>
   absl::Status Run(Fn&& fn) {
     bool broken = false;
-    absl::Status s = GuardOn(shared_->options, *lease_, SqlErrorContext::kStatement, &broken, [&] {
-      pqxx::nontransaction n(*lease_->conn);
-      fn(n);
-    });
+    absl::Status s = GuardOn(
+        shared_->options, *lease_, SqlErrorContext::kStatement, &broken,
+        [&] {
+          pqxx::nontransaction n(*lease_->conn);
+          fn(n);
+        },
+        statement_limit_);
     if (broken) {
       lease_.MarkBroken();  // the server rolls back an unprepared transaction
       state_ = State::kEnded;
@@ -597,6 +614,7 @@ class PostgresBranch : public Branch {
   std::shared_ptr<PgShared> shared_;
   ConnectionPool<PgConnection>::Lease lease_;
   const Xid xid_;
+  const absl::Duration statement_limit_;
   State state_ = State::kActive;
   absl::Status failure_;
   absl::Mutex cancel_mu_;
@@ -636,7 +654,7 @@ std::optional<std::vector<std::string>> BatchableSqls(const std::vector<Statemen
 // left aborted (CleanUpFailedBatch) unless the failed query was a COMMIT.
 Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std::string>& begin,
                        const std::vector<std::string>& sqls, const std::vector<Statement>& statements,
-                       const std::vector<std::string>& tail, int max_rows) {
+                       const std::vector<std::string>& tail, int max_rows, absl::Duration statement_limit) {
   Pipelined out;
   out.status = GuardOn(shared.options, c, SqlErrorContext::kStatement, &out.broken, [&] {
     pqxx::nontransaction n(*c.conn);
@@ -682,7 +700,7 @@ Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std:
       }
     }
     for (size_t i = 0; i < raw.size(); ++i) out.results.push_back(ToResultSet(shared, n, raw[i], max_rows));
-  });
+  }, statement_limit);
   return out;
 }
 
@@ -762,7 +780,7 @@ class PostgresParticipant : public Participant {
         pqxx::nontransaction n(*lease->conn);
         n.exec(sql);
       });
-      if (s.ok()) return std::unique_ptr<Branch>(new PostgresBranch(shared_, std::move(lease), xid));
+      if (s.ok()) return std::unique_ptr<Branch>(new PostgresBranch(shared_, std::move(lease), xid, lock_timeout));
       if (broken) lease.MarkBroken();
       if (!broken || attempt > 0) return s;
     }
@@ -774,7 +792,7 @@ class PostgresParticipant : public Participant {
     std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
     if (!sqls) return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
     const std::vector<std::string> begin = BeginStatements(lock_timeout);
-    if (prepare && AnyDataChange(*sqls)) return RunAndPrepare(xid, begin, *sqls, statements, max_rows);
+    if (prepare && AnyDataChange(*sqls)) return RunAndPrepare(xid, begin, *sqls, statements, max_rows, lock_timeout);
     const std::vector<std::string> tail =
         prepare ? std::vector<std::string>{"SELECT txid_current_if_assigned() IS NULL"} : std::vector<std::string>{};
     // A pooled connection may have died while idle: nothing of the batch
@@ -784,7 +802,7 @@ class PostgresParticipant : public Participant {
     for (int attempt = 0;; ++attempt) {
       TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
       BatchOutcome out;
-      Pipelined run = RunPipelined(*shared_, *lease, begin, *sqls, statements, tail, max_rows);
+      Pipelined run = RunPipelined(*shared_, *lease, begin, *sqls, statements, tail, max_rows, lock_timeout);
       absl::Status s = run.status;
       bool broken = run.broken;
       const bool read_only = s.ok() && prepare && run.tail.at(0)[0][0].as<bool>();
@@ -800,7 +818,7 @@ class PostgresParticipant : public Participant {
           pqxx::nontransaction n(*lease->conn);
           n.exec(read_only ? std::string("COMMIT")
                            : "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)));
-        });
+        }, lock_timeout);
         out.vote = read_only ? Vote::kReadOnly : Vote::kPrepared;
         if (broken) lease.MarkBroken();
       }
@@ -809,7 +827,7 @@ class PostgresParticipant : public Participant {
         if (!run.status.ok()) return NameFailedStatement(run);
         return s;  // the PREPARE (or read-only COMMIT) after the batch
       }
-      if (!prepare) out.branch.reset(new PostgresBranch(shared_, std::move(lease), xid));
+      if (!prepare) out.branch.reset(new PostgresBranch(shared_, std::move(lease), xid, lock_timeout));
       return out;
     }
   }
@@ -823,10 +841,11 @@ class PostgresParticipant : public Participant {
   // its connection.
   absl::StatusOr<BatchOutcome> RunAndPrepare(const Xid& xid, const std::vector<std::string>& begin,
                                              const std::vector<std::string>& sqls,
-                                             const std::vector<Statement>& statements, int max_rows) {
+                                             const std::vector<Statement>& statements, int max_rows,
+                                             absl::Duration lock_timeout) {
     TXC_FAILPOINT("participants.postgres.before_prepare");
     Pipelined run = RunOnce(begin, sqls, statements, "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)),
-                            max_rows);
+                            max_rows, lock_timeout);
     if (!run.status.ok()) return run.status;
     BatchOutcome out;
     out.results = std::move(run.results);
@@ -838,7 +857,7 @@ class PostgresParticipant : public Participant {
                                   const std::vector<Statement>& statements, int max_rows) override {
     std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
     if (!sqls) return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
-    Pipelined run = RunOnce(BeginStatements(lock_timeout), *sqls, statements, "COMMIT", max_rows);
+    Pipelined run = RunOnce(BeginStatements(lock_timeout), *sqls, statements, "COMMIT", max_rows, lock_timeout);
     CommitBatchOutcome out;
     out.status = run.status;
     out.outcome_unknown = run.broken;  // the COMMIT may have run
@@ -853,14 +872,15 @@ class PostgresParticipant : public Participant {
   // discarded (run.broken); after a failure the connection is cleaned up
   // and the error names the failing statement.
   Pipelined RunOnce(const std::vector<std::string>& begin, const std::vector<std::string>& sqls,
-                    const std::vector<Statement>& statements, const std::string& last, int max_rows) {
+                    const std::vector<Statement>& statements, const std::string& last, int max_rows,
+                    absl::Duration lock_timeout) {
     absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
     if (!lease.ok()) {
       Pipelined none;
       none.status = lease.status();  // nothing was sent
       return none;
     }
-    Pipelined run = RunPipelined(*shared_, **lease, begin, sqls, statements, {last}, max_rows);
+    Pipelined run = RunPipelined(*shared_, **lease, begin, sqls, statements, {last}, max_rows, lock_timeout);
     if (run.broken) {
       lease->MarkBroken();
     } else if (!run.status.ok()) {

@@ -215,5 +215,18 @@ TEST_F(FrozenDatabaseTest, AServerFrozenDuringCommitAbortsTheTransaction) {
   EXPECT_EQ(PgBalance(pg_uri_, 7), kInitial);
 }
 
+// The reply timeout never cuts off a statement the transaction allows: a
+// session asking for a longer transaction timeout than database_reply
+// runs a PostgreSQL statement longer than database_reply.
+TEST_F(FrozenDatabaseTest, AStatementTheTransactionAllowsOutlastsTheReplyTimeoutOnPostgres) {
+  std::string s = Open(/*txn_timeout_ms=*/15000);
+  auto t0 = Clock::now();
+  grpc::Status st = ExecWithin(s, "pgf", "SELECT pg_sleep(5)");
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_GE(Clock::now() - t0, std::chrono::seconds(5));
+  (void)Rollback(s);
+  (void)Close(s);
+}
+
 }  // namespace
 }  // namespace txcoord::testing
