@@ -167,7 +167,9 @@ class FrozenDatabaseTest : public CoordinatorTest {
     EXPECT_LT(Clock::now() - t0, kBound);
     (void)Close(s2);
 
-    // Thawed, the bind serves again.
+    // Thawed, the bind serves again, two-phase commits included: the node's
+    // claim on it (lost with its connection) is taken again, not mistaken
+    // for another coordinator's (which would halt every commit decision).
     proxy.Thaw();
     std::string s3 = Open();
     grpc::Status again = ExecWithin(s3, bind, "SELECT 1");
@@ -175,6 +177,13 @@ class FrozenDatabaseTest : public CoordinatorTest {
     (void)Rollback(s3);
     (void)Close(s3);
     (void)Close(s1);
+    grpc::Status two_phase;
+    for (int i = 0; i < 40; ++i) {
+      two_phase = RunWithin({{"pg2", Debit(pg_table_, 6, 1)}, {bind, sql}}, std::chrono::seconds(30));
+      if (two_phase.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    EXPECT_TRUE(two_phase.ok()) << two_phase.error_message();
   }
 
   std::unique_ptr<FreezingProxy> pg_proxy_, my_proxy_;
