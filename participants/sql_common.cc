@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -79,6 +80,27 @@ absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id
       "bind ", bind, ": node_id \"", node_id, "\" is in use by another coordinator (", lock, " held by ",
       holder.empty() ? "another session" : holder,
       "): two coordinators with one node_id would roll back each other's prepared branches"));
+}
+
+bool HolderIsSession(absl::string_view holder, int64_t session) {
+  if (session <= 0) return false;
+  for (const char* word : {"pid ", "connection "}) {
+    const std::string token = absl::StrCat(word, session);
+    for (size_t at = holder.find(token); at != absl::string_view::npos; at = holder.find(token, at + 1)) {
+      const size_t end = at + token.size();
+      const bool starts = at == 0 || !absl::ascii_isalnum(static_cast<unsigned char>(holder[at - 1]));
+      const bool ends = end == holder.size() || !absl::ascii_isdigit(static_cast<unsigned char>(holder[end]));
+      if (starts && ends) return true;
+    }
+  }
+  return false;
+}
+
+absl::Status StaleClaimTerminated(absl::string_view bind, int64_t session) {
+  return absl::UnavailableError(absl::StrCat(
+      "bind ", bind, ": the node's claim is still held by this coordinator's previous claim session (",
+      session, "), given up when its connection stopped answering; that session was ended and the claim is "
+      "taken again at the next pass"));
 }
 
 bool SendCancelInBackground(std::function<void()> send) {

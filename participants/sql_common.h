@@ -3,6 +3,7 @@
 #ifndef TXCOORD_PARTICIPANTS_SQL_COMMON_H_
 #define TXCOORD_PARTICIPANTS_SQL_COMMON_H_
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -56,6 +57,17 @@ absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id
 // frozen server holds each until it answers); beyond that the cancel is
 // dropped and false returned.
 inline constexpr int kMaxCancelsInFlight = 64;
+
+// Whether a node claim's holder text (PostgresNodeClaimHolderSql's "pid N
+// from HOST, …", MariaDB's "connection N") names server session `session`.
+bool HolderIsSession(absl::string_view holder, int64_t session);
+
+// The UNAVAILABLE of a ClaimNode that found the lock still held by this
+// participant's own previous claim session `session` (given up when its
+// connection stopped answering; a server cut off by a partition does not
+// notice for hours) and asked the server to end it: claimed again at a
+// later pass, never mistaken for another coordinator's claim.
+absl::Status StaleClaimTerminated(absl::string_view bind, int64_t session);
 bool SendCancelInBackground(std::function<void()> send);
 
 }  // namespace txcoord::participants

@@ -306,6 +306,9 @@ class MariadbDialect : public Dialect {
 
   bool close_after_prepare() const override { return true; }
   std::string CancelSql(int64_t session_id) const override { return absl::StrCat("KILL QUERY ", session_id); }
+  std::string EndSessionSql(int64_t session_id) const override {
+    return session_id > 0 ? absl::StrCat("KILL ", session_id) : "";
+  }
 
   absl::StatusOr<Vote> Prepare(OdbcConnection& c, const Xid& xid) const override {
     const int64_t before = c.write_counter;
@@ -464,6 +467,9 @@ class PostgresDialect : public Dialect {
 
   std::string CancelSql(int64_t session_id) const override {
     return absl::StrCat("SELECT pg_cancel_backend(", session_id, ")");
+  }
+  std::string EndSessionSql(int64_t session_id) const override {
+    return session_id > 0 ? absl::StrCat("SELECT pg_terminate_backend(", session_id, ")") : "";
   }
 
   absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {

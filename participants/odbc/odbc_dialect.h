@@ -75,6 +75,14 @@ class Dialect {
     (void)session_id;
     return "";
   }
+  // The statement that ends server session `session_id` (MariaDB KILL,
+  // PostgreSQL pg_terminate_backend): ClaimNode ends its own previous claim
+  // session with it when a partition left that session holding the claim.
+  // "" (the default, and for session id 0): not done.
+  virtual std::string EndSessionSql(int64_t session_id) const {
+    (void)session_id;
+    return "";
+  }
 
   // True when the preparing connection stays attached to its prepared
   // branch (MariaDB: a session can start no other XA branch until it ends

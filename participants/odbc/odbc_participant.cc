@@ -422,7 +422,10 @@ class OdbcParticipant : public Participant {
     if (claim_ != nullptr) {
       // Held while the claiming session lives.
       if (claim_->Run(shared_->dialect->HealthCheckSql()).ok()) return absl::OkStatus();
-      claim_.reset();  // the session and its lock are gone: claim again
+      // The session and its lock are gone — or, behind a partition, the
+      // server still keeps them: remember whose it was.
+      stale_claim_session_ = claim_->server_session_id;
+      claim_.reset();
     }
     TXC_ASSIGN_OR_RETURN(std::unique_ptr<OdbcConnection> c, OpenConnection(*shared_));
     TXC_ASSIGN_OR_RETURN(ResultSet got, c->Execute(sql, {}));
@@ -432,10 +435,16 @@ class OdbcParticipant : public Participant {
       if (who.ok() && !who->rows.empty() && !who->rows[0].empty() && who->rows[0][0].kind == Value::Kind::kString) {
         holder = who->rows[0][0].text;
       }
+      const std::string end_stale = shared_->dialect->EndSessionSql(stale_claim_session_);
+      if (!end_stale.empty() && HolderIsSession(holder, stale_claim_session_)) {
+        TXC_RETURN_IF_ERROR(c->Run(end_stale));
+        return StaleClaimTerminated(bind(), stale_claim_session_);
+      }
       return NodeClaimConflict(bind(), node_id, absl::StrCat(node_claim_kind(), " ", NodeClaimName(node_id, bind())),
                                holder);
     }
     claim_ = std::move(c);
+    stale_claim_session_ = 0;
     return absl::OkStatus();
   }
   std::string node_claim_kind() const override { return shared_->dialect->node_claim_kind(); }
@@ -476,6 +485,7 @@ class OdbcParticipant : public Participant {
   std::shared_ptr<OdbcShared> shared_;
   absl::Mutex claim_mu_;
   std::unique_ptr<OdbcConnection> claim_ ABSL_GUARDED_BY(claim_mu_);  // holds the node's lock
+  int64_t stale_claim_session_ ABSL_GUARDED_BY(claim_mu_) = 0;  // the session of a claim given up (0: none)
 };
 
 }  // namespace

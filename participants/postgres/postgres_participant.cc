@@ -1068,10 +1068,14 @@ class PostgresParticipant : public Participant {
         n.exec("SELECT 1");
       });
       if (alive.ok()) return absl::OkStatus();
-      claim_.reset();  // the session and its lock are gone: claim again
+      // The session and its lock are gone — or, behind a partition, the
+      // server still keeps them: remember whose it was.
+      stale_claim_pid_ = claim_pid_;
+      claim_.reset();
     }
     TXC_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, OpenConnection(shared_->options));
     bool got = false;
+    bool ended_stale = false;
     std::string holders;
     bool broken = false;
     TXC_RETURN_IF_ERROR(GuardOn(shared_->options, *c, SqlErrorContext::kStatement, &broken, [&] {
@@ -1080,13 +1084,20 @@ class PostgresParticipant : public Participant {
       if (!got) {
         pqxx::result r = n.exec(PostgresNodeClaimHolderSql(node_id, bind()));
         if (!r.empty() && !r[0][0].is_null()) holders = r[0][0].c_str();
+        if (HolderIsSession(holders, stale_claim_pid_)) {
+          n.exec(absl::StrCat("SELECT pg_terminate_backend(", stale_claim_pid_, ")"));
+          ended_stale = true;
+        }
       }
     }));
+    if (ended_stale) return StaleClaimTerminated(bind(), stale_claim_pid_);
     if (!got) {
       return NodeClaimConflict(bind(), node_id, absl::StrCat(node_claim_kind(), " ", NodeClaimKey(node_id, bind())),
                                holders);
     }
+    claim_pid_ = c->conn->backendpid();
     claim_ = std::move(c);
+    stale_claim_pid_ = 0;
     return absl::OkStatus();
   }
   std::string node_claim_kind() const override { return "PostgreSQL advisory lock"; }
@@ -1120,6 +1131,8 @@ class PostgresParticipant : public Participant {
   std::shared_ptr<PgShared> shared_;
   absl::Mutex claim_mu_;
   std::unique_ptr<PgConnection> claim_ ABSL_GUARDED_BY(claim_mu_);  // holds the node's advisory lock
+  int64_t claim_pid_ ABSL_GUARDED_BY(claim_mu_) = 0;  // claim_'s backend (read while it answers)
+  int64_t stale_claim_pid_ ABSL_GUARDED_BY(claim_mu_) = 0;  // the backend of a claim given up (0: none)
 };
 
 }  // namespace

@@ -125,7 +125,8 @@ class FrozenDatabaseTest : public CoordinatorTest {
 
   // The proxied bind's call fails within kBound while other binds keep
   // committing, and the transaction's lock on pg2 is released.
-  void ExpectFrozenBindFailsAlone(const std::string& bind, FreezingProxy& proxy, const std::string& sql) {
+  void ExpectFrozenBindFailsAlone(const std::string& bind, FreezingProxy& proxy, const std::string& sql,
+                                  bool strand_at_thaw = false) {
     std::string s1 = Open();
     ASSERT_TRUE(ExecWithin(s1, "pg2", Debit(pg_table_, 1, 10)).ok());  // holds row 1 on pg2
     grpc::Status warm = ExecWithin(s1, bind, "SELECT 1");
@@ -170,7 +171,11 @@ class FrozenDatabaseTest : public CoordinatorTest {
     // Thawed, the bind serves again, two-phase commits included: the node's
     // claim on it (lost with its connection) is taken again, not mistaken
     // for another coordinator's (which would halt every commit decision).
-    proxy.Thaw();
+    if (strand_at_thaw) {
+      proxy.ThawStrandingOldConnections();
+    } else {
+      proxy.Thaw();
+    }
     std::string s3 = Open();
     grpc::Status again = ExecWithin(s3, bind, "SELECT 1");
     EXPECT_TRUE(again.ok()) << again.error_message();
@@ -184,6 +189,10 @@ class FrozenDatabaseTest : public CoordinatorTest {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
     EXPECT_TRUE(two_phase.ok()) << two_phase.error_message();
+    // Several recovery passes later (each checks the claim), still.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    two_phase = RunWithin({{"pg2", Debit(pg_table_, 6, 1)}, {bind, sql}}, std::chrono::seconds(30));
+    EXPECT_TRUE(two_phase.ok()) << two_phase.error_message();
   }
 
   std::unique_ptr<FreezingProxy> pg_proxy_, my_proxy_;
@@ -195,6 +204,18 @@ TEST_F(FrozenDatabaseTest, AFrozenPostgresServerFailsItsCallsAndHoldsUpNoOtherBi
 
 TEST_F(FrozenDatabaseTest, AFrozenMariadbServerFailsItsCallsAndHoldsUpNoOtherBind) {
   ExpectFrozenBindFailsAlone("myf", *my_proxy_, Credit(my_table_, 5, 10));
+}
+
+// A partition rather than a freeze: the server never learns that the old
+// connections are gone, so the node's claim stays with txcoord's previous
+// claim session; txcoord must take it back, not halt its commit decisions
+// as if another coordinator held it.
+TEST_F(FrozenDatabaseTest, APartitionedPostgresServerKeepsTheOldClaimSessionAndItIsTakenBack) {
+  ExpectFrozenBindFailsAlone("pgf", *pg_proxy_, Debit(pg_table_, 5, 10), /*strand_at_thaw=*/true);
+}
+
+TEST_F(FrozenDatabaseTest, APartitionedMariadbServerKeepsTheOldClaimSessionAndItIsTakenBack) {
+  ExpectFrozenBindFailsAlone("myf", *my_proxy_, Credit(my_table_, 5, 10), /*strand_at_thaw=*/true);
 }
 
 // Frozen while the commit's batch (BEGIN, the statement, PREPARE) is on

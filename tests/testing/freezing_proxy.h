@@ -49,6 +49,7 @@ class FreezingProxy {
       ::close(p.client);
       ::close(p.server);
     }
+    for (int fd : stranded_) ::close(fd);
     ::close(listen_fd_);
   }
 
@@ -58,6 +59,13 @@ class FreezingProxy {
   int port() const { return port_; }
   void Freeze() { frozen_ = true; }
   void Thaw() { frozen_ = false; }
+  // Thaws as a healed network partition does: the connections open so far
+  // are dropped on the client's side only — their server sessions live on,
+  // never told (until this proxy is destroyed) — and new ones are relayed.
+  void ThawStrandingOldConnections() {
+    strand_ = true;  // seen by the loop before it relays anything again
+    frozen_ = false;
+  }
 
  private:
   struct Pair {
@@ -97,6 +105,13 @@ class FreezingProxy {
 
   void Loop() {
     while (!stop_) {
+      if (strand_.exchange(false)) {
+        for (const Pair& p : pairs_) {
+          ::close(p.client);
+          stranded_.push_back(p.server);
+        }
+        pairs_.clear();
+      }
       if (frozen_) {
         ::usleep(10 * 1000);
         continue;
@@ -148,7 +163,9 @@ class FreezingProxy {
   int port_ = 0;
   std::atomic<bool> frozen_{false};
   std::atomic<bool> stop_{false};
-  std::vector<Pair> pairs_;  // the loop thread's only
+  std::atomic<bool> strand_{false};
+  std::vector<Pair> pairs_;     // the loop thread's only
+  std::vector<int> stranded_;   // server sides kept open (the loop thread's)
   std::thread thread_;
 };
 
