@@ -504,6 +504,17 @@ TEST_P(ParticipantTest, RunBatchStatementErrorLeavesNothingBehind) {
   EXPECT_EQ(KvValues(), (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(NodeClaimHolderTest, NamesASessionOnlyAsAWholeNumber) {
+  EXPECT_TRUE(HolderIsSession("pid 4242 from 127.0.0.1", 4242));
+  EXPECT_TRUE(HolderIsSession("pid 7 from 10.0.0.1, pid 4242", 4242));
+  EXPECT_TRUE(HolderIsSession("connection 4581", 4581));
+  EXPECT_FALSE(HolderIsSession("pid 42420 from 127.0.0.1", 4242));
+  EXPECT_FALSE(HolderIsSession("pid 14242", 4242));
+  EXPECT_FALSE(HolderIsSession("connection 4581", 458));
+  EXPECT_FALSE(HolderIsSession("pid 0", 0));
+  EXPECT_FALSE(HolderIsSession("", 4242));
+}
+
 TEST(PostgresConninfoTest, AddsAConnectTimeoutUnlessTheDsnSetsOne) {
   EXPECT_EQ(PostgresConninfoWithConnectTimeout("postgresql://u:p@127.0.0.1:5432/db?sslmode=disable",
                                                absl::Milliseconds(2500)),
