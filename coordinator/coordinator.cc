@@ -114,8 +114,9 @@ Transaction::~Transaction() {
     (void)owner_->Rollback(*this, "the session ended with the transaction open");
   }
   owner_->Unregister(id_);
-  // No cancel starts after Unregister; wait for one still running (rare,
-  // and brief: cancels do not block).
+  // No cancel starts after Unregister; wait for one still running (rare:
+  // network cancels run on threads of their own, Branch::Cancel only
+  // hands them over, except SQLCancel on ODBC dialects without CancelSql).
   while (cancels_in_flight_.load(std::memory_order_acquire) != 0) absl::SleepFor(absl::Milliseconds(1));
 }
 

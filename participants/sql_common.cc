@@ -103,6 +103,8 @@ absl::Status StaleClaimTerminated(absl::string_view bind, int64_t session) {
       "taken again at the next pass"));
 }
 
+std::string PostgresEndSessionSql(int64_t pid) { return absl::StrCat("SELECT pg_terminate_backend(", pid, ")"); }
+
 bool SendCancelInBackground(std::function<void()> send) {
   static std::atomic<int> in_flight{0};
   if (in_flight.fetch_add(1) >= kMaxCancelsInFlight) {

@@ -50,14 +50,6 @@ std::string PostgresNodeClaimHolderSql(absl::string_view node_id, absl::string_v
 absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id, absl::string_view lock,
                                absl::string_view holder);
 
-// Runs `send` (a statement cancel that may wait on the network without a
-// limit of its own) on a detached thread, so that a server that accepts
-// but does not answer holds up neither the caller nor the branch. `send`
-// must own everything it uses. At most kMaxCancelsInFlight run at once (a
-// frozen server holds each until it answers); beyond that the cancel is
-// dropped and false returned.
-inline constexpr int kMaxCancelsInFlight = 64;
-
 // Whether a node claim's holder text (PostgresNodeClaimHolderSql's "pid N
 // from HOST, …", MariaDB's "connection N") names server session `session`.
 bool HolderIsSession(absl::string_view holder, int64_t session);
@@ -68,6 +60,17 @@ bool HolderIsSession(absl::string_view holder, int64_t session);
 // notice for hours) and asked the server to end it: claimed again at a
 // later pass, never mistaken for another coordinator's claim.
 absl::Status StaleClaimTerminated(absl::string_view bind, int64_t session);
+
+// Ends PostgreSQL backend `pid` (libpqxx and psqlODBC alike).
+std::string PostgresEndSessionSql(int64_t pid);
+
+// Runs `send` (a statement cancel that may wait on the network without a
+// limit of its own) on a detached thread, so that a server that accepts
+// but does not answer holds up neither the caller nor the branch. `send`
+// must own everything it uses. At most kMaxCancelsInFlight run at once (a
+// frozen server holds each until it answers); beyond that the cancel is
+// dropped and false returned.
+inline constexpr int kMaxCancelsInFlight = 64;
 bool SendCancelInBackground(std::function<void()> send);
 
 }  // namespace txcoord::participants

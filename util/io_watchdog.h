@@ -41,7 +41,7 @@ class IoWatchdog {
     bool fired_ = false;
   };
 
-  // Sockets shut down so far (for tests and metrics).
+  // Sockets shut down so far (for tests).
   static uint64_t fired_total();
 };
 

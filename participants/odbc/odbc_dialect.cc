@@ -469,7 +469,7 @@ class PostgresDialect : public Dialect {
     return absl::StrCat("SELECT pg_cancel_backend(", session_id, ")");
   }
   std::string EndSessionSql(int64_t session_id) const override {
-    return session_id > 0 ? absl::StrCat("SELECT pg_terminate_backend(", session_id, ")") : "";
+    return session_id > 0 ? PostgresEndSessionSql(session_id) : "";
   }
 
   absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {

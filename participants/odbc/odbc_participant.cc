@@ -105,8 +105,9 @@ odbc::ErrorMapper MapperFor(std::shared_ptr<const Dialect> dialect, std::string 
 // A new (unpooled) connection, set up for the dialect.
 absl::StatusOr<std::unique_ptr<OdbcConnection>> OpenConnection(const OdbcShared& shared) {
   TXC_ASSIGN_OR_RETURN(
-      auto conn, OdbcConnection::Open(shared.options.name, shared.dialect->AdjustDsn(shared.options.dsn, shared.options.io_timeout),
-                                      MapperFor(shared.dialect, shared.options.name)));
+      auto conn,
+      OdbcConnection::Open(shared.options.name, shared.dialect->AdjustDsn(shared.options.dsn, shared.options.io_timeout),
+                           MapperFor(shared.dialect, shared.options.name)));
   TXC_RETURN_IF_ERROR(shared.dialect->OnConnect(*conn));
   return conn;
 }
@@ -499,9 +500,12 @@ absl::StatusOr<std::unique_ptr<Participant>> CreateOdbcParticipant(const BindOpt
                                          bool) {
       return StatusFromSqlstate(bind, d.sqlstate, d.native_error, d.message, context);
     };
-    // A MariaDB driver bounds the handshake only through its own DSN keys.
+    // A MariaDB driver bounds the handshake only through its own DSN keys:
+    // set them when the DSN's Driver= names MariaDB or MySQL.
     const std::string lower = absl::AsciiStrToLower(options.dsn);
-    const bool mariadb_driver = absl::StrContains(lower, "mariadb") || absl::StrContains(lower, "mysql");
+    const size_t at = lower.find("driver=");
+    const std::string driver = at == std::string::npos ? "" : lower.substr(at, lower.find(';', at) - at);
+    const bool mariadb_driver = absl::StrContains(driver, "mariadb") || absl::StrContains(driver, "mysql");
     TXC_ASSIGN_OR_RETURN(
         auto probe,
         OdbcConnection::Open(options.name,

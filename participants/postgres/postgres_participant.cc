@@ -1085,7 +1085,7 @@ class PostgresParticipant : public Participant {
         pqxx::result r = n.exec(PostgresNodeClaimHolderSql(node_id, bind()));
         if (!r.empty() && !r[0][0].is_null()) holders = r[0][0].c_str();
         if (HolderIsSession(holders, stale_claim_pid_)) {
-          n.exec(absl::StrCat("SELECT pg_terminate_backend(", stale_claim_pid_, ")"));
+          n.exec(PostgresEndSessionSql(stale_claim_pid_));
           ended_stale = true;
         }
       }
