@@ -1,8 +1,9 @@
 # bench/run's plot: transfer throughput and p99 versus clients, per mode.
-# gnuplot -e "datadir='DIR'; out='docs/benchmarks.png'" bench/plot.gp
+# gnuplot -e "datadir='DIR'; out='DIR/benchmarks.png'; cores='2'" bench/plot.gp
 set terminal pngcairo size 1200,480 font ",10"
 set output out
-set multiplot layout 1,2 title "txbench transfer (1 UPDATE on PostgreSQL + 1 on MariaDB), 2 cores"
+if (!exists("cores")) cores = "2"
+set multiplot layout 1,2 title "txbench transfer (1 UPDATE on PostgreSQL + 1 on MariaDB), ".cores." cores"
 set logscale x 2
 set xlabel "clients"
 set key top left

@@ -1,14 +1,23 @@
 #!/usr/bin/python3
-"""Turns bench/run's result lines into docs/benchmarks.md's txbench section
-(between the txbench markers; the rest of the page is kept) and into data
-files for bench/plot.gp."""
+"""Turns bench/run's result lines into a report and data for bench/plot.gp.
+
+  --report FILE     the run's report (markdown): the tables, the plot's
+                    reference (benchmarks.png beside FILE) and the raw lines
+  --plot-data DIR   one data file per mode for bench/plot.gp
+  --doc FILE        optional (bench/run --update-docs): replaces the part of
+                    FILE between the bench:table markers with the tables;
+                    the rest of the page is kept, and FILE must have both
+                    markers."""
 import argparse
 import datetime
 import os
 import re
+import sys
 
-BEGIN = "<!-- txbench:begin (written by bench/run; edit outside the markers) -->"
-END = "<!-- txbench:end -->"
+BEGIN = "<!-- bench:table:begin -->"
+END = "<!-- bench:table:end -->"
+# The markers count only on lines of their own.
+SECTION = re.compile(r"^%s\n.*?^%s$" % (re.escape(BEGIN), re.escape(END)), re.M | re.S)
 MODES = ["txcoord-oneshot", "txcoord-session", "txcoord-oneshot-lr", "txcoord-session-lr", "direct-2pc", "direct-1pc",
          "sqlalchemy-twophase", "grpc-health", "sync-rpc"]
 WORKLOADS = ["transfer", "transfer3", "single", "readonly", "noop", "ping"]
@@ -32,12 +41,19 @@ def fmt_int(x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
-    ap.add_argument("--doc", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--doc", default="")
     ap.add_argument("--plot-data", required=True)
     ap.add_argument("--quick", default="0")
     ap.add_argument("--seconds", default="")
     ap.add_argument("--host", default="")
+    ap.add_argument("--commit", default="")
     a = ap.parse_args()
+    if a.doc:
+        doc = open(a.doc).read()
+        if not SECTION.search(doc):
+            sys.exit("report.py: %s has no %s ... %s section (each marker on a line of its own)"
+                     % (a.doc, BEGIN, END))
     runs, engine = parse(a.results)
     clients = sorted({int(r["clients"]) for r in runs})
     # Several rounds of a (workload, mode, clients) run (TXC_BENCH_ROUNDS):
@@ -52,17 +68,17 @@ def main():
         get[key] = rs[(len(rs) - 1) // 2]
     n_rounds = max((len(rs) for rs in rounds.values()), default=1)
 
-    out = [BEGIN, ""]
-    out.append("## Side by side: txcoord, direct 2PC, SQLAlchemy (`bench/run`)")
-    out.append("")
-    out.append("Run of %s (%s; `bench/run%s`, %s s per run after 0.5 s warm-up, 10,000 accounts "
+    out = []
+    out.append("Run of %s%s (%s; `bench/run%s`, %s s per run after 0.5 s warm-up, 10,000 accounts "
                "per database, modes alternating at each client count). Each cell: "
                "transactions/s · p50 ms · p99 ms; errors are shown when not 0.%s"
-               % (datetime.date.today().isoformat(), a.host, " --quick" if a.quick == "1" else "",
-                  a.seconds,
+               % (datetime.date.today().isoformat(), " at " + a.commit if a.commit else "", a.host,
+                  " --quick" if a.quick == "1" else "", a.seconds,
                   "" if n_rounds == 1 else
                   " %d rounds (every mode once per round, in turn): each cell is the round with the "
                   "median throughput, with that round's latencies." % n_rounds))
+    out.append("")
+    out.append("### Throughput and latency")
     out.append("")
     for w in WORKLOADS:
         modes = [m for m in MODES if any((w, m, c) in get for c in clients)]
@@ -86,7 +102,7 @@ def main():
             out.append("| %s | %s |" % (m, " | ".join(cells)))
         out.append("")
 
-    # Goals of issue 8, at 32 clients (or the largest client count run).
+    # The targets, at 32 clients (or the largest client count run).
     c = 32 if 32 in clients else (max(clients) if clients else 0)
 
     def tps(w, m):
@@ -112,7 +128,7 @@ def main():
         ("single: txcoord-session / direct-1pc throughput", ratio(tps("single", "txcoord-session"), tps("single", "direct-1pc")), 0.9, True),
         ("noop: txcoord-oneshot / ping throughput", ratio(tps("noop", "txcoord-oneshot"), tps("ping", "grpc-health")), 0.7, True),
     ]
-    out.append("**Goals of issue 8 at %d clients** (ratios from this run)" % c)
+    out.append("### Against the targets (%d clients, ratios from this run)" % c)
     out.append("")
     out.append("| goal | measured | target | met |")
     out.append("|---|---:|---:|:---:|")
@@ -126,7 +142,7 @@ def main():
     if floor is not None:
         noop_on_floor = ratio(tps("noop", "txcoord-oneshot"), tps("ping", "sync-rpc"))
         out.append("")
-        out.append("Context, not a goal: the cheapest call on txcoord's own synchronous server (`ping` "
+        out.append("Context, not a target: the cheapest call on txcoord's own synchronous server (`ping` "
                    "mode `sync-rpc`: a malformed GetTransaction) runs at %.2f× the health check, which gRPC "
                    "serves on its callback path; `noop` runs at %s× that floor."
                    % (floor, "—" if noop_on_floor is None else "%.2f" % noop_on_floor))
@@ -138,8 +154,10 @@ def main():
                 if "cpu_client_ms" in get.get((w, m, c), {})]
     if cpu_rows:
         out.append("")
-        out.append("**CPU per transaction at %d clients, by process** (ms; bench/cpu_share.py: /proc ticks over "
-                   "the run / (tps × the run's wall time); client = txbench or the SQLAlchemy script)" % c)
+        out.append("### CPU per transaction by process (%d clients)" % c)
+        out.append("")
+        out.append("Milliseconds (bench/cpu_share.py: /proc ticks over the run / (tps × the run's wall time); "
+                   "client = txbench or the SQLAlchemy script).")
         out.append("")
         out.append("| workload | mode | tps | client | txcoord | PostgreSQL | MariaDB | other | all | cores busy |")
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -151,33 +169,26 @@ def main():
                 r.get("cpu_busy_pct", "—")))
     if engine:
         out.append("")
-        out.append("**Engine alone** (`engine_bench`: in process, 2 noop binds, real fsynced journal; "
-                   "target ≥ 100,000 commits/s)")
+        out.append("### Engine alone (`engine_bench`)")
+        out.append("")
+        out.append("In process, 2 noop binds, real fsynced journal; target ≥ 100,000 commits/s.")
         out.append("")
         out.append("| concurrent transactions | commits/s | p50 µs | p99 µs |")
         out.append("|---:|---:|---:|---:|")
         for e in engine:
             out.append("| %s | %s | %s | %s |" % (e["concurrency"], fmt_int(e["commits_per_s"]), e["p50_us"], e["p99_us"]))
-    out.append("")
-    out.append("![throughput and p99 versus clients](benchmarks.png)")
-    out.append("")
-    out.append("Raw lines of this run:")
-    out.append("")
-    out.append("```")
-    out.extend(l.rstrip("\n") for l in open(a.results) if l.strip())
-    out.append("```")
-    out.append("")
-    out.append(END)
     section = "\n".join(out)
 
-    doc = open(a.doc).read() if os.path.exists(a.doc) else "# Benchmarks\n"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        doc = head + section + tail
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-    open(a.doc, "w").write(doc)
+    report = ["# txcoord benchmark run", "", section, "",
+              "![throughput and p99 versus clients](benchmarks.png)", "",
+              "Raw lines of this run (also in results.txt):", "", "```"]
+    report.extend(l.rstrip("\n") for l in open(a.results) if l.strip())
+    report += ["```", ""]
+    open(a.report, "w").write("\n".join(report))
+
+    if a.doc:
+        block = BEGIN + "\n\n" + section + "\n\n" + END
+        open(a.doc, "w").write(SECTION.sub(lambda _: block, doc, count=1))
 
     os.makedirs(a.plot_data, exist_ok=True)
     for m in MODES:
