@@ -1,10 +1,12 @@
 #include "participants/participant.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "util/status_macros.h"
 #include "participants/noop/noop_participant.h"
 #include "participants/odbc/odbc_participant.h"
 #include "participants/postgres/postgres_participant.h"
+#include "participants/statement_guard.h"
 
 namespace txcoord::participants {
 
@@ -12,6 +14,13 @@ absl::StatusOr<BatchOutcome> Participant::RunBatch(const Xid& xid, absl::Duratio
                                                    const std::vector<Statement>& statements,
                                                    int max_rows, bool prepare) {
   BatchOutcome out;
+  const std::string dialect = capabilities().dialect;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    absl::Status refused = CheckBranchSql(bind(), dialect, statements[i].first);
+    if (!refused.ok()) {
+      return absl::Status(refused.code(), absl::StrCat("statement ", i + 1, ": ", refused.message()));
+    }
+  }
   TXC_ASSIGN_OR_RETURN(out.branch, Begin(xid, lock_timeout));
   for (size_t i = 0; i < statements.size(); ++i) {
     auto r = out.branch->Execute(statements[i].first, statements[i].second, max_rows);
@@ -42,6 +51,16 @@ CommitBatchOutcome Participant::RunAndCommit(const Xid& xid, absl::Duration lock
   if (out.status.ok()) out.results = std::move(batch->results);
   return out;
 }
+
+absl::Status BranchEndedError(absl::string_view bind, absl::string_view what) {
+  absl::Status s = absl::FailedPreconditionError(absl::StrCat(
+      "bind ", bind, ": the database ended this branch's transaction (", what,
+      ") while txcoord held it open; its work may be committed"));
+  s.SetPayload(kBranchEndedPayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsBranchEnded(const absl::Status& s) { return s.GetPayload(kBranchEndedPayload).has_value(); }
 
 absl::Status Participant::EnsureDecisionTable() {
   return absl::UnimplementedError(absl::StrCat("bind ", bind(), ": no decision table on this driver"));

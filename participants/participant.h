@@ -161,6 +161,16 @@ class Branch {
   virtual const Xid& xid() const = 0;
 };
 
+// A branch whose local transaction the database ended while txcoord still
+// held it open (a statement that committed, rolled back or prepared it on
+// its own; the statement guard refuses those it can see). Its work may be
+// committed: the global transaction can no longer be atomic. Returned by
+// Branch calls (FAILED_PRECONDITION, marked with kBranchEndedPayload); the
+// coordinator then records the transaction as HEURISTIC.
+inline constexpr absl::string_view kBranchEndedPayload = "type.txcoord.dev/branch-ended";
+absl::Status BranchEndedError(absl::string_view bind, absl::string_view what);
+bool IsBranchEnded(const absl::Status& s);
+
 // A statement: SQL and its positional parameters.
 using Statement = std::pair<std::string, std::vector<Value>>;
 

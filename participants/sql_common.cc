@@ -26,11 +26,25 @@ absl::Status StatusFromSqlstate(absl::string_view bind, absl::string_view sqlsta
     return absl::AbortedError(text);
   }
   if (cls == "53") return absl::ResourceExhaustedError(text);
+  // The server refused the request itself and kept the connection (08P01
+  // protocol violation: e.g. a parameter count that does not match the
+  // statement), or the driver did (class 07: wrong number of parameters):
+  // the caller's mistake, which a retry cannot fix.
+  if (sqlstate == "08P01" || cls == "07") return absl::InvalidArgumentError(text);
   if (cls == "08" || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03") {
     return absl::UnavailableError(text);
   }
   if (cls == "22" || cls == "42") return absl::InvalidArgumentError(text);
   return absl::FailedPreconditionError(text);
+}
+
+bool LoginRefusedMessage(absl::string_view message) {
+  for (absl::string_view refusal : {"password authentication failed", "authentication failed for user",
+                                    "does not exist", "no pg_hba.conf entry", "invalid connection option",
+                                    "missing \"=\" after", "invalid URI"}) {
+    if (absl::StrContains(message, refusal)) return true;
+  }
+  return false;
 }
 
 std::string NormalizeTimestampText(absl::string_view text) {

@@ -19,6 +19,7 @@ enum class SqlErrorContext { kStatement, kFinishPrepared };
 // Maps a database error to a Status (see docs/participants.md):
 //   40001 40P01 55P03 57014 HY008 (canceled), class 40 → ABORTED
 //   53200 53300 53000 (class 53)                → RESOURCE_EXHAUSTED
+//   08P01 (protocol violation), class 07         → INVALID_ARGUMENT
 //   class 08, 57P01..57P03                      → UNAVAILABLE
 //   42704 in kFinishPrepared                    → NOT_FOUND
 //   class 22 and 42 (data, syntax, undefined)   → INVALID_ARGUMENT
@@ -27,6 +28,12 @@ enum class SqlErrorContext { kStatement, kFinishPrepared };
 absl::Status StatusFromSqlstate(absl::string_view bind, absl::string_view sqlstate,
                                 int native_error, absl::string_view message,
                                 SqlErrorContext context = SqlErrorContext::kStatement);
+
+// Whether a failed connection's message says the server refused this
+// login or database (PostgreSQL's libpq gives no SQLSTATE then, and
+// psqlODBC reports 08001 with libpq's text): a configuration mistake that
+// a retry cannot fix.
+bool LoginRefusedMessage(absl::string_view message);
 
 // "2026-11-25 13:45:00.5+00" → "2026-11-25T13:45:00.5Z": the Value text
 // form of timestamps (a zero offset becomes Z; other offsets are kept).

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "absl/strings/match.h"
+#include "participants/sql_common.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -278,9 +280,16 @@ absl::StatusOr<std::unique_ptr<OdbcConnection>> OdbcConnection::Open(const std::
     Diagnostic d = ReadDiagnostic(SQL_HANDLE_DBC, c->dbc_);
     absl::Status s = c->mapper_(d, SqlErrorContext::kStatement, /*connection_dead=*/true);
     if (s.code() == absl::StatusCode::kResourceExhausted) return s;
-    return absl::UnavailableError(absl::StrCat("bind ", bind, ": cannot connect: SQLSTATE ",
-                                               d.sqlstate, " (native ", d.native_error,
-                                               "): ", d.message));
+    // Refused logins, unknown databases and drivers: a retry cannot fix
+    // them until the bind's configuration is (MariaDB 1044/1045/1049 carry
+    // SQLSTATE 42000/28000; IM*: the driver manager's own errors).
+    const bool misconfigured = absl::StartsWith(d.sqlstate, "28") || absl::StartsWith(d.sqlstate, "IM") ||
+                               d.sqlstate == "3D000" || d.native_error == 1044 || d.native_error == 1045 ||
+                               d.native_error == 1049 || LoginRefusedMessage(d.message);
+    return absl::Status(misconfigured ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kUnavailable,
+                        absl::StrCat("bind ", bind, ": cannot connect: SQLSTATE ", d.sqlstate, " (native ",
+                                     d.native_error, "): ", d.message,
+                                     misconfigured ? " (fix the bind's connection string)" : ""));
   }
   c->connected_ = true;
   return c;

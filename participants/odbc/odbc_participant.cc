@@ -14,6 +14,7 @@
 #include "participants/connection_pool.h"
 #include "participants/odbc/odbc_connection.h"
 #include "participants/odbc/odbc_dialect.h"
+#include "participants/statement_guard.h"
 #include "participants/sql_common.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
@@ -131,6 +132,9 @@ class OdbcBranch : public Branch {
   absl::StatusOr<ResultSet> Execute(absl::string_view sql, const std::vector<Value>& params,
                                     int max_rows) override {
     TXC_RETURN_IF_ERROR(RequireActive("Execute"));
+    TXC_RETURN_IF_ERROR(CheckBranchSql(shared_->options.name, shared_->dialect->name(), sql));
+    TXC_RETURN_IF_ERROR(CheckParameterMarkers(shared_->options.name, shared_->dialect->name(), sql, params.size()));
+    if (SessionStateSql(shared_->dialect->name(), sql)) session_state_ = true;
     odbc::ExecOptions o;
     o.max_rows = max_rows;
     std::optional<std::string> inlined = shared_->dialect->InlineParameters(sql, params);
@@ -161,8 +165,10 @@ class OdbcBranch : public Branch {
       return vote.status();
     }
     state_ = State::kEnded;
-    if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare()) {
+    if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare() && !session_state_) {
       // See Dialect::close_after_prepare(): kept for phase 2 (OdbcShared::Park).
+      // Not a connection with session state: Finish closes that one, and
+      // the prepared branch survives the disconnect.
       {
         absl::MutexLock lock(&cancel_mu_);
         cancel_target_ = nullptr;
@@ -283,11 +289,14 @@ class OdbcBranch : public Branch {
     return s;
   }
 
+  // Returns the connection to the pool (once); closes it instead when a
+  // statement may have left session state on it (SessionStateSql).
   void Finish() {
     {
       absl::MutexLock lock(&cancel_mu_);
       cancel_target_ = nullptr;
     }
+    if (session_state_ && lease_) lease_.MarkBroken();
     lease_.Release();
   }
 
@@ -296,6 +305,7 @@ class OdbcBranch : public Branch {
   const Xid xid_;
   State state_ = State::kActive;
   absl::Status failure_;
+  bool session_state_ = false;  // a statement may have left session state
   absl::Mutex cancel_mu_;
   OdbcConnection* cancel_target_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
 };
@@ -428,7 +438,11 @@ class OdbcParticipant : public Participant {
       stale_claim_session_ = claim_->server_session_id;
       claim_.reset();
     }
-    TXC_ASSIGN_OR_RETURN(std::unique_ptr<OdbcConnection> c, OpenConnection(*shared_));
+    absl::StatusOr<std::unique_ptr<OdbcConnection>> opened = OpenConnection(*shared_);
+    // Not connected (a refused login included): not claimed yet, which is
+    // never the FAILED_PRECONDITION of a claim held by someone else.
+    if (!opened.ok()) return absl::UnavailableError(opened.status().message());
+    std::unique_ptr<OdbcConnection> c = *std::move(opened);
     TXC_ASSIGN_OR_RETURN(ResultSet got, c->Execute(sql, {}));
     if (got.rows.empty() || got.rows[0].empty() || !Truthy(got.rows[0][0])) {
       std::string holder;

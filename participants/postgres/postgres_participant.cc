@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
@@ -23,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "participants/connection_pool.h"
 #include "participants/sql_common.h"
+#include "participants/statement_guard.h"
 #include "util/failpoint.h"
 #include "util/io_watchdog.h"
 #include "util/status_macros.h"
@@ -93,8 +95,15 @@ struct PgShared {
 
 // Runs `fn`, turning every libpqxx / std exception into a Status. Sets
 // *broken when the connection can no longer be used.
+// `conn`: the connection's libpq handle, when there is one: libpqxx
+// reports every SQLSTATE of class 08 as broken_connection, also the 08P01
+// (protocol violation) with which the server refuses a message it did not
+// like — a parameter count that does not match the statement — and keeps
+// the connection. That is the caller's mistake (INVALID_ARGUMENT), not a
+// lost connection.
 template <typename Fn>
-absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken, Fn&& fn) {
+absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken, Fn&& fn,
+                   const std::function<PGconn*()>& conn = nullptr) {
   try {
     fn();
     return absl::OkStatus();
@@ -103,8 +112,12 @@ absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken
     return absl::ResourceExhaustedError(
         absl::StrCat("bind ", bind, ": SQLSTATE 53300: ", TrimRight(e.what())));
   } catch (const pqxx::broken_connection& e) {
-    *broken = true;
     std::string what = TrimRight(e.what());
+    if (PGconn* raw = conn ? conn() : nullptr; raw != nullptr && PQstatus(raw) == CONNECTION_OK &&
+                                                  PQtransactionStatus(raw) != PQTRANS_UNKNOWN) {
+      return absl::InvalidArgumentError(absl::StrCat("bind ", bind, ": SQLSTATE 08P01: ", what));
+    }
+    *broken = true;
     if (absl::StrContains(what, "too many clients") ||
         absl::StrContains(what, "remaining connection slots")) {
       return absl::ResourceExhaustedError(absl::StrCat("bind ", bind, ": SQLSTATE 53300: ", what));
@@ -155,7 +168,7 @@ absl::Status GuardOn(const BindOptions& options, PgConnection& c, SqlErrorContex
     bound = std::max(bound, statement_limit + kStatementReplyMargin);
   }
   util::IoWatchdog::Watch watch(c.conn->sock(), bound);
-  absl::Status s = Guard(options.name, context, broken, std::forward<Fn>(fn));
+  absl::Status s = Guard(options.name, context, broken, std::forward<Fn>(fn), [&c] { return c.conn->raw(); });
   if (watch.Disarm()) {
     *broken = true;
     if (!s.ok()) {
@@ -218,6 +231,12 @@ absl::StatusOr<std::unique_ptr<PgConnection>> OpenConnection(const BindOptions& 
     });
   }
   if (!s.ok()) {
+    // A refused login or an unknown database or role: a retry cannot fix
+    // it until the bind's connection string is (libpq gives no SQLSTATE
+    // for a failed connection, only its message).
+    if (LoginRefusedMessage(s.message())) {
+      return absl::FailedPreconditionError(absl::StrCat(s.message(), " (fix the bind's connection string)"));
+    }
     if (s.code() == absl::StatusCode::kInternal) {
       // A bad DSN surfaces as a plain exception from the constructor.
       return absl::UnavailableError(s.message());
@@ -364,8 +383,15 @@ std::vector<std::string> BeginStatements(absl::Duration lock_timeout) {
                    ? 0
                    : std::max<int64_t>(1, absl::ToInt64Milliseconds(lock_timeout));
   return {"BEGIN", absl::StrCat("SET LOCAL lock_timeout = ", ms),
-          absl::StrCat("SET LOCAL statement_timeout = ", ms)};
+          absl::StrCat("SET LOCAL statement_timeout = ", ms), "SET LOCAL txcoord.branch = 'open'"};
 }
+
+// Run after a batch's statements, in the same round trip: fails (division
+// by zero, which stops the rest of the string, PREPARE or COMMIT included)
+// when the statements ended the branch's transaction — a SET LOCAL lasts
+// until its transaction ends, also through COMMIT AND CHAIN.
+constexpr absl::string_view kBranchOpenCheckSql =
+    "SELECT 1 / coalesce(current_setting('txcoord.branch', true) = 'open', false)::int";
 
 }  // namespace
 
@@ -408,12 +434,15 @@ class PostgresBranch : public Branch {
 
   // `statement_limit`: the statement_timeout the branch's statements run
   // under (its Begin's lock_timeout).
+  // `session_state`: statements already run on it may have left session
+  // state (the connection is closed when the branch ends).
   PostgresBranch(std::shared_ptr<PgShared> shared, ConnectionPool<PgConnection>::Lease lease,
-                 Xid xid, absl::Duration statement_limit)
+                 Xid xid, absl::Duration statement_limit, bool session_state = false)
       : shared_(std::move(shared)),
         lease_(std::move(lease)),
         xid_(std::move(xid)),
-        statement_limit_(statement_limit) {
+        statement_limit_(statement_limit),
+        session_state_(session_state) {
     absl::MutexLock lock(&cancel_mu_);
     cancel_key_ = lease_->cancel;
   }
@@ -426,6 +455,8 @@ class PostgresBranch : public Branch {
   absl::StatusOr<ResultSet> Execute(absl::string_view sql, const std::vector<Value>& params,
                                     int max_rows) override {
     TXC_RETURN_IF_ERROR(RequireActive("Execute"));
+    TXC_RETURN_IF_ERROR(CheckBranchSql(shared_->options.name, "postgresql", sql));
+    if (SessionStateSql("postgresql", sql)) session_state_ = true;
     std::vector<std::optional<std::string>> texts;
     texts.reserve(params.size());
     for (const Value& v : params) texts.push_back(ParamText(v));
@@ -442,25 +473,47 @@ class PostgresBranch : public Branch {
       Fail(s);
       return s;
     }
+    // Still inside the branch's transaction? (The guard refuses what it can
+    // see; this catches what it cannot.)
+    if (state_ == State::kActive && PQtransactionStatus(lease_->conn->raw()) == PQTRANS_IDLE) {
+      state_ = State::kEnded;
+      Finish();
+      return BranchEndedError(shared_->options.name, "after a statement the connection was outside any transaction");
+    }
     return out;
   }
 
   absl::StatusOr<Vote> Prepare() override {
     TXC_RETURN_IF_ERROR(RequireActiveOrRollback("Prepare"));
     bool read_only = false;
+    bool ended_before_prepare = false;
     // In a transaction aborted by an earlier error, PostgreSQL answers
     // PREPARE TRANSACTION and COMMIT with a silent ROLLBACK. That cannot
     // happen here: a failed Execute makes the branch kFailed, and the SELECT
     // below would itself fail in an aborted transaction.
     absl::Status s = Run([&](pqxx::nontransaction& n) {
-      read_only = n.exec("SELECT txid_current_if_assigned() IS NULL")[0][0].as<bool>();
+      pqxx::result probe = n.exec(
+          "SELECT txid_current_if_assigned() IS NULL, "
+          "coalesce(current_setting('txcoord.branch', true) = 'open', false)");
+      read_only = probe[0][0].as<bool>();
+      // The branch's transaction must still be the one Begin started (its
+      // SET LOCAL marker survives only in it; COMMIT AND CHAIN loses it).
+      // Outside any transaction PostgreSQL would even answer PREPARE
+      // TRANSACTION with a warning only.
+      ended_before_prepare =
+          !probe[0][1].as<bool>() || PQtransactionStatus(lease_->conn->raw()) != PQTRANS_INTRANS;
+      if (ended_before_prepare) return;
       TXC_FAILPOINT("participants.postgres.before_prepare");
-      n.exec(read_only ? std::string("COMMIT")
-                       : "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid_)));
+      n.exec(read_only ? std::string("COMMIT") : "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid_)));
     });
     if (!s.ok()) {
       (void)EndLocally("ROLLBACK");
       return s;
+    }
+    if (ended_before_prepare) {
+      state_ = State::kEnded;
+      Finish();
+      return BranchEndedError(shared_->options.name, "PREPARE TRANSACTION found no transaction to prepare");
     }
     state_ = State::kEnded;
     Finish();
@@ -602,12 +655,14 @@ class PostgresBranch : public Branch {
     return s;
   }
 
-  // Returns the connection to the pool (once).
+  // Returns the connection to the pool (once); closes it instead when a
+  // statement may have left session state on it (SessionStateSql).
   void Finish() {
     {
       absl::MutexLock lock(&cancel_mu_);
       cancel_key_ = nullptr;
     }
+    if (session_state_) lease_.MarkBroken();
     lease_.Release();
   }
 
@@ -617,6 +672,7 @@ class PostgresBranch : public Branch {
   const absl::Duration statement_limit_;
   State state_ = State::kActive;
   absl::Status failure_;
+  bool session_state_ = false;  // a statement may have left session state
   absl::Mutex cancel_mu_;
   std::shared_ptr<PGcancel> cancel_key_ ABSL_GUARDED_BY(cancel_mu_);  // null once finished
 };
@@ -624,6 +680,7 @@ class PostgresBranch : public Branch {
 // Query numbers in Pipelined::failed besides statement indexes.
 constexpr int kBeginQueries = -1;  // BEGIN and the SET LOCALs
 constexpr int kFirstTail = -2;     // the first query after the statements
+constexpr int kBranchCheck = -1000;  // kBranchOpenCheckSql, before the tail
 
 // What RunPipelined got back.
 struct Pipelined {
@@ -635,6 +692,20 @@ struct Pipelined {
   std::vector<ResultSet> results;  // one per statement, when OK
   std::vector<pqxx::result> tail;  // one per tail query, when OK
 };
+
+// The statement guard over a batch (before anything is sent):
+// INVALID_ARGUMENT naming the refused statement. *session_state: some
+// statement may leave session state (its connection is closed after).
+absl::Status GuardBatch(const std::string& bind, const std::vector<Statement>& statements, bool* session_state) {
+  for (size_t i = 0; i < statements.size(); ++i) {
+    absl::Status refused = CheckBranchSql(bind, "postgresql", statements[i].first);
+    if (!refused.ok()) {
+      return absl::Status(refused.code(), absl::StrCat("statement ", i + 1, ": ", refused.message()));
+    }
+    if (SessionStateSql("postgresql", statements[i].first)) *session_state = true;
+  }
+  return absl::OkStatus();
+}
 
 // Every statement in PostgresBatchableSql's subset, or nullopt.
 std::optional<std::vector<std::string>> BatchableSqls(const std::vector<Statement>& statements) {
@@ -688,6 +759,7 @@ Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std:
         order.push_back({p.insert(exec), static_cast<int>(i), true});
         order.push_back({p.insert("DEALLOCATE " + name), static_cast<int>(i), false});
       }
+      order.push_back({p.insert(std::string(kBranchOpenCheckSql)), kBranchCheck, false});
       for (size_t k = 0; k < tail.size(); ++k) {
         order.push_back({p.insert(tail[k]), kFirstTail - static_cast<int>(k), false});
       }
@@ -696,11 +768,14 @@ Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std:
         out.failed = q.index;
         pqxx::result r = p.retrieve(q.id);
         if (q.result) raw[q.index] = std::move(r);
-        if (q.index <= kFirstTail) out.tail.push_back(std::move(r));
+        if (q.index <= kFirstTail && q.index != kBranchCheck) out.tail.push_back(std::move(r));
       }
     }
     for (size_t i = 0; i < raw.size(); ++i) out.results.push_back(ToResultSet(shared, n, raw[i], max_rows));
   }, statement_limit);
+  if (!out.status.ok() && !out.broken && out.failed == kBranchCheck) {
+    out.status = BranchEndedError(shared.options.name, "a statement of the batch ended it");
+  }
   return out;
 }
 
@@ -789,10 +864,14 @@ class PostgresParticipant : public Participant {
   absl::StatusOr<BatchOutcome> RunBatch(const Xid& xid, absl::Duration lock_timeout,
                                         const std::vector<Statement>& statements, int max_rows,
                                         bool prepare) override {
+    bool session_state = false;
+    TXC_RETURN_IF_ERROR(GuardBatch(bind(), statements, &session_state));
     std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
     if (!sqls) return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
     const std::vector<std::string> begin = BeginStatements(lock_timeout);
-    if (prepare && AnyDataChange(*sqls)) return RunAndPrepare(xid, begin, *sqls, statements, max_rows, lock_timeout);
+    if (prepare && AnyDataChange(*sqls)) {
+      return RunAndPrepare(xid, begin, *sqls, statements, max_rows, lock_timeout, session_state);
+    }
     const std::vector<std::string> tail =
         prepare ? std::vector<std::string>{"SELECT txid_current_if_assigned() IS NULL"} : std::vector<std::string>{};
     // A pooled connection may have died while idle: nothing of the batch
@@ -812,12 +891,15 @@ class PostgresParticipant : public Participant {
         return s;
       }
       out.results = std::move(run.results);
+      if (session_state) lease.MarkBroken();  // closed when released, never pooled again
+      if (s.ok() && PQtransactionStatus(lease->conn->raw()) == PQTRANS_IDLE) {
+        return BranchEndedError(bind(), "after the statements the connection was outside any transaction");
+      }
       if (s.ok() && prepare) {
         s = GuardOn(shared_->options, *lease, SqlErrorContext::kStatement, &broken, [&] {
           TXC_FAILPOINT("participants.postgres.before_prepare");
           pqxx::nontransaction n(*lease->conn);
-          n.exec(read_only ? std::string("COMMIT")
-                           : "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)));
+          n.exec(read_only ? std::string("COMMIT") : "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)));
         }, lock_timeout);
         out.vote = read_only ? Vote::kReadOnly : Vote::kPrepared;
         if (broken) lease.MarkBroken();
@@ -827,7 +909,9 @@ class PostgresParticipant : public Participant {
         if (!run.status.ok()) return NameFailedStatement(run);
         return s;  // the PREPARE (or read-only COMMIT) after the batch
       }
-      if (!prepare) out.branch.reset(new PostgresBranch(shared_, std::move(lease), xid, lock_timeout));
+      if (!prepare) {
+        out.branch.reset(new PostgresBranch(shared_, std::move(lease), xid, lock_timeout, session_state));
+      }
       return out;
     }
   }
@@ -842,10 +926,10 @@ class PostgresParticipant : public Participant {
   absl::StatusOr<BatchOutcome> RunAndPrepare(const Xid& xid, const std::vector<std::string>& begin,
                                              const std::vector<std::string>& sqls,
                                              const std::vector<Statement>& statements, int max_rows,
-                                             absl::Duration lock_timeout) {
+                                             absl::Duration lock_timeout, bool session_state) {
     TXC_FAILPOINT("participants.postgres.before_prepare");
     Pipelined run = RunOnce(begin, sqls, statements, "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)),
-                            max_rows, lock_timeout);
+                            max_rows, lock_timeout, session_state);
     if (!run.status.ok()) return run.status;
     BatchOutcome out;
     out.results = std::move(run.results);
@@ -855,9 +939,16 @@ class PostgresParticipant : public Participant {
 
   CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
                                   const std::vector<Statement>& statements, int max_rows) override {
+    bool session_state = false;
+    if (absl::Status refused = GuardBatch(bind(), statements, &session_state); !refused.ok()) {
+      CommitBatchOutcome out;
+      out.status = refused;  // nothing sent
+      return out;
+    }
     std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
     if (!sqls) return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
-    Pipelined run = RunOnce(BeginStatements(lock_timeout), *sqls, statements, "COMMIT", max_rows, lock_timeout);
+    Pipelined run =
+        RunOnce(BeginStatements(lock_timeout), *sqls, statements, "COMMIT", max_rows, lock_timeout, session_state);
     CommitBatchOutcome out;
     out.status = run.status;
     out.outcome_unknown = run.broken;  // the COMMIT may have run
@@ -873,7 +964,7 @@ class PostgresParticipant : public Participant {
   // and the error names the failing statement.
   Pipelined RunOnce(const std::vector<std::string>& begin, const std::vector<std::string>& sqls,
                     const std::vector<Statement>& statements, const std::string& last, int max_rows,
-                    absl::Duration lock_timeout) {
+                    absl::Duration lock_timeout, bool session_state) {
     absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
     if (!lease.ok()) {
       Pipelined none;
@@ -881,6 +972,7 @@ class PostgresParticipant : public Participant {
       return none;
     }
     Pipelined run = RunPipelined(*shared_, **lease, begin, sqls, statements, {last}, max_rows, lock_timeout);
+    if (session_state) lease->MarkBroken();  // closed when released, never pooled again
     if (run.broken) {
       lease->MarkBroken();
     } else if (!run.status.ok()) {
@@ -1073,7 +1165,11 @@ class PostgresParticipant : public Participant {
       stale_claim_pid_ = claim_pid_;
       claim_.reset();
     }
-    TXC_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, OpenConnection(shared_->options));
+    absl::StatusOr<std::unique_ptr<PgConnection>> opened = OpenConnection(shared_->options);
+    // Not connected (a refused login included): not claimed yet, which is
+    // never the FAILED_PRECONDITION of a claim held by someone else.
+    if (!opened.ok()) return absl::UnavailableError(opened.status().message());
+    std::unique_ptr<PgConnection> c = *std::move(opened);
     bool got = false;
     bool ended_stale = false;
     std::string holders;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -1176,6 +1177,53 @@ TEST_P(ParticipantTest, SqliteCannotPrepare) {
   ASSERT_TRUE(listed.ok());
   EXPECT_THAT(*listed, IsEmpty());
   EXPECT_EQ(participant_->CommitPrepared(NewXid()).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Too few or too many parameters: the caller's mistake (INVALID_ARGUMENT),
+// never a lost connection — a retry cannot fix it, and the pooled
+// connections stay open.
+TEST_P(ParticipantTest, ParameterCountMismatchIsInvalidArgumentAndKeepsTheConnection) {
+  const std::string sql = GetParam().driver == "postgres" ? "SELECT $1::int + $2::int"
+                                                          : "SELECT CAST(? AS INT) + CAST(? AS INT)";
+  ASSERT_TRUE(ExecOnePhase("SELECT 1").ok());
+  const int open_before = participant_->pool_stats().open;
+  for (const std::vector<Value>& params :
+       {std::vector<Value>{Value::Int64(1)}, std::vector<Value>{Value::Int64(1), Value::Int64(2), Value::Int64(3)}}) {
+    SCOPED_TRACE(params.size());
+    auto branch = participant_->Begin(NewXid(), absl::Seconds(10));
+    ASSERT_TRUE(branch.ok()) << branch.status();
+    auto rs = (*branch)->Execute(sql, params, 0);
+    EXPECT_EQ(rs.status().code(), absl::StatusCode::kInvalidArgument) << rs.status();
+    EXPECT_THAT(rs.status().message(), HasSubstr(bind_name_));
+    (void)(*branch)->Rollback();
+    branch->reset();
+    // The same through RunBatch (libpqxx: the pipelined path) and RunAndCommit.
+    auto batch = participant_->RunBatch(NewXid(), absl::Seconds(10), {{sql, params}}, 0, /*prepare=*/false);
+    EXPECT_EQ(batch.status().code(), absl::StatusCode::kInvalidArgument) << batch.status();
+    CommitBatchOutcome one = participant_->RunAndCommit(NewXid(), absl::Seconds(10), {{sql, params}}, 0);
+    EXPECT_EQ(one.status.code(), absl::StatusCode::kInvalidArgument) << one.status;
+    EXPECT_FALSE(one.outcome_unknown);
+  }
+  EXPECT_EQ(participant_->pool_stats().open, open_before) << "a parameter mistake closed pooled connections";
+  auto ok = ExecOnePhase(sql, {Value::Int64(1), Value::Int64(2)});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->rows.at(0).at(0), Value::Int64(3));
+}
+
+// A refused login is a configuration mistake, not an outage: a retry
+// cannot fix it (FAILED_PRECONDITION, not UNAVAILABLE).
+TEST_P(ParticipantTest, RefusedLoginIsFailedPreconditionNotUnavailable) {
+  if (IsSqlite()) GTEST_SKIP() << "SQLite has no login";
+  ASSERT_THAT(dsn_, HasSubstr("txcoord_local_pw")) << "the local harness's password";
+  BindOptions o;
+  o.name = "refused";
+  o.driver = GetParam().driver;
+  o.dsn = absl::StrReplaceAll(dsn_, {{"txcoord_local_pw", "not_the_password"}});
+  auto p = CreateParticipant(o);
+  absl::Status s = p.status();
+  if (p.ok()) s = (*p)->Begin(NewXid(), absl::Seconds(5)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(), HasSubstr("refused"));
 }
 
 INSTANTIATE_TEST_SUITE_P(
