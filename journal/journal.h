@@ -48,6 +48,11 @@ struct JournalOptions {
   // (a synced WriteBatch per group).
   bool decision_log = true;
   uint64_t decision_log_bytes = 16 << 20;  // a multiple of 4096, 64 KiB to 1 GiB
+  // RocksDB's memory, bounded: every column family's memtables together
+  // (db_write_buffer_size; each family's memtable a quarter of it), and the
+  // block cache shared by the families (index and filter blocks included).
+  uint64_t memtable_bytes = 16 << 20;
+  uint64_t block_cache_bytes = 8 << 20;
 };
 
 // What a journal has done since it was opened (for metrics).
@@ -70,18 +75,13 @@ class Journal {
   // the log that holds it (the decision log, or RocksDB's write-ahead log)
   // completed; concurrent callers share one fsync.
   // An error (disk full, I/O error) means the record may or may not have
-  // been written (an fsync can fail after the write reached the log): the
-  // caller must not send any COMMIT, and may abort the transaction only
-  // after WithdrawDecision succeeded.
+  // been written (an fsync can fail after the write reached the log, and
+  // what a failed fsync left on disk cannot be known): the caller must
+  // neither commit nor roll back the branches, and leave the decision to
+  // the next open, which reads what the log holds (fail-stop).
   // REQUIRES: record.txn_id() is not empty.
   virtual absl::Status LogDecision(const DecisionRecord& record) = 0;
 
-  // After a failed LogDecision: makes sure the record cannot appear later
-  // (a durable delete of whatever of it may have reached the log). OK: the
-  // caller may abort the transaction. An error: the record may or may not
-  // be durable, so nobody can decide now; the branches must stay prepared
-  // and the next start decides from what the journal holds.
-  virtual absl::Status WithdrawDecision(const std::string& txn_id) = 0;
 
   // Replaces an unfinished record (branch states, attempts, errors) without
   // waiting for an fsync: losing this update in a crash only repeats work.
@@ -122,6 +122,12 @@ class Journal {
   // The record of `txn_id`, unfinished or in history; nullopt if none.
   virtual absl::StatusOr<std::optional<DecisionRecord>> Find(
       absl::string_view txn_id) = 0;
+
+  // The txn id recorded with idempotency key `key` (a record written with
+  // DecisionRecord.idempotency_key: its decision, or its history record),
+  // or nullopt. Kept as long as that record is: the history's retention
+  // removes it with the record.
+  virtual absl::StatusOr<std::optional<std::string>> FindIdempotencyKey(absl::string_view key) = 0;
 
   // Finished records, newest first, at most `limit`, older than the
   // record finished at `before` (use absl::InfiniteFuture() for the first page).

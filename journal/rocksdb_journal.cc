@@ -15,7 +15,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/options.h"
+#include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
@@ -48,7 +50,7 @@ uint64_t ReadBigEndian64(absl::string_view bytes) {
   return v;
 }
 const char* const kColumnFamilies[] = {"default", "unfinished", "history",
-                                       "history_by_time"};
+                                       "history_by_time", "idempotency_keys"};
 
 std::string RepairHint(const std::string& dir) {
   return absl::StrCat(
@@ -121,6 +123,7 @@ struct RocksDbJournal::Writer {
 
   std::string key;
   std::string value;
+  std::string idempotency_key;  // the record's, or ""
   absl::Status status;  // written before `turn` becomes kDone
   std::atomic<uint32_t> turn{kWaiting};  // the futex word
   static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
@@ -249,6 +252,7 @@ absl::Status RocksDbJournal::RecoverDecisionLog() {
     }
     // Lost by RocksDB in a power cut, with everything written after it.
     batch.Put(unfinished(), record.txn_id(), entry.bytes);
+    if (!record.idempotency_key().empty()) batch.Put(idempotency_keys(), record.idempotency_key(), record.txn_id());
   }
   batch.Put(meta(), kAppliedKey, BigEndian64(last));
   rocksdb::WriteOptions wo;
@@ -284,7 +288,10 @@ absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group, uint6
   absl::MutexLock lock(&log_mu_);
   TXC_RETURN_IF_ERROR(DecisionWriteHealth());
   rocksdb::WriteBatch batch;
-  for (const Writer* w : group) batch.Put(unfinished(), w->key, w->value);
+  for (const Writer* w : group) {
+    batch.Put(unfinished(), w->key, w->value);
+    if (!w->idempotency_key.empty()) batch.Put(idempotency_keys(), w->idempotency_key, w->key);
+  }
   // A large group (hundreds of waiting writers) goes to RocksDB synced
   // instead: its bytes, not the sync's fixed cost, dominate its write, and
   // through the decision log they would reach the disk twice (RocksDB's
@@ -294,13 +301,18 @@ absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group, uint6
   if (decision_log_ == nullptr || payload > kLargeGroupBytes) {
     rocksdb::WriteOptions wo;
     wo.sync = true;  // the decision must survive power loss before phase 2
-    return FromRocks(db_->Write(wo, &batch), "writing commit decisions");
+    absl::Status s = FromRocks(db_->Write(wo, &batch), "writing commit decisions");
+    // The WAL's sync failed after the group's write (EIO).
+    if (s.ok()) s = TXC_FAILPOINT_STATUS("journal.wal_sync");
+    if (!s.ok()) return Fail(s);
+    return absl::OkStatus();
   }
   if (!decision_log_->Fits(payload)) {
     // The file is full. Every decision in it is in RocksDB (below each
     // Append): make them durable there, then start over at the beginning.
-    TXC_RETURN_IF_ERROR(
-        FromRocks(db_->SyncWAL(), "syncing the decisions before the decision log's next lap"));
+    absl::Status synced = FromRocks(db_->SyncWAL(), "syncing the decisions before the decision log's next lap");
+    if (synced.ok()) synced = TXC_FAILPOINT_STATUS("journal.lap_wal_sync");
+    if (!synced.ok()) return Fail(synced);
     absl::Status s = decision_log_->StartLap();
     if (!s.ok()) return Fail(s);
     decision_log_laps_.fetch_add(1, std::memory_order_relaxed);
@@ -350,6 +362,7 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
   Writer w;
   w.key = record.txn_id();
   w.value = SerializeCurrent(record);
+  w.idempotency_key = record.idempotency_key();
   if (max_group_payload_ > 0 &&
       DecisionLog::RecordBytes(w.value.size()) > max_group_payload_) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -415,22 +428,6 @@ absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
   return MarkFinishedMany({final_record});
 }
 
-absl::Status RocksDbJournal::WithdrawDecision(const std::string& txn_id) {
-  TXC_FAILPOINT_RETURN_IF_ERROR("journal.withdraw_decision");
-  absl::MutexLock lock(&log_mu_);  // no group is half written meanwhile
-  rocksdb::WriteBatch batch;
-  batch.Delete(unfinished(), txn_id);
-  // Past every decision-log group written so far, the failed one that may
-  // hold txn_id included: the next open must not write it back.
-  if (decision_log_ != nullptr) batch.Put(meta(), kAppliedKey, BigEndian64(next_seq_ - 1));
-  rocksdb::WriteOptions wo;
-  wo.sync = true;  // must outlive a crash, as the record it withdraws might
-  // After a failed sync RocksDB refuses writes (its background error) until
-  // reopened: this then fails, and the caller leaves the decision to the
-  // next start.
-  return FromRocks(db_->Write(wo, &batch), absl::StrCat("withdrawing the decision of ", txn_id));
-}
-
 absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>& final_records) {
   return WriteFinished(final_records.data(), final_records.size(), /*known_new=*/false);
 }
@@ -481,7 +478,10 @@ absl::Status RocksDbJournal::WriteFinished(const DecisionRecord* records, size_t
       batch.Delete(unfinished(), id);
     }
     batch.Put(history(), id, value);
-    batch.Put(history_by_time(), TimeKey(finished_at, id), "");
+    batch.Put(history_by_time(), TimeKey(finished_at, id), final_record.idempotency_key());
+    if (!final_record.idempotency_key().empty()) {
+      batch.Put(idempotency_keys(), final_record.idempotency_key(), id);
+    }
   }
   rocksdb::WriteOptions wo;  // END need not be durable: a lost END re-drives
   TXC_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "finishing transactions"));
@@ -538,6 +538,14 @@ absl::StatusOr<std::optional<DecisionRecord>> RocksDbJournal::Find(
     if (!s.IsNotFound()) return FromRocks(s, absl::StrCat("reading ", txn_id));
   }
   return std::optional<DecisionRecord>();
+}
+
+absl::StatusOr<std::optional<std::string>> RocksDbJournal::FindIdempotencyKey(absl::string_view key) {
+  std::string txn_id;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), idempotency_keys(), ToSlice(key), &txn_id);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  TXC_RETURN_IF_ERROR(FromRocks(s, "reading an idempotency key"));
+  return std::optional<std::string>(std::move(txn_id));
 }
 
 absl::StatusOr<std::vector<DecisionRecord>> RocksDbJournal::ListFinished(
@@ -620,6 +628,13 @@ absl::StatusOr<int64_t> RocksDbJournal::CollectGarbage(absl::Time now, const Col
     const absl::string_view id(key.data() + 8, key.size() - 8);
     batch.Delete(history_by_time(), key);
     batch.Delete(history(), rocksdb::Slice(id.data(), id.size()));
+    // The record's idempotency key (history_by_time's value) goes with it,
+    // unless a later transaction took the key meanwhile.
+    if (!it->value().empty()) {
+      std::string holder;
+      rocksdb::Status hs = db_->Get(rocksdb::ReadOptions(), idempotency_keys(), it->value(), &holder);
+      if (hs.ok() && holder == id) batch.Delete(idempotency_keys(), it->value());
+    }
     if (fold) marker = fold(marker, id);
     gc_from_ = key.ToString();
     ++deleted;
@@ -684,9 +699,19 @@ absl::StatusOr<std::unique_ptr<Journal>> OpenRocksDbJournal(
   db_options.keep_log_file_num = 4;
   db_options.max_total_wal_size = 64 << 20;
 
+  // Bounded memory (RocksDB's defaults let each family's memtables grow to
+  // 128 MiB and index blocks live outside the cache).
+  db_options.db_write_buffer_size = options.memtable_bytes;
+  rocksdb::ColumnFamilyOptions family_options;
+  family_options.write_buffer_size = std::max<uint64_t>(options.memtable_bytes / 4, 1 << 20);
+  family_options.max_write_buffer_number = 2;
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table_options.cache_index_and_filter_blocks = true;
+  family_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   for (const char* name : kColumnFamilies) {
-    families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    families.emplace_back(name, family_options);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;

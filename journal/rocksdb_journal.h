@@ -64,7 +64,6 @@ class RocksDbJournal final : public Journal {
   const std::string& node_id() const override { return options_.node_id; }
   uint64_t epoch() const override { return epoch_; }
   absl::Status LogDecision(const DecisionRecord& record) override;
-  absl::Status WithdrawDecision(const std::string& txn_id) override;
   absl::Status UpdateDecision(const DecisionRecord& record) override;
   absl::Status MarkFinished(const DecisionRecord& final_record) override;
   absl::Status MarkFinishedMany(const std::vector<DecisionRecord>& final_records) override;
@@ -74,6 +73,7 @@ class RocksDbJournal final : public Journal {
   absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() override;
   absl::StatusOr<std::optional<DecisionRecord>> Find(
       absl::string_view txn_id) override;
+  absl::StatusOr<std::optional<std::string>> FindIdempotencyKey(absl::string_view key) override;
   absl::StatusOr<std::vector<DecisionRecord>> ListFinished(absl::Time before,
                                                            int limit) override;
   absl::StatusOr<int64_t> CollectGarbage(absl::Time now, const CollectedMarkerFold& fold = nullptr) override;
@@ -91,6 +91,9 @@ class RocksDbJournal final : public Journal {
   rocksdb::ColumnFamilyHandle* unfinished() const { return handles_[1]; }
   rocksdb::ColumnFamilyHandle* history() const { return handles_[2]; }
   rocksdb::ColumnFamilyHandle* history_by_time() const { return handles_[3]; }
+  // Idempotency key → txn id, for records that carry one; history_by_time's
+  // value is the record's key, so that the retention deletes both.
+  rocksdb::ColumnFamilyHandle* idempotency_keys() const { return handles_[4]; }
 
   // Writes one group durably (see the file comment) and into `unfinished`.
   // `payload`: the group's bytes in the decision log (DecisionLog::RecordBytes summed).
@@ -119,7 +122,7 @@ class RocksDbJournal final : public Journal {
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(writers_mu_);
 
   // The decision log (null when JournalOptions::decision_log is false).
-  // Held by a group's leader across its writes; by WithdrawDecision. Lock
+  // Held by a group's leader across its writes. Lock
   // order: writers_mu_ is never held with log_mu_.
   absl::Mutex log_mu_;
   std::unique_ptr<DecisionLog> decision_log_ ABSL_GUARDED_BY(log_mu_);

@@ -43,6 +43,18 @@ DecisionRecord MakeDecision(const std::string& txn_id, int branches = 3) {
   return r;
 }
 
+// The unfinished records' ids, sorted.
+std::vector<std::string> UnfinishedIds(Journal& j) {
+  std::vector<std::string> ids;
+  auto records = j.ScanUnfinished();
+  EXPECT_TRUE(records.ok()) << records.status();
+  if (records.ok()) {
+    for (const DecisionRecord& r : *records) ids.push_back(r.txn_id());
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
 JournalOptions Options(const std::string& dir, const std::string& node = "node-a") {
   JournalOptions o;
   o.dir = dir;
@@ -401,6 +413,49 @@ TEST(RocksDbJournalTest, GarbageCollectionStoresItsMarkerWithTheDeletions) {
   EXPECT_TRUE((*(*again)->Find("node-a.1.4")).has_value());
 }
 
+// RunTransaction's idempotency keys: found with their decision, with a
+// one-phase outcome, after a reopen and after the decision log wrote back
+// what RocksDB lost; deleted with their history record by the retention.
+TEST(RocksDbJournalTest, IdempotencyKeysAreKeptWithTheirRecords) {
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.retention.finished_max = 1;
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  auto keyed = [](DecisionRecord r, const std::string& key) {
+    r.set_idempotency_key(key);
+    return r;
+  };
+  {
+    auto j = OpenRocksDbJournal(o);
+    ASSERT_TRUE(j.ok()) << j.status();
+    EXPECT_FALSE((*(*j)->FindIdempotencyKey("alice/k1")).has_value());
+    ASSERT_TRUE((*j)->LogDecision(keyed(MakeDecision("node-a.1.1"), "alice/k1")).ok());
+    DecisionRecord one = keyed(MakeDecision("node-a.1.2", 1), "alice/k2");
+    one.set_state(COMMITTED);
+    one.set_finished_at_unix_micros(absl::ToUnixMicros(now - absl::Minutes(2)));
+    ASSERT_TRUE((*j)->RecordFinished(one).ok());
+    ASSERT_TRUE(failpoint::Arm("journal.lose_index_writes", "error").ok());
+    ASSERT_TRUE((*j)->LogDecision(keyed(MakeDecision("node-a.1.3"), "bob/k1")).ok());
+    failpoint::DisarmAll();
+    EXPECT_FALSE((*(*j)->FindIdempotencyKey("bob/k1")).has_value()) << "lost with the index";
+  }
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(*(*j)->FindIdempotencyKey("alice/k1"), std::optional<std::string>("node-a.1.1"));
+  EXPECT_EQ(*(*j)->FindIdempotencyKey("alice/k2"), std::optional<std::string>("node-a.1.2"));
+  EXPECT_EQ(*(*j)->FindIdempotencyKey("bob/k1"), std::optional<std::string>("node-a.1.3"));
+  // Finished (END): still found; then the retention keeps one record, the
+  // newest, and removes the older one's key with it.
+  DecisionRecord end = keyed(MakeDecision("node-a.1.1"), "alice/k1");
+  end.set_state(COMMITTED);
+  end.set_finished_at_unix_micros(absl::ToUnixMicros(now - absl::Minutes(1)));
+  ASSERT_TRUE((*j)->MarkFinished(end).ok());
+  EXPECT_EQ(*(*j)->FindIdempotencyKey("alice/k1"), std::optional<std::string>("node-a.1.1"));
+  EXPECT_EQ(*(*j)->CollectGarbage(now), 1);
+  EXPECT_FALSE((*(*j)->FindIdempotencyKey("alice/k2")).has_value());
+  EXPECT_EQ(*(*j)->FindIdempotencyKey("alice/k1"), std::optional<std::string>("node-a.1.1"));
+}
+
 TEST(RocksDbJournalTest, RefusesAnotherNodeId) {
   TempDir tmp;
   ASSERT_TRUE(OpenRocksDbJournal(Options(tmp.Sub("j"), "node-a")).ok());
@@ -480,9 +535,9 @@ TEST(RocksDbJournalTest, WriteErrorIsReturnedAndNothingIsLogged) {
 }
 
 // A sync reported failed after the write reached the log: the record is
-// there, and only WithdrawDecision keeps it from coming back at the next
-// open (where recovery would commit branches its caller rolled back).
-TEST(RocksDbJournalTest, DecisionWrittenDespiteAFailedWriteIsWithdrawnForGood) {
+// there, and the next open reads it back (the caller left the branches
+// prepared for that open to decide).
+TEST(RocksDbJournalTest, DecisionWrittenDespiteAFailedWriteIsReadAtTheNextOpen) {
 #ifndef TXC_FAILPOINTS_ENABLED
   GTEST_SKIP() << "fault points are compiled out of this build";
 #else
@@ -494,19 +549,39 @@ TEST(RocksDbJournalTest, DecisionWrittenDespiteAFailedWriteIsWithdrawnForGood) {
     absl::Status s = (*j)->LogDecision(MakeDecision("node-a.1.1"));
     failpoint::DisarmAll();
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
-    ASSERT_EQ((*j)->ScanUnfinished()->size(), 1u) << "the failed write reached the log";
-    EXPECT_TRUE((*j)->WithdrawDecision("node-a.1.1").ok());
-    EXPECT_TRUE((*j)->ScanUnfinished()->empty());
-    // Withdrawing what was never written is harmless.
-    EXPECT_TRUE((*j)->WithdrawDecision("node-a.1.2").ok());
-    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.3")).ok());
+    ASSERT_TRUE(failpoint::Arm("journal.before_decision_sync", "error").ok());
+    EXPECT_FALSE((*j)->LogDecision(MakeDecision("node-a.1.2")).ok());
+    failpoint::DisarmAll();
   }
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
   ASSERT_TRUE(j.ok());
-  auto unfinished = (*j)->ScanUnfinished();
-  ASSERT_TRUE(unfinished.ok());
-  ASSERT_EQ(unfinished->size(), 1u);
-  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.3");
+  EXPECT_EQ(UnfinishedIds(**j), std::vector<std::string>{"node-a.1.1"});
+#endif
+}
+
+// RocksDB's WAL sync fails (EIO) on the synced path (no decision log, or
+// a large group): later decisions are refused until the reopen, which
+// reads what reached the log.
+TEST(RocksDbJournalTest, FailedWalSyncStopsDecisionsUntilTheRestart) {
+#ifndef TXC_FAILPOINTS_ENABLED
+  GTEST_SKIP() << "fault points are compiled out of this build";
+#else
+  TempDir tmp;
+  JournalOptions o = Options(tmp.Sub("j"));
+  o.decision_log = false;
+  {
+    auto j = OpenRocksDbJournal(o);
+    ASSERT_TRUE(j.ok()) << j.status();
+    ASSERT_TRUE(failpoint::Arm("journal.wal_sync", "error").ok());
+    EXPECT_EQ((*j)->LogDecision(MakeDecision("node-a.1.1")).code(), absl::StatusCode::kUnavailable);
+    failpoint::DisarmAll();
+    absl::Status s = (*j)->LogDecision(MakeDecision("node-a.1.2"));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("until txcoord is restarted"));
+  }
+  auto j = OpenRocksDbJournal(o);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(UnfinishedIds(**j), std::vector<std::string>{"node-a.1.1"});
+  EXPECT_TRUE((*j)->LogDecision(MakeDecision("node-a.2.1")).ok());
 #endif
 }
 
@@ -557,16 +632,6 @@ INSTANTIATE_TEST_SUITE_P(GroupSizes, ConcurrentWritersTest,
                          ::testing::Values(JournalOptions().max_group_size, 3));
 
 
-std::vector<std::string> UnfinishedIds(Journal& j) {
-  std::vector<std::string> ids;
-  auto records = j.ScanUnfinished();
-  EXPECT_TRUE(records.ok()) << records.status();
-  if (records.ok()) {
-    for (const DecisionRecord& r : *records) ids.push_back(r.txn_id());
-  }
-  std::sort(ids.begin(), ids.end());
-  return ids;
-}
 
 TEST(RocksDbJournalTest, DecisionLogOptionsAreChecked) {
   TempDir tmp;
@@ -712,8 +777,8 @@ TEST(RocksDbJournalTest, DecisionLogSwitchedOffIsReadBackOnceThenRemoved) {
 }
 
 // The decision log's fdatasync fails: the decision may or may not be
-// durable. Later decisions are refused until a restart; a withdrawn
-// decision stays withdrawn, one not withdrawn is written back.
+// durable. Later decisions are refused until a restart, which writes back
+// what reached the log.
 TEST(RocksDbJournalTest, FailedDecisionLogSyncStopsDecisionsUntilTheRestart) {
   TempDir tmp;
   {
@@ -727,25 +792,13 @@ TEST(RocksDbJournalTest, FailedDecisionLogSyncStopsDecisionsUntilTheRestart) {
     s = (*j)->LogDecision(MakeDecision("node-a.1.3"));
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
     EXPECT_THAT(std::string(s.message()), HasSubstr("until txcoord is restarted"));
-    EXPECT_TRUE((*j)->WithdrawDecision("node-a.1.2").ok());
-    EXPECT_TRUE((*j)->WithdrawDecision("node-a.1.3").ok());
-  }
-  {
-    auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
-    ASSERT_TRUE(j.ok()) << j.status();
-    EXPECT_EQ(UnfinishedIds(**j), std::vector<std::string>{"node-a.1.1"})
-        << "a withdrawn decision came back";
-    ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.2.1")).ok()) << "decisions go on";
-    // Not withdrawn this time (the caller could not): the restart decides
-    // from what reached the log.
-    ASSERT_TRUE(failpoint::Arm("journal.decision_log_sync", "error").ok());
-    EXPECT_FALSE((*j)->LogDecision(MakeDecision("node-a.2.2")).ok());
-    failpoint::DisarmAll();
   }
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
   ASSERT_TRUE(j.ok()) << j.status();
-  EXPECT_EQ(UnfinishedIds(**j),
-            (std::vector<std::string>{"node-a.1.1", "node-a.2.1", "node-a.2.2"}));
+  // 1.2 reached the file before its sync failed: written back; 1.3 was
+  // refused before any write.
+  EXPECT_EQ(UnfinishedIds(**j), (std::vector<std::string>{"node-a.1.1", "node-a.1.2"}));
+  ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.2.1")).ok()) << "decisions go on";
 }
 // DecisionWriteHealth is asked at every two-phase commit: it must answer
 // while a group's write is in progress, not wait for its fsync (it did, and

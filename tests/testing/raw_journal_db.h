@@ -14,7 +14,7 @@ class RawJournalDb {
  public:
   explicit RawJournalDb(const std::string& dir) {
     std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const char* name : {"default", "unfinished", "history", "history_by_time"}) {
+    for (const char* name : {"default", "unfinished", "history", "history_by_time", "idempotency_keys"}) {
       families.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
     status_ = rocksdb::DB::Open(rocksdb::DBOptions(), dir, families, &handles_, &db_);
