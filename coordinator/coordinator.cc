@@ -14,6 +14,7 @@
 #include "coordinator/callback_participant.h"
 #include "coordinator/logging.h"
 #include "coordinator/parallel.h"
+#include "participants/statement_guard.h"
 #include "participants/xid.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
@@ -25,7 +26,6 @@ using journal::BranchRecord;
 using journal::DecisionRecord;
 using participants::Participant;
 
-constexpr size_t kRecentOutcomes = 100000;
 
 class SystemClock : public Clock {
  public:
@@ -155,6 +155,9 @@ Coordinator::Coordinator(journal::Journal* journal,
   metrics_.DescribeCounter("txcoord_phase2_retries_total", "Phase-2 passes repeated after a branch failed.");
   metrics_.DescribeCounter("txcoord_heuristic_hazards_total",
                            "Branches not found on their first COMMIT PREPARED (someone else ended them).");
+  metrics_.DescribeCounter("txcoord_branches_ended_by_statement_total",
+                           "Branches whose transaction the database ended on a statement's request while txcoord "
+                           "held it open (their transaction is HEURISTIC).");
   metrics_.DescribeHistogram("txcoord_journal_write_duration_seconds",
                              "Durable decision write latency (LogDecision, fsync included).",
                              {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5});
@@ -361,12 +364,14 @@ std::string Coordinator::NextTxnId() {
 
 std::unique_ptr<Transaction> Coordinator::Begin(std::string session_id,
                                                 std::map<std::string, std::string> labels,
-                                                absl::Duration timeout, std::string identity) {
+                                                absl::Duration timeout, std::string identity,
+                                                std::string idempotency_key) {
   if (timeout <= absl::ZeroDuration()) timeout = options_.timeouts.transaction;
   absl::Time now = clock_->Now();
   auto txn = std::unique_ptr<Transaction>(new Transaction(
       this, NextTxnId(), std::move(session_id), std::move(labels), now, now + timeout));
   txn->identity_ = std::move(identity);
+  txn->idempotency_key_ = std::move(idempotency_key);
   absl::MutexLock lock(&mu_);
   live_[txn->id()] = txn.get();
   return txn;
@@ -383,7 +388,7 @@ void Coordinator::RememberOutcome(TxnInfo info) {
   if (info.state == TxnState::kAborted) ++stats_.aborted;
   std::string id = info.txn_id;
   if (recent_.insert_or_assign(id, std::move(info)).second) recent_order_.push_back(id);
-  while (recent_order_.size() > kRecentOutcomes) {
+  while (recent_order_.size() > static_cast<size_t>(options_.recent_outcomes)) {
     recent_.erase(recent_order_.front());
     recent_order_.pop_front();
   }
@@ -420,6 +425,7 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
   if (statements.empty()) {
     return absl::InvalidArgumentError("Execute needs at least one statement");
   }
+  const std::string dialect = participant->capabilities().dialect;
   for (const auto& [sql, params] : statements) {
     if (sql.empty()) return absl::InvalidArgumentError("empty SQL statement");
     if (static_cast<int>(sql.size()) > options_.max_sql_bytes) {
@@ -427,6 +433,8 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
                                                      " bytes exceeds the limit of ",
                                                      options_.max_sql_bytes));
     }
+    // Nothing is sent: the transaction stays as it was.
+    TXC_RETURN_IF_ERROR(participants::CheckBranchSql(bind, dialect, sql));
   }
   max_rows = RowLimit(max_rows);
 
@@ -452,9 +460,9 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
   }
   absl::Time now = clock_->Now();
   if (now >= txn.deadline_) {
-    txn.Fail("transaction timeout");
+    (void)AbortAll(txn, "transaction timeout");
     return absl::DeadlineExceededError(absl::StrCat(
-        "transaction ", txn.id_, " exceeded its timeout: roll it back"));
+        "transaction ", txn.id_, " exceeded its timeout and was rolled back"));
   }
   if (enlisted == nullptr) {
     bool two_phase = participant->capabilities().two_phase;
@@ -490,13 +498,20 @@ absl::StatusOr<std::vector<participants::ResultSet>> Coordinator::Execute(
   for (const auto& [sql, params] : statements) {
     auto result = enlisted->branch->Execute(sql, params, max_rows);
     if (!result.ok()) {
-      txn.Fail(absl::StrCat("statement on bind \"", bind, "\" failed: ", result.status().message()));
-      if (clock_->Now() >= txn.deadline_) {
+      if (participants::IsBranchEnded(result.status())) {
+        return MarkHeuristic(txn, std::string(bind), result.status());
+      }
+      // The transaction can only roll back now: it does at once, so that
+      // no branch keeps its locks until the client (or the timeout) acts.
+      const bool expired = clock_->Now() >= txn.deadline_;
+      (void)AbortAll(txn, absl::StrCat("statement on bind \"", bind, "\" failed: ", result.status().message()));
+      if (expired) {
         return absl::DeadlineExceededError(absl::StrCat(
             "transaction ", txn.id_, " exceeded its timeout on bind \"", bind,
-            "\": ", result.status().message()));
+            "\" and was rolled back: ", result.status().message()));
       }
-      return result.status();
+      return absl::Status(result.status().code(),
+                          absl::StrCat(result.status().message(), " (transaction ", txn.id_, " was rolled back)"));
     }
     results.push_back(std::move(*result));
   }
@@ -525,11 +540,16 @@ absl::StatusOr<Coordinator::CheckedWork> Coordinator::CheckWork(
       }
     }
     if (statements.empty()) return absl::InvalidArgumentError(absl::StrCat("bind \"", bind, "\" has no statements"));
-    for (const auto& [sql, params] : statements) {
+    const std::string dialect = p->capabilities().dialect;
+    for (size_t k = 0; k < statements.size(); ++k) {
+      const std::string& sql = statements[k].first;
       if (sql.empty()) return absl::InvalidArgumentError("empty SQL statement");
       if (static_cast<int>(sql.size()) > options_.max_sql_bytes) {
         return absl::InvalidArgumentError(absl::StrCat("SQL statement of ", sql.size(),
                                                        " bytes exceeds the limit of ", options_.max_sql_bytes));
+      }
+      if (absl::Status refused = participants::CheckBranchSql(bind, dialect, sql); !refused.ok()) {
+        return absl::Status(refused.code(), absl::StrCat("statement ", k + 1, ": ", refused.message()));
       }
     }
     if (!p->capabilities().two_phase && ++checked.last_resources > 1) {
@@ -589,8 +609,10 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
     }
     if (!batch.ok()) {
       // Nothing is left on the bind: not enlisted.
-      errors[i] = absl::Status(batch.status().code(), absl::StrCat("statement on bind \"", bind,
-                                                                   "\" failed: ", batch.status().message()));
+      errors[i] = participants::IsBranchEnded(batch.status())
+                      ? batch.status()
+                      : absl::Status(batch.status().code(), absl::StrCat("statement on bind \"", bind,
+                                                                         "\" failed: ", batch.status().message()));
       return;
     }
     auto e = std::make_unique<Transaction::Enlisted>();
@@ -613,6 +635,9 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
       if (e) txn.branches_.push_back(std::move(e));  // rolled back with the others on any error
     }
   }
+  for (size_t i = 0; i < errors.size(); ++i) {
+    if (participants::IsBranchEnded(errors[i])) return MarkHeuristic(txn, work[i].first, errors[i]);
+  }
   for (const absl::Status& e : errors) {
     if (!e.ok()) {
       txn.Fail(std::string(e.message()));
@@ -627,6 +652,7 @@ absl::StatusOr<Coordinator::OneShot> Coordinator::RunOneShot(
   // The whole transaction was rolled back: the client may retry it, unless
   // the request itself is wrong.
   auto rolled_back = [&](const absl::Status& s) {
+    if (txn.state() == TxnState::kHeuristic) return s;  // not rolled back: MarkHeuristic says what happened
     (void)Rollback(txn, std::string(s.message()));
     return absl::Status(s.code() == absl::StatusCode::kInvalidArgument ||
                                 s.code() == absl::StatusCode::kFailedPrecondition
@@ -649,6 +675,7 @@ absl::StatusOr<Coordinator::OneShot> Coordinator::RunOneShot(
   participants::CommitBatchOutcome out =
       p->RunAndCommit(checked->xids[0], txn.deadline_ - checked->now, statements, max_rows);
   metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - start, {{"bind", bind}, {"step", "work"}});
+  if (participants::IsBranchEnded(out.status)) return MarkHeuristic(txn, bind, out.status);
   if (!out.status.ok() && !out.commit_failed) {
     // A statement failed: nothing was committed and nothing is left.
     return rolled_back(absl::Status(out.status.code(), absl::StrCat("statement on bind \"", bind,
@@ -675,7 +702,22 @@ absl::StatusOr<Coordinator::OneShot> Coordinator::RunOneShot(
   return done;
 }
 
-absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) {
+absl::Status Coordinator::MarkHeuristic(Transaction& txn, const std::string& bind, const absl::Status& cause) {
+  const std::string reason = std::string(cause.message());
+  (void)AbortAll(txn, reason, /*heuristic_bind=*/bind);
+  metrics_.Increment("txcoord_branches_ended_by_statement_total", {{"bind", bind}});
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.heuristic_hazards;
+  }
+  Log(spdlog::level::err, txn.id_,
+      absl::StrCat("HEURISTIC: ", reason, "; the other binds' work was undone"));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "transaction ", txn.id_, " is HEURISTIC: ", reason,
+      "; the other binds' work was undone, so the transaction is not atomic (see its branches)"));
+}
+
+absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason, const std::string& heuristic_bind) {
   std::vector<Transaction::Enlisted*> branches;
   {
     absl::MutexLock lock(&txn.mu_);
@@ -697,14 +739,75 @@ absl::Status Coordinator::AbortAll(Transaction& txn, const std::string& reason) 
     e->branch.reset();  // returns the connection to the pool
   });
   TxnInfo info = Describe(txn);
+  const TxnState final_state = heuristic_bind.empty() ? TxnState::kAborted : TxnState::kHeuristic;
   {
     absl::MutexLock lock(&txn.mu_);
-    txn.state_ = TxnState::kAborted;
+    txn.state_ = final_state;
   }
-  info.state = TxnState::kAborted;
+  info.state = final_state;
   info.finished_at = clock_->Now();
+  if (final_state == TxnState::kHeuristic) {
+    // Kept in the journal's history, so that GetTransaction and operators
+    // see it after a restart too: the ended branch may have committed.
+    DecisionRecord record;
+    record.set_txn_id(txn.id_);
+    record.set_state(journal::HEURISTIC_MIXED);
+    record.set_idempotency_key(txn.idempotency_key_);
+    record.set_session_id(txn.session_id_);
+    record.set_started_at_unix_micros(absl::ToUnixMicros(txn.started_));
+    record.set_finished_at_unix_micros(absl::ToUnixMicros(info.finished_at));
+    for (const auto& [k, v] : txn.labels_) (*record.mutable_labels())[k] = v;
+    for (BranchInfo& b : info.branches) {
+      const bool ended = b.bind == heuristic_bind;
+      b.state = ended ? "heuristic_hazard" : b.state == "read_only" ? "read_only" : "rolled_back";
+      if (ended) b.last_error = reason;
+    }
+    bool listed = false;
+    for (const BranchInfo& b : info.branches) listed |= b.bind == heuristic_bind;
+    if (!listed) info.branches.push_back(BranchInfo{heuristic_bind, "", "heuristic_hazard", 0, reason, false});
+    for (const BranchInfo& b : info.branches) {
+      BranchRecord* r = record.add_branches();
+      r->set_bind(b.bind);
+      r->set_state(b.state == "heuristic_hazard" ? journal::BRANCH_HEURISTIC_HAZARD
+                   : b.state == "read_only"      ? journal::BRANCH_READ_ONLY
+                                                 : journal::BRANCH_ROLLED_BACK);
+      r->set_last_error(b.last_error);
+    }
+    (void)journal_->RecordFinished(record);
+  } else {
+    for (BranchInfo& b : info.branches) {
+      if (b.state != "read_only") b.state = "rolled_back";
+    }
+    RecordKeyedOutcome(txn, info, journal::ROLLED_BACK);
+  }
   RememberOutcome(std::move(info));
   return absl::OkStatus();
+}
+
+void Coordinator::RecordKeyedOutcome(const Transaction& txn, const TxnInfo& info, journal::DecisionState state) {
+  if (txn.idempotency_key_.empty()) return;
+  DecisionRecord record;
+  record.set_txn_id(txn.id_);
+  record.set_state(state);
+  record.set_idempotency_key(txn.idempotency_key_);
+  record.set_abort_reason(info.abort_reason);
+  record.set_session_id(txn.session_id_);
+  record.set_started_at_unix_micros(absl::ToUnixMicros(txn.started_));
+  record.set_finished_at_unix_micros(absl::ToUnixMicros(info.finished_at));
+  for (const auto& [k, v] : txn.labels_) (*record.mutable_labels())[k] = v;
+  for (const BranchInfo& b : info.branches) {
+    BranchRecord* r = record.add_branches();
+    r->set_bind(b.bind);
+    r->set_state(b.state == "read_only"   ? journal::BRANCH_READ_ONLY
+                 : b.state == "committed" ? journal::BRANCH_COMMITTED
+                 : state == journal::HEURISTIC_HAZARD ? journal::BRANCH_HEURISTIC_HAZARD
+                                                      : journal::BRANCH_ROLLED_BACK);
+    r->set_last_resource(b.last_resource);
+  }
+  // Not synced, like every history record: a crash before it reaches the
+  // disk loses only the record of a transaction that committed nothing
+  // (or whose outcome nobody knows either way).
+  (void)journal_->MarkFinished(record);
 }
 
 absl::Status Coordinator::Rollback(Transaction& txn, absl::string_view reason) {
@@ -745,11 +848,13 @@ absl::StatusOr<TxnState> Coordinator::FinishOnePhase(Transaction& txn, Transacti
   if (!s.ok()) {
     {
       absl::MutexLock lock(&txn.mu_);
-      txn.state_ = TxnState::kAborted;
+      // An unknown outcome is never reported as rolled back.
+      txn.state_ = outcome_unknown ? TxnState::kHeuristic : TxnState::kAborted;
       txn.failure_ = std::string(s.message());
     }
     TxnInfo info = Describe(txn);
     info.finished_at = clock_->Now();
+    RecordKeyedOutcome(txn, info, outcome_unknown ? journal::HEURISTIC_HAZARD : journal::ROLLED_BACK);
     RememberOutcome(std::move(info));
     if (outcome_unknown) {
       return absl::UnavailableError(absl::StrCat(
@@ -774,6 +879,7 @@ absl::StatusOr<TxnState> Coordinator::FinishOnePhase(Transaction& txn, Transacti
   record.set_started_at_unix_micros(absl::ToUnixMicros(txn.started_));
   record.set_decided_at_unix_micros(absl::ToUnixMicros(info.decided_at));
   record.set_finished_at_unix_micros(absl::ToUnixMicros(info.finished_at));
+  record.set_idempotency_key(txn.idempotency_key_);
   for (const auto& [k, v] : txn.labels_) (*record.mutable_labels())[k] = v;
   BranchRecord* b = record.add_branches();
   b->set_bind(only.bind);
@@ -797,6 +903,7 @@ DecisionRecord Coordinator::MakeDecision(const Transaction& txn,
   record.set_session_id(txn.session_id_);
   record.set_started_at_unix_micros(absl::ToUnixMicros(txn.started_));
   record.set_decided_at_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  record.set_idempotency_key(txn.idempotency_key_);
   for (const auto& [k, v] : txn.labels_) (*record.mutable_labels())[k] = v;
   for (Transaction::Enlisted* e : prepared) {
     BranchRecord* b = record.add_branches();
@@ -845,6 +952,11 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     absl::MutexLock lock(&txn.mu_);
     if (txn.state_ == TxnState::kCommitted || txn.state_ == TxnState::kCommitting) {
       return txn.state_;  // a retried Commit: the recorded outcome
+    }
+    if (txn.state_ == TxnState::kAborted) {
+      // Rolled back already (a failed statement, a timeout): the first error.
+      return absl::AbortedError(absl::StrCat("transaction ", txn.id_, " was rolled back",
+                                             txn.failure_.empty() ? "" : ": ", txn.failure_));
     }
     if (txn.state_ != TxnState::kActive && !(txn.state_ == TxnState::kPreparing && txn.service_lr_pending_)) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -935,6 +1047,9 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     e->branch.reset();  // ended on this connection: back to the pool
     TXC_FAILPOINT("commit.after_prepare");
   });
+  for (size_t i = 0; i < votes.size(); ++i) {
+    if (participants::IsBranchEnded(votes[i])) return MarkHeuristic(txn, two_phase[i]->bind, votes[i]);
+  }
   for (size_t i = 0; i < votes.size(); ++i) {
     if (!votes[i].ok()) {
       std::string reason = absl::StrCat("PREPARE on bind \"", two_phase[i]->bind,
@@ -1034,40 +1149,38 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   } else {
     absl::Status s = LogDecisionTimed(record);
     if (!s.ok()) {
-      // The record may have reached the log all the same (a failed fsync
-      // after the write): rolling back is safe only once it is withdrawn,
-      // or a restart could find it and commit rolled-back branches.
-      absl::Status withdrawn = journal_->WithdrawDecision(txn.id_);
+      // Fail-stop. The record may have reached the log all the same (an
+      // fsync can fail after the write, and what a failed fsync left on
+      // disk cannot be known): neither committing nor rolling back is safe.
+      // The branches stay prepared, no further decision is taken and no
+      // recovery pass runs until txcoord is restarted; the next start reads
+      // what the log holds and settles the journal and the branches alike
+      // (commit if the decision is there, roll back if not).
       {
         absl::MutexLock lock(&mu_);
         driving_.erase(txn.id_);
-        if (!withdrawn.ok() && halted_.empty()) {
-          halted_ = absl::StrCat(
-              "the journal failed (", s.message(), "; then ", withdrawn.message(),
-              "): txcoord takes no commit decision until it is restarted");
+        if (halted_.empty()) {
+          halted_ = absl::StrCat("the journal failed while recording a commit decision (", s.message(),
+                                 "): txcoord takes no commit decision until it is restarted");
         }
       }
-      if (!withdrawn.ok()) {
-        Log(spdlog::level::critical, txn.id_,
-            absl::StrCat("decision write failed (", s.message(), ") and could not be withdrawn (",
-                         withdrawn.message(), "): the branches stay prepared; the next start commits them if "
-                         "the journal holds the decision, else rolls them back. No commit decision is taken "
-                         "until txcoord is restarted."));
-        {
-          // Not ACTIVE or PREPARING: nothing rolls these branches back now.
-          absl::MutexLock lock(&txn.mu_);
-          txn.state_ = TxnState::kAborting;
-        }
-        return absl::UnavailableError(absl::StrCat(
-            "transaction ", txn.id_, ": the journal failed while recording its commit decision (", s.message(),
-            ") and could not withdraw it (", withdrawn.message(),
-            "), so its outcome is not known yet: its branches stay prepared and txcoord decides when it is "
-            "restarted (commit if the journal holds the decision, else roll back); ask GetTransaction then"));
+      Log(spdlog::level::critical, txn.id_,
+          absl::StrCat("decision write failed (", s.message(), "): the branches stay prepared; the next start "
+                       "commits them if the journal holds the decision, else rolls them back. No commit decision "
+                       "is taken until txcoord is restarted."));
+      {
+        // Not ACTIVE or PREPARING: nothing rolls these branches back now.
+        absl::MutexLock lock(&txn.mu_);
+        txn.state_ = TxnState::kAborting;
       }
-      std::string reason = absl::StrCat("the journal could not record the decision: ", s.message());
-      (void)AbortAll(txn, reason);
-      return absl::AbortedError(absl::StrCat("transaction ", txn.id_,
-                                             " was rolled back: ", reason));
+      TxnInfo undecided = Describe(txn);
+      undecided.state = TxnState::kPreparing;
+      undecided.abort_reason = absl::StrCat("outcome unknown until txcoord is restarted: ", s.message());
+      RememberOutcome(std::move(undecided));
+      return absl::UnavailableError(absl::StrCat(
+          "transaction ", txn.id_, ": the journal failed while recording its commit decision (", s.message(),
+          "), so its outcome is not known yet: its branches stay prepared and txcoord decides when it is "
+          "restarted (commit if the journal holds the decision, else roll back); ask GetTransaction then"));
     }
   }
   Log(spdlog::level::debug, txn.id_, "decision COMMIT is durable");
@@ -1210,6 +1323,7 @@ TxnInfo Coordinator::FromRecord(const DecisionRecord& record) {
     info.branches.push_back(std::move(bi));
   }
   info.session_id = record.session_id();
+  info.abort_reason = record.abort_reason();
   for (const auto& [k, v] : record.labels()) info.labels[k] = v;
   if (record.started_at_unix_micros()) info.started_at = absl::FromUnixMicros(record.started_at_unix_micros());
   if (record.decided_at_unix_micros()) info.decided_at = absl::FromUnixMicros(record.decided_at_unix_micros());

@@ -160,6 +160,9 @@ class Transaction {
   const std::string id_;
   const std::string session_id_;
   std::string identity_;  // set before the transaction is published
+  // RunTransaction's idempotency key as journaled (identity "/" key), or
+  // "": recorded with the outcome (Journal::FindIdempotencyKey).
+  std::string idempotency_key_;  // set before the transaction is published
   const std::map<std::string, std::string> labels_;
   const absl::Time started_;
   const absl::Time deadline_;
@@ -185,6 +188,7 @@ struct CoordinatorOptions {
   RecoveryOptions recovery;
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
+  int recent_outcomes = 10000;  // outcomes kept in memory (Limits::recent_outcomes)
   bool background_recovery = true;  // false: only Start() and RecoverNow()
   // Two-phase binds committed as the last resource when a transaction has
   // none without 2PC (config: binds.<name>.last_resource). They hold
@@ -218,9 +222,16 @@ class Coordinator {
   // A new transaction; `timeout` 0 means the configured default.
   // `identity`: who began it (a session's owner), for TransactionService
   // calls that name this transaction (AddBranch, RegisterBranch).
+  // `idempotency_key`: RunTransaction's (identity "/" key), journaled with
+  // the outcome, whatever it is, so that a retry finds it after a restart.
   std::unique_ptr<Transaction> Begin(std::string session_id,
                                      std::map<std::string, std::string> labels,
-                                     absl::Duration timeout, std::string identity = "");
+                                     absl::Duration timeout, std::string identity = "",
+                                     std::string idempotency_key = "");
+  // The transaction recorded with `idempotency_key` (see Begin), or nullopt.
+  absl::StatusOr<std::optional<std::string>> FindIdempotencyKey(absl::string_view idempotency_key) {
+    return journal_->FindIdempotencyKey(idempotency_key);
+  }
 
   // Runs statements on `bind`, enlisting it on first use. A statement error
   // leaves the transaction failed. INVALID_ARGUMENT unknown bind or bad
@@ -399,7 +410,21 @@ class Coordinator {
   void Unregister(const std::string& txn_id);
   void RememberOutcome(TxnInfo info);
   TxnInfo Describe(const Transaction& txn) const;
-  absl::Status AbortAll(Transaction& txn, const std::string& reason);
+  // Rolls back every branch; the transaction ends ABORTED, or HEURISTIC
+  // when `heuristic_bind` names a branch the database ended on its own
+  // (recorded so in the journal's history).
+  absl::Status AbortAll(Transaction& txn, const std::string& reason, const std::string& heuristic_bind = "");
+  // A branch on `bind` was ended by the database behind txcoord's back
+  // (participants::IsBranchEnded(cause)): its work may be committed. Rolls
+  // back every other branch, records the transaction HEURISTIC and returns
+  // FAILED_PRECONDITION saying so (never ABORTED: a retry could apply that
+  // bind's work twice).
+  absl::Status MarkHeuristic(Transaction& txn, const std::string& bind, const absl::Status& cause);
+  // For a transaction with an idempotency key that ended without a
+  // decision record (rolled back, or a one-phase commit whose outcome is
+  // unknown): its outcome in the journal's history, so that a retry with
+  // the key answers it instead of running the work again.
+  void RecordKeyedOutcome(const Transaction& txn, const TxnInfo& info, journal::DecisionState state);
   absl::StatusOr<TxnState> CommitOnePhase(Transaction& txn, Transaction::Enlisted& only);
   // CommitOnePhase's bookkeeping once `only` committed one-phase (`s` OK),
   // failed its COMMIT, or lost its connection in it (`outcome_unknown`:

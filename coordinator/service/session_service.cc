@@ -1,7 +1,9 @@
 #include "coordinator/service/session_service.h"
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/service/convert.h"
+#include "util/failpoint.h"
 
 namespace txcoord::coordinator {
 namespace {
@@ -167,6 +169,25 @@ grpc::Status SessionServiceImpl::GetTransaction(grpc::ServerContext* ctx,
   return AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
+absl::Status SessionServiceImpl::AnswerRecorded(const std::string& txn_id,
+                                               txcoord::v1::RunTransactionResponse* resp) {
+  auto info = coordinator_->GetTransaction(txn_id);
+  if (!info.ok()) return info.status();
+  resp->set_txn_id(txn_id);
+  resp->set_state(ToProto(info->state));
+  switch (info->state) {
+    case TxnState::kAborted:
+      return absl::AbortedError(absl::StrCat("transaction ", txn_id, " was rolled back",
+                                             info->abort_reason.empty() ? "" : ": ", info->abort_reason));
+    case TxnState::kHeuristic:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", txn_id, " is HEURISTIC (its outcome differs between binds or is unknown: see "
+          "GetTransaction)", info->abort_reason.empty() ? "" : ": ", info->abort_reason));
+    default:
+      return absl::OkStatus();  // committed, or committing: the work ran once
+  }
+}
+
 grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
                                                 const txcoord::v1::RunTransactionRequest* req,
                                                 txcoord::v1::RunTransactionResponse* resp) {
@@ -190,36 +211,37 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
     work.emplace_back(w.bind(), std::move(*st));
   }
   // Keys are per identity: one caller cannot read another's outcomes.
+  // Keys are per identity: one caller cannot read another's outcomes. The
+  // outcome is journaled with the key (Coordinator::Begin), so a retry
+  // after a restart finds it too; keys_ holds only the keys running now.
   const std::string key = req->idempotency_key().empty() ? "" : absl::StrCat(who.name, "/", req->idempotency_key());
   if (!key.empty()) {
-    absl::MutexLock lock(&keys_mu_);
-    auto [it, inserted] = keys_.try_emplace(key, "");
-    if (!inserted) {
-      if (it->second.empty()) {
+    {
+      absl::MutexLock lock(&keys_mu_);
+      if (!keys_.insert(key).second) {
         return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
             "a transaction with idempotency key \"", req->idempotency_key(), "\" is running: ask again when it returned")));
       }
-      std::string id = it->second;
-      keys_mu_.Unlock();
-      auto info = coordinator_->GetTransaction(id);
-      keys_mu_.Lock();
-      if (!info.ok()) return ToGrpc(info.status());
-      resp->set_txn_id(id);
-      resp->set_state(ToProto(info->state));
-      if (info->state == TxnState::kAborted) {
-        return ToGrpc(absl::AbortedError(absl::StrCat("transaction ", id, " was rolled back: ", info->abort_reason)));
-      }
-      return grpc::Status::OK;
     }
+    absl::StatusOr<std::optional<std::string>> recorded = coordinator_->FindIdempotencyKey(key);
+    if (!recorded.ok() || recorded->has_value()) {
+      absl::MutexLock lock(&keys_mu_);
+      keys_.erase(key);
+    }
+    if (!recorded.ok()) return ToGrpc(recorded.status());
+    if (recorded->has_value()) return ToGrpc(AnswerRecorded(**recorded, resp));
   }
   std::map<std::string, std::string> labels(req->labels().begin(), req->labels().end());
-  std::unique_ptr<Transaction> txn = coordinator_->Begin("", std::move(labels), FromProto(req->timeout()));
+  std::unique_ptr<Transaction> txn =
+      coordinator_->Begin("", std::move(labels), FromProto(req->timeout()), /*identity=*/"", key);
   resp->set_txn_id(txn->id());
-  if (!key.empty()) {
+  absl::Cleanup running_done = [&] {
+    if (key.empty()) return;
     absl::MutexLock lock(&keys_mu_);
-    keys_[key] = txn->id();
-  }
+    keys_.erase(key);
+  };
   auto run = coordinator_->RunOneShot(*txn, work, req->max_rows());
+  TXC_FAILPOINT("session.run_transaction.before_reply");
   if (!run.ok()) return ToGrpc(run.status());
   for (const auto& per_bind : run->results) {
     for (const auto& r : per_bind) ToProto(r, resp->add_results());

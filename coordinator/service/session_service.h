@@ -11,7 +11,7 @@
 
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/auth.h"
 #include "coordinator/coordinator.h"
@@ -43,13 +43,19 @@ class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
                               txcoord::v1::RunTransactionResponse*) override;
 
  private:
+  // RunTransaction's answer for a retry whose key names `txn_id`: its
+  // recorded outcome (OK with the state, ABORTED, or FAILED_PRECONDITION
+  // when HEURISTIC).
+  absl::Status AnswerRecorded(const std::string& txn_id, txcoord::v1::RunTransactionResponse* resp);
   Coordinator* const coordinator_;
   SessionManager* const sessions_;
   const Authenticator* const auth_;
   // RunTransaction idempotency keys → txn id ("" while running). In memory:
   // a key is honoured until this process restarts (see docs/design.md).
   absl::Mutex keys_mu_;
-  absl::flat_hash_map<std::string, std::string> keys_ ABSL_GUARDED_BY(keys_mu_);
+  // Idempotency keys of RunTransaction calls running now (finished ones
+  // are found in the journal).
+  absl::flat_hash_set<std::string> keys_ ABSL_GUARDED_BY(keys_mu_);
 };
 
 }  // namespace txcoord::coordinator

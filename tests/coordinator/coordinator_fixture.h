@@ -57,6 +57,7 @@ class CoordinatorTest : public ::testing::Test {
     TXC_REQUIRE_DB_ENV(pg_uri_, "TXC_PG_URI");
     TXC_REQUIRE_DB_ENV(pg2_uri_, "TXC_PG2_URI");
     TXC_REQUIRE_DB_ENV(maria_dsn_, "TXC_MARIADB_ODBC");
+    if (with_pg_odbc_) TXC_REQUIRE_DB_ENV(pg_odbc_dsn_, "TXC_PG_ODBC");
     suffix_ = RandomSuffix();
     node_id_ = "t" + suffix_;
     pg_table_ = "acct_pg_" + suffix_;
@@ -111,6 +112,7 @@ class CoordinatorTest : public ::testing::Test {
     c.limits.max_sessions = max_sessions_;
     if (history_max_ >= 0) c.journal.retention.finished_max = history_max_;
     if (history_per_pass_ > 0) c.journal.retention.max_per_pass = history_per_pass_;
+    c.journal.decision_log = decision_log_;
     auto bind = [](std::string name, std::string driver, std::string dsn) {
       participants::BindOptions b;
       b.name = std::move(name);
@@ -122,6 +124,10 @@ class CoordinatorTest : public ::testing::Test {
     };
     c.binds = {bind("pg", "postgres", pg_uri_), bind("pg2", "postgres", pg2_uri_),
                bind("maria", "odbc", maria_dsn_), bind("lite", "odbc", sqlite_dsn_)};
+    if (with_pg_odbc_) {
+      // The database of "pg" again, through psqlODBC.
+      c.binds.push_back(bind("pgodbc", "odbc", pg_odbc_dsn_));
+    }
     if (with_pg_last_resource_) {
       // The database of "pg", configured as last resource.
       c.binds.push_back(bind("pglr", "postgres", pg_uri_));
@@ -248,10 +254,12 @@ class CoordinatorTest : public ::testing::Test {
   int PreparedLeft() { return PreparedBranchesOfNode(node_id_, {pg_uri_, pg2_uri_}, maria_dsn_); }
 
   TempDir tmp_;
-  std::string pg_uri_, pg2_uri_, maria_dsn_, sqlite_dsn_;
+  std::string pg_uri_, pg2_uri_, maria_dsn_, sqlite_dsn_, pg_odbc_dsn_;
   std::string suffix_, node_id_, pg_table_, my_table_, lite_table_;
   int max_sessions_ = 1000;
   bool with_pg_last_resource_ = false;  // set before SetUp: adds bind "pglr"
+  bool decision_log_ = true;   // journal.decision_log (false: decisions synced in RocksDB's WAL)
+  bool with_pg_odbc_ = false;  // set before SetUp: adds bind "pgodbc" (pg's database through psqlODBC)
   int64_t history_max_ = -1;      // journal.retention.finished_max when >= 0 (then restart the server)
   int64_t history_per_pass_ = -1;  // journal.retention.max_per_pass when > 0
   std::unique_ptr<coordinator::TxcoordServer> server_;

@@ -1,15 +1,11 @@
-// A commit decision whose journal write fails, through the gRPC service on
-// real PostgreSQL and MariaDB (fault points in the journal):
-//   - the write reached the log but reported failure: the decision is
-//     withdrawn, the transaction rolled back everywhere, and a restart does
-//     not bring the decision back;
-//   - the write failed and the withdrawal too: the outcome is unknown, so
-//     the branches stay prepared, txcoord reports UNAVAILABLE, takes no
-//     further commit decision and rolls nothing back as an orphan; the next
-//     start commits what the journal holds;
-//   - the decision log's sync failed: that transaction is rolled back, and
-//     every later two-phase commit is refused (NOT_SERVING) until the
-//     restart, while recovery and one-phase commits go on.
+// A commit decision whose journal write or sync fails, through the gRPC
+// service on real PostgreSQL and MariaDB (fault points in the journal):
+// fail-stop. Whether the decision reached the disk is unknown, so the
+// commit answers UNAVAILABLE (never "rolled back"), both branches stay
+// prepared, txcoord takes no further decision and runs no recovery pass
+// (NOT_SERVING, txcoord_decisions_halted 1); the next start commits if the
+// journal holds the decision and rolls back if not, and GetTransaction
+// agrees with every branch.
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/coordinator/coordinator_fixture.h"
@@ -47,29 +43,50 @@ class JournalFailureTest : public CoordinatorTest {
   int PreparedOnPgAndMaria() { return PreparedBranchesOfNode(node_id_, {pg_uri_}, maria_dsn_); }
 
   // A transfer of account 1 with the journal fault point `point` armed
-  // (action "error"): it must be rolled back everywhere (ABORTED, both
-  // balances unchanged, nothing left prepared). Returns its message.
-  grpc::Status TransferRolledBackBy(const char* point, std::string* txn_id) {
-    EXPECT_TRUE(failpoint::Arm(point, "error").ok());
-    grpc::Status commit = TransferPgToMaria(1, txn_id);
+  // (action "error"), then the restart: see the file comment.
+  // `journal_holds_it`: whether the decision reached the journal's log.
+  void FailStopThenRestart(const char* point, bool journal_holds_it) {
+    ASSERT_TRUE(failpoint::Arm(point, "error").ok());
+    std::string txn_id;
+    grpc::Status commit = TransferPgToMaria(1, &txn_id);
     failpoint::DisarmAll();
-    EXPECT_EQ(commit.error_code(), grpc::StatusCode::ABORTED) << commit.error_message();
-    EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
-    EXPECT_EQ(MyBalance(1), kInitial);
-    EXPECT_EQ(PreparedLeft(), 0);
-    return commit;
-  }
+    EXPECT_EQ(commit.error_code(), grpc::StatusCode::UNAVAILABLE) << commit.error_message();
+    EXPECT_THAT(commit.error_message(), HasSubstr("outcome is not known yet"));
+    EXPECT_EQ(PreparedOnPgAndMaria(), 2) << "both branches wait, prepared, for the restart";
+    EXPECT_EQ(server_->coordinator()->DecisionHealth().code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    EXPECT_EQ(Health("txcoord.v1.SessionService"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    EXPECT_THAT(server_->coordinator()->metrics().Render(), HasSubstr("\ntxcoord_decisions_halted 1\n"));
+    v1::Transaction before = GetTxn(txn_id);
+    EXPECT_NE(before.state(), v1::ABORTED) << "never reported rolled back";
+    EXPECT_NE(before.state(), v1::COMMITTED);
 
-  // Restarts txcoord: the journal must not hold `txn_id` (withdrawn), and
-  // account 1 stays untouched on both databases.
-  void RestartAndExpectWithdrawn(const std::string& txn_id) {
+    // No further decision: the next two-phase commit is refused and rolled
+    // back (nothing of it is in the journal), its branches released.
+    ExpectTwoPhaseCommitRefused("until it is restarted");
+
+    // Recovery passes (every 500 ms here; the orphan safety interval is
+    // 2 s) leave the undecided branches alone.
+    coordinator::RecoveryReport report = server_->coordinator()->RecoverNow();
+    EXPECT_EQ(report.orphans_rolled_back + report.redriven, 0);
+    absl::SleepFor(absl::Seconds(3));
+    EXPECT_EQ(PreparedOnPgAndMaria(), 2);
+
+    // The restart settles the journal and the branches alike.
     StopServer();
     StartServer();
-    auto record = server_->coordinator()->journal()->Find(txn_id);
-    ASSERT_TRUE(record.ok()) << record.status();
-    EXPECT_FALSE(record->has_value()) << "the withdrawn decision came back";
-    EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial);
-    EXPECT_EQ(MyBalance(1), kInitial);
+    EXPECT_EQ(PreparedLeft(), 0);
+    const int64_t moved = journal_holds_it ? 10 : 0;
+    EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - moved);
+    EXPECT_EQ(MyBalance(1), kInitial + moved);
+    v1::Transaction t = GetTxn(txn_id);
+    EXPECT_EQ(t.state(), journal_holds_it ? v1::COMMITTED : v1::ABORTED) << t.ShortDebugString();
+    EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok());
+    EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::SERVING);
+    // Decisions go on.
+    EXPECT_TRUE(TransferPgToMaria(3).ok());
+    EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial - 10);
+    EXPECT_EQ(MyBalance(3), kInitial + 10);
   }
 
   // The next two-phase commit (account 2) is refused with UNAVAILABLE
@@ -83,77 +100,32 @@ class JournalFailureTest : public CoordinatorTest {
   }
 };
 
-TEST_F(JournalFailureTest, DecisionThatReachedTheLogIsWithdrawnAndStaysRolledBack) {
-  std::string txn_id;
-  grpc::Status commit = TransferRolledBackBy("journal.after_decision_write", &txn_id);
-  EXPECT_THAT(commit.error_message(), HasSubstr("journal could not record the decision"));
-  EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok()) << "the withdrawal succeeded: decisions go on";
-
-  // The restart finds no decision to re-drive: the rollback stands.
-  RestartAndExpectWithdrawn(txn_id);
-
-  EXPECT_TRUE(TransferPgToMaria(2).ok());
-  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial - 10);
-  EXPECT_EQ(MyBalance(2), kInitial + 10);
+// The write reached the log, then reported failure.
+TEST_F(JournalFailureTest, DecisionWrittenButReportedFailedIsCommittedAtTheRestart) {
+  FailStopThenRestart("journal.after_decision_write", /*journal_holds_it=*/true);
 }
 
-TEST_F(JournalFailureTest, UnwithdrawableDecisionLeavesBranchesPreparedUntilTheRestartDecides) {
-  ASSERT_TRUE(failpoint::Arm("journal.after_decision_write", "error").ok());
-  ASSERT_TRUE(failpoint::Arm("journal.withdraw_decision", "error").ok());
-  std::string txn_id;
-  grpc::Status commit = TransferPgToMaria(1, &txn_id);
-  failpoint::DisarmAll();
-  EXPECT_EQ(commit.error_code(), grpc::StatusCode::UNAVAILABLE) << commit.error_message();
-  EXPECT_THAT(commit.error_message(), HasSubstr("outcome is not known yet"));
-  EXPECT_EQ(PreparedOnPgAndMaria(), 2) << "both branches wait, prepared, for the restart";
-  absl::Status health = server_->coordinator()->DecisionHealth();
-  EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
-  EXPECT_THAT(server_->coordinator()->metrics().Render(), HasSubstr("\ntxcoord_decisions_halted 1\n"));
-  EXPECT_EQ(Health("txcoord.v1.SessionService"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
-
-  // No further decision: the next two-phase commit is refused and rolled
-  // back (nothing of it is in the journal), its branches released.
-  ExpectTwoPhaseCommitRefused("until it is restarted");
-
-  // Recovery passes (every 500 ms here; the orphan safety interval is 2 s)
-  // leave the undecided branches alone.
-  coordinator::RecoveryReport report = server_->coordinator()->RecoverNow();
-  EXPECT_EQ(report.orphans_rolled_back + report.redriven, 0);
-  absl::SleepFor(absl::Seconds(3));
-  EXPECT_EQ(PreparedOnPgAndMaria(), 2);
-
-  // The journal holds the decision (the write reached it): the restart
-  // commits both branches.
-  StopServer();
-  StartServer();
-  EXPECT_EQ(PreparedLeft(), 0);
-  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 10);
-  EXPECT_EQ(MyBalance(1), kInitial + 10);
-  v1::Transaction t = GetTxn(txn_id);
-  EXPECT_EQ(t.state(), v1::COMMITTED) << t.ShortDebugString();
-  EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok());
-  EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::SERVING);
+// The decision log's fdatasync failed (EIO) after the write.
+TEST_F(JournalFailureTest, FailedDecisionLogSyncIsSettledAtTheRestart) {
+  FailStopThenRestart("journal.decision_log_sync", /*journal_holds_it=*/true);
 }
 
-TEST_F(JournalFailureTest, FailedDecisionLogSyncStopsTwoPhaseCommitsUntilTheRestart) {
-  std::string txn_id;
-  TransferRolledBackBy("journal.decision_log_sync", &txn_id);
+// Nothing was written: the restart rolls back.
+TEST_F(JournalFailureTest, DecisionNeverWrittenIsRolledBackAtTheRestart) {
+  FailStopThenRestart("journal.before_decision_sync", /*journal_holds_it=*/false);
+}
 
-  // The log's tail is unknown: no further decision until the restart.
-  EXPECT_TRUE(server_->coordinator()->DecisionHealth().ok()) << "recovery passes go on";
-  absl::Status health = server_->coordinator()->CommitHealth();
-  EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(health.message()), HasSubstr("until txcoord is restarted"));
-  EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
-  ExpectTwoPhaseCommitRefused("until txcoord is restarted");
-  EXPECT_EQ(PreparedLeft(), 0);
+// Decisions synced in RocksDB's own WAL: its sync failed (EIO).
+class WalJournalFailureTest : public JournalFailureTest {
+ protected:
+  void SetUp() override {
+    decision_log_ = false;
+    JournalFailureTest::SetUp();
+  }
+};
 
-  RestartAndExpectWithdrawn(txn_id);
-  EXPECT_TRUE(server_->coordinator()->CommitHealth().ok());
-  EXPECT_TRUE(TransferPgToMaria(3).ok());
-  EXPECT_EQ(PgBalance(pg_uri_, 3), kInitial - 10);
-  EXPECT_EQ(MyBalance(3), kInitial + 10);
+TEST_F(WalJournalFailureTest, FailedWalSyncIsSettledAtTheRestart) {
+  FailStopThenRestart("journal.wal_sync", /*journal_holds_it=*/true);
 }
 
 }  // namespace

@@ -379,16 +379,21 @@ TEST_F(TransactionServiceTest, TxcoordRunWorkAndRegisteredBranchesMixInOneTransa
   EXPECT_EQ(PreparedLeft(), 0);
 }
 
-TEST_F(TransactionServiceTest, AFailedStatementLeavesOnlyRollbackGlobal) {
+TEST_F(TransactionServiceTest, AFailedStatementRollsBackAtOnceAndCommitGlobalSaysAborted) {
   v1::BeginGlobalResponse g = BeginGlobal({"maria"});
   PrepareMaria(XidOf(g, "maria"), 5, 7);
   ASSERT_TRUE(Register(g.txn_id(), "maria", XidOf(g, "maria")).ok());
   ASSERT_TRUE(ExecuteGlobal(g.txn_id(), "pg", Debit(pg_table_, 5, 7)).ok());
   EXPECT_FALSE(ExecuteGlobal(g.txn_id(), "pg", "SELECT * FROM no_such_table_" + suffix_).ok());
+  // Rolled back at once, the service's prepared branch too: nothing stays
+  // locked while the service decides what to do.
+  EXPECT_EQ(PreparedLeft(), 0);
+  EXPECT_EQ(MyBalance(5), kInitial);
+  EXPECT_EQ(ExecuteGlobal(g.txn_id(), "pg", "SELECT 1").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   v1::Transaction t;
   grpc::Status s = CommitGlobal(g.txn_id(), &t);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
-  EXPECT_THAT(s.error_message(), HasSubstr("only Rollback"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("42P01"));
   ASSERT_TRUE(RollbackGlobal(g.txn_id(), &t).ok());
   EXPECT_EQ(t.state(), v1::ABORTED);
   EXPECT_EQ(PgBalance(pg_uri_, 5), kInitial);

@@ -256,5 +256,105 @@ std::vector<Case> AllCases() {
 
 INSTANTIATE_TEST_SUITE_P(FaultPoints, CrashMatrixTest, ::testing::ValuesIn(AllCases()), Name);
 
+// RunTransaction's idempotency key outlives the process: killed after the
+// commit and before the reply, restarted, the retry with the key answers
+// the recorded outcome and runs nothing again.
+class KeyedRetryTest : public CrashMatrixTest {
+ protected:
+  grpc::Status Run(const std::string& address, const std::string& key,
+                   const std::vector<std::pair<std::string, std::string>>& work, v1::RunTransactionResponse* resp) {
+    auto stub = v1::SessionService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::RunTransactionRequest req;
+    req.set_idempotency_key(key);
+    for (const auto& [bind, sql] : work) {
+      auto* w = req.add_work();
+      w->set_bind(bind);
+      w->add_statements()->set_sql(sql);
+    }
+    return stub->RunTransaction(&ctx, req, resp);
+  }
+  int64_t Rows(const std::string& bind, const std::string& note) {
+    const std::string sql = absl::StrCat("SELECT count(*) FROM ", rows_, " WHERE note = '", note, "'");
+    if (bind == "maria") {
+      RawOdbc my(maria_dsn_);
+      auto v = my.Query(sql);
+      return v.empty() ? -1 : std::stoll(v[0]);
+    }
+    return std::stoll(PgScalar(pg_uri_, sql));
+  }
+  void SetUp() override {
+    CrashMatrixTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    rows_ = "keyed_rows_" + suffix_;
+    RawPostgres(pg_uri_, absl::StrCat("CREATE TABLE ", rows_, " (id serial PRIMARY KEY, note text)"));
+    RawOdbc my(maria_dsn_);
+    my.Query(absl::StrCat("CREATE TABLE ", rows_, " (id INT AUTO_INCREMENT PRIMARY KEY, note TEXT) ENGINE=InnoDB"));
+  }
+  void TearDown() override {
+    if (!rows_.empty()) {
+      RawPostgres(pg_uri_, "DROP TABLE IF EXISTS " + rows_);
+      RawOdbc my(maria_dsn_);
+      if (my.ok()) my.Query("DROP TABLE IF EXISTS " + rows_);
+    }
+    CrashMatrixTest::TearDown();
+  }
+  std::string rows_;
+};
+
+TEST_F(KeyedRetryTest, ARetryAfterACrashBeforeTheReplyRunsNothingTwice) {
+  for (bool two_binds : {false, true}) {
+    SCOPED_TRACE(two_binds ? "two binds (decision record)" : "one bind (one-phase commit)");
+    const std::string note = two_binds ? "two" : "one";
+    std::vector<std::pair<std::string, std::string>> work = {
+        {"pg", absl::StrCat("INSERT INTO ", rows_, " (note) VALUES ('", note, "')")}};
+    if (two_binds) work.push_back({"maria", absl::StrCat("INSERT INTO ", rows_, " (note) VALUES ('", note, "')")});
+    TxcoordProcess p(TXC_BINARY, config_, tmp_.path());
+    ASSERT_TRUE(p.Start("session.run_transaction.before_reply=crash"));
+    v1::RunTransactionResponse lost;
+    grpc::Status first = Run(p.address(), "key-" + note, work, &lost);
+    EXPECT_EQ(first.error_code(), grpc::StatusCode::UNAVAILABLE) << first.error_message();
+    ASSERT_TRUE(p.WaitForCrash(10));
+    ASSERT_EQ(Rows("pg", note), 1);  // committed before the crash
+    ASSERT_TRUE(p.Start());
+    for (int retry = 0; retry < 2; ++retry) {
+      v1::RunTransactionResponse resp;
+      grpc::Status again = Run(p.address(), "key-" + note, work, &resp);
+      ASSERT_TRUE(again.ok()) << again.error_message();
+      EXPECT_TRUE(resp.state() == v1::COMMITTED || resp.state() == v1::COMMITTING) << resp.state();
+    }
+    EXPECT_EQ(Rows("pg", note), 1);
+    if (two_binds) {
+      EXPECT_EQ(Rows("maria", note), 1);
+    }
+    // Another key runs the work again.
+    v1::RunTransactionResponse other;
+    ASSERT_TRUE(Run(p.address(), "another-" + note, work, &other).ok());
+    EXPECT_EQ(Rows("pg", note), 2);
+    p.Stop();
+  }
+  // A rolled-back transaction's key answers its abort after a restart,
+  // with the same transaction id, instead of running it again.
+  TxcoordProcess p(TXC_BINARY, config_, tmp_.path());
+  ASSERT_TRUE(p.Start());
+  const std::vector<std::pair<std::string, std::string>> failing = {
+      {"pg", absl::StrCat("INSERT INTO ", rows_, " (note) VALUES ('aborted')")},
+      {"maria", "INSERT INTO no_such_table_here VALUES (1)"}};
+  v1::RunTransactionResponse resp;
+  grpc::Status aborted = Run(p.address(), "key-aborted", failing, &resp);
+  // The statement's own code (a missing table: INVALID_ARGUMENT).
+  ASSERT_FALSE(aborted.ok());
+  ASSERT_NE(aborted.error_message().find(" was rolled back"), std::string::npos) << aborted.error_message();
+  p.Stop();
+  ASSERT_TRUE(p.Start());
+  grpc::Status again = Run(p.address(), "key-aborted", failing, &resp);
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::ABORTED) << again.error_message();
+  const std::string id = aborted.error_message().substr(0, aborted.error_message().find(" was rolled back"));
+  EXPECT_EQ(again.error_message().substr(0, again.error_message().find(" was rolled back")), id);
+  EXPECT_EQ(Rows("pg", "aborted"), 0);
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
 }  // namespace
 }  // namespace txcoord::testing

@@ -96,11 +96,12 @@ def test_execute_in_a_global_transaction(client, databases, tables, txcoord_serv
     assert pg_rows(databases, f"SELECT v FROM {tables}") == [("by txcoord",)]
     assert maria_rows(databases, f"SELECT v FROM {tables}") == [("m",)]
     assert lite_rows(txcoord_server.lite_path, f"SELECT v FROM {lite_table}") == [("lr",)]
-    # A failed statement leaves only RollbackGlobal.
+    # A failed statement rolls the transaction back at once: CommitGlobal
+    # answers ABORTED with that error, RollbackGlobal is OK.
     g = client.begin_global(timeout=20)
     with pytest.raises(txcoord.TxcoordError):
         g.execute("pg", "SELECT * FROM no_such_table_here")
-    with pytest.raises(txcoord.FailedPrecondition):
+    with pytest.raises(txcoord.TransactionAborted, match="42P01"):
         g.commit()
     assert g.rollback().aborted
 
