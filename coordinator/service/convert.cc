@@ -5,33 +5,6 @@
 namespace txcoord::coordinator {
 namespace {
 
-bool IsValidUtf8(const std::string& s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    int len;
-    uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    if ((c >> 5) == 0x6) { len = 2; cp = c & 0x1f; }
-    else if ((c >> 4) == 0xe) { len = 3; cp = c & 0x0f; }
-    else if ((c >> 3) == 0x1e) { len = 4; cp = c & 0x07; }
-    else return false;
-    if (i + len > n) return false;
-    for (int k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
 google::protobuf::Timestamp* SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
   int64_t us = absl::ToUnixMicros(t);
   ts->set_seconds(us / 1000000);
@@ -44,12 +17,9 @@ google::protobuf::Timestamp* SetTime(absl::Time t, google::protobuf::Timestamp* 
 absl::StatusOr<participants::Value> FromProto(const txcoord::v1::Value& v, int index) {
   using K = participants::Value::Kind;
   using participants::Value;
-  auto text = [&](K kind, const std::string& s) -> absl::StatusOr<Value> {
-    if (kind != K::kBytes && !IsValidUtf8(s)) {
-      return absl::InvalidArgumentError(absl::StrCat("parameter ", index + 1, " is not valid UTF-8"));
-    }
-    return Value::Text(kind, s);
-  };
+  // Text fields are proto3 strings: the protobuf runtime has checked
+  // their UTF-8 already.
+  auto text = [&](K kind, const std::string& s) -> absl::StatusOr<Value> { return Value::Text(kind, s); };
   switch (v.kind_case()) {
     case txcoord::v1::Value::kNullValue: return Value::Null();
     case txcoord::v1::Value::kBoolValue: return Value::Bool(v.bool_value());
@@ -69,7 +39,6 @@ absl::StatusOr<participants::Value> FromProto(const txcoord::v1::Value& v, int i
 
 absl::StatusOr<std::pair<std::string, std::vector<participants::Value>>> FromProto(
     const txcoord::v1::Statement& s) {
-  if (!IsValidUtf8(s.sql())) return absl::InvalidArgumentError("SQL text is not valid UTF-8");
   std::vector<participants::Value> params;
   params.reserve(s.params_size());
   for (int i = 0; i < s.params_size(); ++i) {

@@ -33,7 +33,7 @@ def _duration(seconds: Optional[float]) -> Optional[duration_pb2.Duration]:
 
 
 def _statement(sql: str, params: Params) -> common_pb2.Statement:
-    return common_pb2.Statement(sql=sql.encode("utf-8"), params=[to_value(p) for p in (params or ())])
+    return common_pb2.Statement(sql=sql, params=[to_value(p) for p in (params or ())])
 
 
 class Result(Sequence[Tuple[Any, ...]]):

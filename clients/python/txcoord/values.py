@@ -8,7 +8,7 @@ Python                 Value
 ``int``                ``int_value`` (int64; larger ints as ``decimal_value``)
 ``float``              ``double_value``
 ``decimal.Decimal``    ``decimal_value`` (plain notation, "12.30")
-``str``                ``string_value`` (UTF-8 bytes)
+``str``                ``string_value``
 ``bytes``/bytearray    ``bytes_value``
 ``datetime.datetime``  ``timestamp_value`` (aware: converted to UTC, "...Z")
 ``datetime.date``      ``date_value``
@@ -47,7 +47,7 @@ def to_value(v: Any) -> common_pb2.Value:
     if isinstance(v, Decimal):
         return common_pb2.Value(decimal_value=_decimal_text(v))
     if isinstance(v, str):
-        return common_pb2.Value(string_value=v.encode("utf-8"))
+        return common_pb2.Value(string_value=v)
     if isinstance(v, (bytes, bytearray, memoryview)):
         return common_pb2.Value(bytes_value=bytes(v))
     if isinstance(v, _dt.datetime):
@@ -85,7 +85,7 @@ def from_value(v: common_pb2.Value) -> Any:
     if kind == "decimal_value":
         return Decimal(v.decimal_value)
     if kind == "string_value":
-        return v.string_value.decode("utf-8", errors="replace")
+        return v.string_value
     if kind == "bytes_value":
         return bytes(v.bytes_value)
     if kind == "date_value":
