@@ -406,6 +406,33 @@ TEST_F(TransactionServiceTest, AFailedStatementRollsBackAtOnceAndCommitGlobalSay
   EXPECT_EQ(RollbackGlobal(h.txn_id(), &t).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// TransactionService.Execute refuses, before sending, SQL that would end,
+// start or prepare the bind's branch (the statement guard): the global
+// transaction goes on and commits atomically.
+TEST_F(TransactionServiceTest, ExecuteRefusesStatementsThatEndABranch) {
+  v1::BeginGlobalResponse g = BeginGlobal({"maria"});
+  PrepareMaria(XidOf(g, "maria"), 6, 3);
+  ASSERT_TRUE(Register(g.txn_id(), "maria", XidOf(g, "maria")).ok());
+  ASSERT_TRUE(ExecuteGlobal(g.txn_id(), "pg", Debit(pg_table_, 6, 3)).ok());
+  for (const auto& [bind, sql] : std::vector<std::pair<std::string, std::string>>{
+           {"pg", "COMMIT"}, {"pg", "END"}, {"pg", "COMMIT AND CHAIN"}, {"pg", "/* c */ commit"},
+           {"pg", "PREPARE TRANSACTION 'x1'"}, {"pg", "SELECT 1; ROLLBACK"}, {"pg2", "BEGIN"},
+           {"lite", "COMMIT"}, {"lite", "END"}}) {
+    grpc::Status refused = ExecuteGlobal(g.txn_id(), bind, sql);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bind << ": " << sql << ": "
+                                                                        << refused.error_message();
+    EXPECT_THAT(refused.error_message(), HasSubstr("txcoord begins and ends"));
+  }
+  EXPECT_EQ(PgBalance(pg_uri_, 6), kInitial) << "the PostgreSQL branch is still uncommitted";
+  v1::Transaction t;
+  grpc::Status committed = CommitGlobal(g.txn_id(), &t);
+  ASSERT_TRUE(committed.ok()) << committed.error_message();
+  EXPECT_EQ(t.state(), v1::COMMITTED);
+  EXPECT_EQ(PgBalance(pg_uri_, 6), kInitial - 3);
+  EXPECT_EQ(MyBalance(6), kInitial + 3);
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
 TEST_F(TransactionServiceTest, AConcurrentCallOnARunningExecuteIsRefused) {
   v1::BeginGlobalResponse g = BeginGlobal({});
   auto slow = std::async(std::launch::async, [&] { return ExecuteGlobal(g.txn_id(), "pg", "SELECT pg_sleep(1.5)"); });
