@@ -273,7 +273,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
 
   YAML::Node j = root["journal"];
   TXC_RETURN_IF_ERROR(CheckKeys(j, "journal", {"dir", "retention", "max_group_size", "decision_log",
-                                               "decision_log_bytes"}));
+                                               "decision_log_bytes", "memtable_mb", "block_cache_mb"}));
   c.journal.dir = "./data/journal";
   c.journal.node_id = c.node_id;
   if (j) {
@@ -284,6 +284,12 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "decision_log_bytes", 64 << 10, 1 << 30, &log_bytes));
     if (log_bytes % 4096 != 0) return KeyError("journal.decision_log_bytes", "must be a multiple of 4096");
     c.journal.decision_log_bytes = static_cast<uint64_t>(log_bytes);
+    int memtable_mb = static_cast<int>(c.journal.memtable_bytes >> 20);
+    TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "memtable_mb", 4, 4096, &memtable_mb));
+    c.journal.memtable_bytes = static_cast<uint64_t>(memtable_mb) << 20;
+    int cache_mb = static_cast<int>(c.journal.block_cache_bytes >> 20);
+    TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "block_cache_mb", 1, 65536, &cache_mb));
+    c.journal.block_cache_bytes = static_cast<uint64_t>(cache_mb) << 20;
     YAML::Node r = j["retention"];
     TXC_RETURN_IF_ERROR(CheckKeys(r, "journal.retention", {"finished_max", "finished_max_age"}));
     if (r) {
@@ -331,7 +337,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   YAML::Node l = root["limits"];
   TXC_RETURN_IF_ERROR(CheckKeys(l, "limits", {"max_sessions", "max_message_bytes", "max_rows",
                                                "max_sql_bytes", "server_threads", "server_idle_threads",
-                                               "max_sessions_per_identity"}));
+                                               "max_sessions_per_identity", "recent_outcomes", "malloc_arenas"}));
   if (l) {
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions", 1, 1 << 24, &c.limits.max_sessions));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_message_bytes", 1024, 1 << 30, &c.limits.max_message_bytes));
@@ -347,6 +353,8 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     }
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions_per_identity", 1, 1 << 24,
                                 &c.limits.max_sessions_per_identity));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "recent_outcomes", 0, 1 << 24, &c.limits.recent_outcomes));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "malloc_arenas", 0, 1024, &c.limits.malloc_arenas));
   }
 
   YAML::Node binds = root["binds"];

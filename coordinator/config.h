@@ -48,6 +48,14 @@ struct Limits {
   int server_threads = 512;  // gRPC sync server's thread cap (a blocked call holds one)
   int server_idle_threads = 64;  // threads kept waiting for calls (at most server_threads)
   int max_sessions_per_identity = 1000;
+  // Outcomes of recent transactions kept in memory for GetTransaction
+  // (rolled-back ones carry their reason; committed ones are in the journal
+  // too).
+  int recent_outcomes = 10000;
+  // glibc malloc arenas (M_ARENA_MAX); 0: glibc's default (8 per core).
+  // Each thread that allocates may otherwise get an arena of its own whose
+  // freed memory is seldom given back.
+  int malloc_arenas = 2;
 };
 
 struct TlsOptions {

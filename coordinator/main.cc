@@ -1,4 +1,5 @@
 // txcoord --config FILE : the coordinator service.
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <csignal>
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
     std::cerr << "txcoord: " << config.status().message() << "\n";
     return 2;
   }
+  // Before any thread allocates: bounds glibc's per-thread arenas, whose
+  // freed memory is seldom returned (limits.malloc_arenas).
+  if (config->limits.malloc_arenas > 0) (void)mallopt(M_ARENA_MAX, config->limits.malloc_arenas);
   auto server = txcoord::coordinator::TxcoordServer::Start(*config);
   if (!server.ok()) {
     std::cerr << "txcoord: " << server.status().message() << "\n";

@@ -12,26 +12,39 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace txcoord::coordinator {
 
-// Threads that run the extra branches of RunParallel: started once, so that
-// a transaction does not pay a thread creation per branch. Tasks never wait
-// for other tasks, so a fixed number of threads cannot deadlock; under load
-// they queue, and the caller's own thread always runs one branch itself.
+// Threads that run the extra branches of RunParallel. A thread is started
+// when a task finds no idle one (up to `max_threads`) and ends after
+// `idle_exit` without work, so that a transaction does not pay a thread
+// creation per branch under load and an idle txcoord keeps no threads for
+// its peak. Tasks never wait for other tasks, so a bounded number of
+// threads cannot deadlock; at the bound they queue, and the caller's own
+// thread always runs one branch itself. Thread-safe.
 class BranchWorkers {
  public:
   // Every concurrent multi-bind transaction holds one worker per extra
   // branch for the length of a database round trip: 32 workers made 64
-  // two-bind transactions queue for them. 256 idle threads cost little
-  // (their stacks are reserved, not touched). Lives until exit.
+  // two-bind transactions queue for them. At most 256, each ending after
+  // 10 s idle. Lives until exit.
   static BranchWorkers& Get();
+  // REQUIRES: the object outlives every thread it started (threads() == 0
+  // before it is destroyed, or never destroyed).
+  BranchWorkers(int max_threads, absl::Duration idle_exit);
   void Submit(std::function<void()> task);
+  // Worker threads alive now.
+  int threads() const;
 
  private:
-  explicit BranchWorkers(int threads);
-  absl::Mutex mu_;
+  void Work();
+  const int max_threads_;
+  const absl::Duration idle_exit_;
+  mutable absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  int threads_ ABSL_GUARDED_BY(mu_) = 0;
+  int idle_ ABSL_GUARDED_BY(mu_) = 0;  // threads waiting for a task
 };
 
 // Runs fn(0..n-1) concurrently and returns when all are done, each index

@@ -93,6 +93,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   options.recovery = config.recovery;
   options.max_rows = config.limits.max_rows;
   options.max_sql_bytes = config.limits.max_sql_bytes;
+  options.recent_outcomes = config.limits.recent_outcomes;
   for (const participants::BindOptions& b : config.binds) {
     if (b.last_resource) options.last_resource_binds.insert(b.name);
   }

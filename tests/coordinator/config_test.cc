@@ -132,6 +132,29 @@ TEST(ConfigTest, IdleServerThreadsDefaultWithinTheThreadCap) {
   EXPECT_EQ(c->limits.server_idle_threads, 3);
 }
 
+TEST(ConfigTest, MemoryBoundsHaveDefaultsAndLimits) {
+  const std::string binds = "binds: {a: {driver: postgres, dsn: x}}\n";
+  auto c = ParseConfig("plaintext: true\nnode_id: n\n" + binds);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->journal.memtable_bytes, 16u << 20);
+  EXPECT_EQ(c->journal.block_cache_bytes, 8u << 20);
+  EXPECT_EQ(c->limits.recent_outcomes, 10000);
+  EXPECT_EQ(c->limits.malloc_arenas, 2);
+  c = ParseConfig("plaintext: true\nnode_id: n\njournal: {memtable_mb: 64, block_cache_mb: 32}\n"
+                  "limits: {recent_outcomes: 0, malloc_arenas: 0}\n" + binds);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->journal.memtable_bytes, 64u << 20);
+  EXPECT_EQ(c->journal.block_cache_bytes, 32u << 20);
+  EXPECT_EQ(c->limits.recent_outcomes, 0);
+  EXPECT_EQ(c->limits.malloc_arenas, 0);
+  c = ParseConfig("plaintext: true\nnode_id: n\njournal: {memtable_mb: 1}\n" + binds);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("journal.memtable_mb"));
+  c = ParseConfig("plaintext: true\nnode_id: n\nlimits: {malloc_arenas: -1}\n" + binds);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("limits.malloc_arenas"));
+}
+
 TEST(ConfigTest, DurationsParse) {
   EXPECT_EQ(*ParseDuration("1h30m"), absl::Minutes(90));
   EXPECT_EQ(*ParseDuration("7d"), absl::Hours(168));
