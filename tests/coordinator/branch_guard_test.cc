@@ -34,7 +34,7 @@ class BranchGuardTest : public CoordinatorTest {
   }
 };
 
-// Statements refused on each backend, in every spelling the issue lists.
+// Statements refused on each backend, in their common spellings.
 const std::vector<std::pair<std::string, std::string>>& RefusedForms() {
   static const auto* forms = new std::vector<std::pair<std::string, std::string>>{
       {"pg", "COMMIT"},
@@ -259,7 +259,7 @@ TEST_F(BranchGuardTest, SessionStateNeverReachesTheNextTransaction) {
   EXPECT_THAT(resp.results(0).rows(0).values(0).string_value(), ::testing::Not(HasSubstr("leak_schema")));
 }
 
-// Section 2: once a transaction can only roll back, every branch is rolled
+// Once a transaction can only roll back, every branch is rolled
 // back at once — a client that gives up after the error blocks nobody.
 TEST_F(BranchGuardTest, AFailedStatementReleasesEveryOtherBindsLocksAtOnce) {
   std::string s = Open();
