@@ -11,7 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev
   libcpp-httplib-dev libssl-dev clang-14 libclang-rt-14-dev
-  postgresql-15 mariadb-server mariadb-client
+  postgresql-15 mariadb-server mariadb-client etcd-server etcd-client
   python3-grpcio python3-grpc-tools python3-protobuf python3-sqlalchemy
   python3-psycopg2 python3-pymysql python3-pytest python3-flask python3-flask-sqlalchemy
   libmariadb-dev gnuplot-nox sysstat

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Starts throwaway PostgreSQL 15 and MariaDB 10.11 servers on free loopback
-# ports under DIR (default /tmp/txcoord-local), creates the test databases and
-# users, and writes DIR/env with connection strings:
+# Starts throwaway PostgreSQL 15 and MariaDB 10.11 servers and an etcd
+# cluster (for cluster mode) on free loopback ports under DIR (default
+# /tmp/txcoord-local), creates the test databases and users, and writes
+# DIR/env with connection strings:
 #   TXC_PG_URI, TXC_PG2_URI      libpq URIs (databases txcoord_a, txcoord_b)
 #   TXC_PG_ODBC                  PostgreSQL over psqlODBC
 #   TXC_MARIADB_ODBC             MariaDB over MariaDB Connector/ODBC
 #   TXC_SQLITE_ODBC              SQLite3 ODBC (a file under DIR)
+#   TXC_ETCD_ENDPOINTS           etcd's client endpoints, host:port,…
+# TXC_ETCD_MEMBERS=3 starts a three-member etcd cluster (default: one
+# member); a cluster already running under DIR keeps its size.
 # Safe to run twice: servers already running under DIR are reused.
 # Works as root: PostgreSQL runs as "postgres", MariaDB as "mysql".
 # Stop with deploy/local/stop.sh DIR.
@@ -132,6 +136,46 @@ my_admin -e "
   GRANT ALL PRIVILEGES ON *.* TO 'txcoord'@'%';
   FLUSH PRIVILEGES;"
 
+# ---------------------------------------------------------------- etcd
+# Each member's ports are kept in DIR/etcd/<name>/ports, so that a second
+# start reuses the running members (and a stopped cluster restarts with the
+# peer addresses its data remembers).
+ETCD_DIR=$DIR/etcd
+mkdir -p "$ETCD_DIR"
+if [ -f "$ETCD_DIR/members" ]; then ETCD_MEMBERS=$(cat "$ETCD_DIR/members"); else
+  ETCD_MEMBERS=${TXC_ETCD_MEMBERS:-1}
+  case $ETCD_MEMBERS in 1|3|5) ;; *) log "TXC_ETCD_MEMBERS must be 1, 3 or 5"; exit 1 ;; esac
+  echo "$ETCD_MEMBERS" >"$ETCD_DIR/members"
+fi
+ETCD_CLUSTER=""
+ETCD_ENDPOINTS=""
+for i in $(seq 1 "$ETCD_MEMBERS"); do
+  m=$ETCD_DIR/m$i
+  mkdir -p "$m"
+  [ -f "$m/ports" ] || echo "$(free_port) $(free_port)" >"$m/ports"
+  read -r client peer <"$m/ports"
+  ETCD_CLUSTER="${ETCD_CLUSTER:+$ETCD_CLUSTER,}m$i=http://127.0.0.1:$peer"
+  ETCD_ENDPOINTS="${ETCD_ENDPOINTS:+$ETCD_ENDPOINTS,}127.0.0.1:$client"
+done
+for i in $(seq 1 "$ETCD_MEMBERS"); do
+  m=$ETCD_DIR/m$i
+  read -r client peer <"$m/ports"
+  if [ -f "$m/pid" ] && kill -0 "$(cat "$m/pid")" 2>/dev/null; then
+    log "etcd member m$i already running on 127.0.0.1:$client"
+    continue
+  fi
+  log "starting etcd member m$i on 127.0.0.1:$client"
+  setsid etcd --name "m$i" --data-dir "$m/data" \
+    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "$ETCD_CLUSTER" --initial-cluster-state new \
+    --initial-cluster-token "txcoord-local-$(echo "$DIR" | cksum | cut -d' ' -f1)" \
+    </dev/null >>"$m/server.log" 2>&1 &
+  echo $! >"$m/pid"
+done
+etcd_healthy() { ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" --command-timeout=2s endpoint health; }
+wait_for etcd 60 etcd_healthy || { log "see $ETCD_DIR/m*/server.log"; exit 1; }
+
 # ---------------------------------------------------------------- SQLite
 mkdir -p "$DIR/sqlite"
 
@@ -147,6 +191,7 @@ export TXC_MARIADB_PORT='$MY_PORT'
 export TXC_MARIADB_SOCKET='$MY_SOCK'
 export TXC_MARIADB_ODBC='Driver=MariaDB Unicode;Server=127.0.0.1;Port=$MY_PORT;Database=txcoord;User=txcoord;Password=$PASSWORD'
 export TXC_SQLITE_ODBC='Driver=SQLite3;Database=$DIR/sqlite/txcoord.db'
+export TXC_ETCD_ENDPOINTS='$ETCD_ENDPOINTS'
 ENV
 mv "$DIR/env.tmp" "$DIR/env"
 log "ready; source $DIR/env"

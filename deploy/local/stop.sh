@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Stops the servers that deploy/local/start.sh started under DIR and leaves
-# nothing running, also after a failed or killed start. Keeps the data
-# unless --wipe is given.
+# Stops the servers (PostgreSQL, MariaDB, etcd) that deploy/local/start.sh
+# started under DIR and leaves nothing running, also after a failed or
+# killed start. Keeps the data unless --wipe is given.
 set -uo pipefail
 
 DIR=${1:-${TXC_LOCAL_DIR:-/tmp/txcoord-local}}
@@ -26,6 +26,14 @@ if [ -f "$DIR/mariadb/run/mariadbd.pid" ]; then
   for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   log "MariaDB stopped"
 fi
+for pidfile in "$DIR"/etcd/m*/pid; do
+  [ -f "$pidfile" ] || continue
+  pid=$(cat "$pidfile")
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  rm -f "$pidfile"
+  log "etcd member $(basename "$(dirname "$pidfile")") stopped"
+done
 # Anything still running from this directory (a start killed half-way, a
 # server that ignored the polite stop) is killed outright.
 for _ in 1 2 3; do

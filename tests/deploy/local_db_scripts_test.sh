@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# deploy/local/start.sh is safe to run twice (same servers, same ports), and
-# stop.sh after a killed start leaves no process or port behind.
+# deploy/local/start.sh is safe to run twice (same servers, same ports, etcd
+# included), and stop.sh after a killed start leaves no process or port
+# behind.
 set -euo pipefail
 ROOT=$1
 DIR=$(mktemp -d /tmp/txcoord-scripts-test.XXXXXX)
@@ -11,18 +12,23 @@ port_in_use() { ss -ltnH "sport = :$1" | grep -q .; }
 
 bash "$ROOT/deploy/local/start.sh" "$DIR" >/dev/null
 . "$DIR/env"
-PG1=$TXC_PG_PORT MY1=$TXC_MARIADB_PORT
+PG1=$TXC_PG_PORT MY1=$TXC_MARIADB_PORT ETCD1=${TXC_ETCD_ENDPOINTS##*:}
+ETCDCTL_API=3 etcdctl --endpoints "$TXC_ETCD_ENDPOINTS" put txcoord-scripts-test ok >/dev/null || fail "etcd does not take a write"
 bash "$ROOT/deploy/local/start.sh" "$DIR" >/dev/null
 . "$DIR/env"
-[ "$PG1" = "$TXC_PG_PORT" ] && [ "$MY1" = "$TXC_MARIADB_PORT" ] || fail "second start changed ports"
+[ "$PG1" = "$TXC_PG_PORT" ] && [ "$MY1" = "$TXC_MARIADB_PORT" ] && [ "$ETCD1" = "${TXC_ETCD_ENDPOINTS##*:}" ] ||
+  fail "second start changed ports"
+[ "$(pgrep -a -x etcd | grep -c -- "$DIR/" || true)" -eq 1 ] || fail "second start made a second etcd"
 [ "$(pgrep -a -x mariadbd | grep -c -- "$DIR/" || true)" -eq 1 ] || fail "second start made a second MariaDB"
 port_in_use "$PG1" || fail "PostgreSQL not listening"
 port_in_use "$MY1" || fail "MariaDB not listening"
+port_in_use "$ETCD1" || fail "etcd not listening"
 
 bash "$ROOT/deploy/local/stop.sh" "$DIR" >/dev/null
 pgrep -f -- "$DIR/" >/dev/null && fail "processes left after stop"
 port_in_use "$PG1" && fail "port $PG1 still in use after stop"
 port_in_use "$MY1" && fail "port $MY1 still in use after stop"
+port_in_use "$ETCD1" && fail "port $ETCD1 still in use after stop"
 
 # A start killed half-way (SIGKILL), then stop: nothing left.
 bash "$ROOT/deploy/local/start.sh" "$DIR" >/dev/null 2>&1 &
@@ -35,6 +41,10 @@ sleep 0.5
 pgrep -f -- "$DIR/" >/dev/null && fail "processes left after stop of a killed start"
 port_in_use "$PG1" && fail "port $PG1 still in use after stop of a killed start"
 port_in_use "$MY1" && fail "port $MY1 still in use after stop of a killed start"
-# And it starts again afterwards.
+port_in_use "$ETCD1" && fail "port $ETCD1 still in use after stop of a killed start"
+# And it starts again afterwards, etcd with the data it had.
 bash "$ROOT/deploy/local/start.sh" "$DIR" >/dev/null
+. "$DIR/env"
+[ "$(ETCDCTL_API=3 etcdctl --endpoints "$TXC_ETCD_ENDPOINTS" get --print-value-only txcoord-scripts-test)" = ok ] ||
+  fail "etcd lost its data across a restart"
 echo "local_db_scripts_test: 1 passed, 0 failed"
