@@ -74,6 +74,7 @@ std::string NewestWal(const std::string& dir) {
   o.dir = dir;
   o.node_id = kNode;
   o.decision_log_bytes = 64 << 20;  // no lap ends (and syncs RocksDB) in a round
+  o.memtable_bytes = 256 << 20;      // no memtable flush (which switches RocksDB's log) in a round
   auto j = OpenRocksDbJournal(o);
   if (!j.ok()) {
     std::fprintf(stderr, "child: %s\n", std::string(j.status().message()).c_str());
