@@ -6,6 +6,7 @@
 
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -253,6 +255,7 @@ TEST(EtcdClientFrozenTest, AFrozenEtcdFailsCallsWithinTheTimeoutAndTheClientReco
   argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test that died
     FILE* out = std::fopen(log.c_str(), "w");
     if (out != nullptr) {
       ::dup2(::fileno(out), 1);
@@ -262,12 +265,16 @@ TEST(EtcdClientFrozenTest, AFrozenEtcdFailsCallsWithinTheTimeoutAndTheClientReco
     ::_exit(127);
   }
   ASSERT_GT(pid, 0);
+  bool cleaned = false;
   auto cleanup = [&] {
+    if (cleaned) return;
+    cleaned = true;
     ::kill(pid, SIGCONT);
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     std::filesystem::remove_all(dir);
   };
+  absl::Cleanup on_exit = cleanup;  // also when an assertion returns early
   EtcdOptions o;
   o.endpoints = {client_address};
   o.call_timeout = absl::Seconds(1);
