@@ -456,12 +456,19 @@ std::string Quote(absl::string_view sql, const Statement& s) {
 }  // namespace
 
 absl::Status CheckBranchSql(absl::string_view bind, absl::string_view dialect, absl::string_view sql) {
+  return GuardBranchSql(bind, dialect, sql, nullptr);
+}
+
+absl::Status GuardBranchSql(absl::string_view bind, absl::string_view dialect, absl::string_view sql,
+                            bool* session_state) {
   // An injected fault: the guard misses every statement, so that tests can
   // reach the participants' check of the branch's transaction status.
-  if (!TXC_FAILPOINT_STATUS("participants.statement_guard.miss").ok()) return absl::OkStatus();
+  const bool miss = !TXC_FAILPOINT_STATUS("participants.statement_guard.miss").ok();
   const Dialect d = DialectOf(dialect);
   for (const std::vector<Statement>& statements : Readings(d, sql)) {
     for (size_t i = 0; i < statements.size(); ++i) {
+      if (session_state != nullptr && LeavesSessionState(d, statements[i].tokens)) *session_state = true;
+      if (miss) continue;
       std::string why = Refusal(d, statements[i].tokens);
       if (why.empty()) continue;
       return absl::InvalidArgumentError(absl::StrCat(

@@ -42,6 +42,12 @@ namespace txcoord::participants {
 // transaction, or commits implicitly, on that dialect. OK otherwise.
 absl::Status CheckBranchSql(absl::string_view bind, absl::string_view dialect, absl::string_view sql);
 
+// CheckBranchSql and SessionStateSql in one reading of the text (what a
+// participant needs before sending): sets *session_state (when not null)
+// if a statement may leave session state; never clears it.
+absl::Status GuardBranchSql(absl::string_view bind, absl::string_view dialect, absl::string_view sql,
+                            bool* session_state);
+
 // True when `sql` may leave session-level state on its connection.
 bool SessionStateSql(absl::string_view dialect, absl::string_view sql);
 

@@ -132,9 +132,8 @@ class OdbcBranch : public Branch {
   absl::StatusOr<ResultSet> Execute(absl::string_view sql, const std::vector<Value>& params,
                                     int max_rows) override {
     TXC_RETURN_IF_ERROR(RequireActive("Execute"));
-    TXC_RETURN_IF_ERROR(CheckBranchSql(shared_->options.name, shared_->dialect->name(), sql));
+    TXC_RETURN_IF_ERROR(GuardBranchSql(shared_->options.name, shared_->dialect->name(), sql, &session_state_));
     TXC_RETURN_IF_ERROR(CheckParameterMarkers(shared_->options.name, shared_->dialect->name(), sql, params.size()));
-    if (SessionStateSql(shared_->dialect->name(), sql)) session_state_ = true;
     odbc::ExecOptions o;
     o.max_rows = max_rows;
     std::optional<std::string> inlined = shared_->dialect->InlineParameters(sql, params);

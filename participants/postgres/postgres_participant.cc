@@ -124,8 +124,7 @@ class PostgresBranch : public Branch {
   absl::StatusOr<ResultSet> Execute(absl::string_view sql, const std::vector<Value>& params,
                                     int max_rows) override {
     TXC_RETURN_IF_ERROR(RequireActive("Execute"));
-    TXC_RETURN_IF_ERROR(CheckBranchSql(shared_->options.name, "postgresql", sql));
-    if (SessionStateSql("postgresql", sql)) session_state_ = true;
+    TXC_RETURN_IF_ERROR(GuardBranchSql(shared_->options.name, "postgresql", sql, &session_state_));
     std::vector<std::optional<std::string>> texts;
     texts.reserve(params.size());
     for (const Value& v : params) texts.push_back(ParamText(v));
@@ -367,11 +366,10 @@ struct Pipelined {
 // statement may leave session state (its connection is closed after).
 absl::Status GuardBatch(const std::string& bind, const std::vector<Statement>& statements, bool* session_state) {
   for (size_t i = 0; i < statements.size(); ++i) {
-    absl::Status refused = CheckBranchSql(bind, "postgresql", statements[i].first);
+    absl::Status refused = GuardBranchSql(bind, "postgresql", statements[i].first, session_state);
     if (!refused.ok()) {
       return absl::Status(refused.code(), absl::StrCat("statement ", i + 1, ": ", refused.message()));
     }
-    if (SessionStateSql("postgresql", statements[i].first)) *session_state = true;
   }
   return absl::OkStatus();
 }

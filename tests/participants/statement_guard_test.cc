@@ -135,6 +135,17 @@ TEST(StatementGuardTest, ParameterMarkersAreCountedOutsideLiteralsAndComments) {
   EXPECT_EQ(CheckParameterMarkers("b", "sqlite", "SELECT ?", 3).code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(StatementGuardTest, GuardBranchSqlRefusesAndFlagsSessionStateInOneReading) {
+  bool session_state = false;
+  EXPECT_TRUE(GuardBranchSql("b", "postgresql", "UPDATE t SET v = 1", &session_state).ok());
+  EXPECT_FALSE(session_state);
+  EXPECT_TRUE(GuardBranchSql("b", "postgresql", "SET search_path = x", &session_state).ok());
+  EXPECT_TRUE(session_state);
+  EXPECT_TRUE(GuardBranchSql("b", "postgresql", "SELECT 1", &session_state).ok());
+  EXPECT_TRUE(session_state) << "never cleared";
+  EXPECT_EQ(GuardBranchSql("b", "mariadb", "COMMIT", nullptr).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(StatementGuardTest, SplitReadsLikeTheServer) {
   auto split = SplitStatementsForTest("postgresql", "SELECT 'a;b'; -- x;\nSELECT $q$;$q$ ;", false);
   ASSERT_EQ(split.size(), 2u);
