@@ -240,6 +240,15 @@ absl::StatusOr<std::vector<EtcdKeyValue>> EtcdClient::GetPrefix(const std::strin
   return out;
 }
 
+absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(const etcdserverpb::RangeRequest& request) {
+  etcdserverpb::RangeResponse resp;
+  absl::Status s = Run("range", /*retry_elsewhere=*/true, [&](Endpoint& e, grpc::ClientContext& ctx) {
+    return e.kv->Range(&ctx, request, &resp);
+  });
+  if (!s.ok()) return s;
+  return resp;
+}
+
 absl::StatusOr<int64_t> EtcdClient::Put(const std::string& key, const std::string& value, int64_t lease) {
   etcdserverpb::PutRequest req;
   req.set_key(key);

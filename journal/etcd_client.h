@@ -66,6 +66,9 @@ class EtcdClient {
   absl::StatusOr<std::optional<EtcdKeyValue>> Get(const std::string& key);
   // Keys starting with `prefix`, in key order, at most `limit` (0: all).
   absl::StatusOr<std::vector<EtcdKeyValue>> GetPrefix(const std::string& prefix, int64_t limit = 0);
+  // A range read as it is (sorting, limits, count_only); a read, so it may
+  // go on to the next endpoint.
+  absl::StatusOr<etcdserverpb::RangeResponse> Range(const etcdserverpb::RangeRequest& request);
   // Returns the store's revision after the write.
   absl::StatusOr<int64_t> Put(const std::string& key, const std::string& value, int64_t lease = 0);
   // Returns how many keys were deleted (0 or 1).

@@ -18,8 +18,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "journal/etcd_client.h"
 #include "journal/journal.pb.h"
 
 namespace txcoord::journal {
@@ -37,7 +39,26 @@ struct Retention {
 // collected). Stored in the same writes as the deletions.
 using CollectedMarkerFold = std::function<std::string(const std::string& marker, absl::string_view txn_id)>;
 
+// Where the journal keeps its records.
+enum class Backend { kRocksDb, kEtcd };
+
+// The cluster journal on etcd (journal.backend: etcd; see etcd_journal.h).
+struct EtcdJournalOptions {
+  EtcdOptions client;
+  std::string prefix = "/txcoord/default/";  // every key lives under it; ends with '/'
+  absl::Duration lease_ttl = absl::Seconds(10);
+  // How long a start waits for its node id while another process or an
+  // adopter holds it, before it gives up (FAILED_PRECONDITION).
+  absl::Duration acquire_timeout = absl::Seconds(60);
+  int max_txn_ops = 128;                  // etcd's --max-txn-ops
+  uint64_t max_txn_bytes = 1 << 20;       // below etcd's --max-request-bytes (1.5 MiB)
+  // How this process describes itself in its node key (for txctl nodes).
+  std::string owner_description;
+};
+
 struct JournalOptions {
+  Backend backend = Backend::kRocksDb;
+  EtcdJournalOptions etcd;  // backend kEtcd
   std::string dir;          // created 0700 when missing
   std::string node_id;      // must match the one stored at first open
   Retention retention;
@@ -61,6 +82,25 @@ struct JournalStats {
   uint64_t decisions = 0;        // decisions in those groups
   uint64_t decision_log_laps = 0;  // laps of the decision log begun when it was full
 };
+
+// A node of a cluster journal, as txctl nodes shows it.
+struct NodeStatus {
+  std::string node_id;
+  bool member = false;       // has joined the cluster at least once
+  bool settled = false;      // its last process stopped or was adopted with nothing left to do
+  int64_t epoch = 0;         // of the process or adopter holding the id (0: nobody holds it)
+  int64_t lease = 0;
+  std::string holder;        // who holds the id: the owner's description, or "adopted by <node>"
+  std::string adopted_by;    // the adopting node, while an adoption runs
+  int64_t unfinished = 0;    // its unfinished decisions in the journal
+};
+
+// A LogDecision error that says the decision was certainly not written
+// (the journal refused it before sending it, or the store refused it): the
+// caller may roll the branches back. Every other LogDecision error leaves
+// the outcome unknown.
+absl::Status DecisionNotWritten(absl::Status status);
+bool IsDecisionNotWritten(const absl::Status& status);
 
 class Journal {
  public:
@@ -150,6 +190,31 @@ class Journal {
 
   // Counts since the journal was opened. Thread-safe; never blocks on I/O.
   virtual JournalStats Stats() const { return {}; }
+
+  // How a failed LogDecision is settled. false (RocksDB): what the log
+  // holds is known only at the next open, so the caller stops deciding until
+  // it is restarted. true (etcd): the journal settles it by itself (a write
+  // that cannot be applied any more once DecisionWriteHealth is OK again),
+  // after which Find answers for the decision for good.
+  virtual bool SettlesFailedDecisions() const { return false; }
+
+  // Cluster journals: the records of every node.
+  virtual bool clustered() const { return false; }
+  // `txn_id`'s record in node `node`'s journal (this node's: Find).
+  virtual absl::StatusOr<std::optional<DecisionRecord>> FindOnNode(absl::string_view node,
+                                                                   absl::string_view txn_id) {
+    if (node == node_id()) return Find(txn_id);
+    return absl::NotFoundError(absl::StrCat("this journal holds only node \"", node_id(), "\"'s records"));
+  }
+  // Node `node`'s status (this node's only, on a single-node journal).
+  virtual absl::StatusOr<NodeStatus> NodeOf(absl::string_view node);
+  // Every node of the cluster (this one only, on a single-node journal).
+  virtual absl::StatusOr<std::vector<NodeStatus>> ListNodes();
+  // Node `node`'s CollectedMarker.
+  virtual absl::StatusOr<std::string> CollectedMarkerOf(absl::string_view node) {
+    if (node == node_id()) return CollectedMarker();
+    return std::string();
+  }
 };
 
 // Opens (creating if missing) the RocksDB journal in options.dir, checks and
@@ -162,6 +227,10 @@ class Journal {
 //   UNAVAILABLE          an I/O error.
 absl::StatusOr<std::unique_ptr<Journal>> OpenRocksDbJournal(
     const JournalOptions& options);
+
+// Opens the journal options.backend names: OpenRocksDbJournal, or
+// EtcdJournal::Open (etcd_journal.h).
+absl::StatusOr<std::unique_ptr<Journal>> OpenJournal(const JournalOptions& options);
 
 }  // namespace txcoord::journal
 
