@@ -272,11 +272,61 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   }
 
   YAML::Node j = root["journal"];
-  TXC_RETURN_IF_ERROR(CheckKeys(j, "journal", {"dir", "retention", "max_group_size", "decision_log",
-                                               "decision_log_bytes", "memtable_mb", "block_cache_mb"}));
+  TXC_RETURN_IF_ERROR(CheckKeys(j, "journal", {"backend", "etcd", "dir", "retention", "max_group_size",
+                                               "decision_log", "decision_log_bytes", "memtable_mb",
+                                               "block_cache_mb"}));
   c.journal.dir = "./data/journal";
   c.journal.node_id = c.node_id;
   if (j) {
+    std::string backend = "rocksdb";
+    TXC_RETURN_IF_ERROR(ReadString(j, "journal.", "backend", &backend));
+    if (backend == "etcd") {
+      c.journal.backend = journal::Backend::kEtcd;
+    } else if (backend != "rocksdb") {
+      return KeyError("journal.backend", absl::StrCat("\"", backend, "\" is not rocksdb or etcd"));
+    }
+    YAML::Node e = j["etcd"];
+    TXC_RETURN_IF_ERROR(CheckKeys(e, "journal.etcd", {"endpoints", "cluster", "lease_ttl", "acquire_timeout",
+                                                      "call_timeout", "user", "password", "ca_file",
+                                                      "cert_file", "key_file", "max_txn_ops", "adopt"}));
+    if (c.journal.backend == journal::Backend::kEtcd && !e) {
+      return KeyError("journal.etcd", "is required with backend: etcd (at least its endpoints)");
+    }
+    if (e) {
+      journal::EtcdJournalOptions& eo = c.journal.etcd;
+      YAML::Node endpoints = e["endpoints"];
+      if (!endpoints || !endpoints.IsSequence() || endpoints.size() == 0) {
+        return KeyError("journal.etcd.endpoints", "must be a list of host:port, at least one");
+      }
+      for (const YAML::Node& ep : endpoints) {
+        if (!ep.IsScalar() || ep.as<std::string>().find(':') == std::string::npos) {
+          return KeyError("journal.etcd.endpoints", "each must be host:port");
+        }
+        eo.client.endpoints.push_back(ep.as<std::string>());
+      }
+      std::string cluster = "default";
+      TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "cluster", &cluster));
+      if (cluster.empty() || cluster.find('/') != std::string::npos) {
+        return KeyError("journal.etcd.cluster", "must be a non-empty name without '/'");
+      }
+      eo.prefix = absl::StrCat("/txcoord/", cluster, "/");
+      TXC_RETURN_IF_ERROR(ReadDuration(e, "journal.etcd.", "lease_ttl", &eo.lease_ttl));
+      if (eo.lease_ttl < absl::Seconds(2) || eo.lease_ttl > absl::Minutes(10)) {
+        return KeyError("journal.etcd.lease_ttl", "must be between 2s and 10m");
+      }
+      TXC_RETURN_IF_ERROR(ReadDuration(e, "journal.etcd.", "acquire_timeout", &eo.acquire_timeout));
+      TXC_RETURN_IF_ERROR(ReadDuration(e, "journal.etcd.", "call_timeout", &eo.client.call_timeout));
+      if (eo.client.call_timeout <= absl::ZeroDuration() || eo.client.call_timeout >= eo.lease_ttl) {
+        return KeyError("journal.etcd.call_timeout", "must be above 0 and below lease_ttl");
+      }
+      TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "user", &eo.client.user));
+      TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "password", &eo.client.password));
+      TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "ca_file", &eo.client.ca_file));
+      TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "cert_file", &eo.client.cert_file));
+      TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "key_file", &eo.client.key_file));
+      TXC_RETURN_IF_ERROR(ReadInt(e, "journal.etcd.", "max_txn_ops", 8, 100000, &eo.max_txn_ops));
+      TXC_RETURN_IF_ERROR(ReadBool(e, "journal.etcd.", "adopt", &c.adopt));
+    }
     TXC_RETURN_IF_ERROR(ReadString(j, "journal.", "dir", &c.journal.dir));
     TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "max_group_size", 1, 65536, &c.journal.max_group_size));
     TXC_RETURN_IF_ERROR(ReadBool(j, "journal.", "decision_log", &c.journal.decision_log));

@@ -89,6 +89,8 @@ struct Config {
   TlsOptions tls;
   AuthOptions auth;
   journal::JournalOptions journal;
+  // journal.etcd.adopt: this node adopts dead nodes of its cluster.
+  bool adopt = true;
   Timeouts timeouts;
   RecoveryOptions recovery;
   Limits limits;

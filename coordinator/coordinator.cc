@@ -147,11 +147,11 @@ Coordinator::Coordinator(journal::Journal* journal,
                            return std::vector<std::pair<Labels, double>>{{{}, double(first_seen_.size())}};
                          });
   metrics_.RegisterGauge("txcoord_decisions_halted",
-                         "1 while no commit decision is taken until a restart (a journal write that failed and "
-                         "could not be withdrawn, or this node id claimed by another coordinator).",
+                         "1 while no commit decision is taken: until a restart (a journal write that failed, "
+                         "this node id claimed by another coordinator, a lost etcd lease), or until the etcd "
+                         "journal settles a decision write that went without reply.",
                          [this] {
-                           absl::MutexLock lock(&mu_);
-                           return std::vector<std::pair<Labels, double>>{{{}, halted_.empty() ? 0.0 : 1.0}};
+                           return std::vector<std::pair<Labels, double>>{{{}, CommitHealth().ok() ? 0.0 : 1.0}};
                          });
   // The journal's group commit: decisions / groups is how many decisions
   // shared one fsync; each lap of the decision log syncs RocksDB's WAL.
@@ -194,8 +194,7 @@ Coordinator::Coordinator(journal::Journal* journal,
 
 absl::Status Coordinator::Start() {
   TXC_RETURN_IF_ERROR(ClaimBinds(/*at_start=*/true));
-  RecoveryReport r = RecoverPass(/*at_start=*/true);
-  (void)r;
+  start_report_ = RecoverPass(/*at_start=*/true);
   // The decision table of every last-resource bind, made now rather than
   // at a service's PrepareGlobal: by then the service's own transaction may
   // hold a lock that DDL waits for (SQLite locks the whole file). Best
@@ -907,6 +906,43 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
     (void)journal_->UpdateDecision(record);
   } else {
     absl::Status s = LogDecisionTimed(record);
+    if (journal::IsDecisionNotWritten(s)) {
+      // Certainly not written (the journal refused it before sending, or
+      // the store refused it): presumed abort applies at once.
+      {
+        absl::MutexLock lock(&mu_);
+        driving_.erase(txn.id_);
+      }
+      std::string reason = absl::StrCat("the commit decision could not be recorded: ", s.message());
+      (void)AbortAll(txn, reason);
+      return absl::UnavailableError(absl::StrCat("transaction ", txn.id_, " was rolled back, nothing committed: ",
+                                                 reason));
+    }
+    if (!s.ok() && journal_->SettlesFailedDecisions()) {
+      // Unknown, and the journal settles it by itself (etcd): decisions
+      // stop until it has; then recovery finds the decision, or rolls the
+      // branches back (the decision can no longer be written).
+      {
+        absl::MutexLock lock(&mu_);
+        driving_.erase(txn.id_);
+        settling_.insert(txn.id_);
+      }
+      Log(spdlog::level::err, txn.id_,
+          absl::StrCat("decision write without reply (", s.message(), "): the branches stay prepared until the "
+                       "journal settles the write, then recovery commits or rolls them back"));
+      {
+        absl::MutexLock lock(&txn.mu_);
+        txn.state_ = TxnState::kAborting;
+      }
+      TxnInfo undecided = Describe(txn);
+      undecided.state = TxnState::kPreparing;
+      undecided.abort_reason = absl::StrCat("outcome unknown until the journal answers again: ", s.message());
+      RememberOutcome(std::move(undecided));
+      return absl::UnavailableError(absl::StrCat(
+          "transaction ", txn.id_, ": the journal did not confirm its commit decision (", s.message(),
+          "), so its outcome is not known yet: its branches stay prepared and recovery settles them once the "
+          "journal answers (commit if it holds the decision, else roll back); ask GetTransaction then"));
+    }
     if (!s.ok()) {
       // Fail-stop. The record may have reached the log all the same (an
       // fsync can fail after the write, and what a failed fsync left on

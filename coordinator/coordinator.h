@@ -325,6 +325,8 @@ class Coordinator {
   absl::StatusOr<TxnInfo> GetTransaction(absl::string_view txn_id);
 
   RecoveryReport RecoverNow();
+  // What Start()'s recovery pass did.
+  RecoveryReport start_report() const { return start_report_; }
 
   // Admin. Live transactions, then unfinished decisions, then history,
   // newest first; the token pages through history.
@@ -487,6 +489,15 @@ class Coordinator {
   // journal's state is unknown until reopened), or when another coordinator
   // holds this node id on a bind: from then on no decision is taken.
   std::string halted_ ABSL_GUARDED_BY(mu_);
+  RecoveryReport start_report_;  // written by Start() only
+  // GetTransaction of another node's transaction (cluster journals).
+  absl::StatusOr<TxnInfo> GetForeignTransaction(absl::string_view txn_id, const std::string& node, uint64_t epoch,
+                                                uint64_t seq);
+  // Transactions whose decision write went without reply, on a journal
+  // that settles such writes (Journal::SettlesFailedDecisions): once it
+  // has, recovery treats their prepared branches without a decision as
+  // orphans at once. Dropped when no branch of theirs is prepared.
+  absl::flat_hash_set<std::string> settling_ ABSL_GUARDED_BY(mu_);
   // Binds whose ClaimNode holds (or that have no such lock): only on these
   // does recovery treat prepared branches of this node as its own.
   absl::flat_hash_set<std::string> claimed_ ABSL_GUARDED_BY(mu_);

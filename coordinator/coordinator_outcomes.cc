@@ -374,8 +374,11 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
         "\"", txn_id, "\" is not a txn id (<node_id>.<epoch>.<seq>)"));
   }
   if (node != options_.node_id) {
-    return absl::NotFoundError(absl::StrCat("transaction ", txn_id, " belongs to node \"", node,
-                                            "\"; this is \"", options_.node_id, "\""));
+    if (!journal_->clustered()) {
+      return absl::NotFoundError(absl::StrCat("transaction ", txn_id, " belongs to node \"", node,
+                                              "\"; this is \"", options_.node_id, "\""));
+    }
+    return GetForeignTransaction(txn_id, node, epoch, seq);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -409,6 +412,38 @@ absl::StatusOr<TxnInfo> Coordinator::GetTransaction(absl::string_view txn_id) {
   info.txn_id = std::string(txn_id);
   info.state = TxnState::kAborted;
   info.abort_reason = "no commit decision was recorded (presumed abort)";
+  return info;
+}
+
+absl::StatusOr<TxnInfo> Coordinator::GetForeignTransaction(absl::string_view txn_id, const std::string& node,
+                                                           uint64_t epoch, uint64_t seq) {
+  // Another node's transaction, from the shared journal.
+  TXC_ASSIGN_OR_RETURN(std::optional<DecisionRecord> record, journal_->FindOnNode(node, txn_id));
+  if (record.has_value()) return FromRecord(*record);
+  TXC_ASSIGN_OR_RETURN(std::string marker, journal_->CollectedMarkerOf(node));
+  if (CollectedBefore(epoch, seq, marker)) {
+    return absl::NotFoundError(absl::StrCat(
+        "transaction ", txn_id, " has no record any more: it was rolled back, or it finished before node \"", node,
+        "\"'s journal retention deleted its record"));
+  }
+  TXC_ASSIGN_OR_RETURN(journal::NodeStatus status, journal_->NodeOf(node));
+  if (status.epoch == static_cast<int64_t>(epoch) && status.adopted_by.empty()) {
+    return absl::UnavailableError(absl::StrCat(
+        "transaction ", txn_id, " has no decision yet: node \"", node, "\" still runs epoch ", epoch,
+        " (it is in progress there, or was never started); ask again later, or ask that node"));
+  }
+  if (status.epoch != 0 && status.epoch < static_cast<int64_t>(epoch)) {
+    return absl::NotFoundError(absl::StrCat("transaction ", txn_id, " was never started: node \"", node,
+                                            "\" has not reached epoch ", epoch));
+  }
+  // Epoch `epoch` of that node is over (its id is held by a newer process
+  // or an adopter, or by nobody): it can never write a decision again, so
+  // no decision means none (presumed abort).
+  TxnInfo info;
+  info.txn_id = std::string(txn_id);
+  info.state = TxnState::kAborted;
+  info.abort_reason = absl::StrCat("no commit decision was recorded (presumed abort; node \"", node, "\" epoch ",
+                                   epoch, " is over)");
   return info;
 }
 

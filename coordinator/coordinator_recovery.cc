@@ -337,7 +337,7 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   // At start, Start() has claimed already; later a lost claim is taken
   // again here (or found taken elsewhere, which halts decisions).
   if (!at_start) (void)ClaimBinds(/*at_start=*/false);
-  if (absl::Status halted = DecisionHealth(); !halted.ok()) {
+  if (absl::Status halted = CommitHealth(); !halted.ok()) {
     // A decision may sit in the journal undurably, or another coordinator
     // may use this node id: neither re-driving decisions nor rolling
     // branches back as orphans is safe. The next start decides.
@@ -409,6 +409,7 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   bool all_listed = true;
   absl::flat_hash_set<std::string> still_prepared;
   absl::flat_hash_set<std::string> seen_now;
+  absl::flat_hash_set<std::string> seen_txns;  // with a prepared branch now, before this pass acted
   for (const auto& [name, p] : binds_) {
     if (!p->capabilities().two_phase) continue;
     bool claimed;
@@ -429,6 +430,7 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
       const std::string& txn_id = b.xid.gtrid;
       std::string key = absl::StrCat(name, "/", participants::XidToString(b.xid));
       seen_now.insert(key);
+      seen_txns.insert(txn_id);
       if (unfinished_ids.contains(txn_id)) {
         still_prepared.insert(txn_id);
         continue;  // its journal record drives it
@@ -468,6 +470,12 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
       std::string node;
       uint64_t txn_epoch = 0, seq = 0;
       bool orphan = at_start;
+      {
+        // A decision write without reply that the journal has settled
+        // since (this pass runs only when it has): no decision means none.
+        absl::MutexLock lock(&mu_);
+        if (settling_.contains(txn_id)) orphan = true;
+      }
       if (!orphan && ParseTxnId(txn_id, &node, &txn_epoch, &seq)) {
         absl::Time since = b.prepared_at;
         if (since == absl::InfinitePast()) {
@@ -514,6 +522,12 @@ RecoveryReport Coordinator::RecoverPass(bool at_start) {
   }
   {
     absl::MutexLock lock(&mu_);
+    if (all_listed) {
+      for (auto it = settling_.begin(); it != settling_.end();) {
+        if (!still_prepared.contains(*it) && !seen_txns.contains(*it)) settling_.erase(it++);
+        else ++it;
+      }
+    }
     for (auto it = first_seen_.begin(); it != first_seen_.end();) {
       if (!seen_now.contains(it->first)) first_seen_.erase(it++);
       else ++it;

@@ -65,7 +65,12 @@ int main(int argc, char** argv) {
     (*server)->Shutdown();
   });
   (*server)->Wait();
+  const int code = (*server)->exit_code();
+  if (code != 0) {
+    // Stopped by itself (a lost etcd lease): the waiter still waits for a signal.
+    pthread_kill(waiter.native_handle(), SIGTERM);
+  }
   waiter.join();
   server->reset();
-  return 0;
+  return code;
 }

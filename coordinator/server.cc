@@ -1,9 +1,13 @@
 #include "coordinator/server.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/cluster.h"
 #include "coordinator/auth.h"
 #include "coordinator/logging.h"
 #include "coordinator/service/admin_service.h"
@@ -68,10 +72,33 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
         "the database, and timeouts.database_reply when the database stops answering; remove the key to "
         "silence this warning");
   }
-  TXC_ASSIGN_OR_RETURN(server->journal_, journal::OpenRocksDbJournal(config.journal));
+  journal::JournalOptions journal_options = config.journal;
+  const bool cluster = config.journal.backend == journal::Backend::kEtcd;
+  if (cluster && journal_options.etcd.owner_description.empty()) {
+    char host[256] = {0};
+    (void)::gethostname(host, sizeof host - 1);
+    journal_options.etcd.owner_description = absl::StrCat(host, " pid ", ::getpid(), " listen ", config.listen);
+  }
+  if (cluster) {
+    Log(spdlog::level::info, "",
+        absl::StrCat("journal on etcd (", absl::StrJoin(config.journal.etcd.client.endpoints, ","), ", prefix ",
+                     config.journal.etcd.prefix, "): taking node id \"", config.node_id, "\""));
+  }
+  TXC_ASSIGN_OR_RETURN(server->journal_, journal::OpenJournal(journal_options));
   Log(spdlog::level::info, "",
-      absl::StrCat("journal ", config.journal.dir, " opened: node_id=", server->journal_->node_id(),
-                   " epoch=", server->journal_->epoch()));
+      absl::StrCat("journal ", cluster ? std::string("etcd") : config.journal.dir,
+                   " opened: node_id=", server->journal_->node_id(), " epoch=", server->journal_->epoch()));
+  if (cluster) {
+    server->etcd_journal_ = static_cast<journal::EtcdJournal*>(server->journal_.get());
+    TxcoordServer* self = server.get();
+    server->etcd_journal_->SetLeaseLostCallback([self](const absl::Status& why) {
+      Log(spdlog::level::critical, "",
+          absl::StrCat(why.message(), ". No commit decision is taken any more; txcoord stops (exit code ",
+                       kExitLeaseLost, ") so that a restart takes the id back with a new epoch."));
+      absl::MutexLock lock(&self->health_mu_);
+      self->lease_lost_ = true;
+    });
+  }
 
   std::map<std::string, std::unique_ptr<participants::Participant>> binds;
   for (const participants::BindOptions& b : config.binds) {
@@ -87,17 +114,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
                      b.last_resource ? " last_resource=true" : "", " dsn=", RedactDsn(b.dsn)));
     binds[b.name] = std::move(*p);
   }
-  CoordinatorOptions options;
-  options.node_id = config.node_id;
-  options.timeouts = config.timeouts;
-  options.recovery = config.recovery;
-  options.max_rows = config.limits.max_rows;
-  options.max_sql_bytes = config.limits.max_sql_bytes;
-  options.recent_outcomes = config.limits.recent_outcomes;
-  for (const participants::BindOptions& b : config.binds) {
-    if (b.last_resource) options.last_resource_binds.insert(b.name);
-  }
-  options.retention_max_per_pass = config.journal.retention.max_per_pass;
+  CoordinatorOptions options = CoordinatorOptionsFor(config, config.node_id);
   server->coordinator_ = std::make_unique<Coordinator>(server->journal_.get(), std::move(binds),
                                                        options, clock);
   TXC_RETURN_IF_ERROR(server->coordinator_->Start());
@@ -170,6 +187,10 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
     server->metrics_address_ = absl::StrCat(metrics_host, ":", metrics_port);
     server->http_thread_ = std::thread([http = server->http_.get()] { http->listen_after_bind(); });
   }
+  if (cluster && config.adopt) {
+    server->cluster_ = std::make_unique<ClusterMember>(config, server->etcd_journal_, &server->coordinator_->metrics());
+    server->cluster_->Start();
+  }
   server->health_thread_ = std::thread([s = server.get()] { s->HealthLoop(); });
   Log(spdlog::level::info, "",
       absl::StrCat("txcoord serving on ", server->address_,
@@ -200,9 +221,16 @@ void TxcoordServer::HealthLoop() {
   for (;;) {
     UpdateHealth();
     absl::MutexLock lock(&health_mu_);
-    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(health_mu_) { return stopping_; };
+    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(health_mu_) { return stopping_ || lease_lost_; };
     health_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Seconds(5));
     if (stopping_) return;
+    if (lease_lost_ && !shutting_down_for_lease_) {
+      shutting_down_for_lease_ = true;
+      health_mu_.Unlock();
+      UpdateHealth();  // NOT_SERVING at once
+      Shutdown();
+      health_mu_.Lock();
+    }
   }
 }
 
@@ -229,8 +257,16 @@ TxcoordServer::~TxcoordServer() {
   transaction_service_.reset();
   session_service_.reset();
   sessions_.reset();  // rolls back open transactions
+  if (cluster_) cluster_->Stop();
   if (coordinator_) coordinator_->Stop();
+  cluster_.reset();
   coordinator_.reset();
+  // A clean stop lets the id go at once (settled when nothing is left).
+  if (etcd_journal_ != nullptr && etcd_journal_->DecisionWriteHealth().code() != absl::StatusCode::kFailedPrecondition) {
+    if (absl::Status left = etcd_journal_->Leave(); !left.ok()) {
+      Log(spdlog::level::warn, "", absl::StrCat("leaving the cluster: ", left.message()));
+    }
+  }
   journal_.reset();
 }
 

@@ -14,6 +14,7 @@
 #include "coordinator/config.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
+#include "journal/etcd_journal.h"
 
 namespace grpc {
 class Server;
@@ -28,6 +29,12 @@ class SessionServiceImpl;
 class Authenticator;
 class AdminServiceImpl;
 class TransactionServiceImpl;
+
+class ClusterMember;
+
+// The exit code of a process that lost its etcd lease (cluster mode): it
+// stopped so that a restart takes its id back with a new epoch.
+inline constexpr int kExitLeaseLost = 75;
 
 class TxcoordServer {
  public:
@@ -50,6 +57,15 @@ class TxcoordServer {
   SessionManager* sessions() { return sessions_.get(); }
   void Wait();
   void Shutdown();
+  // 0, or kExitLeaseLost when the server stopped because its etcd lease
+  // was lost.
+  int exit_code() {
+    absl::MutexLock lock(&health_mu_);
+    return lease_lost_ ? kExitLeaseLost : 0;
+  }
+  // Cluster mode only (nullptr otherwise).
+  ClusterMember* cluster() { return cluster_.get(); }
+  journal::Journal* journal() { return journal_.get(); }
 
  private:
   TxcoordServer() = default;
@@ -68,6 +84,10 @@ class TxcoordServer {
   std::string metrics_address_;
   absl::Mutex health_mu_;
   bool stopping_ ABSL_GUARDED_BY(health_mu_) = false;
+  bool lease_lost_ ABSL_GUARDED_BY(health_mu_) = false;
+  bool shutting_down_for_lease_ ABSL_GUARDED_BY(health_mu_) = false;
+  journal::EtcdJournal* etcd_journal_ = nullptr;  // journal_, in cluster mode
+  std::unique_ptr<ClusterMember> cluster_;
   std::thread health_thread_;
 };
 

@@ -106,6 +106,11 @@ struct BindOptions {
   // it can be (no PREPARE; its local COMMIT with the decision row is the
   // decision). Read by the coordinator; participants ignore it.
   bool last_resource = false;
+  // Set by a node adopting a dead node (not from the config file):
+  // ClaimNode ends the database sessions that still hold the dead node's
+  // claim (a paused process, or one cut off by a partition, keeps them)
+  // and reports the conflict, so that the next attempt takes the claim.
+  bool take_over_node_claims = false;
 };
 
 struct Capabilities {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "participants/xid.h"
@@ -108,6 +109,21 @@ bool HolderIsSession(absl::string_view holder, int64_t session) {
     }
   }
   return false;
+}
+
+std::vector<int64_t> HolderSessions(absl::string_view holder) {
+  std::vector<int64_t> out;
+  for (const char* word : {"pid ", "connection "}) {
+    const absl::string_view w(word);
+    for (size_t at = holder.find(w); at != absl::string_view::npos; at = holder.find(w, at + 1)) {
+      if (at > 0 && absl::ascii_isalnum(static_cast<unsigned char>(holder[at - 1]))) continue;
+      size_t end = at + w.size();
+      while (end < holder.size() && absl::ascii_isdigit(static_cast<unsigned char>(holder[end]))) ++end;
+      int64_t id = 0;
+      if (absl::SimpleAtoi(holder.substr(at + w.size(), end - at - w.size()), &id) && id > 0) out.push_back(id);
+    }
+  }
+  return out;
 }
 
 absl::Status StaleClaimTerminated(absl::string_view bind, int64_t session) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -60,6 +61,9 @@ absl::Status NodeClaimConflict(absl::string_view bind, absl::string_view node_id
 // Whether a node claim's holder text (PostgresNodeClaimHolderSql's "pid N
 // from HOST, …", MariaDB's "connection N") names server session `session`.
 bool HolderIsSession(absl::string_view holder, int64_t session);
+
+// The server sessions a node claim's holder text names ("pid N", "connection N").
+std::vector<int64_t> HolderSessions(absl::string_view holder);
 
 // The UNAVAILABLE of a ClaimNode that found the lock still held by this
 // participant's own previous claim session `session` (given up when its

@@ -454,6 +454,13 @@ class OdbcParticipant : public Participant {
         TXC_RETURN_IF_ERROR(c->Run(end_stale));
         return StaleClaimTerminated(bind(), stale_claim_session_);
       }
+      if (shared_->options.take_over_node_claims) {
+        // An adopter: the dead node's sessions go; the next attempt claims.
+        for (int64_t session : HolderSessions(holder)) {
+          const std::string end = shared_->dialect->EndSessionSql(session);
+          if (!end.empty()) (void)c->Run(end);
+        }
+      }
       return NodeClaimConflict(bind(), node_id, absl::StrCat(node_claim_kind(), " ", NodeClaimName(node_id, bind())),
                                holder);
     }

@@ -850,6 +850,9 @@ class PostgresParticipant : public Participant {
         if (HolderIsSession(holders, stale_claim_pid_)) {
           n.exec(PostgresEndSessionSql(stale_claim_pid_));
           ended_stale = true;
+        } else if (shared_->options.take_over_node_claims) {
+          // An adopter: the dead node's sessions go; the next attempt claims.
+          for (int64_t pid : HolderSessions(holders)) n.exec(PostgresEndSessionSql(pid));
         }
       }
     }));
