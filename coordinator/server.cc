@@ -190,6 +190,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   if (cluster && config.adopt) {
     server->cluster_ = std::make_unique<ClusterMember>(config, server->etcd_journal_, &server->coordinator_->metrics());
     server->cluster_->Start();
+    server->admin_service_->SetCluster(server->cluster_.get());
   }
   server->health_thread_ = std::thread([s = server.get()] { s->HealthLoop(); });
   Log(spdlog::level::info, "",

@@ -6,7 +6,7 @@
 //     get TXN_ID
 //     in-doubt [--bind B]...
 //     resolve TXN_ID commit|rollback --reason "why"
-//     binds | check | recover | drain [--timeout 30s]
+//     binds | check | recover | drain [--timeout 30s] | nodes
 //
 // Exit codes (scripts may rely on them):
 //   0 success; 1 any other error; 2 usage error; 3 not found;
@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
   auto* drain = app.add_subcommand("drain", "stop taking sessions; wait for transactions in flight");
   std::string drain_timeout = "30s";
   drain->add_option("--timeout", drain_timeout, "how long to wait");
+  auto* nodes = app.add_subcommand("nodes", "the cluster's nodes: epochs, leases, adoptions");
 
   try {
     app.parse(argc, argv);
@@ -306,6 +307,38 @@ int main(int argc, char** argv) {
     grpc::Status s = stub->Drain(&ctx, req, &resp);
     if (!s.ok()) return fail(s);
     json ? PrintJson(resp) : (void)(std::cout << "sessions_left=" << resp.sessions_left() << "\n");
+    return 0;
+  }
+  if (*nodes) {
+    v1::ListNodesResponse resp;
+    grpc::Status s = stub->ListNodes(&ctx, v1::ListNodesRequest(), &resp);
+    if (!s.ok()) return fail(s);
+    if (json) {
+      PrintJson(resp);
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& n : resp.nodes()) {
+      std::string state = n.epoch() == 0 ? (n.settled() ? "down, settled" : "DOWN, to adopt")
+                          : !n.adopted_by().empty() ? "being adopted"
+                                                    : "up";
+      rows.push_back({absl::StrCat(n.node_id(), n.self() ? " (this)" : ""), state,
+                      n.epoch() == 0 ? "-" : absl::StrCat(n.epoch()),
+                      n.lease_id() == 0 ? "-" : absl::StrCat(absl::Hex(n.lease_id())),
+                      n.holder().empty() ? "-" : n.holder(), absl::StrCat(n.unfinished_decisions())});
+    }
+    std::cout << "backend: " << resp.backend() << "\n";
+    PrintTable({"NODE", "STATE", "EPOCH", "LEASE", "HELD BY", "UNFINISHED"}, rows);
+    if (resp.adoptions_size() > 0) {
+      std::cout << "\nadoptions by this node (newest first):\n";
+      std::vector<std::vector<std::string>> done;
+      for (const auto& a : resp.adoptions()) {
+        done.push_back({a.node_id(), absl::StrCat(a.epoch()), a.settled() ? "settled" : "NOT settled", Dur(a.took()),
+                        absl::StrCat(a.redriven(), "/", a.decided_committed(), "/", a.orphans_rolled_back()),
+                        a.error()});
+      }
+      PrintTable({"NODE", "EPOCH", "RESULT", "TOOK", "REDRIVEN/COMMITTED/ROLLED BACK", "ERROR"}, done);
+    }
     return 0;
   }
   return 2;

@@ -179,4 +179,42 @@ grpc::Status AdminServiceImpl::Drain(grpc::ServerContext* ctx, const txcoord::v1
   return grpc::Status::OK;
 }
 
+grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext* ctx, const txcoord::v1::ListNodesRequest*,
+                                         txcoord::v1::ListNodesResponse* resp) {
+  TXC_REQUIRE_ADMIN(who);
+  journal::Journal& journal = *coordinator_->journal();
+  resp->set_backend(journal.clustered() ? "etcd" : "rocksdb");
+  absl::StatusOr<std::vector<journal::NodeStatus>> nodes = journal.ListNodes();
+  if (!nodes.ok()) return ToGrpc(nodes.status());
+  for (const journal::NodeStatus& n : *nodes) {
+    txcoord::v1::Node* out = resp->add_nodes();
+    out->set_node_id(n.node_id);
+    out->set_self(n.node_id == journal.node_id());
+    out->set_member(n.member);
+    out->set_settled(n.settled);
+    out->set_epoch(n.epoch);
+    out->set_lease_id(n.lease);
+    out->set_holder(n.holder);
+    out->set_adopted_by(n.adopted_by);
+    out->set_unfinished_decisions(n.unfinished);
+  }
+  if (const ClusterMember* cluster = cluster_.load(); cluster != nullptr) {
+    for (const AdoptionReport& a : cluster->RecentAdoptions()) {
+      txcoord::v1::Adoption* out = resp->add_adoptions();
+      out->set_node_id(a.node_id);
+      out->set_epoch(a.epoch);
+      out->set_settled(a.settled);
+      out->set_redriven(a.redriven);
+      out->set_decided_committed(a.decided_committed);
+      out->set_orphans_rolled_back(a.orphans_rolled_back);
+      out->mutable_started_at()->set_seconds(absl::ToUnixSeconds(a.started));
+      const int64_t took_ns = absl::ToInt64Nanoseconds(a.took);
+      out->mutable_took()->set_seconds(took_ns / 1000000000);
+      out->mutable_took()->set_nanos(static_cast<int32_t>(took_ns % 1000000000));
+      out->set_error(a.error);
+    }
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace txcoord::coordinator

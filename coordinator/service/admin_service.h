@@ -2,7 +2,10 @@
 #ifndef TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
 #define TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
 
+#include <atomic>
+
 #include "coordinator/auth.h"
+#include "coordinator/cluster.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "txcoord/v1/admin.grpc.pb.h"
@@ -30,12 +33,18 @@ class AdminServiceImpl final : public txcoord::v1::AdminService::Service {
                           txcoord::v1::RecoverNowResponse*) override;
   grpc::Status Drain(grpc::ServerContext*, const txcoord::v1::DrainRequest*,
                      txcoord::v1::DrainResponse*) override;
+  grpc::Status ListNodes(grpc::ServerContext*, const txcoord::v1::ListNodesRequest*,
+                         txcoord::v1::ListNodesResponse*) override;
+
+  // Cluster mode: where adoptions are reported from (set once, at start).
+  void SetCluster(const ClusterMember* cluster) { cluster_.store(cluster); }
 
  private:
   void FillBinds(bool check, txcoord::v1::ListBindsResponse* out);
   Coordinator* const coordinator_;
   SessionManager* const sessions_;
   const Authenticator* const auth_;
+  std::atomic<const ClusterMember*> cluster_{nullptr};
 };
 
 }  // namespace txcoord::coordinator

@@ -97,7 +97,22 @@ class TxcoordProcess {
     pid_ = -1;
   }
 
+  // Waits up to `seconds` for the process to exit by itself; its exit
+  // code, -1 if it did not exit (or died of a signal).
+  int WaitExit(int seconds) {
+    for (int i = 0; i < seconds * 100 && pid_ > 0; ++i) {
+      int status;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
+
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   const std::string& address() const { return address_; }
   const std::string& log_path() const { return log_; }
 
