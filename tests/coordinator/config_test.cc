@@ -170,5 +170,41 @@ TEST(ConfigTest, RedactDsnHidesPasswords) {
   EXPECT_EQ(RedactDsn("host=h password=pw123 dbname=d"), "host=h password=*** dbname=d");
 }
 
+TEST(ConfigTest, EtcdBackendReadsItsSectionAndRefusesBadValues) {
+  const std::string base = "node_id: n1\nplaintext: true\nbinds: {pg: {driver: postgres, dsn: \"postgresql://x@h/d\"}}\n";
+  auto c = ParseConfig(base + "journal:\n  backend: etcd\n  etcd:\n    endpoints: [\"127.0.0.1:2379\", \"127.0.0.1:2380\"]\n"
+                              "    cluster: prod\n    lease_ttl: 5s\n    call_timeout: 1s\n    acquire_timeout: 20s\n"
+                              "    max_txn_ops: 64\n    adopt: false\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->journal.backend, journal::Backend::kEtcd);
+  EXPECT_EQ(c->journal.etcd.client.endpoints, (std::vector<std::string>{"127.0.0.1:2379", "127.0.0.1:2380"}));
+  EXPECT_EQ(c->journal.etcd.prefix, "/txcoord/prod/");
+  EXPECT_EQ(c->journal.etcd.lease_ttl, absl::Seconds(5));
+  EXPECT_EQ(c->journal.etcd.client.call_timeout, absl::Seconds(1));
+  EXPECT_EQ(c->journal.etcd.acquire_timeout, absl::Seconds(20));
+  EXPECT_EQ(c->journal.etcd.max_txn_ops, 64);
+  EXPECT_FALSE(c->adopt);
+  auto rocks = ParseConfig(base);
+  ASSERT_TRUE(rocks.ok()) << rocks.status();
+  EXPECT_EQ(rocks->journal.backend, journal::Backend::kRocksDb);
+  EXPECT_TRUE(rocks->adopt);
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"journal: {backend: zookeeper}", "journal.backend"},
+           {"journal: {backend: etcd}", "journal.etcd"},
+           {"journal: {backend: etcd, etcd: {endpoints: []}}", "journal.etcd.endpoints"},
+           {"journal: {backend: etcd, etcd: {endpoints: [\"nohostport\"]}}", "journal.etcd.endpoints"},
+           {"journal: {backend: etcd, etcd: {endpoints: [\"h:1\"], cluster: \"a/b\"}}", "journal.etcd.cluster"},
+           {"journal: {backend: etcd, etcd: {endpoints: [\"h:1\"], lease_ttl: 1s}}", "journal.etcd.lease_ttl"},
+           {"journal: {backend: etcd, etcd: {endpoints: [\"h:1\"], lease_ttl: 5s, call_timeout: 5s}}",
+            "journal.etcd.call_timeout"},
+           {"journal: {backend: etcd, etcd: {endpoints: [\"h:1\"], lesae_ttl: 5s}}", "lesae_ttl"},
+       }) {
+    auto bad = ParseConfig(base + yaml + "\n");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << yaml;
+    EXPECT_NE(bad.status().message().find(key), std::string::npos) << yaml << ": " << bad.status();
+  }
+}
+
 }  // namespace
 }  // namespace txcoord::coordinator
