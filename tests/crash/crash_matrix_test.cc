@@ -18,6 +18,8 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "journal/journal.h"
 #include "tests/participants/raw_clients.h"
@@ -40,12 +42,13 @@ struct Case {
   std::string point;     // the fault point armed for the first run
   std::string topology;  // "pg_maria", "pg_pg", "pg_maria_lite", "pglr_maria"
   bool commits;          // the outcome the protocol promises
+  std::string backend = "rocksdb";  // the journal: "rocksdb" or "etcd" (the harness's etcd)
 };
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.point << " on " << c.topology; }
+void PrintTo(const Case& c, std::ostream* os) { *os << c.point << " on " << c.topology << " (" << c.backend << ")"; }
 
 std::string Name(const ::testing::TestParamInfo<Case>& info) {
-  std::string n = info.param.point + "_" + info.param.topology;
+  std::string n = info.param.point + "_" + info.param.topology + (info.param.backend == "etcd" ? "_etcd" : "");
   for (char& c : n) {
     if (!isalnum(static_cast<unsigned char>(c))) c = '_';
   }
@@ -75,11 +78,20 @@ class CrashMatrixTest : public ::testing::TestWithParam<Case> {
     RawOdbc lite(sqlite_dsn_);
     lite.Query(absl::StrCat("CREATE TABLE audit (id INTEGER PRIMARY KEY, note TEXT)"));
 
+    std::string journal_yaml = absl::StrCat("journal: {dir: ", tmp_.Sub("journal"), "}\n");
+    if (GetParam().backend == "etcd") {
+      TXC_REQUIRE_DB_ENV(etcd_, "TXC_ETCD_ENDPOINTS");
+      // The killed process's lease holds the id for up to lease_ttl: the
+      // restart waits for it.
+      journal_yaml = absl::StrCat("journal:\n  backend: etcd\n  etcd: {cluster: crash", suffix_,
+                                  ", lease_ttl: 2s, call_timeout: 1s, endpoints: [\"",
+                                  absl::StrReplaceAll(etcd_, {{",", "\", \""}}), "\"]}\n");
+    }
     config_ = tmp_.Sub("txcoord.yaml");
     std::ofstream out(config_);
     out << "node_id: " << node_ << "\n"
         << "listen: 127.0.0.1:0\nplaintext: true\n"
-        << "journal: {dir: " << tmp_.Sub("journal") << "}\n"
+        << journal_yaml
         << "timeouts: {transaction: 20s, orphan_safety: 1s}\n"
         << "recovery: {interval: 200ms, backoff: {initial: 50ms, max: 500ms}}\n"
         << "binds:\n"
@@ -115,7 +127,7 @@ class CrashMatrixTest : public ::testing::TestWithParam<Case> {
   int PreparedLeft() { return PreparedBranchesOfNode(node_, {pg_uri_, pg2_uri_}, maria_dsn_); }
 
   TempDir tmp_;
-  std::string pg_uri_, pg2_uri_, maria_dsn_, sqlite_dsn_;
+  std::string pg_uri_, pg2_uri_, maria_dsn_, sqlite_dsn_, etcd_;
   std::string suffix_, node_, table_, config_;
 };
 
@@ -230,7 +242,12 @@ TEST_P(CrashMatrixTest, EndsAllOrNothingAfterRestart) {
   journal::JournalOptions o;
   o.dir = tmp_.Sub("journal");
   o.node_id = node_;
-  auto j = journal::OpenRocksDbJournal(o);
+  if (c.backend == "etcd") {
+    o.backend = journal::Backend::kEtcd;
+    o.etcd.client.endpoints = absl::StrSplit(etcd_, ',');
+    o.etcd.prefix = absl::StrCat("/txcoord/crash", suffix_, "/");
+  }
+  auto j = journal::OpenJournal(o);
   ASSERT_TRUE(j.ok()) << j.status();
   auto unfinished = (*j)->ScanUnfinished();
   ASSERT_TRUE(unfinished.ok());
@@ -250,6 +267,18 @@ std::vector<Case> AllCases() {
     cases.push_back({"commit.after_branch_committed", topology, true});
     cases.push_back({"commit.before_end", topology, true});
     cases.push_back({"recovery.after_redrive", topology, true});
+  }
+  // The etcd journal: the same protocol points, and its own write paths
+  // (before the Txn; after it was applied, before the reply).
+  for (const auto& [point, commits] : std::vector<std::pair<std::string, bool>>{
+           {"commit.after_prepare", false},
+           {"commit.before_decision_logged", false},
+           {"journal.etcd.before_txn", false},
+           {"journal.etcd.after_txn", true},
+           {"commit.after_decision_logged", true},
+           {"commit.after_branch_committed", true},
+           {"recovery.after_redrive", true}}) {
+    cases.push_back({point, "pg_maria", commits, "etcd"});
   }
   return cases;
 }
