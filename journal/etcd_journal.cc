@@ -22,6 +22,9 @@ struct EtcdJournal::Lease {
   absl::Status lost ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
   std::function<void(const absl::Status&)> on_lost ABSL_GUARDED_BY(mu);
+  // No keep-alive succeeded for a whole TTL (etcd unreachable): whether the
+  // lease still lives is not known. Written by the lease thread only.
+  std::atomic<bool> unconfirmed{false};
 
   absl::Status Lost() const {
     absl::MutexLock lock(&mu);
@@ -245,12 +248,13 @@ void EtcdJournal::LeaseLoop() {
           "); its id may now be adopted by another node, so this process takes no decision")));
       return;
     } else if (absl::Now() - last_kept >= lease_->ttl) {
-      lease_->Lose(absl::FailedPreconditionError(absl::StrCat(
-          "node \"", node_id_, "\" could not renew its etcd lease for ", absl::FormatDuration(lease_->ttl),
-          " (journal.etcd.lease_ttl; last error: ", kept.status().message(),
-          "); its id may be adopted by another node, so this process takes no decision")));
-      return;
+      // etcd unreachable for a whole TTL: the lease may have expired, or
+      // etcd may have been down (it renews every lease when it elects a
+      // leader again). Decisions wait until a keep-alive tells which; the
+      // fence keeps every write safe meanwhile.
+      lease_->unconfirmed.store(true);
     }
+    if (kept.ok()) lease_->unconfirmed.store(false);
     if (unsettled_.load()) {
       absl::MutexLock lock(&write_mu_);
       (void)Settle();
@@ -289,6 +293,11 @@ absl::Status EtcdJournal::RunFenced(TxnRequest& txn, TxnResponse* resp, int64_t 
 
 absl::Status EtcdJournal::DecisionWriteHealth() const {
   TXC_RETURN_IF_ERROR(lease_->Lost());
+  if (lease_->unconfirmed.load()) {
+    return absl::UnavailableError(absl::StrCat("etcd has not confirmed node \"", node_id_, "\"'s lease for ",
+                                               absl::FormatDuration(lease_->ttl),
+                                               " (journal.etcd.lease_ttl): no decision until it answers"));
+  }
   if (unsettled_.load()) {
     return absl::UnavailableError(absl::StrCat(
         "a commit decision was sent to etcd without a reply; decisions wait until etcd answers again and its "

@@ -28,11 +28,14 @@
 // max_txn_ops and max_txn_bytes); etcd makes it durable on a quorum before
 // it answers.
 //
-// The lease: kept alive every lease_ttl / 3. When etcd says it expired, or
-// no keep-alive succeeded for a whole TTL, the journal stops taking
-// decisions (DecisionWriteHealth FAILED_PRECONDITION) and calls the
-// lease-lost callback: the process must stop and start again, taking its id
-// with a new epoch once whoever holds it lets go.
+// The lease: kept alive every lease_ttl / 3. When etcd says it expired (or
+// a write finds the id fenced), the journal stops taking decisions for good
+// (DecisionWriteHealth FAILED_PRECONDITION) and calls the lease-lost
+// callback: the process must stop and start again, taking its id with a
+// new epoch once whoever holds it lets go. While no keep-alive has
+// succeeded for a whole TTL (etcd unreachable: the lease may have expired,
+// or etcd was down, and etcd renews every lease when it elects a leader
+// again), DecisionWriteHealth is UNAVAILABLE until one does.
 //
 // Adoption: a survivor finds a member whose id nobody holds (Orphans),
 // takes it (TryAdopt: adopt/<id> and nodes/<id> on its own lease, a new

@@ -34,11 +34,17 @@ for pidfile in "$DIR"/etcd/m*/pid; do
   rm -f "$pidfile"
   log "etcd member $(basename "$(dirname "$pidfile")") stopped"
 done
-# Anything still running from this directory (a start killed half-way, a
-# server that ignored the polite stop) is killed outright.
+# A server still running from this directory (a start killed half-way, a
+# server that ignored the polite stop) is killed outright. Only the
+# servers: a script or wrapper whose command line names DIR is left alone.
 for _ in 1 2 3; do
-  pids=$(pgrep -f -- "$DIR/" || true)
-  pids=$(echo "$pids" | grep -vx "$$" || true)
+  pids=""
+  for pid in $(pgrep -f -- "$DIR/" || true); do
+    [ "$pid" = "$$" ] && continue
+    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
+      postgres|mariadbd|mysqld|etcd) pids="$pids $pid" ;;
+    esac
+  done
   [ -z "$pids" ] && break
   kill -KILL $pids 2>/dev/null
   sleep 0.3
