@@ -269,6 +269,13 @@ std::unique_ptr<Transaction> Coordinator::Begin(std::string session_id,
   return txn;
 }
 
+absl::StatusOr<std::optional<std::string>> Coordinator::ReserveIdempotencyKey(Transaction& txn) {
+  absl::StatusOr<std::optional<std::string>> holder = journal_->ReserveIdempotencyKey(txn.idempotency_key_, txn.id_);
+  // Read only by the thread that runs the transaction (this one).
+  if (holder.ok() && holder->has_value()) txn.idempotency_key_.clear();
+  return holder;
+}
+
 void Coordinator::Unregister(const std::string& txn_id) {
   absl::MutexLock lock(&mu_);
   live_.erase(txn_id);

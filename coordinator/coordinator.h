@@ -232,6 +232,11 @@ class Coordinator {
   absl::StatusOr<std::optional<std::string>> FindIdempotencyKey(absl::string_view idempotency_key) {
     return journal_->FindIdempotencyKey(idempotency_key);
   }
+  // Journal::ReserveIdempotencyKey for `txn` (begun with a key): the
+  // transaction that already holds the key (on any node), or nullopt when
+  // `txn` now holds it. When another holds it, `txn` lets the key go, so
+  // that dropping it records nothing under the key.
+  absl::StatusOr<std::optional<std::string>> ReserveIdempotencyKey(Transaction& txn);
 
   // Runs statements on `bind`, enlisting it on first use. A statement error
   // leaves the transaction failed. INVALID_ARGUMENT unknown bind or bad

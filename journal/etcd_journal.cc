@@ -529,6 +529,20 @@ absl::StatusOr<std::optional<std::string>> EtcdJournal::FindIdempotencyKey(absl:
   return std::optional<std::string>(kv->value);
 }
 
+absl::StatusOr<std::optional<std::string>> EtcdJournal::ReserveIdempotencyKey(absl::string_view key,
+                                                                               absl::string_view txn_id) {
+  const std::string k = absl::StrCat(options_.etcd.prefix, "keys/", key);
+  TxnRequest txn;
+  AddCompare(txn, k, Compare::CREATE, Compare::EQUAL, 0);
+  AddPut(txn.mutable_success(), k, std::string(txn_id));
+  AddRange(txn.mutable_failure(), k);
+  TXC_ASSIGN_OR_RETURN(TxnResponse resp, client_->Txn(txn));
+  if (resp.succeeded()) return std::optional<std::string>();
+  const auto& range = resp.responses(0).response_range();
+  if (range.kvs_size() == 0) return absl::UnavailableError("etcd: the idempotency key vanished while taken; retry");
+  return std::optional<std::string>(range.kvs(0).value());
+}
+
 absl::StatusOr<std::vector<DecisionRecord>> EtcdJournal::ListFinished(absl::Time before, int limit) {
   const std::string prefix = Key("htime", node_id_) + "/";
   etcdserverpb::RangeRequest req;

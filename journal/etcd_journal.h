@@ -87,6 +87,8 @@ class EtcdJournal final : public Journal {
   absl::StatusOr<std::vector<DecisionRecord>> ScanUnfinished() override;
   absl::StatusOr<std::optional<DecisionRecord>> Find(absl::string_view txn_id) override;
   absl::StatusOr<std::optional<std::string>> FindIdempotencyKey(absl::string_view key) override;
+  absl::StatusOr<std::optional<std::string>> ReserveIdempotencyKey(absl::string_view key,
+                                                                   absl::string_view txn_id) override;
   absl::StatusOr<std::vector<DecisionRecord>> ListFinished(absl::Time before, int limit) override;
   absl::StatusOr<int64_t> CollectGarbage(absl::Time now, const CollectedMarkerFold& fold = nullptr) override;
   std::string CollectedMarker() const override;

@@ -169,6 +169,16 @@ class Journal {
   // removes it with the record.
   virtual absl::StatusOr<std::optional<std::string>> FindIdempotencyKey(absl::string_view key) = 0;
 
+  // Takes idempotency key `key` for `txn_id` before its work runs, where
+  // several nodes share the journal: returns the txn id that holds the key
+  // already (a call with the key ran or runs, here or on another node), or
+  // nullopt when `txn_id` now holds it. A single-node journal takes nothing
+  // (the node's own memory refuses a second call while one runs).
+  virtual absl::StatusOr<std::optional<std::string>> ReserveIdempotencyKey(absl::string_view /*key*/,
+                                                                           absl::string_view /*txn_id*/) {
+    return std::optional<std::string>();
+  }
+
   // Finished records, newest first, at most `limit`, older than the
   // record finished at `before` (use absl::InfiniteFuture() for the first page).
   virtual absl::StatusOr<std::vector<DecisionRecord>> ListFinished(

@@ -210,7 +210,6 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
     }
     work.emplace_back(w.bind(), std::move(*st));
   }
-  // Keys are per identity: one caller cannot read another's outcomes.
   // Keys are per identity: one caller cannot read another's outcomes. The
   // outcome is journaled with the key (Coordinator::Begin), so a retry
   // after a restart finds it too; keys_ holds only the keys running now.
@@ -234,12 +233,19 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
   std::map<std::string, std::string> labels(req->labels().begin(), req->labels().end());
   std::unique_ptr<Transaction> txn =
       coordinator_->Begin("", std::move(labels), FromProto(req->timeout()), /*identity=*/"", key);
-  resp->set_txn_id(txn->id());
   absl::Cleanup running_done = [&] {
     if (key.empty()) return;
     absl::MutexLock lock(&keys_mu_);
     keys_.erase(key);
   };
+  if (!key.empty()) {
+    // Cluster journals: the key is taken for this transaction before any
+    // work runs, so that a retry on another node finds it while it runs.
+    absl::StatusOr<std::optional<std::string>> taken = coordinator_->ReserveIdempotencyKey(*txn);
+    if (!taken.ok()) return ToGrpc(taken.status());
+    if (taken->has_value()) return ToGrpc(AnswerRecorded(**taken, resp));
+  }
+  resp->set_txn_id(txn->id());
   auto run = coordinator_->RunOneShot(*txn, work, req->max_rows());
   TXC_FAILPOINT("session.run_transaction.before_reply");
   if (!run.ok()) return ToGrpc(run.status());

@@ -337,6 +337,49 @@ TEST_F(ClusterBankTest, ANodePausedPastItsTtlIsAdoptedAndItsLateDecisionRefused)
   n1.Stop();
 }
 
+// A RunTransaction retried on another node with the same key while the
+// first still runs is not run again: it is told to ask later, then gets the
+// first run's outcome.
+TEST_F(ClusterBankTest, ARetryOnAnotherNodeWhileTheFirstRunsIsNotRunTwice) {
+  TempDir tmp;
+  const std::string d0 = tmp.Sub("a"), d1 = tmp.Sub("b");
+  TxcoordProcess a(TXC_BINARY, WriteConfig(0, d0), d0);
+  TxcoordProcess b(TXC_BINARY, WriteConfig(1, d1), d1);
+  ASSERT_TRUE(a.Start("journal.etcd.before_txn=delay(3000)@1")) << "see " << a.log_path();
+  ASSERT_TRUE(b.Start()) << "see " << b.log_path();
+  auto run = [&](const std::string& address, v1::RunTransactionResponse* resp) {
+    auto stub = v1::SessionService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::RunTransactionRequest req;
+    req.set_idempotency_key("once");
+    auto* w = req.add_work();
+    w->set_bind("pg");
+    w->add_statements()->set_sql(absl::StrCat("UPDATE ", acct_, " SET balance = balance - 5 WHERE id = 1"));
+    auto* w2 = req.add_work();
+    w2->set_bind("maria");
+    w2->add_statements()->set_sql(absl::StrCat("UPDATE ", acct_, " SET balance = balance + 5 WHERE id = 1"));
+    return stub->RunTransaction(&ctx, req, resp);
+  };
+  v1::RunTransactionResponse first;
+  grpc::Status first_status;
+  std::thread slow([&] { first_status = run(a.address(), &first); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  v1::RunTransactionResponse meanwhile;
+  grpc::Status s = run(b.address(), &meanwhile);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  slow.join();
+  ASSERT_TRUE(first_status.ok()) << first_status.error_message();
+  v1::RunTransactionResponse later;
+  s = run(b.address(), &later);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(later.txn_id(), first.txn_id());
+  EXPECT_EQ(later.state(), v1::COMMITTED);
+  EXPECT_EQ(PgScalar(pg_, absl::StrCat("SELECT balance FROM ", acct_, " WHERE id = 1")), "995") << "ran twice";
+  a.Stop();
+  b.Stop();
+}
+
 TEST_F(ClusterBankTest, ASecondProcessWithAHeldNodeIdNeverDecides) {
   TempDir tmp;
   const std::string d0 = tmp.Sub("a"), d1 = tmp.Sub("b");
