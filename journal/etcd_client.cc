@@ -1,5 +1,7 @@
 #include "journal/etcd_client.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -106,14 +108,13 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdOptions optio
 
 EtcdClient::EtcdClient(EtcdOptions options) : options_(std::move(options)) {}
 
-void EtcdClient::Prepare(grpc::ClientContext& ctx) {
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::microseconds(absl::ToInt64Microseconds(options_.call_timeout)));
-  // Wait (within the deadline) for a connection instead of failing at once
-  // while the channel is in its reconnect backoff: a call is what makes
-  // gRPC try an endpoint again after a failure, so failing fast would keep
-  // an etcd that came back unused.
-  ctx.set_wait_for_ready(true);
+void EtcdClient::Prepare(grpc::ClientContext& ctx, absl::Time deadline, bool wait_for_ready) {
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  // wait_for_ready: wait (within the deadline) for a connection instead of
+  // failing at once while the channel is in its reconnect backoff: a call
+  // is what makes gRPC try an endpoint again after a failure, so failing
+  // fast everywhere would keep an etcd that came back unused.
+  ctx.set_wait_for_ready(wait_for_ready);
   absl::MutexLock lock(&mu_);
   if (!token_.empty()) ctx.AddMetadata("token", token_);
 }
@@ -148,10 +149,21 @@ absl::Status EtcdClient::Run(const char* what, bool retry_elsewhere, Call&& call
   }
   const size_t n = endpoints_.size();
   const size_t attempts = retry_elsewhere ? n : 1;
+  // The whole call, failover included, within one call_timeout. Endpoints
+  // whose channel is failing go last (asking the state also starts a
+  // reconnect of an idle one): a read does not spend its time waiting for a
+  // member known to be down while another answers, and a write goes to a
+  // member that is up.
+  const absl::Time deadline = absl::Now() + options_.call_timeout;
+  std::vector<size_t> order;
+  for (size_t k = 0; k < n; ++k) order.push_back((start + k) % n);
+  std::stable_partition(order.begin(), order.end(), [&](size_t i) {
+    return endpoints_[i].channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_TRANSIENT_FAILURE;
+  });
   bool authenticated_again = false;
   absl::Status last;
-  for (size_t tried = 0; tried < attempts;) {
-    const size_t index = (start + tried) % n;
+  for (size_t tried = 0; tried < attempts && (tried == 0 || absl::Now() < deadline);) {
+    const size_t index = order[tried];
     Endpoint& e = endpoints_[index];
     if (!options_.user.empty()) {
       bool need;
@@ -171,7 +183,13 @@ absl::Status EtcdClient::Run(const char* what, bool retry_elsewhere, Call&& call
       }
     }
     grpc::ClientContext ctx;
-    Prepare(ctx);
+    const bool last_chance = tried + 1 >= attempts;
+    // An attempt with another endpoint after it fails at once on a refused
+    // connection and gets half the call at most (a member that accepts
+    // but does not answer); the last one waits for a connection within
+    // what is left.
+    Prepare(ctx, last_chance ? deadline : std::min(deadline, absl::Now() + options_.call_timeout / 2),
+            /*wait_for_ready=*/last_chance);
     grpc::Status s = call(e, ctx);
     if (s.ok()) {
       absl::MutexLock lock(&mu_);

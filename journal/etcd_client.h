@@ -1,8 +1,9 @@
 // EtcdClient: the calls of etcd's v3 API that the cluster mode's journal
 // makes (journal/etcd/etcd_api.proto), over gRPC.
 //
-// Every call has a deadline (EtcdOptions::call_timeout). Endpoints are
-// tried in turn: a read (Get, GetPrefix) or a lease keep-alive that finds
+// Every call has a deadline (EtcdOptions::call_timeout), failover to other
+// endpoints included. Endpoints are tried in turn, those whose connection
+// is failing last: a read (Get, GetPrefix) or a lease keep-alive that finds
 // its endpoint unreachable goes on to the next one within the same call; a
 // write (Put, Delete, Txn, GrantLease, RevokeLease) is sent once, and when
 // no reply came its outcome is unknown — UNAVAILABLE saying so — and the
@@ -103,7 +104,7 @@ class EtcdClient {
   template <typename Call>
   absl::Status Run(const char* what, bool retry_elsewhere, Call&& call);
   // A context with the call's deadline and the token.
-  void Prepare(grpc::ClientContext& ctx);
+  void Prepare(grpc::ClientContext& ctx, absl::Time deadline, bool wait_for_ready);
   absl::Status Authenticate(Endpoint& e) ABSL_LOCKS_EXCLUDED(mu_);
 
   const EtcdOptions options_;

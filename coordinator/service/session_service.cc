@@ -222,7 +222,9 @@ grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
             "a transaction with idempotency key \"", req->idempotency_key(), "\" is running: ask again when it returned")));
       }
     }
-    absl::StatusOr<std::optional<std::string>> recorded = coordinator_->FindIdempotencyKey(key);
+    // A cluster journal answers this when the key is taken below.
+    absl::StatusOr<std::optional<std::string>> recorded =
+        coordinator_->journal()->clustered() ? std::optional<std::string>() : coordinator_->FindIdempotencyKey(key);
     if (!recorded.ok() || recorded->has_value()) {
       absl::MutexLock lock(&keys_mu_);
       keys_.erase(key);

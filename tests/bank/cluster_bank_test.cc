@@ -34,6 +34,7 @@
 #include "gtest/gtest.h"
 #include "tests/participants/raw_clients.h"
 #include "tests/testing/db_checks.h"
+#include "tests/testing/etcd_cluster.h"
 #include "tests/testing/local_db.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/txcoord_process.h"
@@ -89,13 +90,14 @@ class ClusterBankTest : public ::testing::Test {
 
   // Writes node i's config into `dir` (created) and returns its path.
   // `acquire_timeout`: how long a start waits for a held node id.
-  std::string WriteConfig(int i, const std::string& dir, const std::string& acquire_timeout = "30s") {
+  std::string WriteConfig(int i, const std::string& dir, const std::string& acquire_timeout = "30s",
+                          int lease_ttl = kLeaseTtlSeconds) {
     std::filesystem::create_directories(dir);
     const std::string path = dir + "/txcoord.yaml";
     std::ofstream out(path);
     out << "node_id: " << NodeId(i) << "\nlisten: 127.0.0.1:0\nplaintext: true\n"
         << "journal:\n  backend: etcd\n  etcd:\n    cluster: cbank" << suffix_ << "\n"
-        << "    lease_ttl: " << kLeaseTtlSeconds << "s\n    call_timeout: 2s\n    acquire_timeout: " << acquire_timeout << "\n"
+        << "    lease_ttl: " << lease_ttl << "s\n    call_timeout: 2s\n    acquire_timeout: " << acquire_timeout << "\n"
         << "    endpoints: [";
     std::vector<std::string> eps = absl::StrSplit(etcd_, ',');
     for (size_t e = 0; e < eps.size(); ++e) out << (e ? ", " : "") << "\"" << eps[e] << "\"";
@@ -128,17 +130,23 @@ class ClusterBankTest : public ::testing::Test {
 
   // One transfer as RunTransaction on `address`: OK (acknowledged),
   // ABORTED, or another code (unknown outcome, or not run).
-  grpc::StatusCode Transfer(const std::string& address, const std::string& id, std::mt19937& rng) {
+  // `lane` >= 0: only accounts lane*5+1 … lane*5+5, so that clients in
+  // different lanes never wait for each other's row locks (two transfers
+  // locking the same rows in two databases in opposite orders wait for each
+  // other until a timeout: no database sees that deadlock).
+  grpc::StatusCode Transfer(const std::string& address, const std::string& id, std::mt19937& rng,
+                            bool keyed = true, int lane = -1) {
     static const char* kBinds[] = {"pg", "pg2", "maria"};
     const int from_bind = rng() % 3, to_bind = (from_bind + 1 + rng() % 2) % 3;
-    const int from = 1 + rng() % kAccounts, to = 1 + rng() % kAccounts;
+    const int span = lane >= 0 ? 5 : kAccounts, base = lane >= 0 ? lane * 5 : 0;
+    const int from = base + 1 + rng() % span, to = base + 1 + rng() % span;
     const int64_t amount = 1 + rng() % 50;
     auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
     auto stub = v1::SessionService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     v1::RunTransactionRequest req;
-    req.set_idempotency_key(id);
+    if (keyed) req.set_idempotency_key(id);
     auto* debit = req.add_work();
     debit->set_bind(kBinds[from_bind]);
     debit->add_statements()->set_sql(
@@ -393,6 +401,113 @@ TEST_F(ClusterBankTest, ASecondProcessWithAHeldNodeIdNeverDecides) {
   std::mt19937 rng(3);
   EXPECT_EQ(Transfer(first.address(), "first", rng), grpc::StatusCode::OK);
   first.Stop();
+}
+
+// One transfer's start (seconds into the run), outcome and duration.
+struct Outcome {
+  double at;
+  grpc::StatusCode code;
+  double took;
+};
+
+// An etcd cluster of the test's own (three members) loses the member the
+// node talks to while clients commit through the node.
+TEST_F(ClusterBankTest, EtcdLosingOneMemberOfThreeInterruptsNoMoreThanAnElection) {
+  EtcdCluster etcd(3);
+  etcd.StartAll();
+  etcd_ = etcd.endpoints();
+  TempDir tmp;
+  const std::string d0 = tmp.Sub("a");
+  TxcoordProcess node(TXC_BINARY, WriteConfig(0, d0, "30s", /*lease_ttl=*/10), d0);
+  ASSERT_TRUE(node.Start()) << "see " << node.log_path() << "\n" << etcd.Logs();
+  const auto t0 = Clock::now();
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<Outcome> outcomes;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      std::mt19937 rng(c + 11);
+      for (int n = 0; !stop; ++n) {
+        const auto start = Clock::now();
+        grpc::StatusCode code = Transfer(node.address(), absl::StrCat("e", c, "-", n), rng, true, /*lane=*/c);
+        std::lock_guard<std::mutex> lock(mu);
+        outcomes.push_back({std::chrono::duration<double>(start - t0).count(), code,
+                            std::chrono::duration<double>(Clock::now() - start).count()});
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const double killed_at = std::chrono::duration<double>(Clock::now() - t0).count();
+  etcd.Kill(0);  // the member the node's client starts at
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  stop = true;
+  for (auto& t : clients) t.join();
+  int failed_late = 0, acked_late = 0, failed_window = 0;
+  for (const Outcome& o : outcomes) {
+    const bool late = o.at > killed_at + 5;  // past an election and a reconnect
+    if (o.code == grpc::StatusCode::OK) acked_late += late;
+    else if (late) ++failed_late;
+    else ++failed_window;
+  }
+  std::set<std::string> logged;
+  EXPECT_EQ(Total(&logged), 3 * kAccounts * kInitial);
+  EXPECT_EQ(failed_late, 0) << "commits failed more than 5 s after the member was killed";
+  EXPECT_GT(acked_late, 0);
+  EXPECT_TRUE(node.running()) << "see " << node.log_path();
+  std::printf("cluster-etcd: member killed; failed within 5 s: %d, failed later: %d, acknowledged later: %d\n",
+              failed_window, failed_late, acked_late);
+  node.Stop();
+}
+
+// Every member of the test's etcd is killed, then started again.
+TEST_F(ClusterBankTest, EtcdAllDownFailsCommitsInTimeAndServiceResumesWhenItReturns) {
+  EtcdCluster etcd(3);
+  etcd.StartAll();
+  etcd_ = etcd.endpoints();
+  TempDir tmp;
+  const std::string d0 = tmp.Sub("a");
+  TxcoordProcess node(TXC_BINARY, WriteConfig(0, d0, "30s", /*lease_ttl=*/10), d0);
+  ASSERT_TRUE(node.Start()) << "see " << node.log_path() << "\n" << etcd.Logs();
+  std::mt19937 rng(5);
+  ASSERT_EQ(Transfer(node.address(), "before", rng), grpc::StatusCode::OK);
+  for (int m = 0; m < 3; ++m) etcd.Kill(m);
+  // Every commit fails UNAVAILABLE: without a key within the call timeout
+  // (2 s: its decision write), with one within two (taking the key, then
+  // recording that nothing ran under it).
+  int failed = 0;
+  double slowest[2] = {0, 0};
+  for (int n = 0; n < 4; ++n) {
+    const bool keyed = n % 2 == 1;
+    const auto start = Clock::now();
+    grpc::StatusCode code = Transfer(node.address(), absl::StrCat("down-", n), rng, keyed);
+    slowest[keyed] = std::max(slowest[keyed], std::chrono::duration<double>(Clock::now() - start).count());
+    failed += code == grpc::StatusCode::UNAVAILABLE;
+  }
+  EXPECT_EQ(failed, 4) << "a commit did not answer UNAVAILABLE while etcd was down";
+  EXPECT_LT(slowest[0], 2 + 1.0) << "a commit took longer than the call timeout";
+  EXPECT_LT(slowest[1], 2 * 2 + 1.0) << "a keyed commit took longer than two call timeouts";
+  etcd.StartAll();
+  // Back without restarting txcoord.
+  grpc::StatusCode resumed = grpc::StatusCode::UNKNOWN;
+  const auto back = Clock::now();
+  for (int n = 0; Clock::now() - back < std::chrono::seconds(30) && resumed != grpc::StatusCode::OK; ++n) {
+    resumed = Transfer(node.address(), absl::StrCat("after-", n), rng);
+    if (resumed != grpc::StatusCode::OK) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_EQ(resumed, grpc::StatusCode::OK) << "see " << node.log_path() << "\n" << etcd.Logs();
+  EXPECT_TRUE(node.running()) << "txcoord stopped; see " << node.log_path();
+  // Nothing half done: what failed left no branch and no money moved on one side only.
+  int left = -1;
+  for (int i = 0; i < 100 && (left = PreparedOf(NodeId(0))) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(left, 0);
+  std::set<std::string> logged;
+  EXPECT_EQ(Total(&logged), 3 * kAccounts * kInitial);
+  EXPECT_EQ(logged.count("before"), 1u);
+  for (int n = 0; n < 4; ++n) EXPECT_EQ(logged.count(absl::StrCat("down-", n)), 0u) << "down-" << n;
+  node.Stop();
 }
 
 }  // namespace

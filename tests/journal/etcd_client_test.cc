@@ -6,7 +6,6 @@
 
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,11 +19,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/etcd_cluster.h"
 #include "tests/testing/local_db.h"
 
 namespace txcoord::journal {
@@ -53,19 +52,6 @@ class SilentPort {
   int fd_ = -1;
   int port_ = 0;
 };
-
-// A loopback port nobody listens on (connections refused).
-std::string ClosedAddress() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  (void)::bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
-  (void)::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
-}
 
 class EtcdClientTest : public ::testing::Test {
  protected:
@@ -195,7 +181,7 @@ TEST_F(EtcdClientTest, LeaseKeepsItsKeysUntilRevokedOrExpired) {
 // write is sent once (UNAVAILABLE, its outcome unknown) and the next call
 // starts at the next endpoint.
 TEST_F(EtcdClientTest, AnUnreachableEndpointIsPassedOver) {
-  std::vector<std::string> endpoints = {ClosedAddress()};
+  std::vector<std::string> endpoints = {testing::FreeLoopbackAddress()};
   for (const std::string& e : Endpoints()) endpoints.push_back(e);
   auto client = Make(endpoints, absl::Seconds(1));
   ASSERT_NE(client, nullptr);
@@ -236,62 +222,21 @@ TEST_F(EtcdClientTest, ASilentEndpointFailsWithinTheCallTimeout) {
 TEST(EtcdClientFrozenTest, AFrozenEtcdFailsCallsWithinTheTimeoutAndTheClientRecovers) {
   std::string unused;
   TXC_REQUIRE_DB_ENV(unused, "TXC_ETCD_ENDPOINTS");  // etcd is installed where the harness runs
-  char dir_template[] = "/tmp/txcoord-etcd-frozen.XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
-  std::string client_address = ClosedAddress();
-  std::string peer_address = ClosedAddress();
-  while (peer_address == client_address) peer_address = ClosedAddress();
-  const std::string client_url = "http://" + client_address;
-  const std::string peer_url = "http://" + peer_address;
-  const std::string data = dir + "/data";
-  const std::string log = dir + "/etcd.log";
-  std::vector<std::string> args = {"/usr/bin/etcd",        "--name", "frozen", "--data-dir", data,
-                                   "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-                                   "--listen-peer-urls",   peer_url,   "--initial-advertise-peer-urls", peer_url,
-                                   "--initial-cluster",    "frozen=" + peer_url};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test that died
-    FILE* out = std::fopen(log.c_str(), "w");
-    if (out != nullptr) {
-      ::dup2(::fileno(out), 1);
-      ::dup2(::fileno(out), 2);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ASSERT_GT(pid, 0);
-  bool cleaned = false;
-  auto cleanup = [&] {
-    if (cleaned) return;
-    cleaned = true;
-    ::kill(pid, SIGCONT);
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    std::filesystem::remove_all(dir);
-  };
-  absl::Cleanup on_exit = cleanup;  // also when an assertion returns early
+  testing::EtcdCluster etcd(1);
+  etcd.StartAll();
   EtcdOptions o;
-  o.endpoints = {client_address};
+  o.endpoints = etcd.endpoint_list();
   o.call_timeout = absl::Seconds(1);
   auto client = EtcdClient::Create(o);
   ASSERT_TRUE(client.ok()) << client.status();
   bool up = false;
   for (int i = 0; i < 100 && !up; ++i) {
-    up = (*client)->Put("/frozen/k", "v").ok();  // started after the client: it connects when etcd is up
+    up = (*client)->Put("/frozen/k", "v").ok();  // started with the client: it connects when etcd is up
     if (!up) absl::SleepFor(absl::Milliseconds(100));
   }
-  if (!up) {
-    std::ifstream in(log);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    cleanup();
-    FAIL() << "the test's etcd did not start: " << (*client)->Put("/frozen/k", "v").status() << "\n" << text;
-  }
-  ::kill(pid, SIGSTOP);
+  ASSERT_TRUE(up) << "the test's etcd did not start: " << (*client)->Put("/frozen/k", "v").status() << "\n"
+                  << etcd.Logs();
+  etcd.Signal(0, SIGSTOP);
   for (int call = 0; call < 2; ++call) {
     const absl::Time start = absl::Now();
     absl::Status s = call == 0 ? (*client)->Get("/frozen/k").status() : (*client)->Put("/frozen/k", "w").status();
@@ -300,14 +245,13 @@ TEST(EtcdClientFrozenTest, AFrozenEtcdFailsCallsWithinTheTimeoutAndTheClientReco
     EXPECT_NE(s.message().find("no reply within"), std::string::npos) << s;
     EXPECT_LT(took, absl::Milliseconds(2500)) << "call " << call;
   }
-  ::kill(pid, SIGCONT);
+  etcd.Signal(0, SIGCONT);
   absl::StatusOr<std::optional<EtcdKeyValue>> again = absl::UnavailableError("not yet");
   for (int i = 0; i < 50 && !again.ok(); ++i) {
     again = (*client)->Get("/frozen/k");
     if (!again.ok()) absl::SleepFor(absl::Milliseconds(100));
   }
   EXPECT_TRUE(again.ok()) << again.status();
-  cleanup();
 }
 
 TEST(EtcdClientOptionsTest, BadOptionsAreRefusedNamingTheField) {
