@@ -276,6 +276,18 @@ absl::StatusOr<std::optional<std::string>> Coordinator::ReserveIdempotencyKey(Tr
   return holder;
 }
 
+void Coordinator::LeaveUndecided(Transaction& txn, std::string why) {
+  {
+    // Not ACTIVE or PREPARING: nothing rolls these branches back now.
+    absl::MutexLock lock(&txn.mu_);
+    txn.state_ = TxnState::kAborting;
+  }
+  TxnInfo undecided = Describe(txn);
+  undecided.state = TxnState::kPreparing;
+  undecided.abort_reason = std::move(why);
+  RememberOutcome(std::move(undecided));
+}
+
 void Coordinator::Unregister(const std::string& txn_id) {
   absl::MutexLock lock(&mu_);
   live_.erase(txn_id);
@@ -937,14 +949,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
       Log(spdlog::level::err, txn.id_,
           absl::StrCat("decision write without reply (", s.message(), "): the branches stay prepared until the "
                        "journal settles the write, then recovery commits or rolls them back"));
-      {
-        absl::MutexLock lock(&txn.mu_);
-        txn.state_ = TxnState::kAborting;
-      }
-      TxnInfo undecided = Describe(txn);
-      undecided.state = TxnState::kPreparing;
-      undecided.abort_reason = absl::StrCat("outcome unknown until the journal answers again: ", s.message());
-      RememberOutcome(std::move(undecided));
+      LeaveUndecided(txn, absl::StrCat("outcome unknown until the journal answers again: ", s.message()));
       return absl::UnavailableError(absl::StrCat(
           "transaction ", txn.id_, ": the journal did not confirm its commit decision (", s.message(),
           "), so its outcome is not known yet: its branches stay prepared and recovery settles them once the "
@@ -970,15 +975,7 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
           absl::StrCat("decision write failed (", s.message(), "): the branches stay prepared; the next start "
                        "commits them if the journal holds the decision, else rolls them back. No commit decision "
                        "is taken until txcoord is restarted."));
-      {
-        // Not ACTIVE or PREPARING: nothing rolls these branches back now.
-        absl::MutexLock lock(&txn.mu_);
-        txn.state_ = TxnState::kAborting;
-      }
-      TxnInfo undecided = Describe(txn);
-      undecided.state = TxnState::kPreparing;
-      undecided.abort_reason = absl::StrCat("outcome unknown until txcoord is restarted: ", s.message());
-      RememberOutcome(std::move(undecided));
+      LeaveUndecided(txn, absl::StrCat("outcome unknown until txcoord is restarted: ", s.message()));
       return absl::UnavailableError(absl::StrCat(
           "transaction ", txn.id_, ": the journal failed while recording its commit decision (", s.message(),
           "), so its outcome is not known yet: its branches stay prepared and txcoord decides when it is "

@@ -495,6 +495,10 @@ class Coordinator {
   // holds this node id on a bind: from then on no decision is taken.
   std::string halted_ ABSL_GUARDED_BY(mu_);
   RecoveryReport start_report_;  // written by Start() only
+  // After a decision write whose outcome is not known: the branches stay
+  // prepared (nothing rolls them back now) and GetTransaction answers
+  // PREPARING with `why` until recovery settles the transaction.
+  void LeaveUndecided(Transaction& txn, std::string why);
   // GetTransaction of another node's transaction (cluster journals).
   absl::StatusOr<TxnInfo> GetForeignTransaction(absl::string_view txn_id, const std::string& node, uint64_t epoch,
                                                 uint64_t seq);
