@@ -286,7 +286,10 @@ class Client:
 
         ``work``: ``{bind: [sql | (sql, params), ...]}`` or a list of
         ``(bind, sql, params)`` (consecutive statements of one bind are
-        grouped; binds run in the order given). An idempotency key (a fresh
+        grouped). The binds run at the same time, each bind's statements in
+        order: transactions that lock the same rows in two databases in
+        opposite orders can wait on each other until a timeout (no database
+        sees such a deadlock; see docs/design.md). An idempotency key (a fresh
         UUID unless given) makes the call safe to retry after a lost reply:
         it is retried on UNAVAILABLE and returns the recorded outcome.
         Raises :class:`TransactionAborted` when the transaction was rolled back.
