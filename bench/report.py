@@ -19,19 +19,21 @@ END = "<!-- bench:table:end -->"
 # The markers count only on lines of their own.
 SECTION = re.compile(r"^%s\n.*?^%s$" % (re.escape(BEGIN), re.escape(END)), re.M | re.S)
 MODES = ["txcoord-oneshot", "txcoord-session", "txcoord-oneshot-lr", "txcoord-session-lr", "direct-2pc", "direct-1pc",
-         "sqlalchemy-twophase", "grpc-health", "sync-rpc"]
+         "sqlalchemy-twophase", "grpc-health", "sync-rpc", "cluster-etcd1", "cluster-etcd3"]
 WORKLOADS = ["transfer", "transfer3", "single", "readonly", "noop", "ping"]
 
 
 def parse(path):
-    runs, engine = [], []
+    runs, engine, adoption = [], [], []
     for line in open(path):
         kv = dict(re.findall(r"(\w+)=(\S+)", line))
         if line.startswith("txbench "):
             runs.append(kv)
         elif line.startswith("engine_bench "):
             engine.append(kv)
-    return runs, engine
+        elif line.startswith("adoption "):
+            adoption.append(kv)
+    return runs, engine, adoption
 
 
 def fmt_int(x):
@@ -54,7 +56,7 @@ def main():
         if not SECTION.search(doc):
             sys.exit("report.py: %s has no %s ... %s section (each marker on a line of its own)"
                      % (a.doc, BEGIN, END))
-    runs, engine = parse(a.results)
+    runs, engine, adoption = parse(a.results)
     clients = sorted({int(r["clients"]) for r in runs})
     # Several rounds of a (workload, mode, clients) run (TXC_BENCH_ROUNDS):
     # the round with the median throughput stands for it, its latencies and
@@ -127,6 +129,8 @@ def main():
         ("single: txcoord-oneshot / direct-1pc throughput", ratio(tps("single", "txcoord-oneshot"), tps("single", "direct-1pc")), 0.9, True),
         ("single: txcoord-session / direct-1pc throughput", ratio(tps("single", "txcoord-session"), tps("single", "direct-1pc")), 0.9, True),
         ("noop: txcoord-oneshot / ping throughput", ratio(tps("noop", "txcoord-oneshot"), tps("ping", "grpc-health")), 0.7, True),
+        ("transfer: 3 nodes on a 1-member etcd (cluster-etcd1) / single node (txcoord-oneshot) throughput",
+         ratio(tps("transfer", "cluster-etcd1"), tps("transfer", "txcoord-oneshot")), 0.7, True),
     ]
     out.append("### Against the targets (%d clients, ratios from this run)" % c)
     out.append("")
@@ -167,6 +171,18 @@ def main():
             out.append("| %s | %s | %s | %s | %.2f | %s%% |" % (
                 w, m, fmt_int(r["tps"]), " | ".join("%.2f" % x for x in parts), sum(parts),
                 r.get("cpu_busy_pct", "—")))
+    for ad in adoption:
+        out.append("")
+        out.append("### Adoption (cluster-etcd1, a node SIGKILLed under 32 clients of transfers)")
+        out.append("")
+        secs = float(ad.get("adoption_seconds", "-1"))
+        ttl = float(ad.get("lease_ttl_s", "0"))
+        out.append("| branches prepared at the kill | adoption_seconds (kill → nothing of it prepared or undecided) "
+                   "| target ≤ lease TTL + 5 s | decisions left |")
+        out.append("|---:|---:|---:|---:|")
+        out.append("| %s | %s | %.0f s: %s | %s |" % (
+            ad.get("prepared_at_kill", "?"), "not settled" if secs < 0 else "%.2f" % secs, ttl + 5,
+            "yes" if 0 <= secs <= ttl + 5 else "**no**", ad.get("decisions_left", "?")))
     if engine:
         out.append("")
         out.append("### Engine alone (`engine_bench`)")

@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "CLI/CLI.hpp"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "txcoord/v1/session.grpc.pb.h"
@@ -187,13 +188,16 @@ std::shared_ptr<grpc::Channel> MakeChannel(const Options& o, int index) {
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  auto channel = grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args);
+  // Several txcoords (a cluster): "a,b,c", each client on one, in turn.
+  std::vector<std::string> addresses = absl::StrSplit(o.address, ',');
+  const std::string address = addresses[index % addresses.size()];
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   // gRPC 1.51's client sometimes fails a loopback connect when dozens of
   // channels open at once (SO_ERROR 2, "No such file or directory"); calls
   // on a channel in TRANSIENT_FAILURE then fail at once until it reconnects.
   // Connect before measuring, through the reconnect.
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
-    std::cerr << "txbench: channel " << index << " to " << o.address << " not connected within 10 s\n";
+    std::cerr << "txbench: channel " << index << " to " << address << " not connected within 10 s\n";
   }
   return channel;
 }
@@ -612,7 +616,7 @@ int main(int argc, char** argv) {
   app.add_option("--workload", o.workload, "transfer, transfer3, single, readonly, noop, ping");
   app.add_option("--mode", o.mode, "txcoord-session, txcoord-oneshot, direct-2pc, direct-1pc (ping: sync-rpc)");
   app.add_option("--api", o.api, "session or oneshot: sets --mode txcoord-<api>");
-  app.add_option("--address", o.address, "txcoord's gRPC address");
+  app.add_option("--address", o.address, "txcoord's gRPC address (several, comma-separated: clients spread over them)");
   app.add_option("--clients", o.clients, "concurrent clients (threads)");
   app.add_option("--seconds", o.seconds, "measured seconds");
   app.add_option("--warmup", o.warmup, "seconds run before measuring");

@@ -10,6 +10,8 @@
 #   TXC_ETCD_ENDPOINTS           etcd's client endpoints, host:port,…
 # TXC_ETCD_MEMBERS=3 starts a three-member etcd cluster (default: one
 # member); a cluster already running under DIR keeps its size.
+# TXC_LOCAL_ETCD_ONLY=1 starts etcd alone (DIR/env then holds only
+# TXC_LOCAL_DIR and TXC_ETCD_ENDPOINTS), e.g. a second etcd cluster.
 # Safe to run twice: servers already running under DIR are reused.
 # Works as root: PostgreSQL runs as "postgres", MariaDB as "mysql".
 # Stop with deploy/local/stop.sh DIR.
@@ -42,6 +44,8 @@ wait_for() {  # wait_for WHAT SECONDS CMD...
   log "$what did not come up within ${secs}s"; return 1
 }
 
+ETCD_ONLY=${TXC_LOCAL_ETCD_ONLY:-0}
+if [ "$ETCD_ONLY" != 1 ]; then
 # ---------------------------------------------------------------- PostgreSQL
 PG_DATA=$DIR/pg/data
 PG_SOCK=$DIR/pg/sock
@@ -136,6 +140,8 @@ my_admin -e "
   GRANT ALL PRIVILEGES ON *.* TO 'txcoord'@'%';
   FLUSH PRIVILEGES;"
 
+fi  # ETCD_ONLY
+
 # ---------------------------------------------------------------- etcd
 # Each member's ports are kept in DIR/etcd/<name>/ports, so that a second
 # start reuses the running members (and a stopped cluster restarts with the
@@ -175,6 +181,15 @@ for i in $(seq 1 "$ETCD_MEMBERS"); do
 done
 etcd_healthy() { ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" --command-timeout=2s endpoint health; }
 wait_for etcd 60 etcd_healthy || { log "see $ETCD_DIR/m*/server.log"; exit 1; }
+
+if [ "$ETCD_ONLY" = 1 ]; then
+  printf "# written by deploy/local/start.sh (etcd only); source it\nexport TXC_LOCAL_DIR='%s'\nexport TXC_ETCD_ENDPOINTS='%s'\n" \
+    "$DIR" "$ETCD_ENDPOINTS" >"$DIR/env.tmp"
+  mv "$DIR/env.tmp" "$DIR/env"
+  log "ready (etcd only); source $DIR/env"
+  echo "$DIR/env"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- SQLite
 mkdir -p "$DIR/sqlite"

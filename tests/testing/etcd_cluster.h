@@ -37,9 +37,15 @@ inline std::string FreeLoopbackAddress() {
   return "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
 }
 
+// TLS on the client port: the server's certificate and key, and the CA
+// whose client certificates it requires.
+struct EtcdTls {
+  std::string cert_file, key_file, client_ca_file;
+};
+
 class EtcdCluster {
  public:
-  explicit EtcdCluster(int members) {
+  explicit EtcdCluster(int members, EtcdTls tls = {}) : tls_(std::move(tls)) {
     char dir_template[] = "/tmp/txcoord-etcd-test.XXXXXX";
     if (::mkdtemp(dir_template) != nullptr) dir_ = dir_template;
     std::vector<std::string> taken;
@@ -70,7 +76,7 @@ class EtcdCluster {
   void Start(size_t i) {
     Member& m = members_[i];
     if (m.pid > 0) return;
-    const std::string client_url = "http://" + m.client;
+    const std::string client_url = (tls_.cert_file.empty() ? "http://" : "https://") + m.client;
     const std::string peer_url = "http://" + m.peer;
     std::vector<std::string> args = {"/usr/bin/etcd",
                                      "--name", m.name,
@@ -82,6 +88,13 @@ class EtcdCluster {
                                      "--initial-cluster", initial_cluster_,
                                      "--initial-cluster-token", dir_,
                                      "--initial-cluster-state", "new"};
+    if (!tls_.cert_file.empty()) {
+      for (const std::string& a : {std::string("--cert-file"), tls_.cert_file, std::string("--key-file"),
+                                   tls_.key_file, std::string("--trusted-ca-file"), tls_.client_ca_file,
+                                   std::string("--client-cert-auth")}) {
+        args.push_back(a);
+      }
+    }
     const std::string log = dir_ + "/" + m.name + ".log";
     m.pid = ::fork();
     if (m.pid == 0) {
@@ -138,6 +151,7 @@ class EtcdCluster {
     std::string name, client, peer;
     pid_t pid;
   };
+  EtcdTls tls_;
   std::string dir_;
   std::string initial_cluster_;
   std::vector<Member> members_;
