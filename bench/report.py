@@ -152,7 +152,8 @@ def main():
                    % (floor, "—" if noop_on_floor is None else "%.2f" % noop_on_floor))
     cpu_rows = [(w, m) for w, m in [("transfer", "direct-2pc"), ("transfer", "txcoord-oneshot"),
                                     ("transfer", "txcoord-oneshot-lr"), ("transfer", "txcoord-session"),
-                                    ("transfer", "sqlalchemy-twophase"), ("single", "direct-1pc"),
+                                    ("transfer", "sqlalchemy-twophase"), ("transfer", "cluster-etcd1"),
+                                    ("transfer", "cluster-etcd3"), ("single", "direct-1pc"),
                                     ("single", "txcoord-oneshot"), ("noop", "txcoord-oneshot"),
                                     ("ping", "grpc-health"), ("ping", "sync-rpc")]
                 if "cpu_client_ms" in get.get((w, m, c), {})]
