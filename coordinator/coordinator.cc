@@ -11,7 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "coordinator/callback_participant.h"
+#include "participants/callback/callback_participant.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/logging.h"
 #include "coordinator/parallel.h"
@@ -21,6 +21,9 @@
 #include "util/status_macros.h"
 
 namespace txcoord::coordinator {
+
+using participants::CallbackParticipant;
+using participants::kCallbackPrefix;
 
 using internal::BranchStateName;
 using internal::CollectedBefore;

@@ -46,7 +46,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "coordinator/config.h"
+#include "coordinator/options.h"
 #include "coordinator/metrics.h"
 #include "journal/journal.h"
 #include "participants/participant.h"

@@ -13,7 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "coordinator/callback_participant.h"
+#include "participants/callback/callback_participant.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/logging.h"
 #include "coordinator/parallel.h"

@@ -17,6 +17,10 @@ void ConfigureLogging(const std::string& format, const std::string& level);
 
 void Log(spdlog::level::level_enum level, absl::string_view txn_id, absl::string_view message);
 
+// `dsn` with its password replaced by "***" (URI user:password@, and
+// password= / pwd= in key=value forms), for logs and error messages.
+std::string RedactDsn(const std::string& dsn);
+
 }  // namespace txcoord::coordinator
 
 #endif  // TXCOORD_COORDINATOR_LOGGING_H_

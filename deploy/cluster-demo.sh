@@ -16,7 +16,7 @@
 # running there, otherwise started and stopped again at the end) and
 # DIR/cluster/<node>/ each node's config, log and address file. The nodes
 # are always stopped at the end. Uses the built binaries ($TXC_BUILD_DIR,
-# default build/: coordinator/txcoord, tools/txctl); builds nothing.
+# default build/: server/txcoord, tools/txctl); builds nothing.
 # TXC_CLUSTER_DEMO_SECONDS (20), _THREADS (6) and _KILL_AFTER (6) tune the run.
 # The last line: cluster-demo: nodes=3 transfers_acked=N adopted=K total=T
 # prepared_left=P result=ok|BROKEN; the exit code is 1 when BROKEN.
@@ -40,7 +40,7 @@ CLUSTER=demo-$$-$(date +%s)
 log() { echo "cluster-demo: $*"; }
 die() { echo "cluster-demo: $*" >&2; exit 1; }
 
-for f in "$BUILD/coordinator/txcoord" "$BUILD/tools/txctl"; do
+for f in "$BUILD/server/txcoord" "$BUILD/tools/txctl"; do
   [ -x "$f" ] || die "$f is not built (deploy/build.sh builds it)"
 done
 [ -x "$PY" ] || die "$PY is missing (Debian's python3 with python3-grpcio)"
@@ -143,7 +143,7 @@ rm -rf "$CL"
 mkdir -p "$CL/bin"
 # The nodes run a copy of the binary, so that a rebuild during the run
 # cannot mix versions (n1 is started again half-way).
-cp "$BUILD/coordinator/txcoord" "$CL/bin/txcoord"
+cp "$BUILD/server/txcoord" "$CL/bin/txcoord"
 TXCTL=$BUILD/tools/txctl
 ENDPOINTS=$(echo "$TXC_ETCD_ENDPOINTS" | tr ',' '\n' | sed 's/.*/"&"/' | paste -sd, -)
 

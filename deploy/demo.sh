@@ -33,7 +33,7 @@ if [ -f "$DBDIR/txcoord.pid" ] && kill -0 "$(cat "$DBDIR/txcoord.pid")" 2>/dev/n
   while kill -0 "$(cat "$DBDIR/txcoord.pid")" 2>/dev/null; do sleep 0.1; done
 fi
 rm -f "$DBDIR/txcoord.address"
-setsid "$BUILD/coordinator/txcoord" --config "$CONFIG" --address-file "$DBDIR/txcoord.address" \
+setsid "$BUILD/server/txcoord" --config "$CONFIG" --address-file "$DBDIR/txcoord.address" \
   </dev/null >>"$DBDIR/txcoord.log" 2>&1 &
 echo $! >"$DBDIR/txcoord.pid"
 for _ in $(seq 1 300); do

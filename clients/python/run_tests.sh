@@ -2,7 +2,7 @@
 # Generates the stubs and runs the Python client's tests with Debian's
 # /usr/bin/python3 (never the python3 on PATH). The tests start their own
 # databases (deploy/local/start.sh into a temp dir) and txcoord
-# (build/coordinator/txcoord, or $TXCOORD_BINARY). Arguments go to pytest.
+# (build/server/txcoord, or $TXCOORD_BINARY). Arguments go to pytest.
 # Exit status: pytest's, except that "no tests collected" (5) is a failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

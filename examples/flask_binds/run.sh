@@ -9,7 +9,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 DIR=${DIR:-/tmp/txc-flask-example}
-BIN=${TXCOORD_BINARY:-$REPO/build/coordinator/txcoord}
+BIN=${TXCOORD_BINARY:-$REPO/build/server/txcoord}
 [ -x "$BIN" ] || bash "$REPO/deploy/build.sh"
 bash "$REPO/deploy/local/start.sh" "$DIR"
 . "$DIR/env"

@@ -1,4 +1,6 @@
-#include "coordinator/config.h"
+#include "server/config.h"
+
+#include "coordinator/logging.h"
 
 #include <cstdlib>
 

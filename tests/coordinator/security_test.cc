@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "coordinator/auth.h"
+#include "server/auth.h"
 #include "gmock/gmock.h"
 #include "tests/coordinator/coordinator_fixture.h"
 #include "tests/testing/pki.h"

@@ -58,6 +58,10 @@ std::string Name(const ::testing::TestParamInfo<Case>& info) {
 
 class CrashMatrixTest : public ::testing::TestWithParam<Case> {
  protected:
+  // The journal's backend: the case's (KeyedRetryTest, not parameterized,
+  // uses RocksDB).
+  virtual std::string Backend() const { return GetParam().backend; }
+
   void SetUp() override {
     TXC_REQUIRE_DB_ENV(pg_uri_, "TXC_PG_URI");
     TXC_REQUIRE_DB_ENV(pg2_uri_, "TXC_PG2_URI");
@@ -79,7 +83,7 @@ class CrashMatrixTest : public ::testing::TestWithParam<Case> {
     lite.Query(absl::StrCat("CREATE TABLE audit (id INTEGER PRIMARY KEY, note TEXT)"));
 
     std::string journal_yaml = absl::StrCat("journal: {dir: ", tmp_.Sub("journal"), "}\n");
-    if (GetParam().backend == "etcd") {
+    if (Backend() == "etcd") {
       TXC_REQUIRE_DB_ENV(etcd_, "TXC_ETCD_ENDPOINTS");
       // The killed process's lease holds the id for up to lease_ttl: the
       // restart waits for it.
@@ -290,6 +294,8 @@ INSTANTIATE_TEST_SUITE_P(FaultPoints, CrashMatrixTest, ::testing::ValuesIn(AllCa
 // the recorded outcome and runs nothing again.
 class KeyedRetryTest : public CrashMatrixTest {
  protected:
+  std::string Backend() const override { return "rocksdb"; }
+
   grpc::Status Run(const std::string& address, const std::string& key,
                    const std::vector<std::pair<std::string, std::string>>& work, v1::RunTransactionResponse* resp) {
     auto stub = v1::SessionService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));

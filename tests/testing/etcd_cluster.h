@@ -120,8 +120,17 @@ class EtcdCluster {
     ::waitpid(m.pid, nullptr, 0);
     m.pid = -1;
   }
+  // Sends `sig` to member i. SIGSTOP returns once every thread of it has
+  // stopped (kill() only queues the signal: a thread running on another
+  // core may still answer a call for a moment).
   void Signal(size_t i, int sig) {
-    if (members_[i].pid > 0) ::kill(members_[i].pid, sig);
+    const pid_t pid = members_[i].pid;
+    if (pid <= 0) return;
+    ::kill(pid, sig);
+    if (sig == SIGSTOP) {
+      int status = 0;
+      (void)::waitpid(pid, &status, WUNTRACED);
+    }
   }
 
   // Every member's client address, comma-separated (host:port,…).

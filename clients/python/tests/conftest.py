@@ -20,7 +20,7 @@ CLIENT_DIR = os.path.dirname(HERE)
 REPO = os.path.normpath(os.path.join(CLIENT_DIR, "..", ".."))
 sys.path.insert(0, CLIENT_DIR)
 
-TXCOORD_BINARY = os.environ.get("TXCOORD_BINARY", os.path.join(REPO, "build", "coordinator", "txcoord"))
+TXCOORD_BINARY = os.environ.get("TXCOORD_BINARY", os.path.join(REPO, "build", "server", "txcoord"))
 
 
 @dataclass

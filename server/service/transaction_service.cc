@@ -1,7 +1,7 @@
-#include "coordinator/service/transaction_service.h"
+#include "server/service/transaction_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/service/convert.h"
+#include "server/service/convert.h"
 
 namespace txcoord::coordinator {
 

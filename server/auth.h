@@ -8,8 +8,8 @@
 // section every caller is an anonymous admin with every bind (development
 // only: the server warns at start).
 // Thread-safe after construction.
-#ifndef TXCOORD_COORDINATOR_AUTH_H_
-#define TXCOORD_COORDINATOR_AUTH_H_
+#ifndef TXCOORD_SERVER_AUTH_H_
+#define TXCOORD_SERVER_AUTH_H_
 
 #include <memory>
 #include <set>
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "coordinator/config.h"
+#include "server/config.h"
 #include "grpcpp/server_context.h"
 
 namespace txcoord::coordinator {
@@ -62,4 +62,4 @@ std::string Sha256Hex(const std::string& text);
 
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_AUTH_H_
+#endif  // TXCOORD_SERVER_AUTH_H_

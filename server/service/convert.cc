@@ -1,4 +1,4 @@
-#include "coordinator/service/convert.h"
+#include "server/service/convert.h"
 
 #include "absl/strings/str_cat.h"
 

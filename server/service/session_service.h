@@ -6,14 +6,14 @@
 // a slow database blocks only the calls that wait for it, never the
 // completion queues. The callback API would need a second thread pool to
 // keep blocking work off gRPC's event threads, for the same effect.
-#ifndef TXCOORD_COORDINATOR_SERVICE_SESSION_SERVICE_H_
-#define TXCOORD_COORDINATOR_SERVICE_SESSION_SERVICE_H_
+#ifndef TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
+#define TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
 
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "coordinator/auth.h"
+#include "server/auth.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "txcoord/v1/session.grpc.pb.h"
@@ -60,4 +60,4 @@ class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
 
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_SERVICE_SESSION_SERVICE_H_
+#endif  // TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_

@@ -1,4 +1,4 @@
-#include "coordinator/auth.h"
+#include "server/auth.h"
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>

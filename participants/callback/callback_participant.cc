@@ -1,11 +1,16 @@
-#include "coordinator/callback_participant.h"
+#include "participants/callback/callback_participant.h"
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/service/convert.h"
+#include "txcoord/v1/transaction.grpc.pb.h"
 
-namespace txcoord::coordinator {
+namespace txcoord::participants {
+
+struct CallbackParticipant::Rpc {
+  std::unique_ptr<txcoord::v1::ParticipantService::Stub> stub;
+};
+
 namespace {
 
 constexpr auto kCallTimeout = std::chrono::seconds(10);
@@ -22,7 +27,7 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& name) {
   return absl::Status(code, absl::StrCat(name, ": ", s.error_message()));
 }
 
-txcoord::v1::ParticipantRequest Request(const participants::Xid& xid) {
+txcoord::v1::ParticipantRequest Request(const Xid& xid) {
   txcoord::v1::ParticipantRequest r;
   r.set_txn_id(xid.gtrid);
   r.set_branch_id(xid.bqual);
@@ -34,41 +39,43 @@ txcoord::v1::ParticipantRequest Request(const participants::Xid& xid) {
 CallbackParticipant::CallbackParticipant(std::string address)
     : address_(std::move(address)),
       name_(absl::StrCat(kCallbackPrefix, address_)),
-      stub_(txcoord::v1::ParticipantService::NewStub(
-          grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+      rpc_(new Rpc{txcoord::v1::ParticipantService::NewStub(
+          grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))}) {}
 
-participants::Capabilities CallbackParticipant::capabilities() const {
-  participants::Capabilities c;
+CallbackParticipant::~CallbackParticipant() = default;
+
+Capabilities CallbackParticipant::capabilities() const {
+  Capabilities c;
   c.driver = "callback";
   c.dialect = "callback";
   c.two_phase = true;
   return c;
 }
 
-absl::StatusOr<std::unique_ptr<participants::Branch>> CallbackParticipant::Begin(const participants::Xid&,
+absl::StatusOr<std::unique_ptr<Branch>> CallbackParticipant::Begin(const Xid&,
                                                                                  absl::Duration) {
   return absl::FailedPreconditionError(absl::StrCat(name_, ": a callback participant runs no SQL"));
 }
 
-absl::StatusOr<participants::Vote> CallbackParticipant::Prepare(const participants::Xid& xid) {
+absl::StatusOr<Vote> CallbackParticipant::Prepare(const Xid& xid) {
   grpc::ClientContext ctx;
   SetDeadline(ctx);
   txcoord::v1::ParticipantVote vote;
-  grpc::Status s = stub_->Prepare(&ctx, Request(xid), &vote);
+  grpc::Status s = rpc_->stub->Prepare(&ctx, Request(xid), &vote);
   if (!s.ok()) return FromGrpc(s, name_);
   switch (vote.vote()) {
-    case txcoord::v1::ParticipantVote::YES: return participants::Vote::kPrepared;
-    case txcoord::v1::ParticipantVote::READ_ONLY: return participants::Vote::kReadOnly;
+    case txcoord::v1::ParticipantVote::YES: return Vote::kPrepared;
+    case txcoord::v1::ParticipantVote::READ_ONLY: return Vote::kReadOnly;
     default:
       return absl::AbortedError(absl::StrCat(name_, " voted NO: ", vote.reason()));
   }
 }
 
-absl::Status CallbackParticipant::Finish(bool commit, const participants::Xid& xid) {
+absl::Status CallbackParticipant::Finish(bool commit, const Xid& xid) {
   grpc::ClientContext ctx;
   SetDeadline(ctx);
   txcoord::v1::ParticipantAck ack;
-  grpc::Status s = commit ? stub_->Commit(&ctx, Request(xid), &ack) : stub_->Rollback(&ctx, Request(xid), &ack);
+  grpc::Status s = commit ? rpc_->stub->Commit(&ctx, Request(xid), &ack) : rpc_->stub->Rollback(&ctx, Request(xid), &ack);
   if (!s.ok()) return FromGrpc(s, name_);
   if (ack.unknown_branch()) {
     return absl::NotFoundError(absl::StrCat(name_, ": branch ", xid.bqual, " of ", xid.gtrid, " is unknown"));
@@ -76,18 +83,18 @@ absl::Status CallbackParticipant::Finish(bool commit, const participants::Xid& x
   return absl::OkStatus();
 }
 
-absl::Status CallbackParticipant::CommitPrepared(const participants::Xid& xid) { return Finish(true, xid); }
-absl::Status CallbackParticipant::RollbackPrepared(const participants::Xid& xid) { return Finish(false, xid); }
+absl::Status CallbackParticipant::CommitPrepared(const Xid& xid) { return Finish(true, xid); }
+absl::Status CallbackParticipant::RollbackPrepared(const Xid& xid) { return Finish(false, xid); }
 
-absl::StatusOr<std::vector<participants::PreparedBranch>> CallbackParticipant::ListAllPrepared() {
+absl::StatusOr<std::vector<PreparedBranch>> CallbackParticipant::ListAllPrepared() {
   grpc::ClientContext ctx;
   SetDeadline(ctx);
   txcoord::v1::ListPreparedResponse resp;
-  grpc::Status s = stub_->ListPrepared(&ctx, txcoord::v1::ListPreparedRequest(), &resp);
+  grpc::Status s = rpc_->stub->ListPrepared(&ctx, txcoord::v1::ListPreparedRequest(), &resp);
   if (!s.ok()) return FromGrpc(s, name_);
-  std::vector<participants::PreparedBranch> out;
+  std::vector<PreparedBranch> out;
   for (const auto& b : resp.branches()) {
-    participants::PreparedBranch p;
+    PreparedBranch p;
     p.xid.gtrid = b.txn_id();
     p.xid.bqual = b.branch_id();
     p.raw = absl::StrCat(b.txn_id(), "/", b.branch_id());
@@ -96,17 +103,17 @@ absl::StatusOr<std::vector<participants::PreparedBranch>> CallbackParticipant::L
   return out;
 }
 
-absl::StatusOr<std::vector<participants::PreparedBranch>> CallbackParticipant::ListPrepared(
+absl::StatusOr<std::vector<PreparedBranch>> CallbackParticipant::ListPrepared(
     absl::string_view node_id) {
   auto all = ListAllPrepared();
   if (!all.ok()) return all.status();
-  std::vector<participants::PreparedBranch> out;
+  std::vector<PreparedBranch> out;
   for (auto& b : *all) {
-    if (participants::NodeIdOfGtrid(b.xid.gtrid) == node_id) out.push_back(std::move(b));
+    if (NodeIdOfGtrid(b.xid.gtrid) == node_id) out.push_back(std::move(b));
   }
   return out;
 }
 
 absl::Status CallbackParticipant::CheckHealth() { return ListAllPrepared().status(); }
 
-}  // namespace txcoord::coordinator
+}  // namespace txcoord::participants

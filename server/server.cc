@@ -1,4 +1,4 @@
-#include "coordinator/server.h"
+#include "server/server.h"
 
 #include <unistd.h>
 
@@ -7,12 +7,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "coordinator/cluster.h"
-#include "coordinator/auth.h"
+#include "server/cluster.h"
+#include "server/auth.h"
 #include "coordinator/logging.h"
-#include "coordinator/service/admin_service.h"
-#include "coordinator/service/session_service.h"
-#include "coordinator/service/transaction_service.h"
+#include "server/service/admin_service.h"
+#include "server/service/session_service.h"
+#include "server/service/transaction_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"

@@ -1,11 +1,11 @@
 // txcoord.v1.AdminService: what operators and txctl use.
-#ifndef TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
-#define TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
+#ifndef TXCOORD_SERVER_SERVICE_ADMIN_SERVICE_H_
+#define TXCOORD_SERVER_SERVICE_ADMIN_SERVICE_H_
 
 #include <atomic>
 
-#include "coordinator/auth.h"
-#include "coordinator/cluster.h"
+#include "server/auth.h"
+#include "server/cluster.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "txcoord/v1/admin.grpc.pb.h"
@@ -49,4 +49,4 @@ class AdminServiceImpl final : public txcoord::v1::AdminService::Service {
 
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_SERVICE_ADMIN_SERVICE_H_
+#endif  // TXCOORD_SERVER_SERVICE_ADMIN_SERVICE_H_

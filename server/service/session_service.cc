@@ -1,8 +1,8 @@
-#include "coordinator/service/session_service.h"
+#include "server/service/session_service.h"
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "coordinator/service/convert.h"
+#include "server/service/convert.h"
 #include "util/failpoint.h"
 
 namespace txcoord::coordinator {

@@ -1,8 +1,8 @@
 // One txcoord process: journal, binds, coordinator, sessions and the gRPC
 // server, started in that order (recovery runs before the port opens) and
 // stopped in reverse. Used by main() and by tests (on 127.0.0.1:0).
-#ifndef TXCOORD_COORDINATOR_SERVER_H_
-#define TXCOORD_COORDINATOR_SERVER_H_
+#ifndef TXCOORD_SERVER_SERVER_H_
+#define TXCOORD_SERVER_SERVER_H_
 
 #include <memory>
 #include <string>
@@ -11,7 +11,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include "absl/status/statusor.h"
-#include "coordinator/config.h"
+#include "server/config.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "journal/etcd_journal.h"
@@ -93,4 +93,4 @@ class TxcoordServer {
 
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_SERVER_H_
+#endif  // TXCOORD_SERVER_SERVER_H_

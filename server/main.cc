@@ -10,8 +10,8 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
-#include "coordinator/config.h"
-#include "coordinator/server.h"
+#include "server/config.h"
+#include "server/server.h"
 #include "spdlog/spdlog.h"
 
 namespace {

@@ -13,8 +13,8 @@
 // the node is prepared on any bind, the id is given back (ReleaseAdopted,
 // the node settled); otherwise it is given back unsettled after a bounded
 // number of passes and adopted again later.
-#ifndef TXCOORD_COORDINATOR_CLUSTER_H_
-#define TXCOORD_COORDINATOR_CLUSTER_H_
+#ifndef TXCOORD_SERVER_CLUSTER_H_
+#define TXCOORD_SERVER_CLUSTER_H_
 
 #include <atomic>
 #include <optional>
@@ -24,7 +24,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "coordinator/config.h"
+#include "server/config.h"
 #include "coordinator/metrics.h"
 #include "journal/etcd_journal.h"
 
@@ -77,4 +77,4 @@ class ClusterMember {
 
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_CLUSTER_H_
+#endif  // TXCOORD_SERVER_CLUSTER_H_

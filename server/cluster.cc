@@ -1,4 +1,4 @@
-#include "coordinator/cluster.h"
+#include "server/cluster.h"
 
 #include <map>
 #include <memory>

@@ -1,8 +1,9 @@
-#include "coordinator/service/admin_service.h"
+#include "server/service/admin_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/config.h"
-#include "coordinator/service/convert.h"
+#include "coordinator/logging.h"
+#include "server/config.h"
+#include "server/service/convert.h"
 
 namespace txcoord::coordinator {
 namespace {

@@ -7,23 +7,24 @@
 // Prepare/Commit/Rollback are called with a deadline and retried by the
 // coordinator's phase-2 machinery; the service must make them idempotent
 // ("unknown_branch" in an ack means: already finished, or never prepared).
-// Thread-safe.
-#ifndef TXCOORD_COORDINATOR_CALLBACK_PARTICIPANT_H_
-#define TXCOORD_COORDINATOR_CALLBACK_PARTICIPANT_H_
+// Thread-safe. The only participant that speaks gRPC (txcoord_participants
+// links gRPC for it).
+#ifndef TXCOORD_PARTICIPANTS_CALLBACK_CALLBACK_PARTICIPANT_H_
+#define TXCOORD_PARTICIPANTS_CALLBACK_CALLBACK_PARTICIPANT_H_
 
 #include <memory>
 #include <string>
 
 #include "participants/participant.h"
-#include "txcoord/v1/transaction.grpc.pb.h"
 
-namespace txcoord::coordinator {
+namespace txcoord::participants {
 
 inline constexpr absl::string_view kCallbackPrefix = "callback:";
 
 class CallbackParticipant final : public participants::Participant {
  public:
   explicit CallbackParticipant(std::string address);
+  ~CallbackParticipant() override;
 
   const std::string& bind() const override { return name_; }
   participants::Capabilities capabilities() const override;
@@ -45,9 +46,12 @@ class CallbackParticipant final : public participants::Participant {
   absl::Status Finish(bool commit, const participants::Xid& xid);
   const std::string address_;
   const std::string name_;
-  std::unique_ptr<txcoord::v1::ParticipantService::Stub> stub_;
+  // The generated gRPC stub, kept out of this header: the engine that
+  // includes it sees no generated code.
+  struct Rpc;
+  std::unique_ptr<Rpc> rpc_;
 };
 
-}  // namespace txcoord::coordinator
+}  // namespace txcoord::participants
 
-#endif  // TXCOORD_COORDINATOR_CALLBACK_PARTICIPANT_H_
+#endif  // TXCOORD_PARTICIPANTS_CALLBACK_CALLBACK_PARTICIPANT_H_

@@ -1,7 +1,7 @@
 // txcoord's configuration: a YAML file (see deploy/config/), with ${NAME}
 // replaced from the environment so that secrets stay out of files.
-#ifndef TXCOORD_COORDINATOR_CONFIG_H_
-#define TXCOORD_COORDINATOR_CONFIG_H_
+#ifndef TXCOORD_SERVER_CONFIG_H_
+#define TXCOORD_SERVER_CONFIG_H_
 
 #include <map>
 #include <string>
@@ -9,36 +9,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "coordinator/options.h"
 #include "journal/journal.h"
 #include "participants/participant.h"
 
 namespace txcoord::coordinator {
-
-struct Timeouts {
-  absl::Duration transaction = absl::Seconds(30);
-  absl::Duration idle = absl::Seconds(60);
-  // Read but NOT applied (txcoord logs a warning when it is set): a
-  // branch's PREPARE is bounded by `transaction` (its lock timeout), the
-  // database, and `database_reply` when the database stops answering.
-  // Kept so that existing configurations still load.
-  absl::Duration prepare = absl::Seconds(10);
-  bool prepare_set = false;
-  absl::Duration orphan_safety = absl::Seconds(30);
-  // The longest txcoord waits for one reply from a database (or for a new
-  // connection) before it gives the connection up: a server that stops
-  // answering fails calls instead of holding them (and their locks on the
-  // other databases). Each bind's BindOptions::io_timeout. Unset:
-  // `transaction` + kDatabaseReplyMargin; never below `transaction`.
-  absl::Duration database_reply = absl::Seconds(60);
-};
-
-inline constexpr absl::Duration kDatabaseReplyMargin = absl::Seconds(30);
-
-struct RecoveryOptions {
-  absl::Duration interval = absl::Seconds(10);
-  absl::Duration backoff_initial = absl::Milliseconds(100);
-  absl::Duration backoff_max = absl::Seconds(30);
-};
 
 struct Limits {
   int max_sessions = 10000;
@@ -110,10 +85,6 @@ absl::StatusOr<absl::Duration> ParseDuration(const std::string& text);
 // that secrets can come from files (e.g. mounted secrets).
 absl::StatusOr<std::string> SubstituteEnv(const std::string& text);
 
-// A connection string with its password replaced by "***" (for logs,
-// errors and admin replies).
-std::string RedactDsn(const std::string& dsn);
-
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_CONFIG_H_
+#endif  // TXCOORD_SERVER_CONFIG_H_

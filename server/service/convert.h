@@ -1,7 +1,7 @@
 // Conversions between the public API (txcoord.v1) and the engine's types.
 // The only place, with the services, that sees generated protobuf code.
-#ifndef TXCOORD_COORDINATOR_SERVICE_CONVERT_H_
-#define TXCOORD_COORDINATOR_SERVICE_CONVERT_H_
+#ifndef TXCOORD_SERVER_SERVICE_CONVERT_H_
+#define TXCOORD_SERVER_SERVICE_CONVERT_H_
 
 #include <vector>
 
@@ -36,4 +36,4 @@ absl::Duration FromProto(const google::protobuf::Duration& d);
 
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_SERVICE_CONVERT_H_
+#endif  // TXCOORD_SERVER_SERVICE_CONVERT_H_

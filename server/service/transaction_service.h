@@ -1,9 +1,9 @@
 // txcoord.v1.TransactionService: global transactions whose branches the
 // services prepare on their own connections (see docs/transaction-rpcs.md).
-#ifndef TXCOORD_COORDINATOR_SERVICE_TRANSACTION_SERVICE_H_
-#define TXCOORD_COORDINATOR_SERVICE_TRANSACTION_SERVICE_H_
+#ifndef TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
+#define TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 
-#include "coordinator/auth.h"
+#include "server/auth.h"
 #include "coordinator/coordinator.h"
 #include "txcoord/v1/transaction.grpc.pb.h"
 
@@ -37,4 +37,4 @@ class TransactionServiceImpl final : public txcoord::v1::TransactionService::Ser
 
 }  // namespace txcoord::coordinator
 
-#endif  // TXCOORD_COORDINATOR_SERVICE_TRANSACTION_SERVICE_H_
+#endif  // TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_

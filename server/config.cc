@@ -1,4 +1,4 @@
-#include "coordinator/config.h"
+#include "server/config.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -167,16 +167,6 @@ absl::StatusOr<std::string> SubstituteEnv(const std::string& text) {
   return out;
 }
 
-std::string RedactDsn(const std::string& dsn) {
-  // URI form: scheme://user:password@host
-  static const std::regex uri_password(R"(([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@)");
-  // key=value forms: Password=…; Pwd=…; password=… (libpq)
-  static const std::regex kv_password(R"(((?:^|[;\s'"])(?:password|pwd)\s*=\s*)(\{[^}]*\}|[^;\s'"]*))",
-                                      std::regex::icase);
-  std::string out = std::regex_replace(dsn, uri_password, "$1:***@");
-  out = std::regex_replace(out, kv_password, "$1***");
-  return out;
-}
 
 namespace {
 absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root);
