@@ -1,11 +1,10 @@
 #include "coordinator/logging.h"
 
-#include <regex>
-
 #include <atomic>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "coordinator/redact.h"
 #include "nlohmann/json.hpp"
 
 namespace txcoord::coordinator {
@@ -23,16 +22,6 @@ void ConfigureLogging(const std::string& format, const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
-std::string RedactDsn(const std::string& dsn) {
-  // URI form: scheme://user:password@host
-  static const std::regex uri_password(R"(([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@)");
-  // key=value forms: Password=…; Pwd=…; password=… (libpq)
-  static const std::regex kv_password(R"(((?:^|[;\s'"])(?:password|pwd)\s*=\s*)(\{[^}]*\}|[^;\s'"]*))",
-                                      std::regex::icase);
-  std::string out = std::regex_replace(dsn, uri_password, "$1:***@");
-  out = std::regex_replace(out, kv_password, "$1***");
-  return out;
-}
 
 void Log(spdlog::level::level_enum level, absl::string_view txn_id, absl::string_view message) {
   if (!spdlog::should_log(level)) return;

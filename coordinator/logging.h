@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "coordinator/redact.h"
 #include "spdlog/spdlog.h"
 
 namespace txcoord::coordinator {
@@ -16,10 +17,6 @@ namespace txcoord::coordinator {
 void ConfigureLogging(const std::string& format, const std::string& level);
 
 void Log(spdlog::level::level_enum level, absl::string_view txn_id, absl::string_view message);
-
-// `dsn` with its password replaced by "***" (URI user:password@, and
-// password= / pwd= in key=value forms), for logs and error messages.
-std::string RedactDsn(const std::string& dsn);
 
 }  // namespace txcoord::coordinator
 

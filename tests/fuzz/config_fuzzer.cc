@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "coordinator/redact.h"
 #include "server/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
