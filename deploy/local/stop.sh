@@ -35,14 +35,15 @@ for pidfile in "$DIR"/etcd/m*/pid; do
   log "etcd member $(basename "$(dirname "$pidfile")") stopped"
 done
 # A server still running from this directory (a start killed half-way, a
-# server that ignored the polite stop) is killed outright. Only the
-# servers: a script or wrapper whose command line names DIR is left alone.
+# server that ignored the polite stop) is killed outright, and so is a
+# txcoord whose command line names it (the demo's). Only those: a script or
+# wrapper whose command line names DIR is left alone.
 for _ in 1 2 3; do
   pids=""
   for pid in $(pgrep -f -- "$DIR/" || true); do
     [ "$pid" = "$$" ] && continue
     case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
-      postgres|mariadbd|mysqld|etcd) pids="$pids $pid" ;;
+      postgres|mariadbd|mysqld|etcd|txcoord) pids="$pids $pid" ;;
     esac
   done
   [ -z "$pids" ] && break
