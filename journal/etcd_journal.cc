@@ -156,13 +156,23 @@ absl::StatusOr<std::unique_ptr<EtcdJournal>> EtcdJournal::Open(const JournalOpti
   std::shared_ptr<EtcdClient> client = std::move(made);
   auto lease = std::make_shared<Lease>();
   lease->ttl = eo.lease_ttl;
-  TXC_ASSIGN_OR_RETURN(lease->id, client->GrantLease(eo.lease_ttl));
+  // etcd may still be starting (or electing a leader): a start waits for
+  // it up to acquire_timeout, as it waits for a held id.
+  const absl::Time give_up = absl::Now() + eo.acquire_timeout;
+  for (;;) {
+    absl::StatusOr<int64_t> granted = client->GrantLease(eo.lease_ttl);
+    if (granted.ok()) {
+      lease->id = *granted;
+      break;
+    }
+    if (granted.status().code() != absl::StatusCode::kUnavailable || absl::Now() >= give_up) return granted.status();
+    absl::SleepFor(absl::Milliseconds(300));
+  }
 
   // The id: taken when nobody holds it, waited for while somebody does.
   auto journal = std::unique_ptr<EtcdJournal>(new EtcdJournal(options, client, lease, options.node_id, 0));
   const std::string owner_key = journal->Key("nodes", options.node_id);
   const std::string description = eo.owner_description.empty() ? DefaultOwnerDescription() : eo.owner_description;
-  const absl::Time give_up = absl::Now() + eo.acquire_timeout;
   int64_t epoch = 0;
   for (;;) {
     TxnRequest txn;
@@ -172,6 +182,10 @@ absl::StatusOr<std::unique_ptr<EtcdJournal>> EtcdJournal::Open(const JournalOpti
     AddRange(txn.mutable_failure(), owner_key);
     absl::StatusOr<TxnResponse> resp = client->Txn(txn);
     if (!resp.ok()) {
+      if (resp.status().code() == absl::StatusCode::kUnavailable && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(300));
+        continue;  // an attempt that applied all the same is recognised by its lease below
+      }
       (void)client->RevokeLease(lease->id);
       return resp.status();
     }
@@ -182,6 +196,10 @@ absl::StatusOr<std::unique_ptr<EtcdJournal>> EtcdJournal::Open(const JournalOpti
     std::string holder = "another process";
     if (resp->responses_size() > 0 && resp->responses(0).response_range().kvs_size() > 0) {
       const auto& kv = resp->responses(0).response_range().kvs(0);
+      if (kv.lease() == lease->id) {
+        epoch = kv.create_revision();  // taken by an earlier attempt whose reply was lost
+        break;
+      }
       holder = absl::StrCat("\"", kv.value(), "\" (epoch ", kv.create_revision(), ")");
     }
     if (absl::Now() >= give_up) {

@@ -67,8 +67,8 @@ class EtcdJournal final : public Journal {
 
   // Joins the cluster as options.node_id: grants a lease, takes
   // nodes/<id> (waiting up to acquire_timeout while another process or an
-  // adopter holds it), marks the id an active member, counts its history
-  // and starts keeping the lease alive.
+  // adopter holds it, or while etcd cannot be reached), marks the id an
+  // active member, counts its history and starts keeping the lease alive.
   // Errors: INVALID_ARGUMENT bad options; FAILED_PRECONDITION the id stayed
   // held (the message names the holder); UNAVAILABLE etcd unreachable.
   static absl::StatusOr<std::unique_ptr<EtcdJournal>> Open(const JournalOptions& options);

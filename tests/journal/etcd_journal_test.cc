@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/testing/etcd_cluster.h"
 #include "tests/testing/local_db.h"
 #include "util/failpoint.h"
 
@@ -233,6 +234,37 @@ TEST_F(EtcdJournalTest, ADecisionWhoseReplyWasLostIsSettledBeforeTheNext) {
   ASSERT_TRUE(j->LogDecision(Committing(absl::StrCat("n1.", j->epoch(), ".2"))).ok());
   EXPECT_TRUE(j->DecisionWriteHealth().ok());
   EXPECT_TRUE(j->Find(first)->has_value()) << "the lost reply's Txn was applied";
+}
+
+// A start while etcd is not up yet (a cluster starting, a leader being
+// elected) waits for it within acquire_timeout; without etcd it gives up.
+TEST(EtcdJournalStartTest, WaitsForAnEtcdStillStartingAndGivesUpWithoutOne) {
+  std::string unused;
+  TXC_REQUIRE_DB_ENV(unused, "TXC_ETCD_ENDPOINTS");
+  testing::EtcdCluster etcd(1);
+  JournalOptions o;
+  o.backend = Backend::kEtcd;
+  o.node_id = "early";
+  o.etcd.client.endpoints = etcd.endpoint_list();
+  o.etcd.client.call_timeout = absl::Seconds(1);
+  o.etcd.prefix = "/txcoord-test-start/";
+  o.etcd.lease_ttl = absl::Seconds(3);
+  o.etcd.acquire_timeout = absl::Seconds(2);
+  const absl::Time start = absl::Now();
+  auto none = EtcdJournal::Open(o);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable) << none.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  o.etcd.acquire_timeout = absl::Seconds(30);
+  std::thread later([&] {
+    absl::SleepFor(absl::Seconds(2));
+    etcd.StartAll();
+  });
+  auto j = EtcdJournal::Open(o);
+  later.join();
+  ASSERT_TRUE(j.ok()) << j.status() << "\n" << etcd.Logs();
+  EXPECT_GT((*j)->epoch(), 0u);
+  EXPECT_TRUE((*j)->LogDecision(Committing(absl::StrCat("early.", (*j)->epoch(), ".1"))).ok());
 }
 
 }  // namespace
