@@ -215,20 +215,7 @@ absl::StatusOr<std::unique_ptr<EtcdJournal>> EtcdJournal::Open(const JournalOpti
   }
 
   journal = std::unique_ptr<EtcdJournal>(new EtcdJournal(options, client, lease, options.node_id, epoch));
-  etcdserverpb::RangeRequest count;
-  count.set_key(journal->Key("history", options.node_id) + "/");
-  count.set_range_end(EtcdClient::PrefixEnd(count.key()));
-  count.set_count_only(true);
-  TXC_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse counted, client->Range(count));
-  {
-    absl::MutexLock lock(&journal->history_mu_);
-    journal->finished_count_ = counted.count();
-  }
-  TXC_ASSIGN_OR_RETURN(std::string marker, journal->CollectedMarkerOf(options.node_id));
-  {
-    absl::MutexLock lock(&journal->marker_mu_);
-    journal->collected_marker_ = std::move(marker);
-  }
+  TXC_RETURN_IF_ERROR(journal->LoadState());
   journal->lease_thread_ = std::thread([j = journal.get()] { j->LeaseLoop(); });
   return journal;
 }
@@ -664,49 +651,81 @@ JournalStats EtcdJournal::Stats() const {
   return s;
 }
 
-absl::StatusOr<std::vector<NodeStatus>> EtcdJournal::ListNodes() {
+absl::StatusOr<int64_t> EtcdJournal::CountPrefix(const std::string& prefix) {
+  etcdserverpb::RangeRequest count;
+  count.set_key(prefix);
+  count.set_range_end(EtcdClient::PrefixEnd(prefix));
+  count.set_count_only(true);
+  TXC_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse counted, client_->Range(count));
+  return counted.count();
+}
+
+absl::Status EtcdJournal::LoadState() {
+  TXC_ASSIGN_OR_RETURN(int64_t finished, CountPrefix(HistoryKey(node_id_, "")));
+  TXC_ASSIGN_OR_RETURN(std::string marker, CollectedMarkerOf(node_id_));
+  {
+    absl::MutexLock lock(&history_mu_);
+    finished_count_ = finished;
+  }
+  absl::MutexLock lock(&marker_mu_);
+  collected_marker_ = std::move(marker);
+  return absl::OkStatus();
+}
+
+namespace {
+// What a node's member, owner and adopter keys say of it.
+void ReadMember(const EtcdKeyValue& kv, NodeStatus& n) {
+  n.member = true;
+  n.settled = kv.value == kSettled;
+}
+void ReadOwner(const EtcdKeyValue& kv, NodeStatus& n) {
+  n.epoch = kv.create_revision;
+  n.lease = kv.lease;
+  n.holder = kv.value;
+}
+}  // namespace
+
+absl::StatusOr<std::vector<NodeStatus>> EtcdJournal::NodeTable(bool count_unfinished) {
   TXC_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> members, ReadAll(options_.etcd.prefix + "members/"));
   TXC_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> owners, ReadAll(options_.etcd.prefix + "nodes/"));
   TXC_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> adopters, ReadAll(options_.etcd.prefix + "adopt/"));
   std::map<std::string, NodeStatus> nodes;
   auto id_of = [](const std::string& key) { return key.substr(key.rfind('/') + 1); };
-  for (const EtcdKeyValue& kv : members) {
-    NodeStatus& n = nodes[id_of(kv.key)];
-    n.member = true;
-    n.settled = kv.value == kSettled;
-  }
-  for (const EtcdKeyValue& kv : owners) {
-    NodeStatus& n = nodes[id_of(kv.key)];
-    n.epoch = kv.create_revision;
-    n.lease = kv.lease;
-    n.holder = kv.value;
-  }
+  for (const EtcdKeyValue& kv : members) ReadMember(kv, nodes[id_of(kv.key)]);
+  for (const EtcdKeyValue& kv : owners) ReadOwner(kv, nodes[id_of(kv.key)]);
   for (const EtcdKeyValue& kv : adopters) nodes[id_of(kv.key)].adopted_by = kv.value;
   std::vector<NodeStatus> out;
   for (auto& [id, n] : nodes) {
     n.node_id = id;
-    etcdserverpb::RangeRequest count;
-    count.set_key(DecisionKey(id, ""));
-    count.set_range_end(EtcdClient::PrefixEnd(count.key()));
-    count.set_count_only(true);
-    TXC_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse counted, client_->Range(count));
-    n.unfinished = counted.count();
+    if (count_unfinished) {
+      TXC_ASSIGN_OR_RETURN(n.unfinished, CountPrefix(DecisionKey(id, "")));
+    }
     out.push_back(std::move(n));
   }
   return out;
 }
 
+absl::StatusOr<std::vector<NodeStatus>> EtcdJournal::ListNodes() { return NodeTable(/*count_unfinished=*/true); }
+
 absl::StatusOr<NodeStatus> EtcdJournal::NodeOf(absl::string_view node) {
-  TXC_ASSIGN_OR_RETURN(std::vector<NodeStatus> all, ListNodes());
-  for (NodeStatus& n : all) {
-    if (n.node_id == node) return std::move(n);
+  NodeStatus n;
+  n.node_id = std::string(node);
+  TXC_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> member, client_->Get(Key("members", node)));
+  if (!member.has_value()) {
+    return absl::NotFoundError(absl::StrCat("node \"", node, "\" has never joined this cluster (journal.etcd.prefix ",
+                                            options_.etcd.prefix, ")"));
   }
-  return absl::NotFoundError(absl::StrCat("node \"", node, "\" has never joined this cluster (journal.etcd.prefix ",
-                                          options_.etcd.prefix, ")"));
+  ReadMember(*member, n);
+  TXC_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> owner, client_->Get(Key("nodes", node)));
+  if (owner.has_value()) ReadOwner(*owner, n);
+  TXC_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> adopter, client_->Get(Key("adopt", node)));
+  if (adopter.has_value()) n.adopted_by = adopter->value;
+  TXC_ASSIGN_OR_RETURN(n.unfinished, CountPrefix(DecisionKey(node, "")));
+  return n;
 }
 
 absl::StatusOr<std::vector<std::string>> EtcdJournal::Orphans() {
-  TXC_ASSIGN_OR_RETURN(std::vector<NodeStatus> all, ListNodes());
+  TXC_ASSIGN_OR_RETURN(std::vector<NodeStatus> all, NodeTable(/*count_unfinished=*/false));
   std::vector<std::string> out;
   for (const NodeStatus& n : all) {
     if (n.member && !n.settled && n.epoch == 0 && n.adopted_by.empty() && n.node_id != node_id_) {
@@ -733,18 +752,7 @@ absl::StatusOr<std::optional<int64_t>> EtcdJournal::TryAdopt(const std::string& 
 
 absl::StatusOr<std::unique_ptr<EtcdJournal>> EtcdJournal::Attach(const std::string& node, int64_t epoch) {
   auto attached = std::unique_ptr<EtcdJournal>(new EtcdJournal(options_, client_, lease_, node, epoch));
-  etcdserverpb::RangeRequest count;
-  count.set_key(Key("history", node) + "/");
-  count.set_range_end(EtcdClient::PrefixEnd(count.key()));
-  count.set_count_only(true);
-  TXC_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse counted, client_->Range(count));
-  {
-    absl::MutexLock lock(&attached->history_mu_);
-    attached->finished_count_ = counted.count();
-  }
-  TXC_ASSIGN_OR_RETURN(std::string marker, CollectedMarkerOf(node));
-  absl::MutexLock lock(&attached->marker_mu_);
-  attached->collected_marker_ = std::move(marker);
+  TXC_RETURN_IF_ERROR(attached->LoadState());
   return attached;
 }
 

@@ -149,6 +149,12 @@ class EtcdJournal final : public Journal {
   absl::Status Settle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status WriteFinished(const std::vector<DecisionRecord>& records, bool known_new);
   absl::StatusOr<std::vector<EtcdKeyValue>> ReadAll(const std::string& prefix, bool keys_only = false);
+  absl::StatusOr<int64_t> CountPrefix(const std::string& prefix);
+  // Reads this journal's history count and retention marker (at open).
+  absl::Status LoadState();
+  // Every node from the members/, nodes/ and adopt/ keys; with their
+  // unfinished decisions counted when asked (one read per node).
+  absl::StatusOr<std::vector<NodeStatus>> NodeTable(bool count_unfinished);
   absl::StatusOr<DecisionRecord> Parse(const EtcdKeyValue& kv) const;
   void LeaseLoop();
 

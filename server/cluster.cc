@@ -121,7 +121,15 @@ AdoptionReport ClusterMember::Adopt(const std::string& node, int64_t epoch) {
       report.decided_committed += r.decided_committed;
     };
     add(coordinator.start_report());
-    for (int pass = 0; pass < 10; ++pass) {
+    // The dead process's statements may still be running in the databases
+    // (a batch ending in PREPARE sent before it died, waiting for a row
+    // lock): each ends by its transaction's deadline, at most
+    // timeouts.transaction after the adoption began. Passes go on until
+    // then, so that a branch prepared late is rolled back too; then until
+    // nothing is left, or for 5 s more at most.
+    const absl::Time quiet = report.started + config_.timeouts.transaction + absl::Seconds(1);
+    const absl::Time give_up = quiet + absl::Seconds(5);
+    for (;;) {
       why = absl::OkStatus();
       absl::StatusOr<std::vector<journal::DecisionRecord>> unfinished = (*attached)->ScanUnfinished();
       if (!unfinished.ok()) why = unfinished.status();
@@ -140,8 +148,12 @@ AdoptionReport ClusterMember::Adopt(const std::string& node, int64_t epoch) {
                                                     " prepared branches of the node"));
         }
       }
-      if (why.ok()) break;
-      absl::SleepFor(absl::Milliseconds(500));
+      if ((why.ok() && absl::Now() >= quiet) || absl::Now() >= give_up) break;
+      {
+        absl::MutexLock lock(&mu_);
+        auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+        if (mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(500))) break;
+      }
       add(coordinator.RecoverNow());
     }
     report.settled = why.ok();

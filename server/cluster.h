@@ -9,10 +9,12 @@
 // dead node's claim sessions (BindOptions::take_over_node_claims): the
 // coordinator's start-up recovery re-drives the dead node's decisions and
 // rolls back its prepared branches without one (the dead node can no
-// longer decide them). When no decision is left to drive and no branch of
-// the node is prepared on any bind, the id is given back (ReleaseAdopted,
-// the node settled); otherwise it is given back unsettled after a bounded
-// number of passes and adopted again later.
+// longer decide them). Passes go on until timeouts.transaction after the
+// adoption began (a statement the dead process sent may still end in a
+// PREPARE until its deadline). When no decision is left to drive and no
+// branch of the node is prepared on any bind, the id is given back
+// (ReleaseAdopted, the node settled); otherwise it is given back unsettled
+// 5 s later and adopted again.
 #ifndef TXCOORD_SERVER_CLUSTER_H_
 #define TXCOORD_SERVER_CLUSTER_H_
 

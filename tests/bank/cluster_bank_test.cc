@@ -242,10 +242,11 @@ TEST_F(ClusterBankTest, ANodeLostWithItsDiskIsAdoptedAndNothingIsLost) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  // Adopted: a survivor reports the adoption.
+  // Adopted: a survivor reports the adoption once it ends (it goes on for
+  // timeouts.transaction, 10 s, after it began).
   int adopted = 0;
   std::string adoption;
-  for (int i = 0; i < 100 && adopted == 0; ++i) {
+  for (int i = 0; i < 300 && adopted == 0; ++i) {
     for (int s = 1; s < 3; ++s) {
       const v1::ListNodesResponse listed = Nodes(addresses[s]);
       for (const auto& a : listed.adoptions()) {
