@@ -256,12 +256,13 @@ TEST(EtcdJournalStartTest, WaitsForAnEtcdStillStartingAndGivesUpWithoutOne) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 
   o.etcd.acquire_timeout = absl::Seconds(30);
-  std::thread later([&] {
-    absl::SleepFor(absl::Seconds(2));
-    etcd.StartAll();
-  });
-  auto j = EtcdJournal::Open(o);
-  later.join();
+  // The open waits on another thread; etcd is started from this one (a
+  // member dies with the thread that started it: PR_SET_PDEATHSIG).
+  absl::StatusOr<std::unique_ptr<EtcdJournal>> j = absl::UnknownError("not opened");
+  std::thread opener([&] { j = EtcdJournal::Open(o); });
+  absl::SleepFor(absl::Seconds(2));
+  etcd.StartAll();
+  opener.join();
   ASSERT_TRUE(j.ok()) << j.status() << "\n" << etcd.Logs();
   EXPECT_GT((*j)->epoch(), 0u);
   EXPECT_TRUE((*j)->LogDecision(Committing(absl::StrCat("early.", (*j)->epoch(), ".1"))).ok());

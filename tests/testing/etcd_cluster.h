@@ -69,7 +69,9 @@ class EtcdCluster {
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;
 
-  // Starts every member that is not running (again, on its data, after Kill).
+  // Starts every member that is not running (again, on its data, after
+  // Kill). Call it from the thread that outlives the members: a member
+  // dies with the thread that started it (PR_SET_PDEATHSIG).
   void StartAll() {
     for (size_t i = 0; i < members_.size(); ++i) Start(i);
   }
