@@ -18,7 +18,8 @@ BEGIN = "<!-- bench:table:begin -->"
 END = "<!-- bench:table:end -->"
 # The markers count only on lines of their own.
 SECTION = re.compile(r"^%s\n.*?^%s$" % (re.escape(BEGIN), re.escape(END)), re.M | re.S)
-MODES = ["txcoord-oneshot", "txcoord-session", "txcoord-oneshot-lr", "txcoord-session-lr", "direct-2pc", "direct-1pc",
+MODES = ["txcoord-oneshot", "txcoord-session", "txcoord-oneshot-lr", "txcoord-session-lr", "txcoord-oneshot-odbc",
+         "txcoord-session-odbc", "direct-2pc", "direct-1pc",
          "sqlalchemy-twophase", "grpc-health", "sync-rpc", "cluster-etcd1", "cluster-etcd3"]
 WORKLOADS = ["transfer", "transfer3", "single", "readonly", "noop", "ping"]
 
@@ -115,6 +116,10 @@ def main():
         r = get.get((w, m, c))
         return float(r["p99_ms"]) if r else None
 
+    def cpu(w, m, part):
+        r = get.get((w, m, c))
+        return float(r["cpu_%s_ms" % part]) if r and ("cpu_%s_ms" % part) in r else None
+
     def ratio(x, y):
         return None if x is None or y is None or y == 0 else x / y
 
@@ -131,6 +136,8 @@ def main():
         ("noop: txcoord-oneshot / ping throughput", ratio(tps("noop", "txcoord-oneshot"), tps("ping", "grpc-health")), 0.7, True),
         ("transfer: 3 nodes on a 1-member etcd (cluster-etcd1) / single node (txcoord-oneshot) throughput",
          ratio(tps("transfer", "cluster-etcd1"), tps("transfer", "txcoord-oneshot")), 0.7, True),
+        ("transfer: MariaDB CPU per transfer, txcoord-oneshot / direct-2pc",
+         ratio(cpu("transfer", "txcoord-oneshot", "maria"), cpu("transfer", "direct-2pc", "maria")), 1.1, False),
     ]
     out.append("### Against the targets (%d clients, ratios from this run)" % c)
     out.append("")
@@ -151,7 +158,8 @@ def main():
                    "serves on its callback path; `noop` runs at %s× that floor."
                    % (floor, "—" if noop_on_floor is None else "%.2f" % noop_on_floor))
     cpu_rows = [(w, m) for w, m in [("transfer", "direct-2pc"), ("transfer", "txcoord-oneshot"),
-                                    ("transfer", "txcoord-oneshot-lr"), ("transfer", "txcoord-session"),
+                                    ("transfer", "txcoord-oneshot-lr"), ("transfer", "txcoord-oneshot-odbc"),
+                                    ("transfer", "txcoord-session"), ("transfer", "txcoord-session-odbc"),
                                     ("transfer", "sqlalchemy-twophase"), ("transfer", "cluster-etcd1"),
                                     ("transfer", "cluster-etcd3"), ("single", "direct-1pc"),
                                     ("single", "txcoord-oneshot"), ("noop", "txcoord-oneshot"),

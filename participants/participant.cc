@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "util/status_macros.h"
 #include "participants/noop/noop_participant.h"
+#include "participants/mariadb/mariadb_participant.h"
 #include "participants/odbc/odbc_participant.h"
 #include "participants/postgres/postgres_participant.h"
 #include "participants/statement_guard.h"
@@ -87,9 +88,10 @@ absl::StatusOr<std::unique_ptr<Participant>> CreateParticipant(const BindOptions
   }
   if (options.driver == "postgres") return CreatePostgresParticipant(options);
   if (options.driver == "odbc") return CreateOdbcParticipant(options);
+  if (options.driver == "mariadb") return CreateMariadbParticipant(options);
   if (options.driver == "noop") return CreateNoopParticipant(options);  // test-only
   return absl::InvalidArgumentError(absl::StrCat("bind ", options.name, ": unknown driver \"",
-                                                 options.driver, "\" (postgres, odbc or the test-only noop)"));
+                                                 options.driver, "\" (postgres, mariadb, odbc or the test-only noop)"));
 }
 
 absl::Status Participant::ClaimNode(absl::string_view) { return absl::OkStatus(); }

@@ -412,8 +412,9 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     participants::BindOptions b;
     b.name = name;
     TXC_RETURN_IF_ERROR(ReadString(kv.second, prefix, "driver", &b.driver));
-    if (b.driver != "postgres" && b.driver != "odbc" && b.driver != "noop") {  // noop: test-only (bench)
-      return KeyError(prefix + "driver", absl::StrCat("\"", b.driver, "\" unknown: use postgres or odbc"));
+    if (b.driver != "postgres" && b.driver != "mariadb" && b.driver != "odbc" &&
+        b.driver != "noop") {  // noop: test-only (bench)
+      return KeyError(prefix + "driver", absl::StrCat("\"", b.driver, "\" unknown: use postgres, mariadb or odbc"));
     }
     TXC_RETURN_IF_ERROR(ReadString(kv.second, prefix, "dsn", &b.dsn));
     if (b.dsn.empty()) return KeyError(prefix + "dsn", "is required");

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "participants/mariadb_common.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
 
@@ -52,90 +53,9 @@ absl::Status ReadServerSessionId(OdbcConnection& c, const char* sql) {
 
 std::optional<std::string> MysqlInlinedSql(absl::string_view sql, const std::vector<Value>& params) {
   if (params.empty()) return std::nullopt;
-  for (const Value& v : params) {
-    switch (v.kind) {
-      case Value::Kind::kNull:
-      case Value::Kind::kBool:
-        break;
-      case Value::Kind::kInt64:
-        if (v.int_value == INT64_MIN) return std::nullopt;  // no integer literal: DECIMAL
-        break;
-      default:
-        return std::nullopt;
-    }
-  }
-  std::string out;
-  out.reserve(sql.size() + 16 * params.size());
-  size_t next = 0;
-  const size_t n = sql.size();
-  // Copies the quoted text starting at sql[i] up to and including its
-  // closing quote (a quote doubled inside does not close it); false if
-  // unterminated or a backslash or NUL is inside.
-  auto copy_quoted = [&](size_t& i) {
-    const char q = sql[i];
-    out.push_back(q);
-    for (++i; i < n; ++i) {
-      const char c = sql[i];
-      if (c == '\0' || (c == '\\' && q != '`')) return false;
-      out.push_back(c);
-      if (c == q) {
-        if (i + 1 < n && sql[i + 1] == q) {
-          out.push_back(sql[++i]);
-          continue;
-        }
-        return true;
-      }
-    }
-    return false;
-  };
-  for (size_t i = 0; i < n; ++i) {
-    const char c = sql[i];
-    if (c == '\0') return std::nullopt;
-    if (c == '\'' || c == '"' || c == '`') {
-      if (!copy_quoted(i)) return std::nullopt;
-    } else if (c == '#' || (c == '-' && i + 1 < n && sql[i + 1] == '-' &&
-                            (i + 2 == n || static_cast<unsigned char>(sql[i + 2]) <= ' ' ||
-                             sql[i + 2] == '\x7f'))) {
-      // To the end of the line ("--" needs a space or control character
-      // after it, else it is two minus signs).
-      size_t end = sql.find('\n', i);
-      if (end == absl::string_view::npos) end = n;
-      if (sql.substr(i, end - i).find('\0') != absl::string_view::npos) return std::nullopt;
-      out.append(sql.data() + i, end - i);
-      i = end - 1;
-    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
-      if (i + 2 < n && (sql[i + 2] == '!' || (sql[i + 2] == 'M' && i + 3 < n && sql[i + 3] == '!'))) {
-        return std::nullopt;  // executable comment: its text is SQL
-      }
-      size_t end = sql.find("*/", i + 2);
-      if (end == absl::string_view::npos) return std::nullopt;
-      if (sql.substr(i, end + 2 - i).find('\0') != absl::string_view::npos) return std::nullopt;
-      out.append(sql.data() + i, end + 2 - i);
-      i = end + 1;
-    } else if (c == '?') {
-      // A marker glued to a word ("?1", "x?") is an error as a marker but
-      // could be valid SQL once replaced: left to the server.
-      auto word = [](char w) {
-        return absl::ascii_isalnum(static_cast<unsigned char>(w)) || w == '_' || w == '$' || w == '.' ||
-               w == '@';
-      };
-      if ((i > 0 && word(sql[i - 1])) || (i + 1 < n && word(sql[i + 1]))) return std::nullopt;
-      if (next == params.size()) return std::nullopt;
-      const Value& v = params[next++];
-      switch (v.kind) {
-        case Value::Kind::kNull: out.append("NULL"); break;
-        case Value::Kind::kBool: out.append(v.bool_value ? "TRUE" : "FALSE"); break;
-        default:
-          // Parenthesized when negative: "a -?" must not become "a --1".
-          if (v.int_value < 0) absl::StrAppend(&out, "(", v.int_value, ")");
-          else absl::StrAppend(&out, v.int_value);
-      }
-    } else {
-      out.push_back(c);
-    }
-  }
-  if (next != params.size()) return std::nullopt;
-  return out;
+  std::optional<MysqlInlined> inlined = InlineMysqlParameters(sql, params, MysqlPlainLiteral);
+  if (!inlined) return std::nullopt;
+  return std::move(inlined->sql);
 }
 
 absl::Status Dialect::MapError(absl::string_view bind, const Diagnostic& d,
@@ -176,10 +96,6 @@ namespace {
 // an older baseline can only make a read-only branch look written (it then
 // prepares: safe), never the reverse. A branch that changed no row ends with
 // XA COMMIT … ONE PHASE and votes kReadOnly.
-constexpr absl::string_view kMariadbWriteCounterSql =
-    "SELECT CAST(SUM(VARIABLE_VALUE) AS SIGNED) FROM information_schema.SESSION_STATUS "
-    "WHERE VARIABLE_NAME IN ('HANDLER_WRITE', 'HANDLER_UPDATE', 'HANDLER_DELETE')";
-
 absl::StatusOr<int64_t> MariadbWriteCounter(OdbcConnection& c) {
   TXC_ASSIGN_OR_RETURN(ResultSet rs, c.Execute(kMariadbWriteCounterSql, {}));
   if (rs.rows.empty() || rs.rows[0].empty() || rs.rows[0][0].kind != Value::Kind::kInt64) {
@@ -221,12 +137,12 @@ class MariadbDialect : public Dialect {
   // A named lock per node id and bind (NodeClaimName: 24 characters, of
   // the 64 MariaDB allows), released by the server when the session ends.
   std::string ClaimNodeSql(absl::string_view node_id, absl::string_view bind) const override {
-    return absl::StrCat("SELECT GET_LOCK('", NodeClaimName(node_id, bind), "', 0)");
+    return MariadbClaimNodeSql(node_id, bind);
   }
   std::string NodeClaimHolderSql(absl::string_view node_id, absl::string_view bind) const override {
-    return absl::StrCat("SELECT CONCAT('connection ', IS_USED_LOCK('", NodeClaimName(node_id, bind), "'))");
+    return MariadbNodeClaimHolderSql(node_id, bind);
   }
-  std::string node_claim_kind() const override { return "MariaDB/MySQL GET_LOCK"; }
+  std::string node_claim_kind() const override { return std::string(kMariadbNodeClaimKind); }
 
   std::optional<std::string> InlineParameters(absl::string_view sql,
                                               const std::vector<Value>& params) const override {
@@ -235,38 +151,7 @@ class MariadbDialect : public Dialect {
 
   absl::Status MapError(absl::string_view bind, const Diagnostic& d, SqlErrorContext context,
                         bool connection_dead) const override {
-    switch (d.native_error) {
-      case 1397:  // XAER_NOTA: unknown XID
-        return Decorate(context == SqlErrorContext::kFinishPrepared
-                            ? absl::StatusCode::kNotFound
-                            : absl::StatusCode::kFailedPrecondition,
-                        bind, d);
-      case 1205:  // lock wait timeout
-      case 1213:  // deadlock
-      case 1402:  // XA_RBROLLBACK
-        // On XA COMMIT/ROLLBACK of a prepared branch: MariaDB discarded it,
-        // which it does to an empty (read-only) prepared branch when its
-        // session ends: there is no prepared branch left to finish.
-        if (context == SqlErrorContext::kFinishPrepared) return Decorate(absl::StatusCode::kNotFound, bind, d);
-        return Decorate(absl::StatusCode::kAborted, bind, d);
-      case 1317:  // query interrupted (SQLCancel / KILL QUERY)
-      case 1969:  // max_statement_time exceeded
-      case 1613:  // XA_RBTIMEOUT
-      case 1614:  // XA_RBDEADLOCK
-        return Decorate(absl::StatusCode::kAborted, bind, d);
-      case 1040:  // too many connections
-      case 1203:  // max_user_connections
-        return Decorate(absl::StatusCode::kResourceExhausted, bind, d);
-      case 1927:  // connection killed
-      case 2002:
-      case 2003:
-      case 2006:  // server has gone away
-      case 2013:  // lost connection
-      case 2055:
-        return Decorate(absl::StatusCode::kUnavailable, bind, d);
-      default:
-        return Dialect::MapError(bind, d, context, connection_dead);
-    }
+    return MariadbStatus(bind, d.sqlstate, d.native_error, d.message, context, connection_dead);
   }
 
   absl::Status OnConnect(OdbcConnection& c) const override {
@@ -286,19 +171,8 @@ class MariadbDialect : public Dialect {
     // The limits the session has already are kept while they are no longer
     // than this branch's and not much shorter (one round trip less for
     // most branches on a reused connection).
-    const int64_t have = c.session_lock_timeout_ms;
-    const bool close_enough = have == ms || (ms > 0 && have > 0 && have <= ms && have * 5 >= ms * 4);
-    if (!close_enough) {
-      // innodb_lock_wait_timeout takes whole seconds (at least 1);
-      // max_statement_time (seconds, fractional) bounds every statement.
-      const std::string sql =
-          ms == 0 ? std::string("SET SESSION innodb_lock_wait_timeout = DEFAULT, "
-                                "max_statement_time = 0")
-                  : absl::StrCat("SET SESSION innodb_lock_wait_timeout = ",
-                                 std::max<int64_t>(1, (ms + 999) / 1000),
-                                 ", max_statement_time = ", ms / 1000, ".",
-                                 absl::StrFormat("%03d", ms % 1000));
-      TXC_RETURN_IF_ERROR(c.Run(sql));
+    if (!MariadbSessionLimitsCloseEnough(c.session_lock_timeout_ms, ms)) {
+      TXC_RETURN_IF_ERROR(c.Run(MariadbSessionLimitsSql(ms)));
       c.session_lock_timeout_ms = ms;
     }
     return c.Run("XA START " + XaLiteral(xid));
@@ -427,15 +301,9 @@ class MariadbDialect : public Dialect {
 
   bool decisions_ddl_in_transaction() const override { return false; }
   absl::Status EnsureDecisionsTable(OdbcConnection& c) const override {
-    return c.Run(
-        "CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id VARCHAR(64) CHARACTER SET ascii "
-        "PRIMARY KEY, payload LONGTEXT, decided_at TIMESTAMP(6) NOT NULL DEFAULT "
-        "CURRENT_TIMESTAMP(6)) ENGINE=InnoDB");
+    return c.Run(kMariadbDecisionsTableDdl);
   }
-  std::string DecisionsTableExistsSql() const override {
-    return "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
-           "AND table_name = 'txcoord_decisions'";
-  }
+  std::string DecisionsTableExistsSql() const override { return std::string(kMariadbDecisionsTableExistsSql); }
 
  private:
   mutable absl::Mutex mu_;

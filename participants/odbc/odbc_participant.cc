@@ -14,6 +14,7 @@
 #include "participants/connection_pool.h"
 #include "participants/odbc/odbc_connection.h"
 #include "participants/odbc/odbc_dialect.h"
+#include "participants/parked_connections.h"
 #include "participants/statement_guard.h"
 #include "participants/sql_common.h"
 #include "util/failpoint.h"
@@ -50,50 +51,8 @@ struct OdbcShared {
   }
 
   // Connections still attached to the branch they prepared (dialects with
-  // close_after_prepare(), i.e. MariaDB), by xid: phase 2 runs XA COMMIT /
-  // XA ROLLBACK on them and returns them to the pool, instead of closing
-  // them and opening new ones. A connection parked longer than kParkedMax
-  // (phase 2 never came from this process) is closed, which detaches its
-  // branch for any other connection.
-  static constexpr absl::Duration kParkedMax = absl::Seconds(10);
-  struct Parked {
-    ConnectionPool<OdbcConnection>::Lease lease;
-    absl::Time since;
-  };
-  absl::Mutex parked_mu;
-  absl::flat_hash_map<std::string, Parked> parked ABSL_GUARDED_BY(parked_mu);
-
-  void Park(const Xid& xid, ConnectionPool<OdbcConnection>::Lease lease) {
-    std::vector<ConnectionPool<OdbcConnection>::Lease> stale;
-    const absl::Time now = absl::Now();
-    {
-      absl::MutexLock lock(&parked_mu);
-      for (auto it = parked.begin(); it != parked.end();) {
-        if (now - it->second.since > kParkedMax) {
-          stale.push_back(std::move(it->second.lease));
-          parked.erase(it++);
-        } else {
-          ++it;
-        }
-      }
-      parked[XidToString(xid)] = Parked{std::move(lease), now};
-    }
-    for (auto& l : stale) l.Discard();
-  }
-  // The connection attached to `xid`'s prepared branch, if parked here.
-  ConnectionPool<OdbcConnection>::Lease Unpark(const Xid& xid) {
-    absl::MutexLock lock(&parked_mu);
-    auto it = parked.find(XidToString(xid));
-    if (it == parked.end()) return {};
-    ConnectionPool<OdbcConnection>::Lease lease = std::move(it->second.lease);
-    parked.erase(it);
-    return lease;
-  }
-
-  ~OdbcShared() {
-    // Never back to the pool: a parked connection is inside a prepared branch.
-    for (auto& [xid, p] : parked) p.lease.Discard();
-  }
+  // close_after_prepare(), i.e. MariaDB).
+  ParkedConnections<OdbcConnection> parked;
 };
 
 odbc::ErrorMapper MapperFor(std::shared_ptr<const Dialect> dialect, std::string bind) {
@@ -165,14 +124,14 @@ class OdbcBranch : public Branch {
     }
     state_ = State::kEnded;
     if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare() && !session_state_) {
-      // See Dialect::close_after_prepare(): kept for phase 2 (OdbcShared::Park).
+      // See Dialect::close_after_prepare(): kept for phase 2 (ParkedConnections).
       // Not a connection with session state: Finish closes that one, and
       // the prepared branch survives the disconnect.
       {
         absl::MutexLock lock(&cancel_mu_);
         cancel_target_ = nullptr;
       }
-      shared_->Park(xid_, std::move(lease_));
+      shared_->parked.Park(xid_, std::move(lease_));
     }
     Finish();
     return vote;
@@ -475,7 +434,7 @@ class OdbcParticipant : public Participant {
     auto finish = [&](OdbcConnection& c) {
       return commit ? shared_->dialect->CommitPrepared(c, xid) : shared_->dialect->RollbackPrepared(c, xid);
     };
-    if (auto lease = shared_->Unpark(xid)) {
+    if (auto lease = shared_->parked.Unpark(xid)) {
       // On the connection that prepared it: no reconnect, and no wait for
       // the server to detach the branch from a closed session.
       absl::Status s = finish(*lease);

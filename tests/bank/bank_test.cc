@@ -1,4 +1,5 @@
-// The bank: accounts on two PostgreSQL databases and one MariaDB database;
+// The bank: accounts on two PostgreSQL databases and one MariaDB database
+// (the native Connector/C driver);
 // concurrent clients move money between them through txcoord while txcoord
 // is SIGKILLed and restarted every few seconds. At the end, after recovery:
 // the total is unchanged, no balance is negative, no prepared branch of
@@ -213,7 +214,7 @@ void RunBank(bool half_on_transaction_rpcs, bool pg_last_resource = false) {
         << "  pg: {driver: postgres, dsn: \"" << pg_uri << "\", pool: {size: 24}"
         << (pg_last_resource ? ", last_resource: true" : "") << "}\n"
         << "  pg2: {driver: postgres, dsn: \"" << pg2_uri << "\", pool: {size: 24}}\n"
-        << "  maria: {driver: odbc, dsn: \"" << maria_dsn << "\", pool: {size: 24}}\n";
+        << "  maria: {driver: mariadb, dsn: \"" << maria_dsn << "\", pool: {size: 24}}\n";
   }
   TxcoordProcess txcoord(TXC_BINARY, config, tmp.path());
   ASSERT_TRUE(txcoord.Start()) << "see " << txcoord.log_path();

@@ -57,7 +57,8 @@ class FrozenDatabaseTest : public CoordinatorTest {
     c.timeouts.transaction = kTxnTimeout;
     c.timeouts.database_reply = kReply;
     for (auto [name, driver, dsn] : {std::tuple{"pgf", "postgres", WithPort(pg_uri_, pg_proxy_->port())},
-                                     std::tuple{"myf", "odbc", WithPort(maria_dsn_, my_proxy_->port())}}) {
+                                     std::tuple{"myf", "odbc", WithPort(maria_dsn_, my_proxy_->port())},
+                                     std::tuple{"myn", "mariadb", WithPort(maria_dsn_, my_proxy_->port())}}) {
       participants::BindOptions b;
       b.name = name;
       b.driver = driver;
@@ -216,6 +217,15 @@ TEST_F(FrozenDatabaseTest, APartitionedPostgresServerKeepsTheOldClaimSessionAndI
 
 TEST_F(FrozenDatabaseTest, APartitionedMariadbServerKeepsTheOldClaimSessionAndItIsTakenBack) {
   ExpectFrozenBindFailsAlone("myf", *my_proxy_, Credit(my_table_, 5, 10), /*strand_at_thaw=*/true);
+}
+
+// The same on the native MariaDB driver (Connector/C, one deadline per call).
+TEST_F(FrozenDatabaseTest, AFrozenMariadbServerFailsTheNativeDriversCallsAndHoldsUpNoOtherBind) {
+  ExpectFrozenBindFailsAlone("myn", *my_proxy_, Credit(my_table_, 5, 10));
+}
+
+TEST_F(FrozenDatabaseTest, APartitionedMariadbServerKeepsTheNativeDriversOldClaimSessionAndItIsTakenBack) {
+  ExpectFrozenBindFailsAlone("myn", *my_proxy_, Credit(my_table_, 5, 10), /*strand_at_thaw=*/true);
 }
 
 // Frozen while the commit's batch (BEGIN, the statement, PREPARE) is on

@@ -1,0 +1,758 @@
+#include "participants/mariadb/mariadb_participant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "participants/connection_pool.h"
+#include "participants/mariadb/mariadb_connection.h"
+#include "participants/mariadb_common.h"
+#include "participants/parked_connections.h"
+#include "participants/sql_common.h"
+#include "participants/statement_guard.h"
+#include "util/failpoint.h"
+#include "util/status_macros.h"
+
+namespace txcoord::participants {
+namespace {
+
+using mariadb::MariadbConnection;
+using mariadb::MariadbDsn;
+using mariadb::QueryOutcome;
+using Lease = ConnectionPool<MariadbConnection>::Lease;
+
+// A branch statement may wait for locks up to its lock timeout (the
+// server's max_statement_time ends it then): its reply is awaited that
+// long plus this margin, or io_timeout when that is longer.
+constexpr absl::Duration kStatementReplyMargin = absl::Seconds(5);
+
+bool Truthy(const Value& v) {
+  if (v.kind == Value::Kind::kBool) return v.bool_value;
+  if (v.kind == Value::Kind::kInt64) return v.int_value != 0;
+  return !v.text.empty() && v.text != "0";
+}
+
+// What a participant and its branches share (branches may outlive it).
+struct MariadbShared {
+  BindOptions options;
+  MariadbDsn dsn;
+  std::shared_ptr<ConnectionPool<MariadbConnection>> pool;
+  ParkedConnections<MariadbConnection> parked;
+  absl::Mutex mu;
+  bool decisions_table_ready ABSL_GUARDED_BY(mu) = false;
+
+  bool decisions_ready() {
+    absl::MutexLock lock(&mu);
+    return decisions_table_ready;
+  }
+  void set_decisions_ready() {
+    absl::MutexLock lock(&mu);
+    decisions_table_ready = true;
+  }
+  // The wait for one call's reply outside a branch's statements.
+  absl::Duration io_timeout() const { return options.io_timeout; }
+  // The wait for a reply to a branch's statements under `lock_timeout`.
+  absl::Duration statement_timeout(absl::Duration lock_timeout) const {
+    if (options.io_timeout <= absl::ZeroDuration() || lock_timeout <= absl::ZeroDuration()) {
+      return options.io_timeout;
+    }
+    return std::max(options.io_timeout, lock_timeout + kStatementReplyMargin);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<MariadbConnection>> OpenConnection(const MariadbShared& shared) {
+  return MariadbConnection::Open(shared.options.name, shared.dsn, shared.options.io_timeout);
+}
+
+// A parameter as a literal of this connection's SQL text; nullopt for a
+// value MariaDB cannot read back exactly (NaN, infinities, a malformed
+// decimal).
+std::optional<std::string> NativeLiteral(const MariadbConnection& c, const Value& v) {
+  switch (v.kind) {
+    case Value::Kind::kNull:
+    case Value::Kind::kBool:
+      return MysqlPlainLiteral(v);
+    case Value::Kind::kInt64:
+      if (v.int_value == INT64_MIN) return "(-9223372036854775807 - 1)";
+      return MysqlPlainLiteral(v);
+    case Value::Kind::kDouble:
+      if (!std::isfinite(v.double_value)) return std::nullopt;
+      // With an exponent the literal is a DOUBLE (without, a DECIMAL);
+      // 17 significant digits give back the same double.
+      return absl::StrFormat("(%.16e)", v.double_value);
+    case Value::Kind::kDecimal: {
+      absl::string_view t = v.text;
+      size_t i = (!t.empty() && (t[0] == '-' || t[0] == '+')) ? 1 : 0;
+      size_t digits = 0, dots = 0;
+      for (size_t k = i; k < t.size(); ++k) {
+        if (absl::ascii_isdigit(static_cast<unsigned char>(t[k]))) ++digits;
+        else if (t[k] == '.') ++dots;
+        else return std::nullopt;
+      }
+      if (digits == 0 || dots > 1) return std::nullopt;
+      return absl::StrCat("(", t, ")");
+    }
+    case Value::Kind::kString:
+      return c.QuoteString(v.text);
+    case Value::Kind::kBytes:
+      return v.text.empty() ? std::string("_binary''") : absl::StrCat("X'", absl::BytesToHexString(v.text), "'");
+    case Value::Kind::kDate:
+      return absl::StrCat("CAST(", c.QuoteString(v.text), " AS DATE)");
+    case Value::Kind::kTime:
+      return absl::StrCat("CAST(", c.QuoteString(v.text), " AS TIME(6))");
+    case Value::Kind::kTimestamp: {
+      // DATETIME has no zone: a UTC marker is dropped, other offsets refused.
+      std::string text = v.text;
+      if (!text.empty() && (text.back() == 'Z' || text.back() == 'z')) text.pop_back();
+      if (text.size() > 19 && text.find_first_of("+-", 19) != std::string::npos) return std::nullopt;
+      return absl::StrCat("CAST(", c.QuoteString(text), " AS DATETIME(6))");
+    }
+  }
+  return std::nullopt;
+}
+
+// `sql` with its parameters written in (INVALID_ARGUMENT naming the bind
+// when they cannot be); a text without parameters as written.
+absl::StatusOr<std::string> Inline(const MariadbConnection& c, absl::string_view bind, absl::string_view sql,
+                                   const std::vector<Value>& params) {
+  std::optional<MysqlInlined> inlined =
+      InlineMysqlParameters(sql, params, [&c](const Value& v) { return NativeLiteral(c, v); });
+  if (!inlined) {
+    if (params.empty()) return std::string(sql);  // sent as written: the server reads it
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bind ", bind,
+        ": the parameters cannot be written into this statement's text (the mariadb driver sends no server-side "
+        "prepared statements): a backslash inside a quoted string, an executable comment, a '?' glued to a word, "
+        "or a value MariaDB cannot hold (NaN, infinity, a malformed decimal, a time zone other than UTC)"));
+  }
+  return std::move(inlined->sql);
+}
+
+// Rolls back the branch `xid` on `c` (XA END may fail when the branch is
+// already idle or was rolled back by a deadlock; XA ROLLBACK decides). The
+// connection is marked broken when that cannot be done.
+absl::Status RollbackOn(MariadbShared& shared, MariadbConnection& c, const Xid& xid) {
+  c.write_counter = -1;
+  if (c.broken()) return absl::OkStatus();  // the server rolls back a lost session's branch
+  (void)c.Run("XA END " + XaLiteral(xid), shared.io_timeout());
+  absl::Status s = c.Run("XA ROLLBACK " + XaLiteral(xid), shared.io_timeout(), SqlErrorContext::kFinishPrepared);
+  if (s.code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+  if (!s.ok()) c.MarkBroken();
+  return s;
+}
+
+class MariadbBranch : public Branch {
+ public:
+  enum class State { kActive, kFailed, kEnded };
+
+  MariadbBranch(std::shared_ptr<MariadbShared> shared, Lease lease, Xid xid, absl::Duration lock_timeout,
+                bool session_state = false)
+      : shared_(std::move(shared)),
+        lease_(std::move(lease)),
+        xid_(std::move(xid)),
+        statement_timeout_(shared_->statement_timeout(lock_timeout)),
+        session_state_(session_state) {
+    absl::MutexLock lock(&cancel_mu_);
+    cancel_session_ = lease_->thread_id();
+  }
+
+  ~MariadbBranch() override {
+    if (state_ != State::kEnded) (void)Rollback();
+    Finish();
+  }
+
+  absl::StatusOr<ResultSet> Execute(absl::string_view sql, const std::vector<Value>& params,
+                                    int max_rows) override {
+    TXC_RETURN_IF_ERROR(RequireActive("Execute"));
+    TXC_RETURN_IF_ERROR(GuardBranchSql(bind(), "mariadb", sql, &session_state_));
+    TXC_RETURN_IF_ERROR(CheckParameterMarkers(bind(), "mariadb", sql, params.size()));
+    TXC_ASSIGN_OR_RETURN(std::string text, Inline(*lease_, bind(), sql, params));
+    QueryOutcome q = lease_->Query(text, statement_timeout_, max_rows);
+    for (const auto& r : q.results) {
+      if (r.affected_rows > 0) lease_->changed_rows = true;
+    }
+    if (!q.status.ok()) {
+      if (state_ == State::kActive) {
+        state_ = State::kFailed;
+        failure_ = q.status;
+      }
+      CheckBroken();
+      return q.status;
+    }
+    if (q.results.empty()) return ResultSet{};
+    return std::move(q.results.front().result);
+  }
+
+  absl::StatusOr<Vote> Prepare() override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("Prepare"));
+    absl::StatusOr<Vote> vote = PrepareOn(*lease_);
+    if (!vote.ok()) {
+      CheckBroken();
+      if (state_ != State::kEnded) (void)End(/*commit=*/false);
+      return vote.status();
+    }
+    state_ = State::kEnded;
+    if (*vote == Vote::kPrepared && !session_state_) {
+      // Kept for phase 2; a connection with session state is closed by
+      // Finish instead (the prepared branch survives the disconnect).
+      {
+        absl::MutexLock lock(&cancel_mu_);
+        cancel_session_ = 0;
+      }
+      shared_->parked.Park(xid_, std::move(lease_));
+    }
+    Finish();
+    return vote;
+  }
+
+  absl::Status CommitOnePhase() override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("CommitOnePhase"));
+    return End(/*commit=*/true);
+  }
+
+  absl::Status CommitAsLastResource(absl::string_view txn_id, absl::string_view payload) override {
+    TXC_RETURN_IF_ERROR(RequireActiveOrRollback("CommitAsLastResource"));
+    absl::Status s = EnsureDecisionsTable();
+    if (s.ok()) {
+      s = lease_->Run(absl::StrCat("INSERT INTO txcoord_decisions (txn_id, payload) VALUES (",
+                                   lease_->QuoteString(txn_id), ", ", lease_->QuoteString(payload), ")"),
+                      statement_timeout_);
+    }
+    if (!s.ok()) {
+      CheckBroken();
+      if (state_ != State::kEnded) (void)End(/*commit=*/false);
+      return s;
+    }
+    TXC_FAILPOINT("participants.mariadb.before_last_resource_commit");
+    TXC_RETURN_IF_ERROR(End(/*commit=*/true));
+    shared_->set_decisions_ready();
+    return absl::OkStatus();
+  }
+
+  absl::Status Rollback() override {
+    if (state_ == State::kEnded) return absl::OkStatus();
+    return End(/*commit=*/false);
+  }
+
+  // KILL QUERY from a new connection of the bind, on a thread of its own
+  // (bounded by io_timeout).
+  void Cancel() override {
+    int64_t session;
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      session = cancel_session_;
+    }
+    if (session == 0) return;
+    (void)SendCancelInBackground([shared = shared_, session] {
+      absl::StatusOr<std::unique_ptr<MariadbConnection>> c = OpenConnection(*shared);
+      if (c.ok()) (void)(*c)->Run(absl::StrCat("KILL QUERY ", session), shared->io_timeout());
+    });
+  }
+
+  const Xid& xid() const override { return xid_; }
+
+ private:
+  const std::string& bind() const { return shared_->options.name; }
+
+  // XA END and XA PREPARE; a branch that changed no row (the Handler_*
+  // probe unchanged since the baseline) ends with XA COMMIT … ONE PHASE
+  // and votes kReadOnly instead. The probe is skipped when a statement
+  // reported changed rows.
+  absl::StatusOr<Vote> PrepareOn(MariadbConnection& c) {
+    const std::string x = XaLiteral(xid_);
+    const int64_t before = c.write_counter;
+    c.write_counter = -1;
+    if (c.changed_rows) {
+      c.write_counter = -2;  // no baseline for the next branch here (read only if it looks read-only)
+      TXC_FAILPOINT("participants.mariadb.before_prepare");
+      TXC_RETURN_IF_ERROR(c.Query(absl::StrCat("XA END ", x, ";\nXA PREPARE ", x), statement_timeout_).status);
+      return Vote::kPrepared;
+    }
+    QueryOutcome q = c.Query(absl::StrCat("XA END ", x, ";\n", kMariadbWriteCounterSql), statement_timeout_);
+    if (!q.status.ok() && (c.broken() || q.failed_statement == 0)) return q.status;
+    std::optional<int64_t> now;
+    if (q.status.ok() && q.results.size() == 2 && q.results[1].result.rows.size() == 1 &&
+        q.results[1].result.rows[0].size() == 1 && q.results[1].result.rows[0][0].kind == Value::Kind::kInt64) {
+      now = q.results[1].result.rows[0][0].int_value;
+    }
+    // Without a baseline the branch may have written: it is prepared. A
+    // branch that wrote nothing is then prepared empty, which MariaDB keeps
+    // only while its session lives: phase 2 runs on this connection, parked.
+    const bool wrote = before < 0 || !now || *now != before;
+    if (now) c.write_counter = *now;  // the baseline of the next branch here
+    if (!wrote) {
+      TXC_RETURN_IF_ERROR(c.Run("XA COMMIT " + x + " ONE PHASE", statement_timeout_));
+      return Vote::kReadOnly;
+    }
+    TXC_FAILPOINT("participants.mariadb.before_prepare");
+    TXC_RETURN_IF_ERROR(c.Run("XA PREPARE " + x, statement_timeout_));
+    return Vote::kPrepared;
+  }
+
+  absl::Status RequireActive(absl::string_view op) {
+    if (state_ == State::kActive) return absl::OkStatus();
+    if (state_ == State::kFailed) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("bind ", bind(), ": ", op, " after a failed statement: ", failure_.message()));
+    }
+    return absl::FailedPreconditionError(absl::StrCat("bind ", bind(), ": ", op, " on a finished branch"));
+  }
+
+  absl::Status RequireActiveOrRollback(absl::string_view op) {
+    absl::Status s = RequireActive(op);
+    if (!s.ok() && state_ == State::kFailed) (void)End(/*commit=*/false);
+    return s;
+  }
+
+  // DDL commits implicitly: on a separate, unpooled connection.
+  absl::Status EnsureDecisionsTable() {
+    if (shared_->decisions_ready()) return absl::OkStatus();
+    TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
+    TXC_RETURN_IF_ERROR(separate->Run(kMariadbDecisionsTableDdl, shared_->io_timeout()));
+    shared_->set_decisions_ready();
+    return absl::OkStatus();
+  }
+
+  // The connection is lost: the server rolls back an unprepared branch.
+  void CheckBroken() {
+    if (lease_ && lease_->broken()) {
+      lease_.MarkBroken();
+      state_ = State::kEnded;
+      Finish();
+    }
+  }
+
+  // Ends the local transaction: XA END + XA COMMIT … ONE PHASE in one
+  // round trip, or the rollback. A failed COMMIT is followed by a
+  // rollback; a connection whose state is then unknown is closed.
+  absl::Status End(bool commit) {
+    if (state_ == State::kEnded) return absl::OkStatus();
+    absl::Status s;
+    if (commit) {
+      const std::string x = XaLiteral(xid_);
+      lease_->write_counter = -1;  // re-read at the next Begin
+      s = lease_->Query(absl::StrCat("XA END ", x, ";\nXA COMMIT ", x, " ONE PHASE"), statement_timeout_).status;
+      if (!s.ok() && !lease_->broken()) (void)RollbackOn(*shared_, *lease_, xid_);
+    } else {
+      s = RollbackOn(*shared_, *lease_, xid_);
+    }
+    if (lease_->broken()) lease_.MarkBroken();
+    state_ = State::kEnded;
+    Finish();
+    return s;
+  }
+
+  // Returns the connection to the pool (once); closes it instead when a
+  // statement may have left session state on it.
+  void Finish() {
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      cancel_session_ = 0;
+    }
+    if (session_state_ && lease_) lease_.MarkBroken();
+    lease_.Release();
+  }
+
+  std::shared_ptr<MariadbShared> shared_;
+  Lease lease_;
+  const Xid xid_;
+  const absl::Duration statement_timeout_;
+  State state_ = State::kActive;
+  absl::Status failure_;
+  bool session_state_ = false;  // a statement may have left session state
+  absl::Mutex cancel_mu_;
+  int64_t cancel_session_ ABSL_GUARDED_BY(cancel_mu_) = 0;  // the server session to KILL QUERY; 0: none
+};
+
+class MariadbParticipant : public Participant {
+ public:
+  explicit MariadbParticipant(std::shared_ptr<MariadbShared> shared) : shared_(std::move(shared)) {}
+
+  const std::string& bind() const override { return shared_->options.name; }
+  Capabilities capabilities() const override { return Capabilities{"mariadb", "mariadb", true}; }
+  PoolStats pool_stats() const override { return shared_->pool->stats(); }
+
+  absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid, absl::Duration lock_timeout) override {
+    // An idle pooled connection may have died (server restart, killed
+    // session): nothing has happened yet, so try once more on a new one.
+    for (int attempt = 0;; ++attempt) {
+      TXC_ASSIGN_OR_RETURN(Lease lease, shared_->pool->Acquire());
+      std::vector<std::string> sqls;
+      const int counter_at = StartSql(*lease, xid, lock_timeout, /*probe=*/true, &sqls);
+      QueryOutcome q = lease->Query(absl::StrJoin(sqls, ";\n"), shared_->io_timeout());
+      if (q.status.ok()) {
+        lease->changed_rows = false;
+        if (counter_at >= 0) lease->write_counter = CounterOf(q, counter_at);
+        return std::unique_ptr<Branch>(new MariadbBranch(shared_, std::move(lease), xid, lock_timeout));
+      }
+      const bool broken = lease->broken();
+      lease.MarkBroken();  // its session state is unknown now
+      if (!broken || attempt > 0) return q.status;
+    }
+  }
+
+  absl::StatusOr<BatchOutcome> RunBatch(const Xid& xid, absl::Duration lock_timeout,
+                                        const std::vector<Statement>& statements, int max_rows,
+                                        bool prepare) override {
+    bool session_state = false;
+    for (size_t i = 0; i < statements.size(); ++i) {
+      absl::Status refused = GuardBranchSql(bind(), "mariadb", statements[i].first, &session_state);
+      if (refused.ok()) {
+        refused = CheckParameterMarkers(bind(), "mariadb", statements[i].first, statements[i].second.size());
+      }
+      if (!refused.ok()) {
+        return absl::Status(refused.code(), absl::StrCat("statement ", i + 1, ": ", refused.message()));
+      }
+    }
+    bool changes = false;
+    for (const Statement& st : statements) changes = changes || MysqlChangesData(st.first);
+    // Statements that only read keep the read-only probe (one round trip
+    // more), so that such a branch votes READ_ONLY.
+    if (statements.empty() || (prepare && !changes)) {
+      return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
+    }
+    TXC_ASSIGN_OR_RETURN(Lease lease, AcquireLive());
+    std::vector<std::string> texts;
+    for (const Statement& st : statements) {
+      std::optional<MysqlInlined> inlined = InlineMysqlParameters(
+          st.first, st.second, [&c = *lease](const Value& v) { return NativeLiteral(c, v); });
+      if (!inlined || inlined->several_statements) {
+        // Not one statement that lexes without doubt (its text could run
+        // into the XA statements after it): one call each, with their own
+        // errors.
+        lease.Release();
+        return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
+      }
+      texts.push_back(std::move(inlined->sql));
+    }
+    std::vector<std::string> sqls;
+    StartSql(*lease, xid, lock_timeout, /*probe=*/false, &sqls);
+    const size_t first = sqls.size();
+    for (std::string& text : texts) sqls.push_back(std::move(text));
+    const std::string x = XaLiteral(xid);
+    if (prepare) {
+      sqls.push_back("XA END " + x);
+      sqls.push_back("XA PREPARE " + x);
+      TXC_FAILPOINT("participants.mariadb.before_prepare");
+    }
+    lease->changed_rows = false;
+    lease->write_counter = prepare ? -2 : lease->write_counter;
+    QueryOutcome q = lease->Query(absl::StrJoin(sqls, ";\n"), shared_->statement_timeout(lock_timeout), max_rows);
+    if (session_state) lease.MarkBroken();  // closed when released, never pooled again
+    if (q.status.ok() && q.results.size() != sqls.size()) {
+      // Never expected: the server ran another number of statements.
+      lease.MarkBroken();  // closing the session rolls back what is not prepared
+      return absl::InternalError(absl::StrCat("bind ", bind(), ": the batch of ", sqls.size(), " statements gave ",
+                                              q.results.size(), " results"));
+    }
+    if (!q.status.ok()) {
+      lease->session_lock_timeout_ms = -2;  // the SET may not have run
+      // A lost connection: the server rolls back what was not prepared; a
+      // PREPARE that may have run is left to recovery's orphan pass.
+      if (lease->broken()) {
+        lease.MarkBroken();
+      } else {
+        (void)RollbackOn(*shared_, *lease, xid);
+        if (lease->broken()) lease.MarkBroken();
+      }
+      const int failed = q.failed_statement - static_cast<int>(first);
+      if (failed >= 0 && failed < static_cast<int>(statements.size())) {
+        return absl::Status(q.status.code(), absl::StrCat("statement ", failed + 1, ": ", q.status.message()));
+      }
+      return q.status;
+    }
+    BatchOutcome out;
+    for (size_t i = 0; i < statements.size(); ++i) {
+      auto& r = q.results.at(first + i);
+      if (r.affected_rows > 0) lease->changed_rows = true;
+      out.results.push_back(std::move(r.result));
+    }
+    if (prepare) {
+      out.vote = Vote::kPrepared;
+      if (lease && !session_state) shared_->parked.Park(xid, std::move(lease));
+      return out;
+    }
+    out.branch.reset(new MariadbBranch(shared_, std::move(lease), xid, lock_timeout, session_state));
+    return out;
+  }
+
+  absl::Status CommitPrepared(const Xid& xid) override { return FinishPrepared(xid, "XA COMMIT "); }
+  absl::Status RollbackPrepared(const Xid& xid) override { return FinishPrepared(xid, "XA ROLLBACK "); }
+
+  absl::StatusOr<std::vector<PreparedBranch>> ListAllPrepared() override { return ListPrepared(""); }
+
+  // XA RECOVER is server-wide: binds on databases of one server list the
+  // same branches.
+  absl::StatusOr<std::vector<PreparedBranch>> ListPrepared(absl::string_view node_id) override {
+    if (!node_id.empty()) TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    std::vector<PreparedBranch> out;
+    TXC_RETURN_IF_ERROR(RunPooled(true, [&](MariadbConnection& c) -> absl::Status {
+      TXC_ASSIGN_OR_RETURN(out, ListPreparedOn(c, node_id));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListDecisions(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    std::vector<std::string> out;
+    TXC_RETURN_IF_ERROR(RunPooled(true, [&](MariadbConnection& c) -> absl::Status {
+      out.clear();
+      TXC_ASSIGN_OR_RETURN(bool exists, DecisionsTableExists(c));
+      if (!exists) return absl::OkStatus();
+      // node_id is [A-Za-z0-9-]: no LIKE wildcards, safe in a literal.
+      TXC_ASSIGN_OR_RETURN(ResultSet rs,
+                           c.Execute(absl::StrCat("SELECT txn_id FROM txcoord_decisions WHERE txn_id LIKE '", node_id,
+                                                  ".%' AND (payload IS NULL OR payload <> '", kDecisionTombstone,
+                                                  "') ORDER BY decided_at, txn_id"),
+                                     shared_->io_timeout()));
+      for (const auto& row : rs.rows) out.push_back(row[0].text);
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status ForgetDecision(absl::string_view txn_id) override {
+    return RunPooled(false, [&](MariadbConnection& c) -> absl::Status {
+      TXC_ASSIGN_OR_RETURN(bool exists, DecisionsTableExists(c));
+      if (!exists) return absl::OkStatus();
+      return c.Run("DELETE FROM txcoord_decisions WHERE txn_id = " + c.QuoteString(txn_id), shared_->io_timeout());
+    });
+  }
+
+  absl::Status EnsureDecisionTable() override {
+    if (shared_->decisions_ready()) return absl::OkStatus();
+    // In autocommit mode on a connection of its own (DDL).
+    TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
+    TXC_RETURN_IF_ERROR(separate->Run(kMariadbDecisionsTableDdl, shared_->io_timeout()));
+    shared_->set_decisions_ready();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> FenceDecision(absl::string_view txn_id) override {
+    TXC_RETURN_IF_ERROR(EnsureDecisionTable());
+    bool fenced = false;
+    TXC_RETURN_IF_ERROR(RunPooled(false, [&](MariadbConnection& c) -> absl::Status {
+      const std::string id = c.QuoteString(txn_id);
+      absl::Status inserted = c.Run(absl::StrCat("INSERT INTO txcoord_decisions (txn_id, payload) VALUES (", id,
+                                                 ", '", kDecisionTombstone, "')"),
+                                    shared_->io_timeout());
+      if (inserted.ok()) {
+        fenced = true;
+        return absl::OkStatus();
+      }
+      // Most likely the key exists: whose row is it?
+      TXC_ASSIGN_OR_RETURN(ResultSet rs, c.Execute("SELECT payload FROM txcoord_decisions WHERE txn_id = " + id,
+                                                   shared_->io_timeout()));
+      if (rs.rows.empty()) return inserted;  // not a duplicate: undecided
+      fenced = rs.rows[0][0].kind != Value::Kind::kNull && rs.rows[0][0].text == kDecisionTombstone;
+      return absl::OkStatus();
+    }));
+    return fenced;
+  }
+
+  absl::Status CheckHealth() override {
+    return RunPooled(true, [&](MariadbConnection& c) { return c.Run("SELECT 1", shared_->io_timeout()); });
+  }
+
+  absl::Status ClaimNode(absl::string_view node_id) override {
+    TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
+    absl::MutexLock lock(&claim_mu_);
+    if (claim_ != nullptr) {
+      // Held while the claiming session lives.
+      if (claim_->Run("SELECT 1", shared_->io_timeout()).ok()) return absl::OkStatus();
+      // The session and its lock are gone — or, behind a partition, the
+      // server still keeps them: remember whose it was.
+      stale_claim_session_ = claim_->thread_id();
+      claim_.reset();
+    }
+    absl::StatusOr<std::unique_ptr<MariadbConnection>> opened = OpenConnection(*shared_);
+    // Not connected (a refused login included): not claimed yet, which is
+    // never the FAILED_PRECONDITION of a claim held by someone else.
+    if (!opened.ok()) return absl::UnavailableError(opened.status().message());
+    std::unique_ptr<MariadbConnection> c = *std::move(opened);
+    TXC_ASSIGN_OR_RETURN(ResultSet got, c->Execute(MariadbClaimNodeSql(node_id, bind()), shared_->io_timeout()));
+    if (got.rows.empty() || got.rows[0].empty() || !Truthy(got.rows[0][0])) {
+      std::string holder;
+      absl::StatusOr<ResultSet> who = c->Execute(MariadbNodeClaimHolderSql(node_id, bind()), shared_->io_timeout());
+      if (who.ok() && !who->rows.empty() && !who->rows[0].empty() && who->rows[0][0].kind == Value::Kind::kString) {
+        holder = who->rows[0][0].text;
+      }
+      if (stale_claim_session_ > 0 && HolderIsSession(holder, stale_claim_session_)) {
+        TXC_RETURN_IF_ERROR(c->Run(absl::StrCat("KILL ", stale_claim_session_), shared_->io_timeout()));
+        return StaleClaimTerminated(bind(), stale_claim_session_);
+      }
+      if (shared_->options.take_over_node_claims) {
+        // An adopter: the dead node's sessions go; the next attempt claims.
+        for (int64_t session : HolderSessions(holder)) {
+          if (session > 0) (void)c->Run(absl::StrCat("KILL ", session), shared_->io_timeout());
+        }
+      }
+      return NodeClaimConflict(bind(), node_id, absl::StrCat(kMariadbNodeClaimKind, " ", NodeClaimName(node_id, bind())),
+                               holder);
+    }
+    claim_ = std::move(c);
+    stale_claim_session_ = 0;
+    return absl::OkStatus();
+  }
+  std::string node_claim_kind() const override { return std::string(kMariadbNodeClaimKind); }
+
+ private:
+  // A pooled connection, not one the server closed while it was idle (a
+  // batch may carry XA PREPARE and is never sent twice). After a server
+  // restart every idle connection is closed: up to one try per pooled
+  // connection, then a new one.
+  absl::StatusOr<Lease> AcquireLive() {
+    absl::StatusOr<Lease> lease = shared_->pool->Acquire();
+    for (int tries = 0; lease.ok() && !(*lease)->LooksAlive(); ++tries) {
+      lease->MarkBroken();
+      lease = absl::UnavailableError("");  // gives the dead one back before the next Acquire
+      if (tries > shared_->options.pool_size) {
+        return absl::UnavailableError(absl::StrCat("bind ", bind(), ": no live connection to MariaDB"));
+      }
+      lease = shared_->pool->Acquire();
+    }
+    return lease;
+  }
+
+  // The statements that start a branch on `c`: the session's limits when
+  // they differ, the write-counter baseline when `probe` and none is
+  // known, XA START. Returns the probe's index in *sqls, or -1.
+  int StartSql(MariadbConnection& c, const Xid& xid, absl::Duration lock_timeout, bool probe,
+               std::vector<std::string>* sqls) {
+    const int64_t ms = MariadbTimeoutMillis(lock_timeout);
+    if (!MariadbSessionLimitsCloseEnough(c.session_lock_timeout_ms, ms)) {
+      sqls->push_back(MariadbSessionLimitsSql(ms));
+      c.session_lock_timeout_ms = ms;  // unknown again if this fails: the connection is then dropped
+    }
+    int counter_at = -1;
+    if (probe && c.write_counter == -1) {
+      counter_at = static_cast<int>(sqls->size());
+      sqls->push_back(std::string(kMariadbWriteCounterSql));
+    }
+    sqls->push_back("XA START " + XaLiteral(xid));
+    return counter_at;
+  }
+
+  // The probe's value in `q` at `index`, or -1 (Prepare will not vote
+  // read-only) when it did not give one integer.
+  static int64_t CounterOf(const QueryOutcome& q, int index) {
+    if (index < 0 || static_cast<size_t>(index) >= q.results.size()) return -1;
+    const ResultSet& rs = q.results[index].result;
+    if (rs.rows.size() != 1 || rs.rows[0].size() != 1 || rs.rows[0][0].kind != Value::Kind::kInt64) return -1;
+    return rs.rows[0][0].int_value;
+  }
+
+  absl::StatusOr<bool> DecisionsTableExists(MariadbConnection& c) {
+    TXC_ASSIGN_OR_RETURN(ResultSet exists, c.Execute(kMariadbDecisionsTableExistsSql, shared_->io_timeout()));
+    return !exists.rows.empty() && Truthy(exists.rows[0][0]);
+  }
+
+  absl::StatusOr<std::vector<PreparedBranch>> ListPreparedOn(MariadbConnection& c, absl::string_view node_id) {
+    QueryOutcome q = c.Query("XA RECOVER", shared_->io_timeout(), 0, SqlErrorContext::kStatement,
+                             /*text_as_bytes=*/true);
+    if (!q.status.ok()) return q.status;
+    std::vector<PreparedBranch> out;
+    if (q.results.empty()) return out;
+    for (const auto& row : q.results.front().result.rows) {
+      // formatID, gtrid_length, bqual_length, data
+      if (row.size() < 4 || row[0].kind != Value::Kind::kInt64 || row[1].kind != Value::Kind::kInt64 ||
+          row[2].kind != Value::Kind::kInt64) {
+        continue;
+      }
+      if (!node_id.empty() && row[0].int_value != kTxcFormatId) continue;
+      absl::StatusOr<Xid> xid = ParseXaRecoverRow(row[0].int_value, row[1].int_value, row[2].int_value, row[3].text);
+      if (!xid.ok()) continue;
+      if (!node_id.empty() && NodeIdOfGtrid(xid->gtrid) != node_id) continue;
+      PreparedBranch b;
+      b.xid = *std::move(xid);
+      b.raw = XaLiteral(b.xid);
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+
+  // XA COMMIT / XA ROLLBACK (`verb`) on the connection that prepared the
+  // branch when it is parked here, else on a pooled one. XAER_NOTA is
+  // NOT_FOUND only if XA RECOVER does not list the xid either: a branch
+  // whose preparing session is still closing is listed but not yet
+  // finishable; retried for up to 5 s, then UNAVAILABLE.
+  absl::Status FinishPrepared(const Xid& xid, absl::string_view verb) {
+    const std::string sql = absl::StrCat(verb, XaLiteral(xid));
+    if (Lease lease = shared_->parked.Unpark(xid)) {
+      absl::Status s = lease->Run(sql, shared_->io_timeout(), SqlErrorContext::kFinishPrepared);
+      if (lease->broken()) {
+        lease.MarkBroken();  // outcome unknown: the caller asks again later
+      } else if (!s.ok()) {
+        lease.Discard();  // its session state is unknown: closing it detaches the branch
+      }
+      return s;
+    }
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    absl::Duration pause = absl::Milliseconds(2);
+    for (;;) {
+      absl::Status s;
+      std::vector<PreparedBranch> listed;
+      // No retry on a new connection: a lost one may have committed already.
+      TXC_RETURN_IF_ERROR(RunPooled(false, [&](MariadbConnection& c) -> absl::Status {
+        s = c.Run(sql, shared_->io_timeout(), SqlErrorContext::kFinishPrepared);
+        if (s.code() != absl::StatusCode::kNotFound || NodeIdOfGtrid(xid.gtrid).empty()) return absl::OkStatus();
+        TXC_ASSIGN_OR_RETURN(listed, ListPreparedOn(c, NodeIdOfGtrid(xid.gtrid)));
+        return absl::OkStatus();
+      }));
+      bool still_there = false;
+      for (const PreparedBranch& b : listed) still_there = still_there || b.xid == xid;
+      if (!still_there) return s;
+      if (absl::Now() + pause > deadline) {
+        return absl::UnavailableError(absl::StrCat("bind ", bind(), ": ", XidToString(xid),
+                                                   " is listed by XA RECOVER but still attached to a session: ",
+                                                   s.message()));
+      }
+      absl::SleepFor(pause);
+      pause = std::min(pause * 2, absl::Milliseconds(100));
+    }
+  }
+
+  // Runs `fn` on a pooled connection in autocommit mode; once more on a new
+  // connection if `retry_if_broken` and the first one turned out dead.
+  template <typename Fn>
+  absl::Status RunPooled(bool retry_if_broken, Fn&& fn) {
+    for (int attempt = 0;; ++attempt) {
+      TXC_ASSIGN_OR_RETURN(Lease lease, shared_->pool->Acquire());
+      absl::Status s = fn(*lease);
+      const bool broken = lease->broken();
+      if (broken) lease.MarkBroken();
+      if (s.ok() || !broken || !retry_if_broken || attempt > 0) return s;
+    }
+  }
+
+  std::shared_ptr<MariadbShared> shared_;
+  absl::Mutex claim_mu_;
+  std::unique_ptr<MariadbConnection> claim_ ABSL_GUARDED_BY(claim_mu_);  // holds the node's lock
+  int64_t stale_claim_session_ ABSL_GUARDED_BY(claim_mu_) = 0;  // the session of a claim given up (0: none)
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Participant>> CreateMariadbParticipant(const BindOptions& options) {
+  auto shared = std::make_shared<MariadbShared>();
+  shared->options = options;
+  TXC_ASSIGN_OR_RETURN(shared->dsn, mariadb::ParseMariadbDsn(options.name, options.dsn));
+  MariadbShared* raw = shared.get();  // the pool lives inside *raw
+  shared->pool = ConnectionPool<MariadbConnection>::Create(options.name, options.pool_size, options.acquire_timeout,
+                                                           [raw]() { return OpenConnection(*raw); });
+  return std::unique_ptr<Participant>(new MariadbParticipant(std::move(shared)));
+}
+
+}  // namespace txcoord::participants
