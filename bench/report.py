@@ -170,16 +170,18 @@ def main():
         out.append("### CPU per transaction by process (%d clients)" % c)
         out.append("")
         out.append("Milliseconds (bench/cpu_share.py: /proc ticks over the run / (tps × the run's wall time); "
-                   "client = txbench or the SQLAlchemy script).")
+                   "client = txbench or the SQLAlchemy script). txcoord cs: context switches per transaction "
+                   "of the txcoord processes (`perf stat`); threads: of the busiest txcoord at the run's end.")
         out.append("")
-        out.append("| workload | mode | tps | client | txcoord | PostgreSQL | MariaDB | other | all | cores busy |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("| workload | mode | tps | client | txcoord | PostgreSQL | MariaDB | other | all | cores busy "
+                   "| txcoord cs | threads |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for w, m in cpu_rows:
             r = get[(w, m, c)]
             parts = [float(r.get("cpu_%s_ms" % k, 0)) for k in ("client", "txcoord", "pg", "maria", "other")]
-            out.append("| %s | %s | %s | %s | %.2f | %s%% |" % (
+            out.append("| %s | %s | %s | %s | %.2f | %s%% | %s | %s |" % (
                 w, m, fmt_int(r["tps"]), " | ".join("%.2f" % x for x in parts), sum(parts),
-                r.get("cpu_busy_pct", "—")))
+                r.get("cpu_busy_pct", "—"), r.get("cs_txcoord", "—"), r.get("txcoord_threads", "—")))
     for ad in adoption:
         out.append("")
         out.append("### Adoption (cluster-etcd1, a node SIGKILLed under 32 clients of transfers)")

@@ -30,6 +30,7 @@ namespace {
 using mariadb::MariadbConnection;
 using mariadb::MariadbDsn;
 using mariadb::QueryOutcome;
+using mariadb::StatementResult;
 using Lease = ConnectionPool<MariadbConnection>::Lease;
 
 // A branch statement may wait for locks up to its lock timeout (the
@@ -406,15 +407,7 @@ class MariadbParticipant : public Participant {
                                         const std::vector<Statement>& statements, int max_rows,
                                         bool prepare) override {
     bool session_state = false;
-    for (size_t i = 0; i < statements.size(); ++i) {
-      absl::Status refused = GuardBranchSql(bind(), "mariadb", statements[i].first, &session_state);
-      if (refused.ok()) {
-        refused = CheckParameterMarkers(bind(), "mariadb", statements[i].first, statements[i].second.size());
-      }
-      if (!refused.ok()) {
-        return absl::Status(refused.code(), absl::StrCat("statement ", i + 1, ": ", refused.message()));
-      }
-    }
+    TXC_RETURN_IF_ERROR(GuardStatements(statements, &session_state));
     bool changes = false;
     for (const Statement& st : statements) changes = changes || MysqlChangesData(st.first);
     // Statements that only read keep the read-only probe (one round trip
@@ -423,67 +416,59 @@ class MariadbParticipant : public Participant {
       return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
     }
     TXC_ASSIGN_OR_RETURN(Lease lease, AcquireLive());
-    std::vector<std::string> texts;
-    for (const Statement& st : statements) {
-      std::optional<MysqlInlined> inlined = InlineMysqlParameters(
-          st.first, st.second, [&c = *lease](const Value& v) { return NativeLiteral(c, v); });
-      if (!inlined || inlined->several_statements) {
-        // Not one statement that lexes without doubt (its text could run
-        // into the XA statements after it): one call each, with their own
-        // errors.
-        lease.Release();
-        return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
-      }
-      texts.push_back(std::move(inlined->sql));
+    std::optional<std::vector<std::string>> texts = BatchTexts(*lease, statements);
+    if (!texts) {
+      lease.Release();
+      return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
     }
-    std::vector<std::string> sqls;
-    StartSql(*lease, xid, lock_timeout, /*probe=*/false, &sqls);
-    const size_t first = sqls.size();
-    for (std::string& text : texts) sqls.push_back(std::move(text));
     const std::string x = XaLiteral(xid);
+    std::vector<std::string> tail;
     if (prepare) {
-      sqls.push_back("XA END " + x);
-      sqls.push_back("XA PREPARE " + x);
+      tail = {"XA END " + x, "XA PREPARE " + x};
       TXC_FAILPOINT("participants.mariadb.before_prepare");
     }
-    lease->changed_rows = false;
-    lease->write_counter = prepare ? -2 : lease->write_counter;
-    QueryOutcome q = lease->Query(absl::StrJoin(sqls, ";\n"), shared_->statement_timeout(lock_timeout), max_rows);
-    if (session_state) lease.MarkBroken();  // closed when released, never pooled again
-    if (q.status.ok() && q.results.size() != sqls.size()) {
-      // Never expected: the server ran another number of statements.
-      lease.MarkBroken();  // closing the session rolls back what is not prepared
-      return absl::InternalError(absl::StrCat("bind ", bind(), ": the batch of ", sqls.size(), " statements gave ",
-                                              q.results.size(), " results"));
-    }
-    if (!q.status.ok()) {
-      lease->session_lock_timeout_ms = -2;  // the SET may not have run
-      // A lost connection: the server rolls back what was not prepared; a
-      // PREPARE that may have run is left to recovery's orphan pass.
-      if (lease->broken()) {
-        lease.MarkBroken();
-      } else {
-        (void)RollbackOn(*shared_, *lease, xid);
-        if (lease->broken()) lease.MarkBroken();
-      }
-      const int failed = q.failed_statement - static_cast<int>(first);
-      if (failed >= 0 && failed < static_cast<int>(statements.size())) {
-        return absl::Status(q.status.code(), absl::StrCat("statement ", failed + 1, ": ", q.status.message()));
-      }
-      return q.status;
-    }
+    lease->write_counter = prepare ? -2 : lease->write_counter;  // no probe: no baseline after a prepare
+    Sent sent = Send(lease, xid, lock_timeout, *std::move(texts), tail, max_rows, session_state);
+    if (!sent.status.ok()) return sent.status;
     BatchOutcome out;
-    for (size_t i = 0; i < statements.size(); ++i) {
-      auto& r = q.results.at(first + i);
-      if (r.affected_rows > 0) lease->changed_rows = true;
-      out.results.push_back(std::move(r.result));
-    }
+    out.results = std::move(sent.results);
     if (prepare) {
       out.vote = Vote::kPrepared;
       if (lease && !session_state) shared_->parked.Park(xid, std::move(lease));
       return out;
     }
     out.branch.reset(new MariadbBranch(shared_, std::move(lease), xid, lock_timeout, session_state));
+    return out;
+  }
+
+  // One round trip: XA START, the statements, XA END, XA COMMIT … ONE PHASE.
+  CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
+                                  const std::vector<Statement>& statements, int max_rows) override {
+    CommitBatchOutcome out;
+    bool session_state = false;
+    out.status = GuardStatements(statements, &session_state);
+    if (!out.status.ok() || statements.empty()) {
+      if (out.status.ok()) return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
+      return out;  // nothing sent
+    }
+    absl::StatusOr<Lease> lease = AcquireLive();
+    if (!lease.ok()) {
+      out.status = lease.status();  // nothing sent
+      return out;
+    }
+    std::optional<std::vector<std::string>> texts = BatchTexts(**lease, statements);
+    if (!texts) {
+      lease->Release();
+      return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
+    }
+    const std::string x = XaLiteral(xid);
+    (*lease)->write_counter = -1;  // re-read at the next Begin
+    Sent sent = Send(*lease, xid, lock_timeout, *std::move(texts), {"XA END " + x, "XA COMMIT " + x + " ONE PHASE"},
+                     max_rows, session_state);
+    out.status = sent.status;
+    out.outcome_unknown = sent.broken;  // the COMMIT may have run
+    out.commit_failed = !sent.status.ok() && (sent.broken || sent.failed_tail >= 0);
+    if (sent.status.ok()) out.results = std::move(sent.results);
     return out;
   }
 
@@ -609,6 +594,95 @@ class MariadbParticipant : public Participant {
   std::string node_claim_kind() const override { return std::string(kMariadbNodeClaimKind); }
 
  private:
+  // The statement guard and the '?' count of every statement:
+  // INVALID_ARGUMENT "statement N: …" before anything is sent.
+  absl::Status GuardStatements(const std::vector<Statement>& statements, bool* session_state) {
+    for (size_t i = 0; i < statements.size(); ++i) {
+      absl::Status refused = GuardBranchSql(bind(), "mariadb", statements[i].first, session_state);
+      if (refused.ok()) {
+        refused = CheckParameterMarkers(bind(), "mariadb", statements[i].first, statements[i].second.size());
+      }
+      if (!refused.ok()) {
+        return absl::Status(refused.code(), absl::StrCat("statement ", i + 1, ": ", refused.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The statements as text for one multi-statement string; nullopt when
+  // one is not a single statement that lexes without doubt (its text could
+  // run into the XA statements after it), or its parameters cannot be
+  // written: the caller then runs them one call each, with their own
+  // errors.
+  static std::optional<std::vector<std::string>> BatchTexts(const MariadbConnection& c,
+                                                           const std::vector<Statement>& statements) {
+    std::vector<std::string> texts;
+    for (const Statement& st : statements) {
+      std::optional<MysqlInlined> inlined =
+          InlineMysqlParameters(st.first, st.second, [&c](const Value& v) { return NativeLiteral(c, v); });
+      if (!inlined || inlined->several_statements) return std::nullopt;
+      texts.push_back(std::move(inlined->sql));
+    }
+    return texts;
+  }
+
+  // What Send did.
+  struct Sent {
+    absl::Status status;             // "statement N: …" when a statement failed
+    bool broken = false;             // the connection was lost: what ran is unknown
+    int failed_tail = -1;            // the index in `tail` of the statement that failed, or -1
+    std::vector<ResultSet> results;  // one per statement, when OK
+  };
+
+  // Sends the branch's start (StartSql, no probe), `texts` and `tail` as one
+  // string on `lease`. On failure on a live connection the branch is rolled
+  // back; a lost connection is discarded (the server rolls back what was
+  // not prepared or committed).
+  Sent Send(Lease& lease, const Xid& xid, absl::Duration lock_timeout, std::vector<std::string> texts,
+            const std::vector<std::string>& tail, int max_rows, bool session_state) {
+    std::vector<std::string> sqls;
+    StartSql(*lease, xid, lock_timeout, /*probe=*/false, &sqls);
+    const size_t first = sqls.size(), count = texts.size();
+    for (std::string& text : texts) sqls.push_back(std::move(text));
+    sqls.insert(sqls.end(), tail.begin(), tail.end());
+    lease->changed_rows = false;
+    QueryOutcome q = lease->Query(absl::StrJoin(sqls, ";\n"), shared_->statement_timeout(lock_timeout), max_rows);
+    if (session_state) lease.MarkBroken();  // closed when released, never pooled again
+    Sent sent;
+    if (q.status.ok() && q.results.size() != sqls.size()) {
+      // Never expected: the server ran another number of statements.
+      lease.MarkBroken();  // closing the session rolls back what is not prepared
+      sent.broken = true;
+      sent.status = absl::InternalError(absl::StrCat("bind ", bind(), ": the batch of ", sqls.size(),
+                                                     " statements gave ", q.results.size(), " results"));
+      return sent;
+    }
+    if (!q.status.ok()) {
+      lease->session_lock_timeout_ms = -2;  // the SET may not have run
+      sent.broken = lease->broken();
+      if (sent.broken) {
+        lease.MarkBroken();
+      } else {
+        (void)RollbackOn(*shared_, *lease, xid);
+        if (lease->broken()) lease.MarkBroken();
+      }
+      const int failed = q.failed_statement - static_cast<int>(first);
+      sent.status = q.status;
+      if (failed >= 0 && failed < static_cast<int>(count)) {
+        sent.status = absl::Status(q.status.code(), absl::StrCat("statement ", failed + 1, ": ", q.status.message()));
+      } else if (failed >= static_cast<int>(count)) {
+        sent.failed_tail = failed - static_cast<int>(count);
+      }
+      return sent;
+    }
+    for (size_t i = 0; i < count; ++i) {
+      StatementResult& r = q.results[first + i];
+      if (r.affected_rows > 0) lease->changed_rows = true;
+      sent.results.push_back(std::move(r.result));
+    }
+    return sent;
+  }
+
   // A pooled connection, not one the server closed while it was idle (a
   // batch may carry XA PREPARE and is never sent twice). After a server
   // restart every idle connection is closed: up to one try per pooled

@@ -386,6 +386,50 @@ TEST_P(ParticipantTest, RunBatchIsOneRoundTripOnLibpqxx) {
   EXPECT_TRUE(single->branch->Rollback().ok());
 }
 
+// The native MariaDB driver: a batch that changes data is sent as one
+// multi-statement string (XA START … XA PREPARE, or … XA COMMIT ONE PHASE);
+// a failing statement names itself and leaves nothing behind; and no
+// statement is ever prepared on the server (the session's
+// Com_stmt_prepare stays 0 on its only connection).
+TEST_P(ParticipantTest, NativeMariadbBatchesSendTextOnly) {
+  if (GetParam().driver != "mariadb") GTEST_SKIP() << "the native MariaDB driver";
+  CreateKvTable();
+  auto p = MakeParticipant(bind_name_, /*pool_size=*/1);
+  ASSERT_TRUE(p.ok()) << p.status();
+  Xid xid = NewXid();
+  auto batch = (*p)->RunBatch(
+      xid, absl::Seconds(10),
+      {{"INSERT INTO " + table_ + " (id, v) VALUES (?, ?)", {Value::Int64(1), Value::String("a'b\\")}},
+       {"SELECT v FROM " + table_ + " WHERE id = ?", {Value::Int64(1)}}},
+      0, /*prepare=*/true);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ASSERT_EQ(batch->results.size(), 2u);
+  EXPECT_EQ(batch->results[0].rows_affected, 1);
+  EXPECT_EQ(batch->results[1].rows.at(0).at(0), Value::String("a'b\\"));
+  EXPECT_EQ(batch->vote, Vote::kPrepared);
+  ASSERT_TRUE((*p)->CommitPrepared(xid).ok());
+  CommitBatchOutcome one = (*p)->RunAndCommit(
+      NewXid(), absl::Seconds(10), {{"UPDATE " + table_ + " SET v = ? WHERE id = 1", {Value::String("c")}}}, 0);
+  ASSERT_TRUE(one.status.ok()) << one.status;
+  EXPECT_EQ(one.results.at(0).rows_affected, 1);
+  EXPECT_EQ(KvValues(), std::vector<std::string>{"c"});
+  auto failed = (*p)->RunBatch(NewXid(), absl::Seconds(10),
+                               {{"UPDATE " + table_ + " SET v = 'd' WHERE id = 1", {}},
+                                {"INSERT INTO " + table_ + " (id, v) VALUES (1, 'dup')", {}}},
+                               0, /*prepare=*/true);
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kFailedPrecondition) << failed.status();
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("statement 2"));
+  EXPECT_THAT(ListedGtrids(p->get(), node_), IsEmpty());
+  EXPECT_EQ((*p)->pool_stats().in_use, 0);
+  EXPECT_EQ(KvValues(), std::vector<std::string>{"c"});
+  auto prepared = ExecOnePhase(
+      "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'", {},
+      p->get());
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(prepared->rows.at(0).at(0).text, "0");
+  EXPECT_EQ((*p)->pool_stats().open, 1) << "one connection throughout";
+}
+
 // MariaDB keeps a session attached to the branch it prepared: phase 2 runs
 // on that same connection, which then goes back to the pool (no reconnect).
 TEST_P(ParticipantTest, PhaseTwoReusesThePreparingConnection) {
