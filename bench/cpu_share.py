@@ -14,6 +14,11 @@ milliseconds, read from /proc before and after (clock ticks):
   cpu_maria_ms    every mariadbd process
   cpu_other_ms    everything else, kernel threads included
   cpu_busy_pct    share of all cores busy (/proc/stat, iowait counted idle)
+  cs_txcoord      context switches per transaction of every txcoord process
+                  (`perf stat -e context-switches` attached to them for the
+                  run, threads they start included; absent without perf)
+  txcoord_threads threads of the txcoord that used the most CPU in the run,
+                  at its end
 
 Per transaction = CPU over the whole run (connecting, warm-up and the
 measured seconds) / (tps x the run's wall time): the warm-up is assumed to
@@ -22,8 +27,10 @@ run at the measured rate. Exits with CMD's status.
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -55,6 +62,57 @@ def snapshot():
     return ticks, (sum(cpu[:8]) - idle, sum(cpu[:8]))
 
 
+def start_perf(pids):
+    """perf stat counting context switches of `pids` (and threads they start), or None."""
+    if not pids:
+        return None
+    out = tempfile.NamedTemporaryFile(prefix="cpu_share_perf_", delete=False)
+    out.close()
+    try:
+        proc = subprocess.Popen(["perf", "stat", "-e", "context-switches", "-x", ",", "-o", out.name,
+                                 "-p", ",".join(str(p) for p in pids)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        os.unlink(out.name)
+        return None
+    time.sleep(0.2)  # attached before the load starts
+    return proc, out.name
+
+
+def stop_perf(perf):
+    """The context switches perf counted, or None."""
+    if perf is None:
+        return None
+    proc, path = perf
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    count = None
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.strip().split(",")
+                if len(fields) > 2 and fields[2] == "context-switches" and fields[0].isdigit():
+                    count = int(fields[0])
+    finally:
+        os.unlink(path)
+    return count
+
+
+def threads_of(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--"]:
@@ -62,12 +120,17 @@ def main():
     if not args:
         sys.exit("usage: cpu_share.py -- CMD...")
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    perf = start_perf(sorted(pid for pid, group in snapshot()[0] if group == "txcoord"))
     before, (busy0, total0) = snapshot()
     start = time.monotonic()
     child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     out, _ = child.communicate()  # waits for CMD and reaps it
     wall = time.monotonic() - start
     after, (busy1, total1) = snapshot()
+    switches = stop_perf(perf)
+    busiest = max(((t - before.get(key, 0), key[0]) for key, t in after.items() if key[1] == "txcoord"),
+                  default=None)
+    threads = threads_of(busiest[1]) if busiest else None
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     per_group = {}
@@ -82,6 +145,10 @@ def main():
         extra = " cpu_client_ms=%.3f" % (client_s * 1000 / txns)
         for g in ("txcoord", "pg", "maria", "other"):
             extra += " cpu_%s_ms=%.3f" % (g, max(per_group.get(g, 0), 0) * 1000 / TICK / txns)
+        if switches is not None:
+            extra += " cs_txcoord=%.2f" % (switches / txns)
+        if threads is not None:
+            extra += " txcoord_threads=%d" % threads
         if total1 > total0:
             extra += " cpu_busy_pct=%.0f" % (100.0 * (busy1 - busy0) / (total1 - total0))
         lines[i] = line + extra

@@ -251,7 +251,25 @@ bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt, bool e
     if (b.state() == journal::BRANCH_PREPARED) todo.push_back(&b);
   }
   std::vector<absl::Status> results(todo.size());
-  RunParallel(todo.size(), [&](size_t i) {
+  // As in ExecuteOnBinds: calls a driver can send without waiting (XA
+  // COMMIT on the native MariaDB driver's parked connection) go first and
+  // are read after the others ran.
+  std::vector<std::unique_ptr<participants::PendingCall<absl::Status>>> started(todo.size());
+  std::vector<absl::Time> step_starts(todo.size());
+  std::vector<size_t> blocking;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    Participant* p = FindBind(todo[i]->bind());
+    step_starts[i] = absl::Now();
+    if (p != nullptr) started[i] = p->StartFinishPrepared(XidOf(*todo[i]), /*commit=*/!rollback);
+    if (started[i] == nullptr) blocking.push_back(i);
+  }
+  auto done = [&](size_t i) {
+    metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_starts[i],
+                     {{"bind", todo[i]->bind()}, {"step", rollback ? "rollback" : "commit"}});
+    if (!rollback) TXC_FAILPOINT("commit.after_branch_committed");
+  };
+  RunParallel(blocking.size(), [&](size_t k) {
+    const size_t i = blocking[k];
     BranchRecord* b = todo[i];
     Participant* p = FindBind(b->bind());
     if (p == nullptr) {
@@ -260,12 +278,15 @@ bool Coordinator::DrivePhase2(DecisionRecord& record, bool first_attempt, bool e
       return;
     }
     participants::Xid xid = XidOf(*b);
-    const absl::Time step_start = absl::Now();
+    step_starts[i] = absl::Now();
     results[i] = rollback ? p->RollbackPrepared(xid) : p->CommitPrepared(xid);
-    metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
-                     {{"bind", b->bind()}, {"step", rollback ? "rollback" : "commit"}});
-    if (!rollback) TXC_FAILPOINT("commit.after_branch_committed");
+    done(i);
   });
+  for (size_t i = 0; i < todo.size(); ++i) {
+    if (started[i] == nullptr) continue;
+    results[i] = started[i]->Finish();
+    done(i);
+  }
   bool all_done = true;
   int hazards = 0;
   for (size_t i = 0; i < todo.size(); ++i) {

@@ -210,13 +210,29 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   // one for PREPARE). A branch left active here (the only bind, or the last
   // resource) is finished by Commit.
   const bool prepare = work.size() > 1;
-  RunParallel(work.size(), [&](size_t i) {
-    const auto& [bind, statements] = work[i];
+  auto prepares_in_batch = [&](size_t i) {
+    return prepare && FindBind(work[i].first)->capabilities().two_phase && static_cast<int>(i) != lr_index;
+  };
+  // Binds whose driver can send their batch without waiting for the reply
+  // (the native MariaDB driver) send it first; the others then run (on
+  // branch workers beside this thread), and the first ones' replies are
+  // read last: all batches in flight at once with fewer thread hand-offs.
+  std::vector<std::unique_ptr<participants::PendingCall<absl::StatusOr<participants::BatchOutcome>>>> started(
+      work.size());
+  std::vector<absl::Time> step_starts(work.size());
+  std::vector<size_t> blocking;
+  for (size_t i = 0; i < work.size(); ++i) {
+    step_starts[i] = absl::Now();
+    started[i] = FindBind(work[i].first)
+                     ->StartBatch(xids[i], txn.deadline_ - now, work[i].second, max_rows, prepares_in_batch(i));
+    if (started[i] == nullptr) blocking.push_back(i);
+  }
+  auto finish = [&](size_t i, absl::StatusOr<participants::BatchOutcome> batch) {
+    const std::string& bind = work[i].first;
     Participant* p = FindBind(bind);
     const bool two_phase = p->capabilities().two_phase && static_cast<int>(i) != lr_index;
     const bool prepare_here = prepare && two_phase;
-    const absl::Time step_start = absl::Now();
-    auto batch = p->RunBatch(xids[i], txn.deadline_ - now, statements, max_rows, prepare_here);
+    const absl::Time step_start = step_starts[i];
     metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
                      {{"bind", bind}, {"step", "work"}});
     if (prepare_here) {
@@ -247,7 +263,16 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
     results[i] = std::move(batch->results);
     enlisted[i] = std::move(e);
     if (prepare_here) TXC_FAILPOINT("commit.after_prepare");
+  };
+  RunParallel(blocking.size(), [&](size_t k) {
+    const size_t i = blocking[k];
+    step_starts[i] = absl::Now();
+    finish(i, FindBind(work[i].first)
+                  ->RunBatch(xids[i], txn.deadline_ - now, work[i].second, max_rows, prepares_in_batch(i)));
   });
+  for (size_t i = 0; i < work.size(); ++i) {
+    if (started[i] != nullptr) finish(i, started[i]->Finish());
+  }
   {
     absl::MutexLock lock(&txn.mu_);
     for (auto& e : enlisted) {

@@ -201,6 +201,18 @@ struct CommitBatchOutcome {
   std::vector<ResultSet> results;  // one per statement, when committed
 };
 
+// A participant call under way: its request is on the wire (sent without
+// waiting for the reply), and Finish() waits for the reply and returns
+// what the blocking call would have. One thread can so have calls on
+// several binds in flight. Not thread-safe. REQUIRES: Finish() at most
+// once; destroying an unfinished call finishes it and drops its outcome.
+template <typename T>
+class PendingCall {
+ public:
+  virtual ~PendingCall() = default;
+  virtual T Finish() = 0;
+};
+
 // One bind. Thread-safe.
 class Participant {
  public:
@@ -227,6 +239,16 @@ class Participant {
                                                 const std::vector<Statement>& statements,
                                                 int max_rows, bool prepare);
 
+  // RunBatch begun without waiting for the database's reply, where the
+  // driver can (the native MariaDB driver, for a batch it sends as one
+  // string); nullptr when it cannot, and the caller then calls RunBatch.
+  // Errors found before anything is sent come back from Finish().
+  virtual std::unique_ptr<PendingCall<absl::StatusOr<BatchOutcome>>> StartBatch(
+      const Xid& /*xid*/, absl::Duration /*lock_timeout*/, const std::vector<Statement>& /*statements*/,
+      int /*max_rows*/, bool /*prepare*/) {
+    return nullptr;
+  }
+
   // A one-bind RunTransaction whole: begins, runs `statements` and commits
   // one-phase, in as few round trips as the backend allows. The default is
   // RunBatch then the branch's CommitOnePhase (UNAVAILABLE from it: outcome
@@ -239,6 +261,12 @@ class Participant {
   // not exist (already finished, or never prepared) is NOT_FOUND.
   virtual absl::Status CommitPrepared(const Xid& xid) = 0;
   virtual absl::Status RollbackPrepared(const Xid& xid) = 0;
+  // CommitPrepared / RollbackPrepared begun without waiting for the reply,
+  // where the driver can (the native MariaDB driver, on the connection
+  // that prepared the branch); nullptr when it cannot.
+  virtual std::unique_ptr<PendingCall<absl::Status>> StartFinishPrepared(const Xid& /*xid*/, bool /*commit*/) {
+    return nullptr;
+  }
 
   // Prepared branches whose gtrid belongs to `node_id` (see xid.h), in this
   // bind's database only. Never another node's.

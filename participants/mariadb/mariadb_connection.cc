@@ -411,12 +411,36 @@ absl::Status MariadbConnection::Fail(SqlErrorContext context) {
 
 QueryOutcome MariadbConnection::Query(absl::string_view sql, absl::Duration timeout, int max_rows,
                                       SqlErrorContext context, bool text_as_bytes) {
+  StartQuery(sql, timeout);
+  return FinishQuery(max_rows, context, text_as_bytes);
+}
+
+void MariadbConnection::StartQuery(absl::string_view sql, absl::Duration timeout) {
+  started_ok_ = mysql_ != nullptr && !broken_;
+  if (!started_ok_) return;
+  pending_sql_.assign(sql.data(), sql.size());
+  pending_timeout_ = timeout;
+  pending_deadline_ = DeadlineAfter(timeout);
+  pending_ret_ = 0;
+  pending_status_ = mysql_real_query_start(&pending_ret_, mysql_, pending_sql_.data(), pending_sql_.size());
+  // Sending may have to wait for the socket (a long text); the reply is
+  // what FinishQuery waits for.
+  while ((pending_status_ & MYSQL_WAIT_WRITE) != 0) {
+    const int ready = Wait(pending_status_, pending_deadline_);
+    if (ready == 0) return;  // FinishQuery reports the deadline
+    pending_status_ = mysql_real_query_cont(&pending_ret_, mysql_, ready);
+  }
+}
+
+QueryOutcome MariadbConnection::FinishQuery(int max_rows, SqlErrorContext context, bool text_as_bytes) {
   QueryOutcome out;
-  if (mysql_ == nullptr || broken_) {
+  if (!started_ok_ || mysql_ == nullptr) {
     out.status = absl::UnavailableError(absl::StrCat("bind ", bind_, ": the MariaDB connection is broken"));
     return out;
   }
-  const absl::Time deadline = DeadlineAfter(timeout);
+  started_ok_ = false;
+  const absl::Time deadline = pending_deadline_;
+  const absl::Duration timeout = pending_timeout_;
   // Runs a start/_cont pair to completion; false after the deadline (the
   // connection is abandoned then).
   auto drive = [&](int status, auto cont) {
@@ -442,9 +466,8 @@ QueryOutcome MariadbConnection::Query(absl::string_view sql, absl::Duration time
     return fail(absl::UnavailableError(NoReplyMessage(bind_, timeout)));
   };
 
-  int ret = 0;
-  if (!drive(mysql_real_query_start(&ret, mysql_, sql.data(), sql.size()),
-             [&](int ready) { return mysql_real_query_cont(&ret, mysql_, ready); })) {
+  int ret = pending_ret_;
+  if (!drive(pending_status_, [&](int ready) { return mysql_real_query_cont(&ret, mysql_, ready); })) {
     return timed_out(nullptr);
   }
   if (ret != 0) return fail(Fail(context));

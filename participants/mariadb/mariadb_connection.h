@@ -104,6 +104,15 @@ class MariadbConnection {
   // character column does (XA RECOVER's data column).
   QueryOutcome Query(absl::string_view sql, absl::Duration timeout, int max_rows = 0,
                      SqlErrorContext context = SqlErrorContext::kStatement, bool text_as_bytes = false);
+  // Query() in two halves, so that one thread can have calls on several
+  // connections in flight: StartQuery sends `sql` (waiting only while the
+  // socket cannot take it) and returns without waiting for the reply;
+  // FinishQuery waits for and reads it. `timeout` counts from StartQuery.
+  // REQUIRES: FinishQuery exactly once after each StartQuery, before any
+  // other call on this connection.
+  void StartQuery(absl::string_view sql, absl::Duration timeout);
+  QueryOutcome FinishQuery(int max_rows = 0, SqlErrorContext context = SqlErrorContext::kStatement,
+                           bool text_as_bytes = false);
   // Query() of a single statement: its result (of several statements: the
   // last one's), or the error.
   absl::StatusOr<ResultSet> Execute(absl::string_view sql, absl::Duration timeout, int max_rows = 0,
@@ -151,6 +160,15 @@ class MariadbConnection {
 
   const std::string bind_;
   MYSQL* mysql_ = nullptr;
+  // The call StartQuery began: its text (kept until sent), the library's
+  // wait status (0: the query call is done), its result, deadline and
+  // timeout; `started_ok_` false when it could not start (broken).
+  std::string pending_sql_;
+  int pending_status_ = 0;
+  int pending_ret_ = 0;
+  absl::Time pending_deadline_;
+  absl::Duration pending_timeout_;
+  bool started_ok_ = false;
   bool broken_ = false;
   std::atomic<int64_t> thread_id_{0};
 };

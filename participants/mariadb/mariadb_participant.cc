@@ -406,39 +406,41 @@ class MariadbParticipant : public Participant {
   absl::StatusOr<BatchOutcome> RunBatch(const Xid& xid, absl::Duration lock_timeout,
                                         const std::vector<Statement>& statements, int max_rows,
                                         bool prepare) override {
+    std::unique_ptr<PendingCall<absl::StatusOr<BatchOutcome>>> call =
+        StartBatch(xid, lock_timeout, statements, max_rows, prepare);
+    if (call != nullptr) return call->Finish();
+    return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
+  }
+
+  // A batch that changes data (or is not prepared here) as one string:
+  // XA START, the statements and, with `prepare`, XA END and XA PREPARE.
+  // Statements that only read keep the default path and its read-only
+  // probe (one round trip more), so that such a branch votes READ_ONLY.
+  std::unique_ptr<PendingCall<absl::StatusOr<BatchOutcome>>> StartBatch(const Xid& xid, absl::Duration lock_timeout,
+                                                                        const std::vector<Statement>& statements,
+                                                                        int max_rows, bool prepare) override {
+    using Call = PendingCall<absl::StatusOr<BatchOutcome>>;
     bool session_state = false;
-    TXC_RETURN_IF_ERROR(GuardStatements(statements, &session_state));
+    if (absl::Status refused = GuardStatements(statements, &session_state); !refused.ok()) {
+      return std::unique_ptr<Call>(new ReadyCall<absl::StatusOr<BatchOutcome>>(refused));
+    }
     bool changes = false;
     for (const Statement& st : statements) changes = changes || MysqlChangesData(st.first);
-    // Statements that only read keep the read-only probe (one round trip
-    // more), so that such a branch votes READ_ONLY.
-    if (statements.empty() || (prepare && !changes)) {
-      return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
-    }
-    TXC_ASSIGN_OR_RETURN(Lease lease, AcquireLive());
-    std::optional<std::vector<std::string>> texts = BatchTexts(*lease, statements);
-    if (!texts) {
-      lease.Release();
-      return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
-    }
+    if (statements.empty() || (prepare && !changes)) return nullptr;
+    absl::StatusOr<Lease> lease = AcquireLive();
+    if (!lease.ok()) return std::unique_ptr<Call>(new ReadyCall<absl::StatusOr<BatchOutcome>>(lease.status()));
+    std::optional<std::vector<std::string>> texts = BatchTexts(**lease, statements);
+    if (!texts) return nullptr;  // the lease goes back to the pool
     const std::string x = XaLiteral(xid);
     std::vector<std::string> tail;
     if (prepare) {
       tail = {"XA END " + x, "XA PREPARE " + x};
       TXC_FAILPOINT("participants.mariadb.before_prepare");
     }
-    lease->write_counter = prepare ? -2 : lease->write_counter;  // no probe: no baseline after a prepare
-    Sent sent = Send(lease, xid, lock_timeout, *std::move(texts), tail, max_rows, session_state);
-    if (!sent.status.ok()) return sent.status;
-    BatchOutcome out;
-    out.results = std::move(sent.results);
-    if (prepare) {
-      out.vote = Vote::kPrepared;
-      if (lease && !session_state) shared_->parked.Park(xid, std::move(lease));
-      return out;
-    }
-    out.branch.reset(new MariadbBranch(shared_, std::move(lease), xid, lock_timeout, session_state));
-    return out;
+    (*lease)->write_counter = prepare ? -2 : (*lease)->write_counter;  // no probe: no baseline after a prepare
+    InFlight f = SendStart(*lease, xid, lock_timeout, *std::move(texts), tail);
+    return std::unique_ptr<Call>(
+        new BatchCall(this, *std::move(lease), xid, lock_timeout, f, max_rows, prepare, session_state));
   }
 
   // One round trip: XA START, the statements, XA END, XA COMMIT … ONE PHASE.
@@ -463,13 +465,20 @@ class MariadbParticipant : public Participant {
     }
     const std::string x = XaLiteral(xid);
     (*lease)->write_counter = -1;  // re-read at the next Begin
-    Sent sent = Send(*lease, xid, lock_timeout, *std::move(texts), {"XA END " + x, "XA COMMIT " + x + " ONE PHASE"},
-                     max_rows, session_state);
+    InFlight f = SendStart(*lease, xid, lock_timeout, *std::move(texts), {"XA END " + x, "XA COMMIT " + x + " ONE PHASE"});
+    Sent sent = SendFinish(*lease, xid, f, max_rows, session_state);
     out.status = sent.status;
     out.outcome_unknown = sent.broken;  // the COMMIT may have run
     out.commit_failed = !sent.status.ok() && (sent.broken || sent.failed_tail >= 0);
     if (sent.status.ok()) out.results = std::move(sent.results);
     return out;
+  }
+
+  std::unique_ptr<PendingCall<absl::Status>> StartFinishPrepared(const Xid& xid, bool commit) override {
+    Lease lease = shared_->parked.Unpark(xid);
+    if (!lease) return nullptr;
+    lease->StartQuery(absl::StrCat(commit ? "XA COMMIT " : "XA ROLLBACK ", XaLiteral(xid)), shared_->io_timeout());
+    return std::unique_ptr<PendingCall<absl::Status>>(new FinishPreparedCall(std::move(lease)));
   }
 
   absl::Status CommitPrepared(const Xid& xid) override { return FinishPrepared(xid, "XA COMMIT "); }
@@ -634,26 +643,42 @@ class MariadbParticipant : public Participant {
     std::vector<ResultSet> results;  // one per statement, when OK
   };
 
+  // A batch string on the wire (SendStart), to be read by SendFinish.
+  struct InFlight {
+    size_t first = 0;  // the index of the first statement in the string
+    size_t count = 0;  // the statements
+    size_t total = 0;  // every statement of the string
+  };
+
   // Sends the branch's start (StartSql, no probe), `texts` and `tail` as one
-  // string on `lease`. On failure on a live connection the branch is rolled
-  // back; a lost connection is discarded (the server rolls back what was
-  // not prepared or committed).
-  Sent Send(Lease& lease, const Xid& xid, absl::Duration lock_timeout, std::vector<std::string> texts,
-            const std::vector<std::string>& tail, int max_rows, bool session_state) {
+  // string on `lease`, without waiting for the reply.
+  InFlight SendStart(Lease& lease, const Xid& xid, absl::Duration lock_timeout, std::vector<std::string> texts,
+                     const std::vector<std::string>& tail) {
     std::vector<std::string> sqls;
     StartSql(*lease, xid, lock_timeout, /*probe=*/false, &sqls);
-    const size_t first = sqls.size(), count = texts.size();
+    InFlight f;
+    f.first = sqls.size();
+    f.count = texts.size();
     for (std::string& text : texts) sqls.push_back(std::move(text));
     sqls.insert(sqls.end(), tail.begin(), tail.end());
+    f.total = sqls.size();
     lease->changed_rows = false;
-    QueryOutcome q = lease->Query(absl::StrJoin(sqls, ";\n"), shared_->statement_timeout(lock_timeout), max_rows);
+    lease->StartQuery(absl::StrJoin(sqls, ";\n"), shared_->statement_timeout(lock_timeout));
+    return f;
+  }
+
+  // Reads the reply of SendStart's string. On failure on a live connection
+  // the branch is rolled back; a lost connection is discarded (the server
+  // rolls back what was not prepared or committed).
+  Sent SendFinish(Lease& lease, const Xid& xid, const InFlight& f, int max_rows, bool session_state) {
+    QueryOutcome q = lease->FinishQuery(max_rows);
     if (session_state) lease.MarkBroken();  // closed when released, never pooled again
     Sent sent;
-    if (q.status.ok() && q.results.size() != sqls.size()) {
+    if (q.status.ok() && q.results.size() != f.total) {
       // Never expected: the server ran another number of statements.
       lease.MarkBroken();  // closing the session rolls back what is not prepared
       sent.broken = true;
-      sent.status = absl::InternalError(absl::StrCat("bind ", bind(), ": the batch of ", sqls.size(),
+      sent.status = absl::InternalError(absl::StrCat("bind ", bind(), ": the batch of ", f.total,
                                                      " statements gave ", q.results.size(), " results"));
       return sent;
     }
@@ -666,21 +691,103 @@ class MariadbParticipant : public Participant {
         (void)RollbackOn(*shared_, *lease, xid);
         if (lease->broken()) lease.MarkBroken();
       }
-      const int failed = q.failed_statement - static_cast<int>(first);
+      const int failed = q.failed_statement - static_cast<int>(f.first);
       sent.status = q.status;
-      if (failed >= 0 && failed < static_cast<int>(count)) {
+      if (failed >= 0 && failed < static_cast<int>(f.count)) {
         sent.status = absl::Status(q.status.code(), absl::StrCat("statement ", failed + 1, ": ", q.status.message()));
-      } else if (failed >= static_cast<int>(count)) {
-        sent.failed_tail = failed - static_cast<int>(count);
+      } else if (failed >= static_cast<int>(f.count)) {
+        sent.failed_tail = failed - static_cast<int>(f.count);
       }
       return sent;
     }
-    for (size_t i = 0; i < count; ++i) {
-      StatementResult& r = q.results[first + i];
+    for (size_t i = 0; i < f.count; ++i) {
+      StatementResult& r = q.results[f.first + i];
       if (r.affected_rows > 0) lease->changed_rows = true;
       sent.results.push_back(std::move(r.result));
     }
     return sent;
+  }
+
+  // What RunBatch returns once its string's reply is read.
+  absl::StatusOr<BatchOutcome> BatchFinish(Lease lease, const Xid& xid, absl::Duration lock_timeout,
+                                           const InFlight& f, int max_rows, bool prepare, bool session_state) {
+    Sent sent = SendFinish(lease, xid, f, max_rows, session_state);
+    if (!sent.status.ok()) return sent.status;
+    BatchOutcome out;
+    out.results = std::move(sent.results);
+    if (prepare) {
+      out.vote = Vote::kPrepared;
+      if (lease && !session_state) shared_->parked.Park(xid, std::move(lease));
+      return out;
+    }
+    out.branch.reset(new MariadbBranch(shared_, std::move(lease), xid, lock_timeout, session_state));
+    return out;
+  }
+
+  // RunBatch's string under way.
+  class BatchCall : public PendingCall<absl::StatusOr<BatchOutcome>> {
+   public:
+    BatchCall(MariadbParticipant* participant, Lease lease, Xid xid, absl::Duration lock_timeout, InFlight f,
+              int max_rows, bool prepare, bool session_state)
+        : participant_(participant), lease_(std::move(lease)), xid_(std::move(xid)), lock_timeout_(lock_timeout),
+          f_(f), max_rows_(max_rows), prepare_(prepare), session_state_(session_state) {}
+    ~BatchCall() override {
+      if (!finished_) (void)Finish();
+    }
+    absl::StatusOr<BatchOutcome> Finish() override {
+      finished_ = true;
+      return participant_->BatchFinish(std::move(lease_), xid_, lock_timeout_, f_, max_rows_, prepare_,
+                                       session_state_);
+    }
+
+   private:
+    MariadbParticipant* const participant_;
+    Lease lease_;
+    const Xid xid_;
+    const absl::Duration lock_timeout_;
+    const InFlight f_;
+    const int max_rows_;
+    const bool prepare_;
+    const bool session_state_;
+    bool finished_ = false;
+  };
+
+  // A call whose outcome is known without the database.
+  template <typename T>
+  class ReadyCall : public PendingCall<T> {
+   public:
+    explicit ReadyCall(T value) : value_(std::move(value)) {}
+    T Finish() override { return std::move(value_); }
+
+   private:
+    T value_;
+  };
+
+  // XA COMMIT / XA ROLLBACK on a parked connection, under way.
+  class FinishPreparedCall : public PendingCall<absl::Status> {
+   public:
+    explicit FinishPreparedCall(Lease lease) : lease_(std::move(lease)) {}
+    ~FinishPreparedCall() override {
+      if (lease_) (void)Finish();
+    }
+    absl::Status Finish() override { return FinishParked(lease_, lease_->FinishQuery(0, SqlErrorContext::kFinishPrepared).status); }
+
+   private:
+    Lease lease_;
+  };
+
+  // After phase 2 on the parked connection that prepared the branch: a
+  // lost connection is discarded (outcome unknown: the caller asks again
+  // later), one whose XA COMMIT failed too (its session state is unknown:
+  // closing it detaches the branch); else it goes back to the pool.
+  static absl::Status FinishParked(Lease& lease, absl::Status s) {
+    if (lease->broken()) {
+      lease.MarkBroken();
+    } else if (!s.ok()) {
+      lease.Discard();
+    }
+    lease.Release();
+    return s;
   }
 
   // A pooled connection, not one the server closed while it was idle (a
@@ -765,13 +872,7 @@ class MariadbParticipant : public Participant {
   absl::Status FinishPrepared(const Xid& xid, absl::string_view verb) {
     const std::string sql = absl::StrCat(verb, XaLiteral(xid));
     if (Lease lease = shared_->parked.Unpark(xid)) {
-      absl::Status s = lease->Run(sql, shared_->io_timeout(), SqlErrorContext::kFinishPrepared);
-      if (lease->broken()) {
-        lease.MarkBroken();  // outcome unknown: the caller asks again later
-      } else if (!s.ok()) {
-        lease.Discard();  // its session state is unknown: closing it detaches the branch
-      }
-      return s;
+      return FinishParked(lease, lease->Run(sql, shared_->io_timeout(), SqlErrorContext::kFinishPrepared));
     }
     const absl::Time deadline = absl::Now() + absl::Seconds(5);
     absl::Duration pause = absl::Milliseconds(2);

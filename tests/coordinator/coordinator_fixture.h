@@ -123,7 +123,7 @@ class CoordinatorTest : public ::testing::Test {
       return b;
     };
     c.binds = {bind("pg", "postgres", pg_uri_), bind("pg2", "postgres", pg2_uri_),
-               bind("maria", "odbc", maria_dsn_), bind("lite", "odbc", sqlite_dsn_)};
+               bind("maria", "mariadb", maria_dsn_), bind("lite", "odbc", sqlite_dsn_)};
     if (with_pg_odbc_) {
       // The database of "pg" again, through psqlODBC.
       c.binds.push_back(bind("pgodbc", "odbc", pg_odbc_dsn_));
