@@ -19,7 +19,7 @@ END = "<!-- bench:table:end -->"
 # The markers count only on lines of their own.
 SECTION = re.compile(r"^%s\n.*?^%s$" % (re.escape(BEGIN), re.escape(END)), re.M | re.S)
 MODES = ["txcoord-oneshot", "txcoord-session", "txcoord-oneshot-lr", "txcoord-session-lr", "txcoord-oneshot-odbc",
-         "txcoord-session-odbc", "direct-2pc", "direct-1pc",
+         "txcoord-session-odbc", "txcoord-oneshot-base", "txcoord-session-base", "direct-2pc", "direct-1pc",
          "sqlalchemy-twophase", "grpc-health", "sync-rpc", "cluster-etcd1", "cluster-etcd3"]
 WORKLOADS = ["transfer", "transfer3", "single", "readonly", "noop", "ping"]
 
@@ -116,9 +116,12 @@ def main():
         r = get.get((w, m, c))
         return float(r["p99_ms"]) if r else None
 
-    def cpu(w, m, part):
+    def field(w, m, name):
         r = get.get((w, m, c))
-        return float(r["cpu_%s_ms" % part]) if r and ("cpu_%s_ms" % part) in r else None
+        return float(r[name]) if r and name in r else None
+
+    def cpu(w, m, part):
+        return field(w, m, "cpu_%s_ms" % part)
 
     def ratio(x, y):
         return None if x is None or y is None or y == 0 else x / y
@@ -138,6 +141,17 @@ def main():
          ratio(tps("transfer", "cluster-etcd1"), tps("transfer", "txcoord-oneshot")), 0.7, True),
         ("transfer: MariaDB CPU per transfer, txcoord-oneshot / direct-2pc",
          ratio(cpu("transfer", "txcoord-oneshot", "maria"), cpu("transfer", "direct-2pc", "maria")), 1.1, False),
+        ("transfer: txcoord CPU per transfer (ms), txcoord-oneshot", cpu("transfer", "txcoord-oneshot", "txcoord"),
+         0.25, False),
+        ("transfer: txcoord CPU per transfer, txcoord-oneshot / the baseline engine (bench/run --baseline)",
+         ratio(cpu("transfer", "txcoord-oneshot", "txcoord"), cpu("transfer", "txcoord-oneshot-base", "txcoord")),
+         0.3, False),
+        ("single: txcoord CPU per transaction (ms)", cpu("single", "txcoord-oneshot", "txcoord"), 0.08, False),
+        ("noop: txcoord CPU per transaction (ms)", cpu("noop", "txcoord-oneshot", "txcoord"), 0.07, False),
+        ("transfer: txcoord context switches per transfer", field("transfer", "txcoord-oneshot", "cs_txcoord"), 4,
+         False),
+        ("transfer: threads of txcoord (32 clients)", field("transfer", "txcoord-oneshot", "txcoord_threads"), 16,
+         False),
     ]
     out.append("### Against the targets (%d clients, ratios from this run)" % c)
     out.append("")
@@ -145,10 +159,10 @@ def main():
     out.append("|---|---:|---:|:---:|")
     for name, v, target, at_least in goals:
         if v is None:
-            out.append("| %s | — | %s %.1f | — |" % (name, "≥" if at_least else "≤", target))
+            out.append("| %s | — | %s %g | — |" % (name, "≥" if at_least else "≤", target))
             continue
         met = v >= target if at_least else v <= target
-        out.append("| %s | %.2f | %s %.1f | %s |" % (name, v, "≥" if at_least else "≤", target, "yes" if met else "**no**"))
+        out.append("| %s | %.2f | %s %g | %s |" % (name, v, "≥" if at_least else "≤", target, "yes" if met else "**no**"))
     floor = ratio(tps("ping", "sync-rpc"), tps("ping", "grpc-health"))
     if floor is not None:
         noop_on_floor = ratio(tps("noop", "txcoord-oneshot"), tps("ping", "sync-rpc"))
@@ -159,10 +173,12 @@ def main():
                    % (floor, "—" if noop_on_floor is None else "%.2f" % noop_on_floor))
     cpu_rows = [(w, m) for w, m in [("transfer", "direct-2pc"), ("transfer", "txcoord-oneshot"),
                                     ("transfer", "txcoord-oneshot-lr"), ("transfer", "txcoord-oneshot-odbc"),
-                                    ("transfer", "txcoord-session"), ("transfer", "txcoord-session-odbc"),
+                                    ("transfer", "txcoord-oneshot-base"), ("transfer", "txcoord-session"),
+                                    ("transfer", "txcoord-session-odbc"), ("transfer", "txcoord-session-base"),
                                     ("transfer", "sqlalchemy-twophase"), ("transfer", "cluster-etcd1"),
                                     ("transfer", "cluster-etcd3"), ("single", "direct-1pc"),
-                                    ("single", "txcoord-oneshot"), ("noop", "txcoord-oneshot"),
+                                    ("single", "txcoord-oneshot"), ("single", "txcoord-oneshot-base"),
+                                    ("noop", "txcoord-oneshot"), ("noop", "txcoord-oneshot-base"),
                                     ("ping", "grpc-health"), ("ping", "sync-rpc")]
                 if "cpu_client_ms" in get.get((w, m, c), {})]
     if cpu_rows:

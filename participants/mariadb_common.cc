@@ -153,7 +153,8 @@ std::optional<MysqlInlined> InlineMysqlParameters(absl::string_view sql, const s
 
 int64_t MariadbTimeoutMillis(absl::Duration d) {
   if (d <= absl::ZeroDuration()) return 0;
-  return std::max<int64_t>(1, absl::ToInt64Milliseconds(d));
+  const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(d));
+  return ms >= 2000 ? ms - ms % 1000 : ms;
 }
 
 std::string MariadbSessionLimitsSql(int64_t ms) {

@@ -56,7 +56,11 @@ struct MysqlInlined {
 std::optional<MysqlInlined> InlineMysqlParameters(absl::string_view sql, const std::vector<Value>& params,
                                                   const MysqlLiteral& literal);
 
-// Milliseconds of a lock timeout (0: none; at least 1 otherwise).
+// Milliseconds of a branch's lock timeout for its session limits (0:
+// none; at least 1 otherwise). From 2 s up it is rounded down to whole
+// seconds: never longer than what is left of the transaction, and the
+// same for most branches that reuse a connection within a second of each
+// other, so that their session limits need not be set again.
 int64_t MariadbTimeoutMillis(absl::Duration d);
 
 // The session settings that bound a branch's lock waits and statements to

@@ -167,7 +167,7 @@ class MariadbDialect : public Dialect {
       if (!counter.ok() && c.broken()) return counter.status();
       c.write_counter = counter.ok() ? *counter : -1;  // -1: Prepare will not vote read-only
     }
-    const int64_t ms = TimeoutMillis(lock_timeout);
+    const int64_t ms = MariadbTimeoutMillis(lock_timeout);
     // The limits the session has already are kept while they are no longer
     // than this branch's and not much shorter (one round trip less for
     // most branches on a reused connection).
@@ -528,7 +528,7 @@ class SqlServerDialect : public OdbcTransactionDialect {
   }
 
   absl::Status Begin(OdbcConnection& c, const Xid&, absl::Duration lock_timeout) const override {
-    const int64_t ms = TimeoutMillis(lock_timeout);
+    const int64_t ms = MariadbTimeoutMillis(lock_timeout);
     // The limits the session has already are kept while they are no longer
     // than this branch's and not much shorter (one round trip less for
     // most branches on a reused connection).
