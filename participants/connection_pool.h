@@ -201,6 +201,21 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Conn>>
   int exhausted_count_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Runs fn(Conn&) -> absl::Status on a pooled connection; once more on a new
+// connection if `retry_if_broken` and the first one turned out dead
+// (Conn::broken()) — never for calls that must not run twice.
+template <typename Conn, typename Fn>
+absl::Status RunPooled(ConnectionPool<Conn>& pool, bool retry_if_broken, Fn&& fn) {
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<typename ConnectionPool<Conn>::Lease> lease = pool.Acquire();
+    if (!lease.ok()) return lease.status();
+    absl::Status s = fn(**lease);
+    const bool broken = (*lease)->broken();
+    if (broken) lease->MarkBroken();
+    if (s.ok() || !broken || !retry_if_broken || attempt > 0) return s;
+  }
+}
+
 }  // namespace txcoord::participants
 
 #endif  // TXCOORD_PARTICIPANTS_CONNECTION_POOL_H_

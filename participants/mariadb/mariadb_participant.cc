@@ -18,6 +18,7 @@
 #include "participants/connection_pool.h"
 #include "participants/mariadb/mariadb_connection.h"
 #include "participants/mariadb_common.h"
+#include "participants/node_claim.h"
 #include "participants/parked_connections.h"
 #include "participants/sql_common.h"
 #include "participants/statement_guard.h"
@@ -562,43 +563,18 @@ class MariadbParticipant : public Participant {
 
   absl::Status ClaimNode(absl::string_view node_id) override {
     TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
-    absl::MutexLock lock(&claim_mu_);
-    if (claim_ != nullptr) {
-      // Held while the claiming session lives.
-      if (claim_->Run("SELECT 1", shared_->io_timeout()).ok()) return absl::OkStatus();
-      // The session and its lock are gone — or, behind a partition, the
-      // server still keeps them: remember whose it was.
-      stale_claim_session_ = claim_->thread_id();
-      claim_.reset();
-    }
-    absl::StatusOr<std::unique_ptr<MariadbConnection>> opened = OpenConnection(*shared_);
-    // Not connected (a refused login included): not claimed yet, which is
-    // never the FAILED_PRECONDITION of a claim held by someone else.
-    if (!opened.ok()) return absl::UnavailableError(opened.status().message());
-    std::unique_ptr<MariadbConnection> c = *std::move(opened);
-    TXC_ASSIGN_OR_RETURN(ResultSet got, c->Execute(MariadbClaimNodeSql(node_id, bind()), shared_->io_timeout()));
-    if (got.rows.empty() || got.rows[0].empty() || !Truthy(got.rows[0][0])) {
-      std::string holder;
-      absl::StatusOr<ResultSet> who = c->Execute(MariadbNodeClaimHolderSql(node_id, bind()), shared_->io_timeout());
-      if (who.ok() && !who->rows.empty() && !who->rows[0].empty() && who->rows[0][0].kind == Value::Kind::kString) {
-        holder = who->rows[0][0].text;
-      }
-      if (stale_claim_session_ > 0 && HolderIsSession(holder, stale_claim_session_)) {
-        TXC_RETURN_IF_ERROR(c->Run(absl::StrCat("KILL ", stale_claim_session_), shared_->io_timeout()));
-        return StaleClaimTerminated(bind(), stale_claim_session_);
-      }
-      if (shared_->options.take_over_node_claims) {
-        // An adopter: the dead node's sessions go; the next attempt claims.
-        for (int64_t session : HolderSessions(holder)) {
-          if (session > 0) (void)c->Run(absl::StrCat("KILL ", session), shared_->io_timeout());
-        }
-      }
-      return NodeClaimConflict(bind(), node_id, absl::StrCat(kMariadbNodeClaimKind, " ", NodeClaimName(node_id, bind())),
-                               holder);
-    }
-    claim_ = std::move(c);
-    stale_claim_session_ = 0;
-    return absl::OkStatus();
+    NodeClaimOps<MariadbConnection> ops;
+    ops.bind = bind();
+    ops.claim_sql = MariadbClaimNodeSql(node_id, bind());
+    ops.holder_sql = MariadbNodeClaimHolderSql(node_id, bind());
+    ops.kind = std::string(kMariadbNodeClaimKind);
+    ops.take_over = shared_->options.take_over_node_claims;
+    ops.open = [this] { return OpenConnection(*shared_); };
+    ops.check = [this](MariadbConnection& c) { return c.Run("SELECT 1", shared_->io_timeout()); };
+    ops.query = [this](MariadbConnection& c, const std::string& sql) { return c.Execute(sql, shared_->io_timeout()); };
+    ops.session_id = [](const MariadbConnection& c) { return c.thread_id(); };
+    ops.end_session_sql = [](int64_t session) { return absl::StrCat("KILL ", session); };
+    return claim_.Claim(node_id, ops);
   }
   std::string node_claim_kind() const override { return std::string(kMariadbNodeClaimKind); }
 
@@ -899,23 +875,15 @@ class MariadbParticipant : public Participant {
     }
   }
 
-  // Runs `fn` on a pooled connection in autocommit mode; once more on a new
-  // connection if `retry_if_broken` and the first one turned out dead.
+  // Runs `fn` on a pooled connection in autocommit mode (see
+  // participants::RunPooled).
   template <typename Fn>
   absl::Status RunPooled(bool retry_if_broken, Fn&& fn) {
-    for (int attempt = 0;; ++attempt) {
-      TXC_ASSIGN_OR_RETURN(Lease lease, shared_->pool->Acquire());
-      absl::Status s = fn(*lease);
-      const bool broken = lease->broken();
-      if (broken) lease.MarkBroken();
-      if (s.ok() || !broken || !retry_if_broken || attempt > 0) return s;
-    }
+    return participants::RunPooled(*shared_->pool, retry_if_broken, std::forward<Fn>(fn));
   }
 
   std::shared_ptr<MariadbShared> shared_;
-  absl::Mutex claim_mu_;
-  std::unique_ptr<MariadbConnection> claim_ ABSL_GUARDED_BY(claim_mu_);  // holds the node's lock
-  int64_t stale_claim_session_ ABSL_GUARDED_BY(claim_mu_) = 0;  // the session of a claim given up (0: none)
+  NodeClaim<MariadbConnection> claim_;
 };
 
 }  // namespace

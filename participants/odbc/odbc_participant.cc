@@ -14,6 +14,7 @@
 #include "participants/connection_pool.h"
 #include "participants/odbc/odbc_connection.h"
 #include "participants/odbc/odbc_dialect.h"
+#include "participants/node_claim.h"
 #include "participants/parked_connections.h"
 #include "participants/statement_guard.h"
 #include "participants/sql_common.h"
@@ -385,47 +386,19 @@ class OdbcParticipant : public Participant {
 
   absl::Status ClaimNode(absl::string_view node_id) override {
     TXC_RETURN_IF_ERROR(ValidateNodeId(node_id));
-    const std::string sql = shared_->dialect->ClaimNodeSql(node_id, bind());
-    if (sql.empty()) return absl::OkStatus();  // not guarded on this backend
-    absl::MutexLock lock(&claim_mu_);
-    if (claim_ != nullptr) {
-      // Held while the claiming session lives.
-      if (claim_->Run(shared_->dialect->HealthCheckSql()).ok()) return absl::OkStatus();
-      // The session and its lock are gone — or, behind a partition, the
-      // server still keeps them: remember whose it was.
-      stale_claim_session_ = claim_->server_session_id;
-      claim_.reset();
-    }
-    absl::StatusOr<std::unique_ptr<OdbcConnection>> opened = OpenConnection(*shared_);
-    // Not connected (a refused login included): not claimed yet, which is
-    // never the FAILED_PRECONDITION of a claim held by someone else.
-    if (!opened.ok()) return absl::UnavailableError(opened.status().message());
-    std::unique_ptr<OdbcConnection> c = *std::move(opened);
-    TXC_ASSIGN_OR_RETURN(ResultSet got, c->Execute(sql, {}));
-    if (got.rows.empty() || got.rows[0].empty() || !Truthy(got.rows[0][0])) {
-      std::string holder;
-      absl::StatusOr<ResultSet> who = c->Execute(shared_->dialect->NodeClaimHolderSql(node_id, bind()), {});
-      if (who.ok() && !who->rows.empty() && !who->rows[0].empty() && who->rows[0][0].kind == Value::Kind::kString) {
-        holder = who->rows[0][0].text;
-      }
-      const std::string end_stale = shared_->dialect->EndSessionSql(stale_claim_session_);
-      if (!end_stale.empty() && HolderIsSession(holder, stale_claim_session_)) {
-        TXC_RETURN_IF_ERROR(c->Run(end_stale));
-        return StaleClaimTerminated(bind(), stale_claim_session_);
-      }
-      if (shared_->options.take_over_node_claims) {
-        // An adopter: the dead node's sessions go; the next attempt claims.
-        for (int64_t session : HolderSessions(holder)) {
-          const std::string end = shared_->dialect->EndSessionSql(session);
-          if (!end.empty()) (void)c->Run(end);
-        }
-      }
-      return NodeClaimConflict(bind(), node_id, absl::StrCat(node_claim_kind(), " ", NodeClaimName(node_id, bind())),
-                               holder);
-    }
-    claim_ = std::move(c);
-    stale_claim_session_ = 0;
-    return absl::OkStatus();
+    NodeClaimOps<OdbcConnection> ops;
+    ops.claim_sql = shared_->dialect->ClaimNodeSql(node_id, bind());
+    if (ops.claim_sql.empty()) return absl::OkStatus();  // not guarded on this backend
+    ops.bind = bind();
+    ops.holder_sql = shared_->dialect->NodeClaimHolderSql(node_id, bind());
+    ops.kind = node_claim_kind();
+    ops.take_over = shared_->options.take_over_node_claims;
+    ops.open = [this] { return OpenConnection(*shared_); };
+    ops.check = [this](OdbcConnection& c) { return c.Run(shared_->dialect->HealthCheckSql()); };
+    ops.query = [](OdbcConnection& c, const std::string& sql) { return c.Execute(sql, {}); };
+    ops.session_id = [](const OdbcConnection& c) { return c.server_session_id; };
+    ops.end_session_sql = [this](int64_t session) { return shared_->dialect->EndSessionSql(session); };
+    return claim_.Claim(node_id, ops);
   }
   std::string node_claim_kind() const override { return shared_->dialect->node_claim_kind(); }
 
@@ -449,23 +422,15 @@ class OdbcParticipant : public Participant {
     return RunPooled(false, finish);
   }
 
-  // Runs `fn` on a pooled connection in autocommit mode; once more on a new
-  // connection if `retry_if_broken` and the first one turned out dead.
+  // Runs `fn` on a pooled connection in autocommit mode (see
+  // participants::RunPooled).
   template <typename Fn>
   absl::Status RunPooled(bool retry_if_broken, Fn&& fn) {
-    for (int attempt = 0;; ++attempt) {
-      TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
-      absl::Status s = fn(*lease);
-      const bool broken = lease->broken();
-      if (broken) lease.MarkBroken();
-      if (s.ok() || !broken || !retry_if_broken || attempt > 0) return s;
-    }
+    return participants::RunPooled(*shared_->pool, retry_if_broken, std::forward<Fn>(fn));
   }
 
   std::shared_ptr<OdbcShared> shared_;
-  absl::Mutex claim_mu_;
-  std::unique_ptr<OdbcConnection> claim_ ABSL_GUARDED_BY(claim_mu_);  // holds the node's lock
-  int64_t stale_claim_session_ ABSL_GUARDED_BY(claim_mu_) = 0;  // the session of a claim given up (0: none)
+  NodeClaim<OdbcConnection> claim_;
 };
 
 }  // namespace
