@@ -499,6 +499,68 @@ bool ConnectionLooksAlive(PgConnection& c) {
   return false;  // still readable after that: something is wrong with it
 }
 
+// A call whose outcome is known without the database.
+class ReadyStatus : public PendingCall<absl::Status> {
+ public:
+  explicit ReadyStatus(absl::Status s) : status_(std::move(s)) {}
+  absl::Status Finish() override { return status_; }
+
+ private:
+  absl::Status status_;
+};
+
+// COMMIT / ROLLBACK PREPARED sent by PQsendQuery, its reply not read yet.
+class FinishPreparedCall : public PendingCall<absl::Status> {
+ public:
+  FinishPreparedCall(std::shared_ptr<PgShared> shared, ConnectionPool<PgConnection>::Lease lease)
+      : shared_(std::move(shared)), lease_(std::move(lease)) {}
+  ~FinishPreparedCall() override {
+    if (lease_) (void)Finish();
+  }
+
+  absl::Status Finish() override {
+    const BindOptions& options = shared_->options;
+    PGconn* raw = lease_->conn->raw();
+    absl::Status s;
+    bool replied = false;
+    {
+      util::IoWatchdog::Watch watch(PQsocket(raw), options.io_timeout);
+      // Blocks in libpq until the reply (or the watchdog's shutdown);
+      // every result is read, so that the connection is idle after.
+      while (PGresult* r = PQgetResult(raw)) {
+        replied = true;
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && s.ok()) {
+          const char* sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+          s = StatusFromSqlstate(options.name, sqlstate ? sqlstate : "", 0, PQresultErrorMessage(r),
+                                 SqlErrorContext::kFinishPrepared);
+        }
+        PQclear(r);
+      }
+      if (watch.Disarm()) {
+        lease_.MarkBroken();
+        s = absl::UnavailableError(absl::StrCat("bind ", options.name, ": PostgreSQL sent no reply within ",
+                                                absl::FormatDuration(options.io_timeout),
+                                                " (timeouts.database_reply); the connection was closed"));
+      }
+    }
+    if (PQstatus(raw) != CONNECTION_OK) {
+      // The outcome is unknown: the caller asks again later.
+      lease_.MarkBroken();
+      if (s.code() != absl::StatusCode::kUnavailable) {
+        s = absl::UnavailableError(absl::StrCat("bind ", options.name, ": connection to PostgreSQL lost",
+                                                replied ? " after its reply began: " : ": ",
+                                                TrimRight(PQerrorMessage(raw))));
+      }
+    }
+    lease_.Release();
+    return s;
+  }
+
+ private:
+  std::shared_ptr<PgShared> shared_;
+  ConnectionPool<PgConnection>::Lease lease_;
+};
+
 class PostgresParticipant : public Participant {
  public:
   explicit PostgresParticipant(std::shared_ptr<PgShared> shared) : shared_(std::move(shared)) {}
@@ -664,6 +726,24 @@ class PostgresParticipant : public Participant {
       lease = shared_->pool->Acquire();
     }
     return lease;
+  }
+
+  // COMMIT / ROLLBACK PREPARED sent with libpq's PQsendQuery on a pooled
+  // connection (one the server did not close while it was idle: the
+  // statement is never sent twice); Finish() reads the reply under the
+  // bind's reply bound (IoWatchdog), as FinishPrepared does.
+  std::unique_ptr<PendingCall<absl::Status>> StartFinishPrepared(const Xid& xid, bool commit) override {
+    using Call = PendingCall<absl::Status>;
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
+    if (!lease.ok()) return std::unique_ptr<Call>(new ReadyStatus(lease.status()));
+    PGconn* raw = (*lease)->conn->raw();
+    const std::string sql = (commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + QuoteSqlLiteral(PostgresGid(xid));
+    if (raw == nullptr || PQsendQuery(raw, sql.c_str()) != 1) {
+      lease->MarkBroken();
+      return std::unique_ptr<Call>(new ReadyStatus(absl::UnavailableError(absl::StrCat(
+          "bind ", bind(), ": connection to PostgreSQL lost: ", raw ? TrimRight(PQerrorMessage(raw)) : ""))));
+    }
+    return std::unique_ptr<Call>(new FinishPreparedCall(shared_, *std::move(lease)));
   }
 
   absl::Status CommitPrepared(const Xid& xid) override {

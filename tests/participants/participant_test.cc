@@ -835,6 +835,44 @@ TEST_P(ParticipantTest, PreparedBranchSurvivesItsConnectionAndIsFinishedFromANew
   EXPECT_THAT(ListedGtrids(participant_.get(), node_), IsEmpty());
 }
 
+// Phase 2 begun without waiting (Participant::StartFinishPrepared, where the
+// driver has it: PostgreSQL on libpqxx, the native MariaDB driver on the
+// connection that prepared the branch) ends like the blocking call.
+TEST_P(ParticipantTest, StartFinishPreparedEndsLikeTheBlockingCall) {
+  if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
+  CreateKvTable();
+  auto prepare = [&](int id) -> Xid {
+    Xid xid = NewXid();
+    auto batch = participant_->RunBatch(
+        xid, absl::Seconds(10), {{absl::StrCat("INSERT INTO ", table_, " (id, v) VALUES (", id, ", 'p')"), {}}}, 0,
+        /*prepare=*/true);
+    EXPECT_TRUE(batch.ok()) << batch.status();
+    return xid;
+  };
+  Xid committed = prepare(1), rolled_back = prepare(2);
+  auto commit = participant_->StartFinishPrepared(committed, /*commit=*/true);
+  auto rollback = participant_->StartFinishPrepared(rolled_back, /*commit=*/false);
+  const bool started = GetParam().driver == "postgres" || GetParam().driver == "mariadb";
+  ASSERT_EQ(commit != nullptr, started);
+  ASSERT_EQ(rollback != nullptr, started);
+  if (!started) {
+    // Nothing sent: the blocking calls end them (the table is dropped after).
+    EXPECT_TRUE(participant_->CommitPrepared(committed).ok());
+    EXPECT_TRUE(participant_->RollbackPrepared(rolled_back).ok());
+    GTEST_SKIP() << "the blocking calls only on " << GetParam().name;
+  }
+  // Both in flight at once, finished in the other order.
+  EXPECT_TRUE(rollback->Finish().ok());
+  EXPECT_TRUE(commit->Finish().ok());
+  EXPECT_EQ(KvValues(), std::vector<std::string>{"p"});
+  EXPECT_THAT(ListedGtrids(participant_.get(), node_), IsEmpty());
+  EXPECT_EQ(participant_->pool_stats().in_use, 0);
+  // Finished already: NOT_FOUND, begun without waiting or not.
+  auto again = participant_->StartFinishPrepared(committed, /*commit=*/true);
+  absl::Status s = again ? again->Finish() : participant_->CommitPrepared(committed);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+}
+
 TEST_P(ParticipantTest, FinishingTwiceIsNotFound) {
   if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
   CreateKvTable();
