@@ -210,9 +210,15 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   // one for PREPARE). A branch left active here (the only bind, or the last
   // resource) is finished by Commit.
   const bool prepare = work.size() > 1;
-  auto prepares_in_batch = [&](size_t i) {
-    return prepare && FindBind(work[i].first)->capabilities().two_phase && static_cast<int>(i) != lr_index;
-  };
+  // Per bind, once: its participant, whether it commits in two phases (not
+  // the last resource), and whether it prepares in its batch.
+  std::vector<Participant*> binds(work.size());
+  std::vector<char> two_phase(work.size()), prepare_here(work.size());
+  for (size_t i = 0; i < work.size(); ++i) {
+    binds[i] = FindBind(work[i].first);
+    two_phase[i] = binds[i]->capabilities().two_phase && static_cast<int>(i) != lr_index;
+    prepare_here[i] = prepare && two_phase[i];
+  }
   // Binds whose driver can send their batch without waiting for the reply
   // (the native MariaDB driver) send it first; the others then run (on
   // branch workers beside this thread), and the first ones' replies are
@@ -223,19 +229,15 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
   std::vector<size_t> blocking;
   for (size_t i = 0; i < work.size(); ++i) {
     step_starts[i] = absl::Now();
-    started[i] = FindBind(work[i].first)
-                     ->StartBatch(xids[i], txn.deadline_ - now, work[i].second, max_rows, prepares_in_batch(i));
+    started[i] = binds[i]->StartBatch(xids[i], txn.deadline_ - now, work[i].second, max_rows,
+                                             prepare_here[i]);
     if (started[i] == nullptr) blocking.push_back(i);
   }
   auto finish = [&](size_t i, absl::StatusOr<participants::BatchOutcome> batch) {
     const std::string& bind = work[i].first;
-    Participant* p = FindBind(bind);
-    const bool two_phase = p->capabilities().two_phase && static_cast<int>(i) != lr_index;
-    const bool prepare_here = prepare && two_phase;
-    const absl::Time step_start = step_starts[i];
-    metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
+    metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_starts[i],
                      {{"bind", bind}, {"step", "work"}});
-    if (prepare_here) {
+    if (prepare_here[i]) {
       metrics_.Increment("txcoord_prepares_total",
                          {{"bind", bind},
                           {"vote", !batch.ok() ? "failed"
@@ -252,23 +254,22 @@ absl::StatusOr<std::vector<std::vector<participants::ResultSet>>> Coordinator::E
     }
     auto e = std::make_unique<Transaction::Enlisted>();
     e->bind = bind;
-    e->participant = p;
+    e->participant = binds[i];
     e->branch = std::move(batch->branch);
     e->xid = xids[i];
-    e->two_phase = two_phase;
-    if (prepare_here) {
+    e->two_phase = two_phase[i];
+    if (prepare_here[i]) {
       e->read_only = batch->vote == participants::Vote::kReadOnly;
       e->prepared = !e->read_only;
     }
     results[i] = std::move(batch->results);
     enlisted[i] = std::move(e);
-    if (prepare_here) TXC_FAILPOINT("commit.after_prepare");
+    if (prepare_here[i]) TXC_FAILPOINT("commit.after_prepare");
   };
   RunParallel(blocking.size(), [&](size_t k) {
     const size_t i = blocking[k];
     step_starts[i] = absl::Now();
-    finish(i, FindBind(work[i].first)
-                  ->RunBatch(xids[i], txn.deadline_ - now, work[i].second, max_rows, prepares_in_batch(i)));
+    finish(i, binds[i]->RunBatch(xids[i], txn.deadline_ - now, work[i].second, max_rows, prepare_here[i]));
   });
   for (size_t i = 0; i < work.size(); ++i) {
     if (started[i] != nullptr) finish(i, started[i]->Finish());

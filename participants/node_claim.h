@@ -62,7 +62,7 @@ class NodeClaim {
     if (!opened.ok()) return absl::UnavailableError(opened.status().message());
     std::unique_ptr<Conn> c = *std::move(opened);
     TXC_ASSIGN_OR_RETURN(ResultSet got, ops.query(*c, ops.claim_sql));
-    if (got.rows.empty() || got.rows[0].empty() || !Taken(got.rows[0][0])) {
+    if (got.rows.empty() || got.rows[0].empty() || !TruthyValue(got.rows[0][0])) {
       std::string holder;
       absl::StatusOr<ResultSet> who = ops.query(*c, ops.holder_sql);
       if (who.ok() && !who->rows.empty() && !who->rows[0].empty() && who->rows[0][0].kind == Value::Kind::kString) {
@@ -89,12 +89,6 @@ class NodeClaim {
   }
 
  private:
-  static bool Taken(const Value& v) {
-    if (v.kind == Value::Kind::kBool) return v.bool_value;
-    if (v.kind == Value::Kind::kInt64) return v.int_value != 0;
-    return !v.text.empty() && v.text != "0" && v.text != "f";
-  }
-
   absl::Mutex mu_;
   std::unique_ptr<Conn> claim_ ABSL_GUARDED_BY(mu_);  // holds the node's lock
   int64_t stale_session_ ABSL_GUARDED_BY(mu_) = 0;    // the session of a claim given up (0: none)

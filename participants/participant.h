@@ -63,6 +63,14 @@ struct Value {
   bool operator==(const Value&) const = default;
 };
 
+// A one-value answer (GET_LOCK, COUNT(*), EXISTS…) as a truth value: a
+// boolean or integer as such; text other than "", "0" and "f" is true.
+inline bool TruthyValue(const Value& v) {
+  if (v.kind == Value::Kind::kBool) return v.bool_value;
+  if (v.kind == Value::Kind::kInt64) return v.int_value != 0;
+  return !v.text.empty() && v.text != "0" && v.text != "f";
+}
+
 struct Column {
   std::string name;
   std::string type;  // the database's type name, e.g. "int8", "VARCHAR"
@@ -211,6 +219,18 @@ class PendingCall {
  public:
   virtual ~PendingCall() = default;
   virtual T Finish() = 0;
+};
+
+// A call whose outcome is known without the database (refused before
+// anything was sent).
+template <typename T>
+class ReadyCall : public PendingCall<T> {
+ public:
+  explicit ReadyCall(T value) : value_(std::move(value)) {}
+  T Finish() override { return std::move(value_); }
+
+ private:
+  T value_;
 };
 
 // One bind. Thread-safe.

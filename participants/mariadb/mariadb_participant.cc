@@ -39,12 +39,6 @@ using Lease = ConnectionPool<MariadbConnection>::Lease;
 // long plus this margin, or io_timeout when that is longer.
 constexpr absl::Duration kStatementReplyMargin = absl::Seconds(5);
 
-bool Truthy(const Value& v) {
-  if (v.kind == Value::Kind::kBool) return v.bool_value;
-  if (v.kind == Value::Kind::kInt64) return v.int_value != 0;
-  return !v.text.empty() && v.text != "0";
-}
-
 // What a participant and its branches share (branches may outlive it).
 struct MariadbShared {
   BindOptions options;
@@ -438,7 +432,7 @@ class MariadbParticipant : public Participant {
       tail = {"XA END " + x, "XA PREPARE " + x};
       TXC_FAILPOINT("participants.mariadb.before_prepare");
     }
-    (*lease)->write_counter = prepare ? -2 : (*lease)->write_counter;  // no probe: no baseline after a prepare
+    if (prepare) (*lease)->write_counter = -2;  // no probe: no baseline after this prepare
     InFlight f = SendStart(*lease, xid, lock_timeout, *std::move(texts), tail);
     return std::unique_ptr<Call>(
         new BatchCall(this, *std::move(lease), xid, lock_timeout, f, max_rows, prepare, session_state));
@@ -728,17 +722,6 @@ class MariadbParticipant : public Participant {
     bool finished_ = false;
   };
 
-  // A call whose outcome is known without the database.
-  template <typename T>
-  class ReadyCall : public PendingCall<T> {
-   public:
-    explicit ReadyCall(T value) : value_(std::move(value)) {}
-    T Finish() override { return std::move(value_); }
-
-   private:
-    T value_;
-  };
-
   // XA COMMIT / XA ROLLBACK on a parked connection, under way.
   class FinishPreparedCall : public PendingCall<absl::Status> {
    public:
@@ -813,7 +796,7 @@ class MariadbParticipant : public Participant {
 
   absl::StatusOr<bool> DecisionsTableExists(MariadbConnection& c) {
     TXC_ASSIGN_OR_RETURN(ResultSet exists, c.Execute(kMariadbDecisionsTableExistsSql, shared_->io_timeout()));
-    return !exists.rows.empty() && Truthy(exists.rows[0][0]);
+    return !exists.rows.empty() && TruthyValue(exists.rows[0][0]);
   }
 
   absl::StatusOr<std::vector<PreparedBranch>> ListPreparedOn(MariadbConnection& c, absl::string_view node_id) {

@@ -27,12 +27,6 @@ namespace {
 using odbc::Dialect;
 using odbc::OdbcConnection;
 
-bool Truthy(const Value& v) {
-  if (v.kind == Value::Kind::kBool) return v.bool_value;
-  if (v.kind == Value::Kind::kInt64) return v.int_value != 0;
-  return !v.text.empty() && v.text != "0" && v.text != "f";
-}
-
 // What a participant and its branches share (branches may outlive it).
 struct OdbcShared {
   BindOptions options;
@@ -323,7 +317,7 @@ class OdbcParticipant : public Participant {
       out.clear();
       TXC_ASSIGN_OR_RETURN(ResultSet exists,
                            c.Execute(shared_->dialect->DecisionsTableExistsSql(), {}));
-      if (exists.rows.empty() || !Truthy(exists.rows[0][0])) return absl::OkStatus();
+      if (exists.rows.empty() || !TruthyValue(exists.rows[0][0])) return absl::OkStatus();
       // node_id is [A-Za-z0-9-]: no LIKE wildcards, safe in a literal.
       TXC_ASSIGN_OR_RETURN(ResultSet rs,
                            c.Execute(absl::StrCat("SELECT txn_id FROM txcoord_decisions WHERE "
@@ -341,7 +335,7 @@ class OdbcParticipant : public Participant {
     return RunPooled(false, [&](OdbcConnection& c) -> absl::Status {
       TXC_ASSIGN_OR_RETURN(ResultSet exists,
                            c.Execute(shared_->dialect->DecisionsTableExistsSql(), {}));
-      if (exists.rows.empty() || !Truthy(exists.rows[0][0])) return absl::OkStatus();
+      if (exists.rows.empty() || !TruthyValue(exists.rows[0][0])) return absl::OkStatus();
       return c.Execute("DELETE FROM txcoord_decisions WHERE txn_id = ?",
                        {Value::String(std::string(txn_id))})
           .status();

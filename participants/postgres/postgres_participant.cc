@@ -499,16 +499,6 @@ bool ConnectionLooksAlive(PgConnection& c) {
   return false;  // still readable after that: something is wrong with it
 }
 
-// A call whose outcome is known without the database.
-class ReadyStatus : public PendingCall<absl::Status> {
- public:
-  explicit ReadyStatus(absl::Status s) : status_(std::move(s)) {}
-  absl::Status Finish() override { return status_; }
-
- private:
-  absl::Status status_;
-};
-
 // COMMIT / ROLLBACK PREPARED sent by PQsendQuery, its reply not read yet.
 class FinishPreparedCall : public PendingCall<absl::Status> {
  public:
@@ -735,12 +725,12 @@ class PostgresParticipant : public Participant {
   std::unique_ptr<PendingCall<absl::Status>> StartFinishPrepared(const Xid& xid, bool commit) override {
     using Call = PendingCall<absl::Status>;
     absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
-    if (!lease.ok()) return std::unique_ptr<Call>(new ReadyStatus(lease.status()));
+    if (!lease.ok()) return std::unique_ptr<Call>(new ReadyCall<absl::Status>(lease.status()));
     PGconn* raw = (*lease)->conn->raw();
     const std::string sql = (commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + QuoteSqlLiteral(PostgresGid(xid));
     if (raw == nullptr || PQsendQuery(raw, sql.c_str()) != 1) {
       lease->MarkBroken();
-      return std::unique_ptr<Call>(new ReadyStatus(absl::UnavailableError(absl::StrCat(
+      return std::unique_ptr<Call>(new ReadyCall<absl::Status>(absl::UnavailableError(absl::StrCat(
           "bind ", bind(), ": connection to PostgreSQL lost: ", raw ? TrimRight(PQerrorMessage(raw)) : ""))));
     }
     return std::unique_ptr<Call>(new FinishPreparedCall(shared_, *std::move(lease)));

@@ -59,12 +59,15 @@ TEST(InlineMysqlParametersTest, RefusesWhatItCannotReadWithoutDoubt) {
 }
 
 TEST(InlineMysqlParametersTest, UsesTheGivenLiteral) {
-  auto r = InlineMysqlParameters("SELECT ?, ?", {Value::String("it's"), Value::Double(0.5)},
-                                 [](const Value& v) -> std::optional<std::string> {
-                                   if (v.kind == Value::Kind::kString) return "'it''s'";
-                                   return std::nullopt;
-                                 });
-  EXPECT_FALSE(r.has_value()) << "a value the literal refuses refuses the statement";
+  auto strings_only = [](const Value& v) -> std::optional<std::string> {
+    if (v.kind == Value::Kind::kString) return "'it''s'";
+    return std::nullopt;
+  };
+  auto r = InlineMysqlParameters("SELECT ? AS a", {Value::String("it's")}, strings_only);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->sql, "SELECT 'it''s' AS a");
+  EXPECT_FALSE(InlineMysqlParameters("SELECT ?, ?", {Value::String("it's"), Value::Double(0.5)}, strings_only))
+      << "a value the literal refuses refuses the statement";
 }
 
 TEST(MariadbSessionLimitsTest, RoundsLongLimitsDownToSeconds) {
