@@ -17,6 +17,9 @@ namespace {
 
 std::atomic<uint64_t> g_fired{0};
 
+// How long the thread sleeps with nothing armed.
+constexpr absl::Duration kIdleRecheck = absl::Seconds(1);
+
 class Watchdog {
  public:
   static Watchdog& Instance() {
@@ -34,8 +37,10 @@ class Watchdog {
       started_ = true;
       std::thread([this] { Loop(); }).detach();
     }
-    // The thread sleeps until the earliest deadline: wake it for an earlier one.
-    if (by_deadline_.begin()->first.second == id) changed_.Signal();
+    // The thread sleeps until wake_at_: wake it only for an earlier
+    // deadline (rare: calls arm about the same timeout, so a new deadline
+    // is nearly always the latest), not for every call.
+    if (deadline < wake_at_) changed_.Signal();
     return id;
   }
 
@@ -57,13 +62,18 @@ class Watchdog {
   void Loop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
+      const absl::Time now = absl::Now();
       if (by_deadline_.empty()) {
-        changed_.Wait(&mu_);
+        // Nothing armed: look again within kIdleRecheck, so that a watch
+        // armed meanwhile with a longer timeout needs no wake-up.
+        wake_at_ = now + kIdleRecheck;
+        changed_.WaitWithDeadline(&mu_, wake_at_);
         continue;
       }
       auto first = by_deadline_.begin();
-      if (absl::Now() < first->first.first) {
-        changed_.WaitWithDeadline(&mu_, first->first.first);
+      if (now < first->first.first) {
+        wake_at_ = first->first.first;
+        changed_.WaitWithDeadline(&mu_, wake_at_);
         continue;
       }
       // Under mu_: the watch is still armed, so its owner has not closed
@@ -80,6 +90,8 @@ class Watchdog {
   absl::Mutex mu_;
   absl::CondVar changed_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+  // When the thread wakes next on its own (before it first sleeps: never).
+  absl::Time wake_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::pair<absl::Time, uint64_t>, int> by_deadline_ ABSL_GUARDED_BY(mu_);  // -> fd
   absl::flat_hash_map<uint64_t, absl::Time> deadline_of_ ABSL_GUARDED_BY(mu_);

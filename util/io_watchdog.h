@@ -11,7 +11,9 @@
 //   if (w.Disarm()) { /* the deadline passed: the connection is gone */ }
 //
 // Thread-safe. The thread starts with the first watch and lives for the
-// process.
+// process. Arming wakes it only for a deadline earlier than its next look
+// (with nothing armed it looks once a second), so a call costs no thread
+// wake-up.
 #ifndef TXCOORD_UTIL_IO_WATCHDOG_H_
 #define TXCOORD_UTIL_IO_WATCHDOG_H_
 

@@ -99,6 +99,8 @@ std::optional<std::string> ParamText(const Value& v) {
   }
 }
 
+namespace {
+
 // Type OIDs of pg_type that need no lookup, and how their text converts.
 const char* BuiltinTypeName(uint32_t oid) {
   switch (oid) {
@@ -130,9 +132,8 @@ const char* BuiltinTypeName(uint32_t oid) {
   }
 }
 
-Value CellValue(uint32_t oid, const pqxx::field& f) {
-  if (f.is_null()) return Value::Null();
-  const char* s = f.c_str();
+Value CellValue(uint32_t oid, const char* s, size_t size, bool null) {
+  if (null) return Value::Null();
   switch (oid) {
     case 16:
       return Value::Bool(s[0] == 't');
@@ -144,12 +145,16 @@ Value CellValue(uint32_t oid, const pqxx::field& f) {
       return Value::Text(Value::Kind::kDecimal, s);
     case 17: {
       // bytea_output = hex (the default since 9.0): "\x0a1b…".
-      absl::string_view hex(s, f.size());
+      absl::string_view hex(s, size);
       if (absl::StartsWith(hex, "\\x")) {
         return Value::Text(Value::Kind::kBytes, absl::HexStringToBytes(hex.substr(2)));
       }
-      pqxx::binarystring b(f);  // escape format
-      return Value::Text(Value::Kind::kBytes, b.str());
+      size_t n = 0;  // escape format
+      unsigned char* raw = PQunescapeBytea(reinterpret_cast<const unsigned char*>(s), &n);
+      if (raw == nullptr) return Value::Text(Value::Kind::kBytes, "");
+      std::string bytes(reinterpret_cast<const char*>(raw), n);
+      PQfreemem(raw);
+      return Value::Text(Value::Kind::kBytes, std::move(bytes));
     }
     case 1082:
       return Value::Text(Value::Kind::kDate, s);
@@ -158,11 +163,14 @@ Value CellValue(uint32_t oid, const pqxx::field& f) {
     case 1114: case 1184:
       return Value::Text(Value::Kind::kTimestamp, NormalizeTimestampText(s));
     default:
-      return Value::Text(Value::Kind::kString, std::string(s, f.size()));
+      return Value::Text(Value::Kind::kString, std::string(s, size));
   }
 }
 
-std::string TypeName(PgShared& shared, pqxx::nontransaction& n, uint32_t oid) {
+// `in`: the transaction object to look the name up in (one is open on the
+// connection, or the lookup opens a nontransaction of its own).
+template <typename In>
+std::string TypeName(PgShared& shared, In&& in, uint32_t oid) {
   if (const char* name = BuiltinTypeName(oid)) return name;
   {
     absl::MutexLock lock(&shared.types_mu);
@@ -170,24 +178,29 @@ std::string TypeName(PgShared& shared, pqxx::nontransaction& n, uint32_t oid) {
     if (it != shared.type_names.end()) return it->second;
   }
   std::string name = absl::StrCat("oid:", oid);
-  pqxx::result r = n.exec_params("SELECT typname FROM pg_type WHERE oid = $1::oid", oid);
+  pqxx::result r = in([&](pqxx::transaction_base& t) {
+    return t.exec_params("SELECT typname FROM pg_type WHERE oid = $1::oid", oid);
+  });
   if (!r.empty()) name = r[0][0].c_str();
   absl::MutexLock lock(&shared.types_mu);
   shared.type_names[oid] = name;
   return name;
 }
 
-ResultSet ToResultSet(PgShared& shared, pqxx::nontransaction& n, const pqxx::result& r,
-                      int max_rows) {
+// The conversion for a pqxx::result and a libpq PGresult alike: `Rows`
+// gives columns(), column_name(c), column_type(c), rows(), cell(i, c,
+// &size, &null) and affected().
+template <typename In, typename Rows>
+ResultSet Convert(PgShared& shared, In&& in, const Rows& r, int max_rows) {
   ResultSet out;
-  const int ncols = static_cast<int>(r.columns());
+  const int ncols = r.columns();
   std::vector<uint32_t> oids(ncols);
   for (int c = 0; c < ncols; ++c) {
     oids[c] = r.column_type(c);
-    out.columns.push_back(Column{r.column_name(c), TypeName(shared, n, oids[c])});
+    out.columns.push_back(Column{r.column_name(c), TypeName(shared, in, oids[c])});
   }
-  size_t limit = r.size();
-  if (max_rows > 0 && r.size() > static_cast<size_t>(max_rows)) {
+  size_t limit = r.rows();
+  if (max_rows > 0 && limit > static_cast<size_t>(max_rows)) {
     limit = static_cast<size_t>(max_rows);
     out.truncated = true;
   }
@@ -195,13 +208,64 @@ ResultSet ToResultSet(PgShared& shared, pqxx::nontransaction& n, const pqxx::res
   for (size_t i = 0; i < limit; ++i) {
     std::vector<Value> row;
     row.reserve(ncols);
-    for (int c = 0; c < ncols; ++c) row.push_back(CellValue(oids[c], r[i][c]));
+    for (int c = 0; c < ncols; ++c) {
+      size_t size = 0;
+      bool null = false;
+      const char* cell = r.cell(i, c, &size, &null);
+      row.push_back(CellValue(oids[c], cell, size, null));
+    }
     out.rows.push_back(std::move(row));
   }
   // PQcmdTuples: rows inserted/updated/deleted/selected; 0 for commands
-  // that do not count rows (SET, CREATE…), which libpqxx 6 cannot tell apart.
-  out.rows_affected = static_cast<int64_t>(r.affected_rows());
+  // that do not count rows (SET, CREATE…).
+  out.rows_affected = r.affected();
   return out;
+}
+
+struct PqxxRows {
+  const pqxx::result& r;
+  int columns() const { return static_cast<int>(r.columns()); }
+  std::string column_name(int c) const { return r.column_name(c); }
+  uint32_t column_type(int c) const { return r.column_type(c); }
+  size_t rows() const { return r.size(); }
+  const char* cell(size_t i, int c, size_t* size, bool* null) const {
+    pqxx::field f = r[i][c];
+    *size = f.size();
+    *null = f.is_null();
+    return f.c_str();
+  }
+  int64_t affected() const { return static_cast<int64_t>(r.affected_rows()); }
+};
+
+struct LibpqRows {
+  const PGresult* r;
+  int columns() const { return PQnfields(r); }
+  std::string column_name(int c) const { return PQfname(r, c); }
+  uint32_t column_type(int c) const { return PQftype(r, c); }
+  size_t rows() const { return static_cast<size_t>(PQntuples(r)); }
+  const char* cell(size_t i, int c, size_t* size, bool* null) const {
+    *size = static_cast<size_t>(PQgetlength(r, static_cast<int>(i), c));
+    *null = PQgetisnull(r, static_cast<int>(i), c) != 0;
+    return PQgetvalue(r, static_cast<int>(i), c);
+  }
+  int64_t affected() const { return std::strtoll(PQcmdTuples(const_cast<PGresult*>(r)), nullptr, 10); }
+};
+
+}  // namespace
+
+ResultSet ToResultSet(PgShared& shared, pqxx::nontransaction& n, const pqxx::result& r,
+                      int max_rows) {
+  auto in = [&n](auto&& query) { return query(n); };
+  return Convert(shared, in, PqxxRows{r}, max_rows);
+}
+
+ResultSet ToResultSet(PgShared& shared, PgConnection& c, const PGresult* r, int max_rows) {
+  // The connection is idle (no pqxx transaction object on it).
+  auto in = [&c](auto&& query) {
+    pqxx::nontransaction n(*c.conn);
+    return query(n);
+  };
+  return Convert(shared, in, LibpqRows{r}, max_rows);
 }
 
 }  // namespace postgres_internal

@@ -185,6 +185,9 @@ std::optional<std::string> ParamText(const Value& v);
 // A libpqxx result as a ResultSet of at most `max_rows` rows (0: all);
 // type names of types not built in are looked up once per bind.
 ResultSet ToResultSet(PgShared& shared, pqxx::nontransaction& n, const pqxx::result& r, int max_rows);
+// The same for a libpq result read on `c` (no libpqxx transaction object is
+// open on it: a lookup opens its own).
+ResultSet ToResultSet(PgShared& shared, PgConnection& c, const PGresult* r, int max_rows);
 
 }  // namespace txcoord::participants::postgres_internal
 

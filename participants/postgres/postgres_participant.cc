@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "participants/connection_pool.h"
+#include "participants/postgres/postgres_batch.h"
 #include "participants/postgres/postgres_connection.h"
 #include "participants/sql_common.h"
 #include "participants/statement_guard.h"
@@ -32,7 +33,12 @@
 
 namespace txcoord::participants {
 
+using postgres_internal::BeginStatements;
 using postgres_internal::Guard;
+using postgres_internal::kFirstTail;
+using postgres_internal::Pipelined;
+using postgres_internal::RunPipelined;
+using postgres_internal::SentBatch;
 using postgres_internal::GuardOn;
 using postgres_internal::OpenConnection;
 using postgres_internal::ParamText;
@@ -45,22 +51,6 @@ namespace {
 constexpr absl::string_view kCreateDecisionsTable =
     "CREATE TABLE IF NOT EXISTS txcoord_decisions (txn_id text PRIMARY KEY, payload text, "
     "decided_at timestamptz DEFAULT now())";
-
-// BEGIN and the branch's time limits, as separate statements.
-std::vector<std::string> BeginStatements(absl::Duration lock_timeout) {
-  int64_t ms = lock_timeout <= absl::ZeroDuration()
-                   ? 0
-                   : std::max<int64_t>(1, absl::ToInt64Milliseconds(lock_timeout));
-  return {"BEGIN", absl::StrCat("SET LOCAL lock_timeout = ", ms),
-          absl::StrCat("SET LOCAL statement_timeout = ", ms), "SET LOCAL txcoord.branch = 'open'"};
-}
-
-// Run after a batch's statements, in the same round trip: fails (division
-// by zero, which stops the rest of the string, PREPARE or COMMIT included)
-// when the statements ended the branch's transaction — a SET LOCAL lasts
-// until its transaction ends, also through COMMIT AND CHAIN.
-constexpr absl::string_view kBranchOpenCheckSql =
-    "SELECT 1 / coalesce(current_setting('txcoord.branch', true) = 'open', false)::int";
 
 }  // namespace
 
@@ -345,22 +335,6 @@ class PostgresBranch : public Branch {
   std::shared_ptr<PGcancel> cancel_key_ ABSL_GUARDED_BY(cancel_mu_);  // null once finished
 };
 
-// Query numbers in Pipelined::failed besides statement indexes.
-constexpr int kBeginQueries = -1;  // BEGIN and the SET LOCALs
-constexpr int kFirstTail = -2;     // the first query after the statements
-constexpr int kBranchCheck = -1000;  // kBranchOpenCheckSql, before the tail
-
-// What RunPipelined got back.
-struct Pipelined {
-  absl::Status status;
-  bool broken = false;  // the connection is lost (or unusable)
-  // Whose result failed: a statement index, kBeginQueries, or kFirstTail - k
-  // for tail query k.
-  int failed = kBeginQueries;
-  std::vector<ResultSet> results;  // one per statement, when OK
-  std::vector<pqxx::result> tail;  // one per tail query, when OK
-};
-
 // The statement guard over a batch (before anything is sent):
 // INVALID_ARGUMENT naming the refused statement. *session_state: some
 // statement may leave session state (its connection is closed after).
@@ -383,67 +357,6 @@ std::optional<std::vector<std::string>> BatchableSqls(const std::vector<Statemen
     sqls.push_back(*std::move(sql));
   }
   return sqls;
-}
-
-// One round trip: `begin`, the statements (`sqls`, their parameters quoted
-// into PREPARE/EXECUTE/DEALLOCATE) and `tail`, through one pqxx::pipeline
-// (one simple-query string), each statement's own result kept. After an
-// error the server skips the rest of the string; the transaction block is
-// left aborted (CleanUpFailedBatch) unless the failed query was a COMMIT.
-Pipelined RunPipelined(PgShared& shared, PgConnection& c, const std::vector<std::string>& begin,
-                       const std::vector<std::string>& sqls, const std::vector<Statement>& statements,
-                       const std::vector<std::string>& tail, int max_rows, absl::Duration statement_limit) {
-  Pipelined out;
-  out.status = GuardOn(shared.options, c, SqlErrorContext::kStatement, &out.broken, [&] {
-    pqxx::nontransaction n(*c.conn);
-    std::vector<pqxx::result> raw(statements.size());
-    {
-      // Query id, query number (see Pipelined::failed), and whether its
-      // result is the statement's.
-      struct Sent {
-        pqxx::pipeline::query_id id;
-        int index;
-        bool result;
-      };
-      std::vector<Sent> order;
-      pqxx::pipeline p(n);
-      p.retain(static_cast<int>(begin.size() + 3 * statements.size() + tail.size()));
-      for (const std::string& q : begin) order.push_back({p.insert(q), kBeginQueries, false});
-      for (size_t i = 0; i < statements.size(); ++i) {
-        const std::vector<Value>& params = statements[i].second;
-        if (params.empty()) {
-          order.push_back({p.insert(sqls[i]), static_cast<int>(i), true});
-          continue;
-        }
-        const std::string name = absl::StrCat("txc_b", i);
-        order.push_back({p.insert(absl::StrCat("PREPARE ", name, " AS ", sqls[i])), static_cast<int>(i), false});
-        std::string exec = absl::StrCat("EXECUTE ", name, "(");
-        for (size_t k = 0; k < params.size(); ++k) {
-          std::optional<std::string> text = ParamText(params[k]);
-          absl::StrAppend(&exec, k == 0 ? "" : ", ", text ? n.quote(*text) : std::string("NULL"));
-        }
-        exec += ")";
-        order.push_back({p.insert(exec), static_cast<int>(i), true});
-        order.push_back({p.insert("DEALLOCATE " + name), static_cast<int>(i), false});
-      }
-      order.push_back({p.insert(std::string(kBranchOpenCheckSql)), kBranchCheck, false});
-      for (size_t k = 0; k < tail.size(); ++k) {
-        order.push_back({p.insert(tail[k]), kFirstTail - static_cast<int>(k), false});
-      }
-      p.complete();
-      for (const Sent& q : order) {
-        out.failed = q.index;
-        pqxx::result r = p.retrieve(q.id);
-        if (q.result) raw[q.index] = std::move(r);
-        if (q.index <= kFirstTail && q.index != kBranchCheck) out.tail.push_back(std::move(r));
-      }
-    }
-    for (size_t i = 0; i < raw.size(); ++i) out.results.push_back(ToResultSet(shared, n, raw[i], max_rows));
-  }, statement_limit);
-  if (!out.status.ok() && !out.broken && out.failed == kBranchCheck) {
-    out.status = BranchEndedError(shared.options.name, "a statement of the batch ended it");
-  }
-  return out;
 }
 
 // True when a statement (batchable SQL: no leading comment) begins with
@@ -551,6 +464,65 @@ class FinishPreparedCall : public PendingCall<absl::Status> {
   ConnectionPool<PgConnection>::Lease lease_;
 };
 
+// A batch ending with a statement that must not be sent twice (PREPARE
+// TRANSACTION, COMMIT), sent; Finish reads its results. A lost connection
+// is discarded (run.broken); after a failure the connection is cleaned up
+// and the error names the failing statement.
+class OnceBatch {
+ public:
+  OnceBatch(std::shared_ptr<PgShared> shared, ConnectionPool<PgConnection>::Lease lease,
+            const std::vector<std::string>& begin, const std::vector<std::string>& sqls,
+            const std::vector<Statement>& statements, const std::string& last, absl::Duration lock_timeout,
+            bool session_state)
+      : shared_(std::move(shared)),
+        lease_(std::move(lease)),
+        session_state_(session_state),
+        sent_(*shared_, *lease_, begin, sqls, statements, {last}, lock_timeout) {}
+
+  // REQUIRES: once.
+  Pipelined Finish(int max_rows) {
+    Pipelined run = sent_.Finish(max_rows);
+    if (session_state_) lease_.MarkBroken();  // closed when released, never pooled again
+    if (run.broken) {
+      lease_.MarkBroken();
+    } else if (!run.status.ok()) {
+      CleanUpFailedBatch(shared_->options, lease_);
+      run.status = NameFailedStatement(run);
+    }
+    lease_.Release();
+    return run;
+  }
+
+ private:
+  std::shared_ptr<PgShared> shared_;
+  ConnectionPool<PgConnection>::Lease lease_;
+  const bool session_state_;
+  SentBatch sent_;  // after lease_: uses its connection
+};
+
+// A batch ending in PREPARE TRANSACTION, in flight.
+class PrepareBatchCall : public PendingCall<absl::StatusOr<BatchOutcome>> {
+ public:
+  PrepareBatchCall(std::unique_ptr<OnceBatch> once, int max_rows) : once_(std::move(once)), max_rows_(max_rows) {}
+  ~PrepareBatchCall() override {
+    if (once_ != nullptr) (void)Finish();
+  }
+
+  absl::StatusOr<BatchOutcome> Finish() override {
+    Pipelined run = once_->Finish(max_rows_);
+    once_.reset();
+    if (!run.status.ok()) return run.status;
+    BatchOutcome out;
+    out.results = std::move(run.results);
+    out.vote = Vote::kPrepared;
+    return out;
+  }
+
+ private:
+  std::unique_ptr<OnceBatch> once_;
+  const int max_rows_;
+};
+
 class PostgresParticipant : public Participant {
  public:
   explicit PostgresParticipant(std::shared_ptr<PgShared> shared) : shared_(std::move(shared)) {}
@@ -589,7 +561,7 @@ class PostgresParticipant : public Participant {
     if (!sqls) return Participant::RunBatch(xid, lock_timeout, statements, max_rows, prepare);
     const std::vector<std::string> begin = BeginStatements(lock_timeout);
     if (prepare && AnyDataChange(*sqls)) {
-      return RunAndPrepare(xid, begin, *sqls, statements, max_rows, lock_timeout, session_state);
+      return RunAndPrepare(xid, *sqls, statements, max_rows, lock_timeout, session_state);
     }
     const std::vector<std::string> tail =
         prepare ? std::vector<std::string>{"SELECT txid_current_if_assigned() IS NULL"} : std::vector<std::string>{};
@@ -603,7 +575,7 @@ class PostgresParticipant : public Participant {
       Pipelined run = RunPipelined(*shared_, *lease, begin, *sqls, statements, tail, max_rows, lock_timeout);
       absl::Status s = run.status;
       bool broken = run.broken;
-      const bool read_only = s.ok() && prepare && run.tail.at(0)[0][0].as<bool>();
+      const bool read_only = s.ok() && prepare && run.tail.at(0) == "t";
       if (broken) {
         lease.MarkBroken();
         if (attempt == 0) continue;
@@ -642,18 +614,37 @@ class PostgresParticipant : public Participant {
   // If its connection breaks the branch may be prepared: the coordinator's
   // abort leaves it to recovery's orphan pass, as with a PREPARE that lost
   // its connection.
-  absl::StatusOr<BatchOutcome> RunAndPrepare(const Xid& xid, const std::vector<std::string>& begin,
-                                             const std::vector<std::string>& sqls,
+  absl::StatusOr<BatchOutcome> RunAndPrepare(const Xid& xid, const std::vector<std::string>& sqls,
                                              const std::vector<Statement>& statements, int max_rows,
                                              absl::Duration lock_timeout, bool session_state) {
+    return StartAndPrepare(xid, sqls, statements, max_rows, lock_timeout, session_state)->Finish();
+  }
+
+  // RunAndPrepare's batch sent, its reply not read: a PostgreSQL + MariaDB
+  // transaction has both binds' batches in flight from one thread.
+  std::unique_ptr<PendingCall<absl::StatusOr<BatchOutcome>>> StartBatch(const Xid& xid, absl::Duration lock_timeout,
+                                                                        const std::vector<Statement>& statements,
+                                                                        int max_rows, bool prepare) override {
+    using Call = PendingCall<absl::StatusOr<BatchOutcome>>;
+    bool session_state = false;
+    if (absl::Status refused = GuardBatch(bind(), statements, &session_state); !refused.ok()) {
+      return std::unique_ptr<Call>(new ReadyCall<absl::StatusOr<BatchOutcome>>(refused));
+    }
+    std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
+    if (!sqls || !prepare || !AnyDataChange(*sqls)) return nullptr;  // RunBatch's other paths
+    return StartAndPrepare(xid, *sqls, statements, max_rows, lock_timeout, session_state);
+  }
+
+  std::unique_ptr<PendingCall<absl::StatusOr<BatchOutcome>>> StartAndPrepare(
+      const Xid& xid, const std::vector<std::string>& sqls, const std::vector<Statement>& statements, int max_rows,
+      absl::Duration lock_timeout, bool session_state) {
+    using Call = PendingCall<absl::StatusOr<BatchOutcome>>;
     TXC_FAILPOINT("participants.postgres.before_prepare");
-    Pipelined run = RunOnce(begin, sqls, statements, "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)),
-                            max_rows, lock_timeout, session_state);
-    if (!run.status.ok()) return run.status;
-    BatchOutcome out;
-    out.results = std::move(run.results);
-    out.vote = Vote::kPrepared;
-    return out;
+    absl::StatusOr<std::unique_ptr<OnceBatch>> once =
+        StartOnce(sqls, statements, "PREPARE TRANSACTION " + QuoteSqlLiteral(PostgresGid(xid)), lock_timeout,
+                  session_state);
+    if (!once.ok()) return std::unique_ptr<Call>(new ReadyCall<absl::StatusOr<BatchOutcome>>(once.status()));
+    return std::unique_ptr<Call>(new PrepareBatchCall(*std::move(once), max_rows));
   }
 
   CommitBatchOutcome RunAndCommit(const Xid& xid, absl::Duration lock_timeout,
@@ -666,9 +657,14 @@ class PostgresParticipant : public Participant {
     }
     std::optional<std::vector<std::string>> sqls = BatchableSqls(statements);
     if (!sqls) return Participant::RunAndCommit(xid, lock_timeout, statements, max_rows);
-    Pipelined run =
-        RunOnce(BeginStatements(lock_timeout), *sqls, statements, "COMMIT", max_rows, lock_timeout, session_state);
+    absl::StatusOr<std::unique_ptr<OnceBatch>> once = StartOnce(*sqls, statements, "COMMIT", lock_timeout,
+                                                                session_state);
     CommitBatchOutcome out;
+    if (!once.ok()) {
+      out.status = once.status();  // nothing sent
+      return out;
+    }
+    Pipelined run = (*once)->Finish(max_rows);
     out.status = run.status;
     out.outcome_unknown = run.broken;  // the COMMIT may have run
     out.commit_failed = !run.status.ok() && (run.broken || run.failed == kFirstTail);
@@ -677,28 +673,15 @@ class PostgresParticipant : public Participant {
   }
 
   // A batch ending with `last` (PREPARE TRANSACTION, COMMIT) that must not
-  // be sent twice: on a connection the server has not closed while it was
-  // idle (ConnectionLooksAlive), never resent. A lost connection is
-  // discarded (run.broken); after a failure the connection is cleaned up
-  // and the error names the failing statement.
-  Pipelined RunOnce(const std::vector<std::string>& begin, const std::vector<std::string>& sqls,
-                    const std::vector<Statement>& statements, const std::string& last, int max_rows,
-                    absl::Duration lock_timeout, bool session_state) {
-    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
-    if (!lease.ok()) {
-      Pipelined none;
-      none.status = lease.status();  // nothing was sent
-      return none;
-    }
-    Pipelined run = RunPipelined(*shared_, **lease, begin, sqls, statements, {last}, max_rows, lock_timeout);
-    if (session_state) lease->MarkBroken();  // closed when released, never pooled again
-    if (run.broken) {
-      lease->MarkBroken();
-    } else if (!run.status.ok()) {
-      CleanUpFailedBatch(shared_->options, *lease);
-      run.status = NameFailedStatement(run);
-    }
-    return run;
+  // be sent twice, sent on a connection the server has not closed while it
+  // was idle (ConnectionLooksAlive). An error: nothing was sent.
+  absl::StatusOr<std::unique_ptr<OnceBatch>> StartOnce(const std::vector<std::string>& sqls,
+                                                       const std::vector<Statement>& statements,
+                                                       const std::string& last, absl::Duration lock_timeout,
+                                                       bool session_state) {
+    TXC_ASSIGN_OR_RETURN(ConnectionPool<PgConnection>::Lease lease, AcquireLive());
+    return std::make_unique<OnceBatch>(shared_, std::move(lease), BeginStatements(lock_timeout), sqls, statements,
+                                       last, lock_timeout, session_state);
   }
 
   // A pooled connection, not one the server closed while it was idle (its

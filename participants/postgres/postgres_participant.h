@@ -19,16 +19,15 @@
 // TimeZone=UTC so that timestamptz values come back as "…Z".
 //
 // RunBatch (RunTransaction's path) sends BEGIN, the SET LOCALs, every
-// statement and the read-only probe as one simple-query string through
-// pqxx::pipeline: one round trip, then PREPARE TRANSACTION (or COMMIT for a
-// read-only branch) as a second. A statement with parameters travels as
-//   PREPARE txc_b<i> AS <sql>; EXECUTE txc_b<i>('<p1>', NULL, …); DEALLOCATE txc_b<i>
-// with each parameter quoted by libpq (PQescapeStringConn): the server
-// infers the parameter types exactly as for exec_params, and no parameter
-// text is ever parsed as SQL. Only SQL that PostgresBatchableSql accepts is
-// put in the string; any other batch runs statement by statement. After a
-// failed batch the branch is rolled back and DEALLOCATE ALL drops the named
-// statements (txcoord itself uses no other named prepared statements).
+// statement and the read-only probe as one simple-query string with libpq's
+// PQsendQuery (postgres_batch.h): one round trip, then PREPARE TRANSACTION
+// (or COMMIT for a read-only branch) as a second. A batch that changes data
+// ends in PREPARE TRANSACTION instead: one round trip, which StartBatch
+// begins without waiting for the reply. Only SQL that PostgresBatchableSql
+// accepts is put in the string; any other batch runs statement by
+// statement. After a failed batch the branch is rolled back and DEALLOCATE
+// ALL drops the named statements (txcoord itself uses no other named
+// prepared statements).
 //
 // No pqxx exception leaves this file: they become absl::Status values
 // (sql_common.h's mapping; a lost connection is UNAVAILABLE).

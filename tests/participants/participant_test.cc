@@ -873,6 +873,52 @@ TEST_P(ParticipantTest, StartFinishPreparedEndsLikeTheBlockingCall) {
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
 }
 
+// A batch begun without waiting (StartBatch) ends like RunBatch: batches
+// in flight at once, finished in another order, prepared with their
+// results; a failing one names its statement — also a syntax error after a
+// non-ASCII literal, which PostgreSQL reports for the whole string with a
+// position in characters — and leaves nothing behind.
+TEST_P(ParticipantTest, StartBatchEndsLikeTheBlockingCall) {
+  if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
+  CreateKvTable();
+  const std::string insert = absl::StrCat("INSERT INTO ", table_, " (id, v) VALUES (", P(1), ", ", P(2), ")");
+  Xid a = NewXid(), b = NewXid();
+  auto first = participant_->StartBatch(a, absl::Seconds(10), {{insert, {Value::Int64(1), Value::String("é")}}}, 0,
+                                        /*prepare=*/true);
+  auto second = participant_->StartBatch(
+      b, absl::Seconds(10),
+      {{insert, {Value::Int64(2), Value::String("b")}}, {"SELECT v FROM " + table_ + " WHERE id = 2", {}}}, 0,
+      /*prepare=*/true);
+  auto failing = participant_->StartBatch(
+      NewXid(), absl::Seconds(10),
+      {{"INSERT INTO " + table_ + " (id, v) VALUES (3, 'üü€')", {}}, {"SELEC nonsense", {}}}, 0, /*prepare=*/true);
+  const bool started = GetParam().driver == "postgres" || GetParam().driver == "mariadb";
+  ASSERT_EQ(first != nullptr, started);
+  ASSERT_EQ(second != nullptr, started);
+  ASSERT_EQ(failing != nullptr, started);
+  if (!started) GTEST_SKIP() << "RunBatch only on " << GetParam().name;
+  absl::StatusOr<BatchOutcome> failed = failing->Finish();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInvalidArgument) << failed.status();
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("statement 2"));
+  absl::StatusOr<BatchOutcome> two = second->Finish();
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->vote, Vote::kPrepared);
+  EXPECT_EQ(two->branch, nullptr);
+  ASSERT_EQ(two->results.size(), 2u);
+  EXPECT_EQ(two->results[0].rows_affected, 1);
+  ASSERT_EQ(two->results[1].rows.size(), 1u);
+  EXPECT_EQ(two->results[1].rows[0].at(0).text, "b");
+  absl::StatusOr<BatchOutcome> one = first->Finish();
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->vote, Vote::kPrepared);
+  EXPECT_THAT(ListedGtrids(participant_.get(), node_), ::testing::UnorderedElementsAre(a.gtrid, b.gtrid));
+  ASSERT_TRUE(participant_->CommitPrepared(a).ok());
+  ASSERT_TRUE(participant_->CommitPrepared(b).ok());
+  EXPECT_EQ(KvValues(), (std::vector<std::string>{"é", "b"}));
+  EXPECT_EQ(participant_->pool_stats().in_use, 0);
+}
+
 TEST_P(ParticipantTest, FinishingTwiceIsNotFound) {
   if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
   CreateKvTable();

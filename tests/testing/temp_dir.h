@@ -1,11 +1,17 @@
-// A temporary directory removed (recursively) when it goes out of scope.
+// A temporary directory removed (recursively) when it goes out of scope —
+// unless the running test has failed: then it is kept (logs, journals) and
+// its path printed.
 #ifndef TXCOORD_TESTS_TESTING_TEMP_DIR_H_
 #define TXCOORD_TESTS_TESTING_TEMP_DIR_H_
 
 #include <stdlib.h>
 
+#include <cstdio>
+
 #include <filesystem>
 #include <string>
+
+#include "gtest/gtest.h"
 
 namespace txcoord::testing {
 
@@ -16,6 +22,10 @@ class TempDir {
     path_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
   }
   ~TempDir() {
+    if (!path_.empty() && ::testing::Test::HasFailure()) {
+      std::fprintf(stderr, "kept %s: the test failed\n", path_.c_str());
+      return;
+    }
     std::error_code ec;
     if (!path_.empty()) std::filesystem::remove_all(path_, ec);
   }

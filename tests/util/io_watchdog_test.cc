@@ -65,6 +65,21 @@ TEST(IoWatchdogTest, AnEarlierDeadlineArmedLaterStillFiresFirst) {
   EXPECT_FALSE(far.Disarm());
 }
 
+// With nothing armed the watchdog's thread dozes and is not woken for a
+// deadline later than its next look: such a watch still fires in time.
+TEST(IoWatchdogTest, AWatchArmedWhileNothingElseIsStillFires) {
+  SocketPair s;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // nothing armed now
+  IoWatchdog::Watch w(s.fd[0], absl::Milliseconds(1500));
+  auto start = std::chrono::steady_clock::now();
+  char c;
+  EXPECT_EQ(::recv(s.fd[0], &c, 1, 0), 0);
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(1400));
+  EXPECT_LT(waited, std::chrono::seconds(20));
+  EXPECT_TRUE(w.Disarm());
+}
+
 TEST(IoWatchdogTest, NoTimeoutArmsNothing) {
   SocketPair s;
   IoWatchdog::Watch none(s.fd[0], absl::ZeroDuration());
