@@ -515,9 +515,16 @@ absl::StatusOr<TxnState> Coordinator::CommitProtocol(Transaction& txn) {
   }
   TXC_FAILPOINT("commit.before_prepare");
   std::vector<absl::Status> votes(two_phase.size());
-  RunParallel(two_phase.size(), [&](size_t i) {
+  // Branches prepared with their statements (RunTransaction) are skipped
+  // here, so that a transaction with nothing left to prepare wakes no
+  // branch worker.
+  std::vector<size_t> unprepared;
+  for (size_t i = 0; i < two_phase.size(); ++i) {
+    if (!two_phase[i]->prepared && !two_phase[i]->read_only) unprepared.push_back(i);
+  }
+  RunParallel(unprepared.size(), [&](size_t k) {
+    const size_t i = unprepared[k];
     Transaction::Enlisted* e = two_phase[i];
-    if (e->prepared || e->read_only) return;  // prepared with its statements (RunTransaction)
     const absl::Time step_start = absl::Now();
     absl::StatusOr<participants::Vote> vote = e->branch->Prepare();
     metrics_.Observe("txcoord_branch_step_duration_seconds", absl::Now() - step_start,
