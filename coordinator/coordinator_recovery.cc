@@ -106,16 +106,23 @@ absl::StatusOr<std::pair<std::vector<TxnInfo>, std::string>> Coordinator::ListTr
   std::vector<TxnInfo> out;
   absl::Time before = absl::InfiniteFuture();
   if (filter.page_token.empty()) {
-    {
-      absl::MutexLock lock(&mu_);
-      for (const auto& [id, txn] : live_) {
-        TxnInfo info = Describe(*txn);
-        if (keep(info)) out.push_back(std::move(info));
-      }
-    }
     TXC_ASSIGN_OR_RETURN(std::vector<DecisionRecord> unfinished, journal_->ScanUnfinished());
+    absl::MutexLock lock(&mu_);
+    absl::flat_hash_set<std::string> listed;
+    for (const auto& [id, txn] : live_) {
+      listed.insert(id);
+      TxnInfo info = Describe(*txn);
+      if (keep(info)) out.push_back(std::move(info));
+    }
     for (const DecisionRecord& r : unfinished) {
-      TxnInfo info = FromRecord(r);
+      // Once per transaction: a live one's own state is the newest. A
+      // commit whose END is not written yet is what its client was told
+      // (its remembered outcome), not the journal's COMMITTING.
+      if (!listed.insert(r.txn_id()).second) continue;
+      auto remembered = recent_.find(r.txn_id());
+      const bool ended = remembered != recent_.end() && (remembered->second.state == TxnState::kCommitted ||
+                                                         remembered->second.state == TxnState::kAborted);
+      TxnInfo info = ended ? remembered->second : FromRecord(r);
       if (keep(info)) out.push_back(std::move(info));
     }
   } else {
@@ -125,7 +132,10 @@ absl::StatusOr<std::pair<std::vector<TxnInfo>, std::string>> Coordinator::ListTr
     }
     before = absl::FromUnixMicros(us);
   }
+  // The first page holds every live and unfinished transaction; when they
+  // fill it, the next page starts the history (the last page may be empty).
   std::string next;
+  if (static_cast<int>(out.size()) >= page_size) next = absl::StrCat(absl::ToUnixMicros(before));
   while (static_cast<int>(out.size()) < page_size) {
     TXC_ASSIGN_OR_RETURN(std::vector<DecisionRecord> history, journal_->ListFinished(before, page_size));
     if (history.empty()) {
