@@ -919,6 +919,27 @@ TEST_P(ParticipantTest, StartBatchEndsLikeTheBlockingCall) {
   EXPECT_EQ(participant_->pool_stats().in_use, 0);
 }
 
+// COPY from or to the client cannot run through a batch: a clear
+// INVALID_ARGUMENT, nothing left behind, the bind usable after.
+TEST_P(ParticipantTest, CopyInABatchIsRefused) {
+  if (GetParam().driver != "postgres") GTEST_SKIP() << "PostgreSQL's COPY protocol";
+  CreateKvTable();
+  for (const std::string& copy : {"COPY " + table_ + " FROM STDIN", "COPY " + table_ + " TO STDOUT"}) {
+    auto batch = participant_->RunBatch(NewXid(), absl::Seconds(10), {{copy, {}}}, 0, /*prepare=*/false);
+    ASSERT_FALSE(batch.ok()) << copy;
+    EXPECT_EQ(batch.status().code(), absl::StatusCode::kInvalidArgument) << batch.status();
+    EXPECT_EQ(participant_->pool_stats().in_use, 0);
+  }
+  auto after = participant_->RunBatch(NewXid(), absl::Seconds(10),
+                                      {{"INSERT INTO " + table_ + " (id, v) VALUES (1, 'after')", {}}}, 0,
+                                      /*prepare=*/true);
+  ASSERT_TRUE(after.ok()) << after.status();
+  auto listed = participant_->ListPrepared(node_);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_TRUE(participant_->RollbackPrepared(listed->front().xid).ok());
+}
+
 TEST_P(ParticipantTest, FinishingTwiceIsNotFound) {
   if (!TwoPhase()) GTEST_SKIP() << "no two-phase commit on " << dialect();
   CreateKvTable();
