@@ -258,7 +258,7 @@ std::vector<Statement> Split(Dialect dialect, std::vector<Token> tokens) {
 // Why statement `t` may not run in a branch, or "" when it may.
 // PostgreSQL: BEGIN, START, COMMIT, END, ABORT, ROLLBACK (but ROLLBACK TO
 // SAVEPOINT), PREPARE TRANSACTION; COMMIT/ROLLBACK PREPARED are COMMIT and
-// ROLLBACK.
+// ROLLBACK; RESET ALL; COPY … FROM STDIN / TO STDOUT.
 std::string PostgresRefusal(const std::vector<Token>& t) {
   const std::string& w = t[0].text;
   if (w == "BEGIN" || w == "START" || w == "COMMIT" || w == "END" || w == "ABORT") return "ends or starts a transaction";
@@ -271,6 +271,15 @@ std::string PostgresRefusal(const std::vector<Token>& t) {
   // It would also reset the branch's own SET LOCAL limits (lock and
   // statement timeouts) that end cross-database deadlocks.
   if (w == "RESET" && IsWord(t, 1, "ALL")) return "resets txcoord's own settings of the branch (reset settings by name)";
+  if (w == "COPY") {
+    // Its data would travel in the copy sub-protocol, between the server
+    // and the client's connection, which txcoord does not relay.
+    for (size_t k = 1; k < t.size(); ++k) {
+      if (IsWord(t, k, "STDIN") || IsWord(t, k, "STDOUT")) {
+        return "copies from or to the client (use INSERT or SELECT, or COPY with a file on the server)";
+      }
+    }
+  }
   return "";
 }
 

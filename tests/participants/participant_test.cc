@@ -919,9 +919,11 @@ TEST_P(ParticipantTest, StartBatchEndsLikeTheBlockingCall) {
   EXPECT_EQ(participant_->pool_stats().in_use, 0);
 }
 
-// COPY from or to the client cannot run through a batch: a clear
-// INVALID_ARGUMENT, nothing left behind, the bind usable after.
-TEST_P(ParticipantTest, CopyInABatchIsRefused) {
+// COPY from or to the client cannot run through txcoord (its data would
+// travel between the server and txcoord's connection): a clear
+// INVALID_ARGUMENT in a batch and in a branch, nothing left behind, the bind
+// usable after.
+TEST_P(ParticipantTest, CopyFromOrToTheClientIsRefused) {
   if (GetParam().driver != "postgres") GTEST_SKIP() << "PostgreSQL's COPY protocol";
   CreateKvTable();
   for (const std::string& copy : {"COPY " + table_ + " FROM STDIN", "COPY " + table_ + " TO STDOUT"}) {
@@ -930,6 +932,15 @@ TEST_P(ParticipantTest, CopyInABatchIsRefused) {
     EXPECT_EQ(batch.status().code(), absl::StatusCode::kInvalidArgument) << batch.status();
     EXPECT_EQ(participant_->pool_stats().in_use, 0);
   }
+  for (const std::string& copy : {"COPY " + table_ + " FROM STDIN", "COPY " + table_ + " TO STDOUT"}) {
+    auto branch = participant_->Begin(NewXid(), absl::Seconds(10));
+    ASSERT_TRUE(branch.ok()) << branch.status();
+    auto executed = (*branch)->Execute(copy, {}, 0);
+    ASSERT_FALSE(executed.ok()) << copy;
+    EXPECT_EQ(executed.status().code(), absl::StatusCode::kInvalidArgument) << executed.status();
+    (void)(*branch)->Rollback();
+  }
+  EXPECT_EQ(participant_->pool_stats().in_use, 0);
   auto after = participant_->RunBatch(NewXid(), absl::Seconds(10),
                                       {{"INSERT INTO " + table_ + " (id, v) VALUES (1, 'after')", {}}}, 0,
                                       /*prepare=*/true);

@@ -25,7 +25,9 @@ TEST(StatementGuardTest, PostgresRefusesEveryTransactionControlSpelling) {
                           "COMMIT PREPARED 'x1'", "ROLLBACK PREPARED 'x1'", "  \n\tCoMmIt ;",
                           "UPDATE t SET v = 1; COMMIT", "UPDATE t SET v = 1;COMMIT;", "SELECT 1; END",
                           "SELECT ';'; COMMIT", "RESET ALL", "SELECT $$;$$; COMMIT", "SELECT $t$ $$ ; $t$; ABORT",
-                          "SELECT E'\\';'; COMMIT", "SELECT \"a;b\" FROM t; COMMIT", "SELECT 1 /* ; */; commit"}) {
+                          "SELECT E'\\';'; COMMIT", "SELECT \"a;b\" FROM t; COMMIT", "SELECT 1 /* ; */; commit",
+                          "COPY t FROM STDIN", "copy t (a, b) from stdin with (format csv)",
+                          "COPY (SELECT 1) TO STDOUT", "UPDATE t SET v = 1; COPY t TO stdout"}) {
     EXPECT_TRUE(Refused("postgresql", sql)) << sql;
   }
 }
@@ -39,7 +41,8 @@ TEST(StatementGuardTest, PostgresAllowsWorkSavepointsAndLookalikes) {
                           "SELECT \"commit\" FROM t", "SET LOCAL lock_timeout = 100",
                           "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 "
                           "END; SELECT 2; END",
-                          "DO $$ BEGIN PERFORM 1; END $$", "SELECT a$b FROM t", "SELECT $1::int + $2::int"}) {
+                          "DO $$ BEGIN PERFORM 1; END $$", "SELECT a$b FROM t", "SELECT $1::int + $2::int",
+                          "COPY t FROM '/srv/data.csv'", "SELECT 'COPY t FROM STDIN'", "SELECT stdin FROM t"}) {
     EXPECT_FALSE(Refused("postgresql", sql)) << sql;
   }
 }
