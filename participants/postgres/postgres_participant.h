@@ -3,7 +3,7 @@
 // Each pooled connection is a pqxx::connection (automatic reactivation off:
 // a broken connection is evicted from the pool and a new one is opened on
 // the next use). A Branch drives the local transaction by hand through
-// pqxx::nontransaction:
+// pqxx::nontransaction (postgres_branch.h):
 //
 //   BEGIN; SET LOCAL lock_timeout/statement_timeout   (Participant::Begin)
 //   <statements>                                      (Execute: exec_params, $1…)
@@ -29,7 +29,7 @@
 // ALL drops the named statements (txcoord itself uses no other named
 // prepared statements).
 //
-// No pqxx exception leaves this file: they become absl::Status values
+// No pqxx exception leaves these files: they become absl::Status values
 // (sql_common.h's mapping; a lost connection is UNAVAILABLE).
 #ifndef TXCOORD_PARTICIPANTS_POSTGRES_POSTGRES_PARTICIPANT_H_
 #define TXCOORD_PARTICIPANTS_POSTGRES_POSTGRES_PARTICIPANT_H_
