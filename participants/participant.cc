@@ -53,6 +53,16 @@ CommitBatchOutcome Participant::RunAndCommit(const Xid& xid, absl::Duration lock
   return out;
 }
 
+absl::Status RequireActiveBranch(absl::string_view bind, absl::string_view op, BranchState state,
+                                 const absl::Status& failure) {
+  if (state == BranchState::kActive) return absl::OkStatus();
+  if (state == BranchState::kFailed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("bind ", bind, ": ", op, " after a failed statement: ", failure.message()));
+  }
+  return absl::FailedPreconditionError(absl::StrCat("bind ", bind, ": ", op, " on a finished branch"));
+}
+
 absl::Status BranchEndedError(absl::string_view bind, absl::string_view what) {
   absl::Status s = absl::FailedPreconditionError(absl::StrCat(
       "bind ", bind, ": the database ended this branch's transaction (", what,

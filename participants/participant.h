@@ -182,6 +182,15 @@ class Branch {
 // coordinator then records the transaction as HEURISTIC.
 inline constexpr absl::string_view kBranchEndedPayload = "type.txcoord.dev/branch-ended";
 absl::Status BranchEndedError(absl::string_view bind, absl::string_view what);
+
+// A Branch's life: active; failed (a statement failed: only Rollback is
+// accepted); ended (prepared, committed or rolled back).
+enum class BranchState { kActive, kFailed, kEnded };
+
+// OK while `state` is kActive; else FAILED_PRECONDITION naming the bind and
+// `op`: after a failed statement (its `failure`), or on a finished branch.
+absl::Status RequireActiveBranch(absl::string_view bind, absl::string_view op, BranchState state,
+                                 const absl::Status& failure);
 bool IsBranchEnded(const absl::Status& s);
 
 // A statement: SQL and its positional parameters.

@@ -150,7 +150,7 @@ absl::Status RollbackOn(MariadbShared& shared, MariadbConnection& c, const Xid& 
 
 class MariadbBranch : public Branch {
  public:
-  enum class State { kActive, kFailed, kEnded };
+  using State = BranchState;
 
   MariadbBranch(std::shared_ptr<MariadbShared> shared, Lease lease, Xid xid, absl::Duration lock_timeout,
                 bool session_state = false)
@@ -297,12 +297,7 @@ class MariadbBranch : public Branch {
   }
 
   absl::Status RequireActive(absl::string_view op) {
-    if (state_ == State::kActive) return absl::OkStatus();
-    if (state_ == State::kFailed) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("bind ", bind(), ": ", op, " after a failed statement: ", failure_.message()));
-    }
-    return absl::FailedPreconditionError(absl::StrCat("bind ", bind(), ": ", op, " on a finished branch"));
+    return RequireActiveBranch(bind(), op, state_, failure_);
   }
 
   absl::Status RequireActiveOrRollback(absl::string_view op) {

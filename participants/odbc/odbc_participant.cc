@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<OdbcConnection>> OpenConnection(const OdbcShared&
 
 class OdbcBranch : public Branch {
  public:
-  enum class State { kActive, kFailed, kEnded };
+  using State = BranchState;
 
   OdbcBranch(std::shared_ptr<OdbcShared> shared, ConnectionPool<OdbcConnection>::Lease lease,
              Xid xid)
@@ -187,14 +187,7 @@ class OdbcBranch : public Branch {
 
  private:
   absl::Status RequireActive(absl::string_view op) {
-    if (state_ == State::kActive) return absl::OkStatus();
-    if (state_ == State::kFailed) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("bind ", shared_->options.name, ": ", op,
-                       " after a failed statement: ", failure_.message()));
-    }
-    return absl::FailedPreconditionError(
-        absl::StrCat("bind ", shared_->options.name, ": ", op, " on a finished branch"));
+    return RequireActiveBranch(shared_->options.name, op, state_, failure_);
   }
 
   absl::Status RequireActiveOrRollback(absl::string_view op) {

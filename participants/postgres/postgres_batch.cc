@@ -40,10 +40,7 @@ std::vector<std::string> BeginStatements(absl::Duration lock_timeout) {
 SentBatch::SentBatch(PgShared& shared, PgConnection& c, const std::vector<std::string>& begin,
                      const std::vector<std::string>& sqls, const std::vector<Statement>& statements,
                      const std::vector<std::string>& tail, absl::Duration statement_limit)
-    : shared_(shared), c_(c), statements_(statements.size()), bound_(shared.options.io_timeout) {
-  if (bound_ > absl::ZeroDuration() && statement_limit > absl::ZeroDuration()) {
-    bound_ = std::max(bound_, statement_limit + kStatementReplyMargin);
-  }
+    : shared_(shared), c_(c), statements_(statements.size()), bound_(ReplyBound(shared.options, statement_limit)) {
   std::string& text = text_;
   auto add = [&](absl::string_view q, int index, bool result) {
     if (!text.empty()) text += ";\n";
@@ -134,9 +131,7 @@ Pipelined SentBatch::Finish(int max_rows) {
     }
     if (watch.Disarm()) {
       out.broken = true;
-      out.status = absl::UnavailableError(absl::StrCat("bind ", bind, ": PostgreSQL sent no reply within ",
-                                                       absl::FormatDuration(bound_),
-                                                       " (timeouts.database_reply); the connection was closed"));
+      out.status = NoReplyError(bind, bound_);
       return out;
     }
   }

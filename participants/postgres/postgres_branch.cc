@@ -23,7 +23,7 @@ namespace {
 
 class PostgresBranch : public Branch {
  public:
-  enum class State { kActive, kFailed, kEnded };
+  using State = BranchState;
 
   // `statement_limit`: the statement_timeout the branch's statements run
   // under (its Begin's lock_timeout).
@@ -212,14 +212,7 @@ class PostgresBranch : public Branch {
   }
 
   absl::Status RequireActive(absl::string_view op) {
-    if (state_ == State::kActive) return absl::OkStatus();
-    if (state_ == State::kFailed) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("bind ", shared_->options.name, ": ", op,
-                       " after a failed statement: ", failure_.message()));
-    }
-    return absl::FailedPreconditionError(
-        absl::StrCat("bind ", shared_->options.name, ": ", op, " on a finished branch"));
+    return RequireActiveBranch(shared_->options.name, op, state_, failure_);
   }
 
   // Like RequireActive, but a failed branch is rolled back first.

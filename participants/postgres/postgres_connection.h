@@ -147,28 +147,41 @@ absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken
 // How much longer than its statements' own time limit a call may wait.
 constexpr absl::Duration kStatementReplyMargin = absl::Seconds(5);
 
-// Guard for a call on connection `c`, bounded by options.io_timeout, or by
+// How long a call waits for the server's reply: options.io_timeout, or
 // `statement_limit` (the statement_timeout its statements run under) plus
 // kStatementReplyMargin when that is longer — a statement the server still
-// allows is never cut off. A server that sends nothing back for that long
+// allows is never cut off.
+inline absl::Duration ReplyBound(const BindOptions& options, absl::Duration statement_limit) {
+  absl::Duration bound = options.io_timeout;
+  if (bound > absl::ZeroDuration() && statement_limit > absl::ZeroDuration()) {
+    bound = std::max(bound, statement_limit + kStatementReplyMargin);
+  }
+  return bound;
+}
+
+// The error of a call whose reply did not come within `bound` (the
+// watchdog closed its connection).
+inline absl::Status NoReplyError(absl::string_view bind, absl::Duration bound) {
+  return absl::UnavailableError(absl::StrCat("bind ", bind, ": PostgreSQL sent no reply within ",
+                                             absl::FormatDuration(bound),
+                                             " (timeouts.database_reply); the connection was closed"));
+}
+
+// Guard for a call on connection `c`, bounded by ReplyBound(options,
+// `statement_limit`). A server that sends nothing back for that long
 // has the connection shut down under the call (util::IoWatchdog), which
 // then fails as a lost connection. A call that completed just as the
 // watch fired keeps its result; the connection is given up either way.
 template <typename Fn>
 absl::Status GuardOn(const BindOptions& options, PgConnection& c, SqlErrorContext context, bool* broken,
                      Fn&& fn, absl::Duration statement_limit = absl::ZeroDuration()) {
-  absl::Duration bound = options.io_timeout;
-  if (bound > absl::ZeroDuration() && statement_limit > absl::ZeroDuration()) {
-    bound = std::max(bound, statement_limit + kStatementReplyMargin);
-  }
+  const absl::Duration bound = ReplyBound(options, statement_limit);
   util::IoWatchdog::Watch watch(c.conn->sock(), bound);
   absl::Status s = Guard(options.name, context, broken, std::forward<Fn>(fn), [&c] { return c.conn->raw(); });
   if (watch.Disarm()) {
     *broken = true;
     if (!s.ok()) {
-      return absl::UnavailableError(absl::StrCat("bind ", options.name, ": PostgreSQL sent no reply within ",
-                                                 absl::FormatDuration(bound),
-                                                 " (timeouts.database_reply); the connection was closed"));
+      return NoReplyError(options.name, bound);
     }
   }
   return s;

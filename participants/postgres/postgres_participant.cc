@@ -188,9 +188,7 @@ class FinishPreparedCall : public PendingCall<absl::Status> {
       }
       if (watch.Disarm()) {
         lease_.MarkBroken();
-        s = absl::UnavailableError(absl::StrCat("bind ", options.name, ": PostgreSQL sent no reply within ",
-                                                absl::FormatDuration(options.io_timeout),
-                                                " (timeouts.database_reply); the connection was closed"));
+        s = postgres_internal::NoReplyError(options.name, options.io_timeout);
       }
     }
     if (PQstatus(raw) != CONNECTION_OK) {
