@@ -1,0 +1,101 @@
+// Fibers on event loops: code written as blocking calls that does not hold
+// a thread while it waits.
+//
+// FiberLoops owns a few threads (one per core, by configuration), each an
+// event loop with its own epoll set. Spawn runs a function on a fiber (its
+// own stack, switched with Boost.Context) on the loop that has the fewest.
+// A fiber runs until it waits; then its loop runs the next ready fiber, or
+// sleeps in epoll_wait until a socket is ready, a deadline passes or another
+// thread hands it a fiber. A fiber stays on the loop it began on.
+//
+// The waits below work on a fiber and on a plain thread alike, so the same
+// driver code serves both:
+//   WaitFd      poll(2) on a thread; on a fiber, the loop's epoll.
+//   Sleep       absl::SleepFor on a thread; on a fiber, the loop's timers.
+//   WaitWord    a futex on a thread; on a fiber, the fiber is parked and
+//               its loop woken by whoever sets the word.
+//
+// A fiber must not wait any other way for something another fiber of its
+// loop provides (an absl::Mutex held across a wait, a condition variable, a
+// blocking library call whose peer is such a fiber): the loop's thread would
+// sleep with the provider unable to run. Blocking on a database or the disk
+// only delays the loop's other fibers.
+#ifndef TXCOORD_UTIL_FIBER_H_
+#define TXCOORD_UTIL_FIBER_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace txcoord::util {
+
+namespace fiber_internal {
+struct Fiber;
+class Loop;
+}  // namespace fiber_internal
+
+class FiberLoops {
+ public:
+  // Starts `loops` threads (at least 1). Each fiber gets a stack of
+  // `stack_bytes` (rounded up to pages) with a guard page below it.
+  explicit FiberLoops(int loops, size_t stack_bytes = 256 << 10);
+  // Waits for every fiber to finish, then stops the loops.
+  ~FiberLoops();
+  FiberLoops(const FiberLoops&) = delete;
+  FiberLoops& operator=(const FiberLoops&) = delete;
+
+  // Runs `fn` on a new fiber of the loop with the fewest fibers. An
+  // exception out of `fn` terminates the process. Thread-safe.
+  void Spawn(std::function<void()> fn);
+
+  int loops() const { return static_cast<int>(loops_.size()); }
+  // Fibers begun and not finished.
+  int fibers() const;
+
+ private:
+  std::vector<std::unique_ptr<fiber_internal::Loop>> loops_;
+};
+
+// True on a fiber of a FiberLoops.
+bool OnFiber();
+
+// Waits until `fd` is ready for `events` (POLLIN and/or POLLOUT) or until
+// `deadline` (absl::InfiniteFuture(): none). Returns the poll(2) revents
+// seen (POLLERR and POLLHUP included), 0 at the deadline, -1 (errno set) on
+// error.
+int WaitFd(int fd, short events, absl::Time deadline);
+
+// Sleeps `d`.
+void Sleep(absl::Duration d);
+
+// A 32-bit word that one waiter waits on until another thread or fiber
+// changes it. Created by the waiter, which is the only one to wait on it.
+class WaitWord {
+ public:
+  explicit WaitWord(uint32_t initial);
+  WaitWord(const WaitWord&) = delete;
+  WaitWord& operator=(const WaitWord&) = delete;
+
+  uint32_t load() const { return word_.load(std::memory_order_acquire); }
+  // Waits while the word holds `value`; returns the value that ended the
+  // wait.
+  uint32_t WaitWhile(uint32_t value);
+  // Stores `value` and wakes the waiter. The waiter may return and destroy
+  // *w as soon as it sees the store: Set reads nothing of *w after it.
+  static void Set(WaitWord* w, uint32_t value);
+
+ private:
+  std::atomic<uint32_t> word_;
+  std::shared_ptr<fiber_internal::Fiber> fiber_;  // the waiter's, or null on a thread
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
+                "a futex word is a plain 32-bit integer");
+};
+
+}  // namespace txcoord::util
+
+#endif  // TXCOORD_UTIL_FIBER_H_
