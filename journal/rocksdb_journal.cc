@@ -1,8 +1,6 @@
 #include "journal/rocksdb_journal.h"
 
-#include <linux/futex.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +18,7 @@
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "util/failpoint.h"
+#include "util/fiber.h"
 #include "util/status_macros.h"
 
 namespace txcoord::journal {
@@ -111,13 +110,13 @@ std::string SerializeCurrent(const DecisionRecord& record) {
 
 // One LogDecision call waiting in the group-commit queue.
 //
-// A waiting writer sleeps on its own futex word, not on writers_mu_: the
-// leader of a finished group hands out the results itself, the next
-// leader first, so the next group's fsync starts while the followers are
-// still being woken, and woken followers run at once instead of each
-// waiting for the mutex the one before it holds (a condition variable's
-// wake-up goes through its mutex: 64 writers were woken one after another,
-// the next leader last).
+// A waiting writer sleeps on its own word (util::WaitWord: a futex on a
+// thread, a parked fiber on a fiber), not on writers_mu_: the leader of a
+// finished group hands out the results itself, the next leader first, so
+// the next group's fsync starts while the followers are still being woken,
+// and woken followers run at once instead of each waiting for the mutex
+// the one before it holds (a condition variable's wake-up goes through its
+// mutex: 64 writers were woken one after another, the next leader last).
 struct RocksDbJournal::Writer {
   enum : uint32_t { kWaiting = 0, kLead = 1, kDone = 2 };
 
@@ -125,32 +124,14 @@ struct RocksDbJournal::Writer {
   std::string value;
   std::string idempotency_key;  // the record's, or ""
   absl::Status status;  // written before `turn` becomes kDone
-  std::atomic<uint32_t> turn{kWaiting};  // the futex word
-  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
-                    std::atomic<uint32_t>::is_always_lock_free,
-                "a futex word is a plain 32-bit integer");
+  util::WaitWord turn{kWaiting};
 
   // Returns kLead or kDone once the leader has set it.
-  uint32_t Await() {
-    for (;;) {
-      const uint32_t t = turn.load(std::memory_order_acquire);
-      if (t != kWaiting) return t;
-      // Sleeps only while `turn` is still kWaiting; a wake-up without a
-      // change (a signal, a spurious wake) loops.
-      syscall(SYS_futex, &turn, FUTEX_WAIT_PRIVATE, kWaiting, nullptr, nullptr, 0);
-    }
-  }
+  uint32_t Await() { return turn.WaitWhile(kWaiting); }
 
-  // Hands `t` to the waiting writer `w`. `w` may return, and its frame be
-  // reused, as soon as the store is seen: the wake-up after it only names
-  // the address to the kernel, which at worst wakes another futex sleeper
-  // there spuriously (every futex user re-checks its word, as POSIX
-  // semaphores rely on) and never writes to it.
-  static void Hand(Writer* w, uint32_t t) {
-    std::atomic<uint32_t>* word = &w->turn;
-    word->store(t, std::memory_order_release);
-    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-  }
+  // Hands `t` to the waiting writer `w`, which may return, and its frame be
+  // reused, as soon as it sees it (WaitWord::Set allows it).
+  static void Hand(Writer* w, uint32_t t) { util::WaitWord::Set(&w->turn, t); }
 };
 
 RocksDbJournal::RocksDbJournal(JournalOptions options,

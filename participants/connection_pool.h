@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "util/fiber.h"
 #include "participants/participant.h"
 
 namespace txcoord::participants {
@@ -108,13 +109,56 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Conn>>
 
   // Takes an idle connection or opens a new one; waits up to the acquire
   // timeout when `size` connections are in use.
-  absl::StatusOr<Lease> Acquire() {
+  absl::StatusOr<Lease> Acquire() { return Take(/*wait=*/true); }
+  // The same without waiting: RESOURCE_EXHAUSTED at once (not counted as
+  // exhausted) when `size` connections are in use.
+  absl::StatusOr<Lease> TryAcquire() { return Take(/*wait=*/false); }
+
+  PoolStats stats() const {
+    absl::MutexLock lock(&mu_);
+    PoolStats s;
+    s.size = size_;
+    s.open = open_;
+    s.in_use = in_use_;
+    return s;
+  }
+
+  // How many Acquire() calls timed out (for metrics and tests).
+  int exhausted_count() const {
+    absl::MutexLock lock(&mu_);
+    return exhausted_count_;
+  }
+
+  const std::string& bind() const { return bind_; }
+
+ private:
+  absl::StatusOr<Lease> Take(bool wait) {
     {
       absl::MutexLock lock(&mu_);
       auto can_go = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return !idle_.empty() || open_ < size_;
       };
-      if (!mu_.AwaitWithTimeout(absl::Condition(&can_go), acquire_timeout_)) {
+      bool got;
+      if (!wait) {
+        got = can_go();
+        if (!got) {
+          return absl::ResourceExhaustedError(
+              absl::StrCat("bind ", bind_, ": all ", size_, " pooled connections are in use"));
+        }
+      } else if (util::OnFiber()) {
+        // A fiber must not put its thread to sleep here: the connection it
+        // waits for may be held by another fiber of its loop. It looks
+        // again every millisecond instead.
+        const absl::Time deadline = absl::Now() + acquire_timeout_;
+        while (!(got = can_go()) && absl::Now() < deadline) {
+          mu_.Unlock();
+          util::Sleep(absl::Milliseconds(1));
+          mu_.Lock();
+        }
+      } else {
+        got = mu_.AwaitWithTimeout(absl::Condition(&can_go), acquire_timeout_);
+      }
+      if (!got) {
         ++exhausted_count_;
         return absl::ResourceExhaustedError(absl::StrCat(
             "bind ", bind_, ": all ", size_, " pooled connections are in use; none freed within ",
@@ -139,24 +183,6 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Conn>>
     return Lease(this->shared_from_this(), *std::move(conn));
   }
 
-  PoolStats stats() const {
-    absl::MutexLock lock(&mu_);
-    PoolStats s;
-    s.size = size_;
-    s.open = open_;
-    s.in_use = in_use_;
-    return s;
-  }
-
-  // How many Acquire() calls timed out (for metrics and tests).
-  int exhausted_count() const {
-    absl::MutexLock lock(&mu_);
-    return exhausted_count_;
-  }
-
-  const std::string& bind() const { return bind_; }
-
- private:
   ConnectionPool(std::string bind, int size, absl::Duration acquire_timeout, Opener opener)
       : bind_(std::move(bind)),
         size_(size < 1 ? 1 : size),

@@ -61,7 +61,7 @@ absl::StatusOr<Identity> Authenticator::ForName(const std::string& name, const s
   return absl::PermissionDeniedError(absl::StrCat("identity \"", name, "\" (", how, ") has no policy"));
 }
 
-absl::StatusOr<Identity> Authenticator::Identify(const grpc::ServerContext& ctx) const {
+absl::StatusOr<Identity> Authenticator::Identify(const grpc::ServerContextBase& ctx) const {
   if (!options_.enabled) {
     Identity anyone;
     anyone.name = "anonymous";

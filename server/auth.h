@@ -37,7 +37,7 @@ class Authenticator {
   bool enabled() const { return options_.enabled; }
   // UNAUTHENTICATED: no or invalid credentials; PERMISSION_DENIED: an
   // identity without a policy.
-  absl::StatusOr<Identity> Identify(const grpc::ServerContext& ctx) const;
+  absl::StatusOr<Identity> Identify(const grpc::ServerContextBase& ctx) const;
 
   static absl::Status RequireAdmin(const Identity& who);
   static absl::Status RequireBind(const Identity& who, const std::string& bind);

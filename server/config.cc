@@ -377,7 +377,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   YAML::Node l = root["limits"];
   TXC_RETURN_IF_ERROR(CheckKeys(l, "limits", {"max_sessions", "max_message_bytes", "max_rows",
                                                "max_sql_bytes", "server_threads", "server_idle_threads",
-                                               "max_sessions_per_identity", "recent_outcomes", "malloc_arenas"}));
+                                               "event_loops", "max_sessions_per_identity", "recent_outcomes", "malloc_arenas"}));
   if (l) {
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions", 1, 1 << 24, &c.limits.max_sessions));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_message_bytes", 1024, 1 << 30, &c.limits.max_message_bytes));
@@ -391,6 +391,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
       return KeyError("limits.server_idle_threads",
                       absl::StrCat("must not exceed limits.server_threads (", c.limits.server_threads, ")"));
     }
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "event_loops", -1, 256, &c.limits.event_loops));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions_per_identity", 1, 1 << 24,
                                 &c.limits.max_sessions_per_identity));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "recent_outcomes", 0, 1 << 24, &c.limits.recent_outcomes));

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -124,9 +125,13 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   session_options.default_idle_timeout = config.timeouts.idle;
   session_options.max_sessions_per_identity = config.limits.max_sessions_per_identity;
   server->sessions_ = std::make_unique<SessionManager>(server->coordinator_.get(), session_options, clock);
+  const int loops = config.limits.event_loops >= 0
+                        ? config.limits.event_loops
+                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (loops > 0) server->fibers_ = std::make_unique<util::FiberLoops>(loops);
   server->session_service_ =
       std::make_unique<SessionServiceImpl>(server->coordinator_.get(), server->sessions_.get(),
-                                           server->auth_.get());
+                                           server->auth_.get(), server->fibers_.get());
   server->admin_service_ =
       std::make_unique<AdminServiceImpl>(server->coordinator_.get(), server->sessions_.get(),
                                          server->auth_.get());
@@ -254,6 +259,7 @@ TxcoordServer::~TxcoordServer() {
   Shutdown();
   if (server_) server_->Wait();
   server_.reset();
+  fibers_.reset();  // every call's fiber has finished (the server waited for their Finish)
   admin_service_.reset();
   transaction_service_.reset();
   session_service_.reset();

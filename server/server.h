@@ -15,6 +15,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "journal/etcd_journal.h"
+#include "util/fiber.h"
 
 namespace grpc {
 class Server;
@@ -74,6 +75,7 @@ class TxcoordServer {
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<util::FiberLoops> fibers_;  // null with limits.event_loops 0
   std::unique_ptr<SessionServiceImpl> session_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<TransactionServiceImpl> transaction_service_;

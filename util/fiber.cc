@@ -156,7 +156,8 @@ class Loop {
     Waiter w;
     w.fiber = f->shared_from_this();
     epoll_event ev{};
-    ev.events = EPOLLONESHOT | ((events & POLLIN) ? EPOLLIN : 0u) | ((events & POLLOUT) ? EPOLLOUT : 0u);
+    ev.events = EPOLLONESHOT | ((events & POLLIN) ? EPOLLIN : 0u) | ((events & POLLOUT) ? EPOLLOUT : 0u) |
+                ((events & POLLPRI) ? EPOLLPRI : 0u);
     ev.data.ptr = &w;
     if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
       if (errno != EEXIST || epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0) return -1;
@@ -166,6 +167,7 @@ class Loop {
     uint32_t r = 0;
     if (w.revents & EPOLLIN) r |= POLLIN;
     if (w.revents & EPOLLOUT) r |= POLLOUT;
+    if (w.revents & EPOLLPRI) r |= POLLPRI;
     if (w.revents & EPOLLERR) r |= POLLERR;
     if (w.revents & EPOLLHUP) r |= POLLHUP;
     return static_cast<int>(r);

@@ -64,7 +64,7 @@ class FiberLoops {
 // True on a fiber of a FiberLoops.
 bool OnFiber();
 
-// Waits until `fd` is ready for `events` (POLLIN and/or POLLOUT) or until
+// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, POLLPRI) or until
 // `deadline` (absl::InfiniteFuture(): none). Returns the poll(2) revents
 // seen (POLLERR and POLLHUP included), 0 at the deadline, -1 (errno set) on
 // error.

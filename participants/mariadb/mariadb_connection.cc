@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "participants/mariadb_common.h"
+#include "util/fiber.h"
 #include "util/status_macros.h"
 
 namespace txcoord::participants::mariadb {
@@ -357,33 +358,19 @@ int MariadbConnection::Wait(int status, absl::Time deadline) {
     until = std::min(until, absl::Now() + absl::Milliseconds(mysql_get_timeout_value_ms(mysql_)));
   }
   if (fd == MARIADB_INVALID_SOCKET) return wanted != 0 ? wanted : MYSQL_WAIT_TIMEOUT;  // let the library fail
-  pollfd p{};
-  p.fd = fd;
-  if (status & MYSQL_WAIT_READ) p.events |= POLLIN;
-  if (status & MYSQL_WAIT_WRITE) p.events |= POLLOUT;
-  if (status & MYSQL_WAIT_EXCEPT) p.events |= POLLPRI;
-  for (;;) {
-    int wait_ms = -1;
-    if (until != absl::InfiniteFuture()) {
-      wait_ms = static_cast<int>(std::clamp<int64_t>(
-          absl::ToInt64Milliseconds(absl::Ceil(until - absl::Now(), absl::Milliseconds(1))), 0, INT_MAX));
-    }
-    p.revents = 0;
-    const int n = poll(&p, 1, wait_ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return wanted;  // the library's next read or write reports the error
-    if (n == 0) {
-      const absl::Time now = absl::Now();
-      if (now >= deadline) return 0;
-      if (now >= until) return MYSQL_WAIT_TIMEOUT;
-      continue;
-    }
-    int ready = 0;
-    if (p.revents & (POLLIN | POLLHUP | POLLERR)) ready |= status & MYSQL_WAIT_READ;
-    if (p.revents & (POLLOUT | POLLHUP | POLLERR)) ready |= status & MYSQL_WAIT_WRITE;
-    if (p.revents & POLLPRI) ready |= status & MYSQL_WAIT_EXCEPT;
-    return ready != 0 ? ready : wanted;
-  }
+  short events = 0;
+  if (status & MYSQL_WAIT_READ) events |= POLLIN;
+  if (status & MYSQL_WAIT_WRITE) events |= POLLOUT;
+  if (status & MYSQL_WAIT_EXCEPT) events |= POLLPRI;
+  // On a fiber the loop waits (util/fiber.h); on a thread, poll(2).
+  const int revents = util::WaitFd(fd, events, until);
+  if (revents < 0) return wanted;  // the library's next read or write reports the error
+  if (revents == 0) return absl::Now() >= deadline ? 0 : MYSQL_WAIT_TIMEOUT;
+  int ready = 0;
+  if (revents & (POLLIN | POLLHUP | POLLERR)) ready |= status & MYSQL_WAIT_READ;
+  if (revents & (POLLOUT | POLLHUP | POLLERR)) ready |= status & MYSQL_WAIT_WRITE;
+  if (revents & POLLPRI) ready |= status & MYSQL_WAIT_EXCEPT;
+  return ready != 0 ? ready : wanted;
 }
 
 bool MariadbConnection::LooksAlive() {

@@ -371,7 +371,9 @@ class MariadbParticipant : public Participant {
   explicit MariadbParticipant(std::shared_ptr<MariadbShared> shared) : shared_(std::move(shared)) {}
 
   const std::string& bind() const override { return shared_->options.name; }
-  Capabilities capabilities() const override { return Capabilities{"mariadb", "mariadb", true}; }
+  Capabilities capabilities() const override {
+    return Capabilities{"mariadb", "mariadb", true, /*runs_on_fibers=*/true};
+  }
   PoolStats pool_stats() const override { return shared_->pool->stats(); }
 
   absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid, absl::Duration lock_timeout) override {

@@ -92,7 +92,7 @@ Pipelined SentBatch::Finish(int max_rows) {
     // Blocks in libpq until each result arrives (or the watchdog shuts the
     // socket down); every result is read, so that the connection is idle
     // after. The server skips what follows an error.
-    while (PGresult* got = PQgetResult(raw)) {
+    while (PGresult* got = NextResult(raw)) {
       Result r(got);
       if (next >= order_.size()) {
         if (out.status.ok()) out.status = absl::InternalError(absl::StrCat("bind ", bind, ": more results than queries"));

@@ -81,6 +81,14 @@ struct PgConnection {
 struct PgShared {
   BindOptions options;
   std::shared_ptr<ConnectionPool<PgConnection>> pool;
+  // COMMIT / ROLLBACK PREPARED's reserve, used when `pool` is at its limit.
+  // Calls waiting for the row locks of a prepared branch can hold every
+  // pooled connection while the COMMIT PREPARED that would release those
+  // locks waits for one: without a reserve, all of them would wait until
+  // the acquire timeout. Finishing a prepared branch never waits for a row
+  // lock, so the reserve's connections always come back soon.
+  std::shared_ptr<ConnectionPool<PgConnection>> finish_pool;
+  static constexpr int kFinishReserve = 2;
   absl::Mutex types_mu;
   absl::flat_hash_map<uint32_t, std::string> type_names ABSL_GUARDED_BY(types_mu);
   absl::Mutex decisions_mu;
@@ -166,6 +174,13 @@ inline absl::Status NoReplyError(absl::string_view bind, absl::Duration bound) {
                                              absl::FormatDuration(bound),
                                              " (timeouts.database_reply); the connection was closed"));
 }
+
+// PQgetResult for a query sent with PQsendQuery. On a fiber
+// (util/fiber.h) the wait for the reply is the loop's, so the thread runs
+// other fibers meanwhile; on a thread it is libpq's own poll. Either way a
+// lost connection (or the watchdog's shutdown) ends the wait: the result
+// then reports it.
+PGresult* NextResult(PGconn* raw);
 
 // Guard for a call on connection `c`, bounded by ReplyBound(options,
 // `statement_limit`). A server that sends nothing back for that long

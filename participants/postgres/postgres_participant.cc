@@ -177,7 +177,7 @@ class FinishPreparedCall : public PendingCall<absl::Status> {
       util::IoWatchdog::Watch watch(PQsocket(raw), options.io_timeout);
       // Blocks in libpq until the reply (or the watchdog's shutdown);
       // every result is read, so that the connection is idle after.
-      while (PGresult* r = PQgetResult(raw)) {
+      while (PGresult* r = postgres_internal::NextResult(raw)) {
         replied = true;
         if (PQresultStatus(r) != PGRES_COMMAND_OK && s.ok()) {
           const char* sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -274,7 +274,7 @@ class PostgresParticipant : public Participant {
 
   const std::string& bind() const override { return shared_->options.name; }
   Capabilities capabilities() const override {
-    return Capabilities{"postgres", "postgresql", true};
+    return Capabilities{"postgres", "postgresql", true, /*runs_on_fibers=*/true};
   }
   PoolStats pool_stats() const override { return shared_->pool->stats(); }
 
@@ -433,17 +433,26 @@ class PostgresParticipant : public Participant {
   // goodbye waits in the socket). After a server restart every idle
   // connection is closed: up to one try per pooled connection, then a new
   // one.
-  absl::StatusOr<ConnectionPool<PgConnection>::Lease> AcquireLive() {
-    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = shared_->pool->Acquire();
+  absl::StatusOr<ConnectionPool<PgConnection>::Lease> AcquireLive(bool finish = false) {
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = Acquire(finish);
     for (int tries = 0; lease.ok() && !ConnectionLooksAlive(**lease); ++tries) {
       lease->MarkBroken();
       lease = absl::UnavailableError("");  // gives the dead one back before the next Acquire
-      if (tries > shared_->options.pool_size) {
+      if (tries > shared_->options.pool_size + PgShared::kFinishReserve) {
         return absl::UnavailableError(absl::StrCat("bind ", bind(), ": no live connection to PostgreSQL"));
       }
-      lease = shared_->pool->Acquire();
+      lease = Acquire(finish);
     }
     return lease;
+  }
+
+  // A pooled connection; for a call that finishes a prepared branch
+  // (`finish`), one of the reserve when the pool is at its limit.
+  absl::StatusOr<ConnectionPool<PgConnection>::Lease> Acquire(bool finish) {
+    if (!finish) return shared_->pool->Acquire();
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = shared_->pool->TryAcquire();
+    if (lease.ok() || lease.status().code() != absl::StatusCode::kResourceExhausted) return lease;
+    return shared_->finish_pool->Acquire();
   }
 
   // COMMIT / ROLLBACK PREPARED sent with libpq's PQsendQuery on a pooled
@@ -452,7 +461,7 @@ class PostgresParticipant : public Participant {
   // bind's reply bound (IoWatchdog), as FinishPrepared does.
   std::unique_ptr<PendingCall<absl::Status>> StartFinishPrepared(const Xid& xid, bool commit) override {
     using Call = PendingCall<absl::Status>;
-    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive();
+    absl::StatusOr<ConnectionPool<PgConnection>::Lease> lease = AcquireLive(/*finish=*/true);
     if (!lease.ok()) return std::unique_ptr<Call>(new ReadyCall<absl::Status>(lease.status()));
     PGconn* raw = (*lease)->conn->raw();
     const std::string sql = (commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + QuoteSqlLiteral(PostgresGid(xid));
@@ -674,14 +683,14 @@ class PostgresParticipant : public Participant {
                      [&](pqxx::nontransaction& n) {
                        n.exec(verb + QuoteSqlLiteral(PostgresGid(xid)));
                      },
-                     SqlErrorContext::kFinishPrepared);
+                     SqlErrorContext::kFinishPrepared, /*finish=*/true);
   }
 
   template <typename Fn>
   absl::Status RunPooled(bool retry_if_broken, Fn&& fn,
-                         SqlErrorContext context = SqlErrorContext::kStatement) {
+                         SqlErrorContext context = SqlErrorContext::kStatement, bool finish = false) {
     for (int attempt = 0;; ++attempt) {
-      TXC_ASSIGN_OR_RETURN(auto lease, shared_->pool->Acquire());
+      TXC_ASSIGN_OR_RETURN(auto lease, Acquire(finish));
       bool broken = false;
       absl::Status s = GuardOn(shared_->options, *lease, context, &broken, [&] {
         pqxx::nontransaction n(*lease->conn);
@@ -708,6 +717,9 @@ absl::StatusOr<std::unique_ptr<Participant>> CreatePostgresParticipant(
   BindOptions copy = options;
   shared->pool = ConnectionPool<PgConnection>::Create(
       options.name, options.pool_size, options.acquire_timeout,
+      [copy]() { return OpenConnection(copy); });
+  shared->finish_pool = ConnectionPool<PgConnection>::Create(
+      options.name, PgShared::kFinishReserve, options.acquire_timeout,
       [copy]() { return OpenConnection(copy); });
   return std::unique_ptr<Participant>(new PostgresParticipant(std::move(shared)));
 }

@@ -2,8 +2,10 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "coordinator/parallel.h"
 #include "server/service/convert.h"
 #include "util/failpoint.h"
+#include "util/status_macros.h"
 
 namespace txcoord::coordinator {
 namespace {
@@ -19,8 +21,13 @@ absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
 }  // namespace
 
 SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions,
-                                       const Authenticator* auth)
-    : coordinator_(coordinator), sessions_(sessions), auth_(auth) {}
+                                       const Authenticator* auth, util::FiberLoops* fibers)
+    : coordinator_(coordinator), sessions_(sessions), auth_(auth), fibers_(fibers) {
+  coordinator_->metrics().DescribeCounter(
+      "txcoord_one_shot_calls_total",
+      "RunTransaction calls past their checks, by where they ran: on a fiber of an event loop, or on a thread "
+      "(a bind whose driver blocks, or limits.event_loops 0).");
+}
 
 grpc::Status SessionServiceImpl::OpenSession(grpc::ServerContext* ctx,
                                              const txcoord::v1::OpenSessionRequest* req,
@@ -188,28 +195,64 @@ absl::Status SessionServiceImpl::AnswerRecorded(const std::string& txn_id,
   }
 }
 
-grpc::Status SessionServiceImpl::RunTransaction(grpc::ServerContext* ctx,
-                                                const txcoord::v1::RunTransactionRequest* req,
-                                                txcoord::v1::RunTransactionResponse* resp) {
-  TXC_IDENTIFY(who);
-  if (req->work_size() == 0) return ToGrpc(absl::InvalidArgumentError("work is empty"));
-  if (req->max_rows() < 0) return ToGrpc(absl::InvalidArgumentError("max_rows must not be negative"));
-  std::vector<std::pair<std::string, Coordinator::Statements>> work;
-  for (int i = 0; i < req->work_size(); ++i) {
-    const auto& w = req->work(i);
+absl::StatusOr<SessionServiceImpl::Work> SessionServiceImpl::WorkOf(const Identity& who,
+                                                                  const txcoord::v1::RunTransactionRequest& req,
+                                                                  bool* on_fibers) const {
+  if (req.work_size() == 0) return absl::InvalidArgumentError("work is empty");
+  if (req.max_rows() < 0) return absl::InvalidArgumentError("max_rows must not be negative");
+  Work work;
+  *on_fibers = fibers_ != nullptr;
+  for (int i = 0; i < req.work_size(); ++i) {
+    const auto& w = req.work(i);
     if (!coordinator_->HasBind(w.bind())) {
-      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": unknown bind \"", w.bind(), "\"")));
+      return absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": unknown bind \"", w.bind(), "\""));
     }
-    if (auto st = Authenticator::RequireBind(who, w.bind()); !st.ok()) return ToGrpc(st);
+    TXC_RETURN_IF_ERROR(Authenticator::RequireBind(who, w.bind()));
     if (w.statements_size() == 0) {
-      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, " has no statements")));
+      return absl::InvalidArgumentError(absl::StrCat("work ", i + 1, " has no statements"));
     }
     auto st = StatementsFromProto(w.statements());
     if (!st.ok()) {
-      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": ", st.status().message())));
+      return absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": ", st.status().message()));
     }
     work.emplace_back(w.bind(), std::move(*st));
+    *on_fibers = *on_fibers && coordinator_->FindBind(w.bind())->capabilities().runs_on_fibers;
   }
+  return work;
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServerContext* ctx,
+                                                             const txcoord::v1::RunTransactionRequest* req,
+                                                             txcoord::v1::RunTransactionResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Identity> who = auth_->Identify(*ctx);
+  if (!who.ok()) {
+    reactor->Finish(ToGrpc(who.status()));
+    return reactor;
+  }
+  bool on_fibers = false;
+  absl::StatusOr<Work> work = WorkOf(*who, *req, &on_fibers);
+  if (!work.ok()) {
+    reactor->Finish(ToGrpc(work.status()));
+    return reactor;
+  }
+  // gRPC's own threads must not wait for databases: the call runs on a
+  // fiber, or on a thread of its own when a bind's driver blocks.
+  auto run = [this, reactor, req, resp, who = *std::move(who), work = *std::move(work)]() mutable {
+    reactor->Finish(RunWork(who, *req, std::move(work), resp));
+  };
+  coordinator_->metrics().Increment("txcoord_one_shot_calls_total", {{"runs_on", on_fibers ? "fiber" : "thread"}});
+  if (on_fibers) {
+    fibers_->Spawn(std::move(run));
+  } else {
+    BranchWorkers::Get().Submit(std::move(run));
+  }
+  return reactor;
+}
+
+grpc::Status SessionServiceImpl::RunWork(const Identity& who, const txcoord::v1::RunTransactionRequest& request,
+                                         Work work, txcoord::v1::RunTransactionResponse* resp) {
+  const txcoord::v1::RunTransactionRequest* req = &request;
   // Keys are per identity: one caller cannot read another's outcomes. The
   // outcome is journaled with the key (Coordinator::Begin), so a retry
   // after a restart finds it too; keys_ holds only the keys running now.

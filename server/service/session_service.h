@@ -1,15 +1,20 @@
-// txcoord.v1.SessionService on the gRPC synchronous server.
+// txcoord.v1.SessionService.
 //
-// Why the sync server: every handler blocks on databases (a statement, a
-// PREPARE, an fsync). gRPC's sync server runs each call on a thread of its
-// own pool, capped by ResourceQuota::SetMaxThreads (limits.server_threads):
-// a slow database blocks only the calls that wait for it, never the
-// completion queues. The callback API would need a second thread pool to
-// keep blocking work off gRPC's event threads, for the same effect.
+// RunTransaction is on gRPC's callback API: its handler checks the request
+// and hands the transaction to a fiber (util/fiber.h) when every bind's
+// driver waits through the fiber loop (Capabilities::runs_on_fibers), else
+// to a thread of the branch workers; either calls Finish. gRPC's threads
+// never wait for a database.
+//
+// The other methods are on the sync server: each call runs on a thread of
+// gRPC's pool, capped by ResourceQuota::SetMaxThreads
+// (limits.server_threads), and blocks on its databases there.
 #ifndef TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
@@ -17,13 +22,17 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "txcoord/v1/session.grpc.pb.h"
+#include "util/fiber.h"
 
 namespace txcoord::coordinator {
 
-class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
+class SessionServiceImpl final
+    : public txcoord::v1::SessionService::WithCallbackMethod_RunTransaction<txcoord::v1::SessionService::Service> {
  public:
-  // REQUIRES: all three outlive this object.
-  SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth);
+  // `fibers` may be null (no fibers: RunTransaction on threads).
+  // REQUIRES: all outlive this object.
+  SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth,
+                     util::FiberLoops* fibers);
 
   grpc::Status OpenSession(grpc::ServerContext*, const txcoord::v1::OpenSessionRequest*,
                            txcoord::v1::OpenSessionResponse*) override;
@@ -39,10 +48,18 @@ class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
                             txcoord::v1::CloseSessionResponse*) override;
   grpc::Status GetTransaction(grpc::ServerContext*, const txcoord::v1::GetTransactionRequest*,
                               txcoord::v1::Transaction*) override;
-  grpc::Status RunTransaction(grpc::ServerContext*, const txcoord::v1::RunTransactionRequest*,
-                              txcoord::v1::RunTransactionResponse*) override;
+  grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const txcoord::v1::RunTransactionRequest*,
+                                           txcoord::v1::RunTransactionResponse*) override;
 
  private:
+  using Work = std::vector<std::pair<std::string, Coordinator::Statements>>;
+  // RunTransaction's work, checked (INVALID_ARGUMENT, PERMISSION_DENIED);
+  // *on_fibers: whether it may run on a fiber.
+  absl::StatusOr<Work> WorkOf(const Identity& who, const txcoord::v1::RunTransactionRequest& req,
+                              bool* on_fibers) const;
+  // RunTransaction after the checks: blocks until the outcome.
+  grpc::Status RunWork(const Identity& who, const txcoord::v1::RunTransactionRequest& req, Work work,
+                       txcoord::v1::RunTransactionResponse* resp);
   // RunTransaction's answer for a retry whose key names `txn_id`: its
   // recorded outcome (OK with the state, ABORTED, or FAILED_PRECONDITION
   // when HEURISTIC).
@@ -50,6 +67,7 @@ class SessionServiceImpl final : public txcoord::v1::SessionService::Service {
   Coordinator* const coordinator_;
   SessionManager* const sessions_;
   const Authenticator* const auth_;
+  util::FiberLoops* const fibers_;
   // RunTransaction idempotency keys → txn id ("" while running). In memory:
   // a key is honoured until this process restarts (see docs/design.md).
   absl::Mutex keys_mu_;

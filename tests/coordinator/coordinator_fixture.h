@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/server.h"
 #include "grpcpp/grpcpp.h"
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "tests/participants/raw_clients.h"
 #include "tests/testing/db_checks.h"
@@ -113,12 +114,13 @@ class CoordinatorTest : public ::testing::Test {
     if (history_max_ >= 0) c.journal.retention.finished_max = history_max_;
     if (history_per_pass_ > 0) c.journal.retention.max_per_pass = history_per_pass_;
     c.journal.decision_log = decision_log_;
-    auto bind = [](std::string name, std::string driver, std::string dsn) {
+    c.limits.event_loops = event_loops_;
+    auto bind = [pg_pool_size = pg_pool_size_](std::string name, std::string driver, std::string dsn) {
       participants::BindOptions b;
       b.name = std::move(name);
       b.driver = std::move(driver);
       b.dsn = std::move(dsn);
-      b.pool_size = 40;
+      b.pool_size = absl::StartsWith(b.name, "pg") ? pg_pool_size : 40;
       b.acquire_timeout = absl::Seconds(5);
       return b;
     };
@@ -262,6 +264,8 @@ class CoordinatorTest : public ::testing::Test {
   bool with_pg_odbc_ = false;  // set before SetUp: adds bind "pgodbc" (pg's database through psqlODBC)
   int64_t history_max_ = -1;      // journal.retention.finished_max when >= 0 (then restart the server)
   int64_t history_per_pass_ = -1;  // journal.retention.max_per_pass when > 0
+  int event_loops_ = -1;  // limits.event_loops
+  int pg_pool_size_ = 40;  // pool_size of "pg" and "pg2" (the others have 40)
   std::unique_ptr<coordinator::TxcoordServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::SessionService::Stub> stub_;

@@ -1,0 +1,140 @@
+// RunTransaction on fibers: which calls run on the event loops, and that a
+// loop's fibers never wait for each other through its thread (a pool
+// smaller than the calls, rows locked by another fiber's prepared branch).
+// A real gRPC server on loopback, real PostgreSQL and MariaDB.
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/coordinator_fixture.h"
+
+namespace txcoord::testing {
+namespace {
+
+uint64_t OneShotCalls(coordinator::TxcoordServer& server, const char* runs_on) {
+  return server.coordinator()->metrics().CounterValue("txcoord_one_shot_calls_total", {{"runs_on", runs_on}});
+}
+
+TEST_F(CoordinatorTest, RunTransactionRunsOnAFiberWhenEveryBindsDriverCan) {
+  v1::RunTransactionResponse resp;
+  grpc::Status st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 1, 3)}}, {"maria", {Credit(my_table_, 1, 3)}}}, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(OneShotCalls(*server_, "fiber"), 1u);
+  EXPECT_EQ(OneShotCalls(*server_, "thread"), 0u);
+  // SQLite through ODBC blocks in its driver: that call runs on a thread.
+  st = RunWork(*stub_,
+               {{"pg", {Debit(pg_table_, 1, 3)}},
+                {"lite", {absl::StrCat("INSERT INTO ", lite_table_, " VALUES (1, 'on a thread')")}}},
+               &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(OneShotCalls(*server_, "fiber"), 1u);
+  EXPECT_EQ(OneShotCalls(*server_, "thread"), 1u);
+  EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 6);
+  EXPECT_EQ(MyBalance(1), kInitial + 3);
+  // A refused request runs nowhere.
+  st = RunWork(*stub_, {{"nope", {"SELECT 1"}}}, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(OneShotCalls(*server_, "fiber") + OneShotCalls(*server_, "thread"), 2u);
+}
+
+// 16 clients move money between the same two PostgreSQL rows (and rows
+// of their own on MariaDB) with two pooled connections on PostgreSQL: most
+// calls wait for a connection, and most batches wait for a row lock held by
+// another call's prepared branch.
+// - On one event loop, a wait that held the loop's thread would stop the
+//   fiber that holds what it waits for.
+// - On threads and fibers alike, the calls waiting for the locks could hold
+//   both pooled connections while the COMMIT PREPARED that releases the
+//   locks waits for one (PostgreSQL's finish reserve prevents it).
+// Either way calls would fail at the pool's acquire timeout (5 s) or the
+// statement timeout instead of committing. (MariaDB keeps 40 connections: a
+// pool smaller than the calls on both binds can deadlock through the pools
+// on any engine — a call holding one bind's connection waits for the
+// other's, held by calls waiting for its locks — until the acquire timeout
+// ends it.)
+class ContendedTest : public CoordinatorTest {
+ protected:
+  void ContendedTransfersAllCommit(const char* runs_on) {
+    constexpr int kClients = 16;
+    constexpr int kEach = 5;
+    std::atomic<int> committed{0};
+    std::vector<std::string> errors(kClients);
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, c] {
+        auto stub = v1::SessionService::NewStub(channel_);
+        for (int i = 0; i < kEach; ++i) {
+          v1::RunTransactionResponse resp;
+          grpc::Status st = RunWork(*stub,
+                                    {{"pg", {Debit(pg_table_, 7, 1), Credit(pg_table_, 8, 1)}},
+                                     {"maria", {Credit(my_table_, 20 + c, 1)}}},
+                                    &resp);
+          if (st.ok() && resp.state() == v1::COMMITTED) {
+            ++committed;
+          } else if (errors[c].empty()) {
+            errors[c] = st.error_message();
+          }
+        }
+      });
+    }
+    for (auto& t : clients) t.join();
+    for (int c = 0; c < kClients; ++c) EXPECT_EQ(errors[c], "") << "client " << c;
+    EXPECT_EQ(committed.load(), kClients * kEach);
+    EXPECT_EQ(OneShotCalls(*server_, runs_on), static_cast<uint64_t>(kClients * kEach));
+    EXPECT_EQ(PgBalance(pg_uri_, 7), kInitial - kClients * kEach);
+    EXPECT_EQ(PgBalance(pg_uri_, 8), kInitial + kClients * kEach);
+    for (int c = 0; c < kClients; ++c) EXPECT_EQ(MyBalance(20 + c), kInitial + kEach) << "client " << c;
+    EXPECT_EQ(PreparedLeft(), 0);
+  }
+};
+
+class OneLoopTest : public ContendedTest {
+ protected:
+  void SetUp() override {
+    event_loops_ = 1;
+    pg_pool_size_ = 2;
+    CoordinatorTest::SetUp();
+  }
+};
+
+TEST_F(OneLoopTest, ContendedCallsOnOneLoopWithATwoConnectionPoolAllCommit) {
+  ContendedTransfersAllCommit("fiber");
+}
+
+class ThreadsSmallPoolTest : public ContendedTest {
+ protected:
+  void SetUp() override {
+    event_loops_ = 0;
+    pg_pool_size_ = 2;
+    CoordinatorTest::SetUp();
+  }
+};
+
+TEST_F(ThreadsSmallPoolTest, ContendedCallsOnThreadsWithATwoConnectionPoolAllCommit) {
+  ContendedTransfersAllCommit("thread");
+}
+
+class NoLoopsTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    event_loops_ = 0;
+    CoordinatorTest::SetUp();
+  }
+};
+
+TEST_F(NoLoopsTest, WithoutEventLoopsEveryCallRunsOnAThread) {
+  v1::RunTransactionResponse resp;
+  grpc::Status st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 2, 4)}}, {"maria", {Credit(my_table_, 2, 4)}}}, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.state(), v1::COMMITTED);
+  EXPECT_EQ(OneShotCalls(*server_, "fiber"), 0u);
+  EXPECT_EQ(OneShotCalls(*server_, "thread"), 1u);
+  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial - 4);
+  EXPECT_EQ(MyBalance(2), kInitial + 4);
+}
+
+}  // namespace
+}  // namespace txcoord::testing
