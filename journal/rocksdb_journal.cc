@@ -125,6 +125,7 @@ struct RocksDbJournal::Writer {
   std::string idempotency_key;  // the record's, or ""
   absl::Status status;  // written before `turn` becomes kDone
   util::WaitWord turn{kWaiting};
+  const bool on_fiber = util::OnFiber();  // never leads (see writers_mu_)
 
   // Returns kLead or kDone once the leader has set it.
   uint32_t Await() { return turn.WaitWhile(kWaiting); }
@@ -140,6 +141,13 @@ RocksDbJournal::RocksDbJournal(JournalOptions options,
     : options_(std::move(options)), db_(std::move(db)), handles_(std::move(handles)) {}
 
 RocksDbJournal::~RocksDbJournal() {
+  std::thread lead;
+  {
+    absl::MutexLock lock(&lead_mu_);
+    lead_stopping_ = true;
+    lead.swap(lead_thread_);
+  }
+  if (lead.joinable()) lead.join();
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
 }
@@ -352,19 +360,27 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
         " (raise journal.decision_log_bytes)"));
   }
 
+  bool lead;
+  {
+    absl::MutexLock lock(&writers_mu_);
+    writers_.push_back(&w);
+    lead = writers_.front() == &w;
+  }
+  if (lead && w.on_fiber) {
+    HandLead(&w);  // to the lead thread
+    lead = false;
+  }
+  // Otherwise the front writer leads; it either writes this decision in its
+  // group or hands the lead to this writer, once it is the front.
+  if (!lead && w.Await() == Writer::kDone) return w.status;
+  return LeadGroup(&w);
+}
+
+absl::Status RocksDbJournal::LeadGroup(Writer* self) {
   std::vector<Writer*> group;
   uint64_t payload = 0;
   {
-    writers_mu_.Lock();
-    writers_.push_back(&w);
-    if (writers_.front() != &w) {
-      writers_mu_.Unlock();
-      // The front writer leads; it either wrote this decision in its group
-      // or hands the lead to this writer, once it is the front.
-      if (w.Await() == Writer::kDone) return w.status;
-      writers_mu_.Lock();
-    }
-    // This writer leads: write everything queued so far as one group.
+    absl::MutexLock lock(&writers_mu_);
     for (Writer* queued : writers_) {
       if (static_cast<int>(group.size()) >= options_.max_group_size) break;
       const uint64_t bytes = DecisionLog::RecordBytes(queued->value.size());
@@ -372,8 +388,8 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
       payload += bytes;
       group.push_back(queued);
     }
-    writers_mu_.Unlock();
   }
+  if (group.empty()) return absl::OkStatus();
   absl::Status status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
   if (status.ok()) {
     status = WriteGroup(group, payload);
@@ -390,13 +406,39 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
     writers_.erase(writers_.begin(), writers_.begin() + group.size());
     if (!writers_.empty()) next_leader = writers_.front();
   }
-  if (next_leader != nullptr) Writer::Hand(next_leader, Writer::kLead);
+  if (next_leader != nullptr) HandLead(next_leader);
   for (Writer* done : group) {
-    if (done == &w) continue;
+    if (done == self) continue;
     done->status = status;
     Writer::Hand(done, Writer::kDone);
   }
   return status;
+}
+
+void RocksDbJournal::HandLead(Writer* next) {
+  if (!next->on_fiber) {
+    Writer::Hand(next, Writer::kLead);
+    return;
+  }
+  absl::MutexLock lock(&lead_mu_);
+  ++leads_wanted_;
+  if (!lead_thread_.joinable()) lead_thread_ = std::thread([this] { LeadLoop(); });
+}
+
+void RocksDbJournal::LeadLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&lead_mu_);
+      lead_mu_.Await(absl::Condition(
+          +[](RocksDbJournal* j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(j->lead_mu_) {
+            return j->leads_wanted_ > 0 || j->lead_stopping_;
+          },
+          this));
+      if (leads_wanted_ == 0) return;  // stopping, nothing left to lead
+      --leads_wanted_;
+    }
+    (void)LeadGroup(nullptr);
+  }
 }
 
 absl::Status RocksDbJournal::UpdateDecision(const DecisionRecord& record) {

@@ -36,6 +36,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -117,9 +118,23 @@ class RocksDbJournal final : public Journal {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   uint64_t epoch_ = 0;
 
-  // The group-commit queue. The front writer leads the next group.
+  // The group-commit queue. The front writer leads the next group — unless
+  // it waits on a fiber (util/fiber.h): a group's write and fdatasync would
+  // then hold its event loop's thread, and the loop's other fibers could
+  // not join the next group. The lead thread leads in its place.
   absl::Mutex writers_mu_;
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(writers_mu_);
+  // Writes the group at the front of the queue and hands out its results
+  // (not to `self`, which gets the return value) and the next lead.
+  absl::Status LeadGroup(Writer* self) ABSL_LOCKS_EXCLUDED(writers_mu_);
+  // Gives the lead to `next`, or to the lead thread when `next` waits on a
+  // fiber.
+  void HandLead(Writer* next) ABSL_LOCKS_EXCLUDED(lead_mu_);
+  void LeadLoop();
+  absl::Mutex lead_mu_;
+  int leads_wanted_ ABSL_GUARDED_BY(lead_mu_) = 0;
+  bool lead_stopping_ ABSL_GUARDED_BY(lead_mu_) = false;
+  std::thread lead_thread_ ABSL_GUARDED_BY(lead_mu_);  // started by the first fiber's decision
 
   // The decision log (null when JournalOptions::decision_log is false).
   // Held by a group's leader across its writes. Lock

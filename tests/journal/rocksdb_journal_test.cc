@@ -20,6 +20,7 @@
 #include "tests/testing/raw_journal_db.h"
 #include "tests/testing/temp_dir.h"
 #include "util/failpoint.h"
+#include "util/fiber.h"
 
 namespace txcoord::journal {
 namespace {
@@ -887,6 +888,29 @@ TEST(RocksDbJournalTest, WritersLeftBehindAFullGroupLeadTheNextOnes) {
   EXPECT_EQ(UnfinishedIds(**j).size(), 8u);
   EXPECT_EQ((*j)->Stats().decision_groups, 5u);
   EXPECT_EQ((*j)->Stats().decisions, 8u);
+}
+// Decisions of fibers on one event loop: a fiber never leads, so while a
+// group is written (held here 200 ms) the loop runs its other fibers and
+// they queue for the next group. A fiber leading would hold the loop's
+// thread in the group's write: 40 fibers, 40 groups.
+TEST(RocksDbJournalTest, FibersOfOneLoopShareGroupsWrittenByTheLeadThread) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_TRUE(failpoint::Arm("journal.before_decision_sync", "delay(200)@1").ok());
+  constexpr int kFibers = 40;
+  std::vector<absl::Status> results(kFibers);
+  {
+    util::FiberLoops loops(1);
+    for (int i = 0; i < kFibers; ++i) {
+      loops.Spawn([&, i] { results[i] = (*j)->LogDecision(MakeDecision(absl::StrCat("node-a.1.", i))); });
+    }
+  }
+  failpoint::DisarmAll();
+  for (const absl::Status& s : results) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ((*j)->Stats().decisions, static_cast<uint64_t>(kFibers));
+  EXPECT_LE((*j)->Stats().decision_groups, 3u);
+  EXPECT_EQ(UnfinishedIds(**j).size(), static_cast<size_t>(kFibers));
 }
 #endif  // TXC_FAILPOINTS_ENABLED
 
