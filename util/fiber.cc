@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 
 namespace txcoord::util {
@@ -159,11 +160,26 @@ class Loop {
     ev.events = EPOLLONESHOT | ((events & POLLIN) ? EPOLLIN : 0u) | ((events & POLLOUT) ? EPOLLOUT : 0u) |
                 ((events & POLLPRI) ? EPOLLPRI : 0u);
     ev.data.ptr = &w;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      if (errno != EEXIST || epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0) return -1;
+    // A socket stays in the epoll set between waits (one epoll_ctl per wait,
+    // not two), disarmed: EPOLLONESHOT disarms it when it fires, and a wait
+    // that ends at its deadline disarms it itself. The kernel drops a closed
+    // socket from the set, so a number seen before may be new: MOD then
+    // fails with ENOENT and it is added again.
+    const bool known = registered_.contains(fd);
+    if (epoll_ctl(epoll_fd_, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+      const int retry = errno == ENOENT ? EPOLL_CTL_ADD : errno == EEXIST ? EPOLL_CTL_MOD : -1;
+      if (retry < 0 || epoll_ctl(epoll_fd_, retry, fd, &ev) != 0) {
+        registered_.erase(fd);
+        return -1;
+      }
     }
+    registered_.insert(fd);
     WaitFor(f, w, deadline);
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    if (w.revents == 0) {
+      epoll_event off{};
+      off.events = EPOLLONESHOT;  // armed for nothing: the stale &w never comes back
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &off);
+    }
     uint32_t r = 0;
     if (w.revents & EPOLLIN) r |= POLLIN;
     if (w.revents & EPOLLOUT) r |= POLLOUT;
@@ -307,6 +323,7 @@ class Loop {
   std::deque<std::shared_ptr<Fiber>> run_;
   std::unordered_map<Fiber*, std::shared_ptr<Fiber>> all_;  // keeps parked fibers alive
   std::multimap<absl::Time, Waiter*> timers_;
+  absl::flat_hash_set<int> registered_;  // sockets in the epoll set (see WaitFd)
   std::thread thread_;  // last: starts once everything above is built
 };
 

@@ -68,6 +68,32 @@ TEST(FiberTest, WaitFdEndsAtItsDeadlineOnAFiberAndOnAThread) {
   EXPECT_TRUE(WaitFd(s.fd[0], POLLIN, absl::InfiniteFuture()) & POLLIN);
 }
 
+TEST(FiberTest, ASocketNumberReusedOrWaitedOnAfterATimeoutIsWaitedOnAgain) {
+  std::atomic<int> checks{0};
+  {
+    FiberLoops loops(1);
+    loops.Spawn([&] {
+      int numbers[2];
+      {
+        SocketPair s;
+        numbers[0] = s.fd[0];
+        // A wait that ends at its deadline, then data: a later wait sees it
+        // (and nothing is delivered to the first wait's gone frame).
+        if (WaitFd(s.fd[0], POLLIN, absl::Now() + absl::Milliseconds(5)) == 0) ++checks;
+        (void)!::write(s.fd[1], "a", 1);
+        Sleep(absl::Milliseconds(5));
+        if (WaitFd(s.fd[0], POLLIN, absl::Now() + absl::Seconds(5)) & POLLIN) ++checks;
+      }  // closed: the kernel drops it from the loop's epoll set
+      SocketPair again;  // likely the same numbers
+      numbers[1] = again.fd[0];
+      (void)!::write(again.fd[1], "b", 1);
+      if (WaitFd(again.fd[0], POLLIN, absl::Now() + absl::Seconds(5)) & POLLIN) ++checks;
+      if (numbers[0] == numbers[1]) ++checks;
+    });
+  }
+  EXPECT_EQ(checks.load(), 4);
+}
+
 TEST(FiberTest, SleepingFibersShareTheirThreadAndSleepTheirTime) {
   std::atomic<int> done{0};
   const absl::Time start = absl::Now();
