@@ -33,8 +33,11 @@ std::vector<std::string> BeginStatements(absl::Duration lock_timeout) {
   int64_t ms = lock_timeout <= absl::ZeroDuration()
                    ? 0
                    : std::max<int64_t>(1, absl::ToInt64Milliseconds(lock_timeout));
-  return {"BEGIN", absl::StrCat("SET LOCAL lock_timeout = ", ms),
-          absl::StrCat("SET LOCAL statement_timeout = ", ms), "SET LOCAL txcoord.branch = 'open'"};
+  // One statement for the three settings (set_config(…, true) is SET
+  // LOCAL): each statement of a batch costs the server a parse and an
+  // execution of its own.
+  return {"BEGIN", absl::StrCat("SELECT set_config('lock_timeout', '", ms, "', true), set_config('statement_timeout', '",
+                                ms, "', true), set_config('txcoord.branch', 'open', true)")};
 }
 
 SentBatch::SentBatch(PgShared& shared, PgConnection& c, const std::vector<std::string>& begin,

@@ -5,7 +5,7 @@
 // the next use). A Branch drives the local transaction by hand through
 // pqxx::nontransaction (postgres_branch.h):
 //
-//   BEGIN; SET LOCAL lock_timeout/statement_timeout   (Participant::Begin)
+//   BEGIN; SELECT set_config(lock_timeout, …, true)…  (Participant::Begin)
 //   <statements>                                      (Execute: exec_params, $1…)
 //   SELECT txid_current_if_assigned() IS NULL         (Prepare: read-only vote?)
 //     true  → COMMIT, vote kReadOnly
@@ -18,7 +18,7 @@
 // Bytes are sent in bytea hex form ("\x…"). Every session runs with
 // TimeZone=UTC so that timestamptz values come back as "…Z".
 //
-// RunBatch (RunTransaction's path) sends BEGIN, the SET LOCALs, every
+// RunBatch (RunTransaction's path) sends BEGIN, the limits, every
 // statement and the read-only probe as one simple-query string with libpq's
 // PQsendQuery (postgres_batch.h): one round trip, then PREPARE TRANSACTION
 // (or COMMIT for a read-only branch) as a second. A batch that changes data

@@ -72,7 +72,7 @@ TEST_P(ParticipantTest, RunBatchIsOneRoundTripOnLibpqxx) {
   ASSERT_EQ(batch->results.size(), 2u);
   const std::string seen = batch->results[1].rows.at(0).at(0).text;
   EXPECT_THAT(seen, HasSubstr("BEGIN"));
-  EXPECT_THAT(seen, HasSubstr("SET LOCAL lock_timeout"));
+  EXPECT_THAT(seen, HasSubstr("set_config('lock_timeout', '10000', true)"));
   EXPECT_THAT(seen, HasSubstr("PREPARE txc_b0 AS " + insert));
   EXPECT_THAT(seen, HasSubstr("EXECUTE txc_b0('1', 'a')"));
   // A data change: PREPARE TRANSACTION ends the same string.
