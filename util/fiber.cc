@@ -379,6 +379,23 @@ void Sleep(absl::Duration d) {
   absl::SleepFor(d);
 }
 
+int PollOnFiber(pollfd* fds, unsigned long nfds, int timeout_ms) {
+  if (nfds == 1 && timeout_ms != 0 && tls_fiber != nullptr) {
+    const absl::Time deadline =
+        timeout_ms < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Milliseconds(timeout_ms);
+    const int revents = WaitFd(fds[0].fd, fds[0].events, deadline);
+    if (revents < 0) return -1;
+    fds[0].revents = static_cast<short>(revents);
+    return revents != 0 ? 1 : 0;
+  }
+  timespec ts{};
+  if (timeout_ms >= 0) {
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1000000;
+  }
+  return ppoll(fds, nfds, timeout_ms >= 0 ? &ts : nullptr, nullptr);
+}
+
 WaitWord::WaitWord(uint32_t initial) : word_(initial) {
   if (tls_fiber != nullptr) fiber_ = tls_fiber->shared_from_this();
 }
@@ -412,3 +429,11 @@ void WaitWord::Set(WaitWord* w, uint32_t value) {
 }
 
 }  // namespace txcoord::util
+
+// poll(2) for the whole process (this definition interposes the C
+// library's): what waits in poll for one socket on a fiber — libpq inside
+// libpqxx's blocking calls, a client library's connect — waits on the
+// fiber's loop instead. Everything else is ppoll(2), as before.
+extern "C" int poll(pollfd* fds, nfds_t nfds, int timeout) {
+  return txcoord::util::PollOnFiber(fds, nfds, timeout);
+}

@@ -15,6 +15,10 @@
 //   WaitWord    a futex on a thread; on a fiber, the fiber is parked and
 //               its loop woken by whoever sets the word.
 //
+// poll(2) itself is one of them: this library defines poll() for the
+// process, so a client library that waits for one socket in poll (libpq in
+// libpqxx's blocking calls, connects) waits on the fiber's loop (PollOnFiber).
+//
 // A fiber must not wait any other way for something another fiber of its
 // loop provides (an absl::Mutex held across a wait, a condition variable, a
 // blocking library call whose peer is such a fiber): the loop's thread would
@@ -31,6 +35,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+
+struct pollfd;
 
 namespace txcoord::util {
 
@@ -69,6 +75,10 @@ bool OnFiber();
 // seen (POLLERR and POLLHUP included), 0 at the deadline, -1 (errno set) on
 // error.
 int WaitFd(int fd, short events, absl::Time deadline);
+
+// poll(2) as the process's poll() runs it: on a fiber, one socket with a
+// timeout waits through WaitFd; any other call is ppoll(2).
+int PollOnFiber(struct pollfd* fds, unsigned long nfds, int timeout_ms);
 
 // Sleeps `d`.
 void Sleep(absl::Duration d);

@@ -7,9 +7,12 @@
 #include <thread>
 #include <vector>
 
+#include <pqxx/pqxx>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "util/fiber.h"
 
 namespace txcoord::testing {
 namespace {
@@ -38,6 +41,39 @@ TEST_F(CoordinatorTest, RunTransactionRunsOnAFiberWhenEveryBindsDriverCan) {
   st = RunWork(*stub_, {{"nope", {"SELECT 1"}}}, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(OneShotCalls(*server_, "fiber") + OneShotCalls(*server_, "thread"), 2u);
+}
+
+// libpqxx's blocking calls wait in libpq's poll(), which util/fiber.cc
+// interposes: on a fiber, a 300 ms statement lets the loop's other fiber
+// tick meanwhile (holding the thread, it would tick 0 times).
+TEST_F(CoordinatorTest, ALibpqxxCallOnAFiberWaitsOnTheLoop) {
+  std::atomic<bool> done{false};
+  int ticks_during = -1;
+  std::string error;
+  std::atomic<int> ticks{0};
+  {
+    util::FiberLoops loops(1);
+    loops.Spawn([&] {
+      try {
+        pqxx::connection c(pg_uri_);
+        pqxx::nontransaction n(c);
+        ticks = 0;
+        n.exec("SELECT pg_sleep(0.3)");
+        ticks_during = ticks.load();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      done = true;
+    });
+    loops.Spawn([&] {
+      for (int i = 0; i < 400 && !done; ++i) {
+        util::Sleep(absl::Milliseconds(5));
+        ++ticks;
+      }
+    });
+  }
+  EXPECT_EQ(error, "");
+  EXPECT_GE(ticks_during, 20);
 }
 
 // 16 clients move money between the same two PostgreSQL rows (and rows

@@ -94,6 +94,35 @@ TEST(FiberTest, ASocketNumberReusedOrWaitedOnAfterATimeoutIsWaitedOnAgain) {
   EXPECT_EQ(checks.load(), 4);
 }
 
+TEST(FiberTest, PollForOneSocketOnAFiberWaitsOnTheLoop) {
+  SocketPair s;
+  int polled = -2;
+  short revents = 0;
+  {
+    FiberLoops loops(1);
+    loops.Spawn([&] {
+      // ::poll, as a client library calls it: if it held the thread, the
+      // writer below (same thread) could not run and it would time out.
+      pollfd p{s.fd[0], POLLIN, 0};
+      polled = ::poll(&p, 1, 5000);
+      revents = p.revents;
+    });
+    loops.Spawn([&] {
+      Sleep(absl::Milliseconds(20));
+      (void)!::write(s.fd[1], "p", 1);
+    });
+  }
+  EXPECT_EQ(polled, 1);
+  EXPECT_TRUE(revents & POLLIN);
+  // Off a fiber, and with a zero timeout, it is the kernel's poll.
+  pollfd p{s.fd[0], POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 1);
+  char c;
+  (void)!::read(s.fd[0], &c, 1);
+  p.revents = 0;
+  EXPECT_EQ(::poll(&p, 1, 20), 0);
+}
+
 TEST(FiberTest, SleepingFibersShareTheirThreadAndSleepTheirTime) {
   std::atomic<int> done{0};
   const absl::Time start = absl::Now();
