@@ -13,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "util/fiber.h"
 
 namespace txcoord::coordinator {
 
@@ -49,7 +50,7 @@ class BranchWorkers {
 
 // Runs fn(0..n-1) concurrently and returns when all are done, each index
 // exactly once: fn(0) on this thread, the others offered to the branch
-// workers. A branch no worker has started by the time this thread is free
+// workers (on a fiber: to new fibers of its loop). A branch no worker has started by the time this thread is free
 // again runs here too (it takes it back): waiting for a worker to be
 // scheduled is never faster than running the branch, and on a busy machine
 // it cost a sleep and a wake-up per branch.
@@ -58,6 +59,21 @@ void RunParallel(size_t n, Fn fn) {
   if (n == 0) return;
   if (n == 1) {
     fn(0);
+    return;
+  }
+  if (util::OnFiber()) {
+    // On a fiber the others run on fibers of the same loop: each waits for
+    // its database through the loop, and nothing waits for a thread.
+    std::atomic<size_t> left{n - 1};
+    util::WaitWord all_done(0);
+    for (size_t i = 1; i < n; ++i) {
+      util::SpawnOnThisLoop([&, i] {
+        fn(i);
+        if (left.fetch_sub(1) == 1) util::WaitWord::Set(&all_done, 1);  // the last reference to this frame
+      });
+    }
+    fn(0);
+    all_done.WaitWhile(0);
     return;
   }
   // Shared with the queued tasks, which may outlive this call: a task taken

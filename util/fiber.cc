@@ -123,6 +123,10 @@ class Loop {
 
   void Spawn(std::function<void()> fn) {
     live_.fetch_add(1, std::memory_order_relaxed);
+    if (tls_loop == this) {
+      Start(std::move(fn));  // the loop's own thread: no queue, no wake-up
+      return;
+    }
     absl::MutexLock lock(&mu_);
     spawns_.push_back(std::move(fn));
     WakeLocked();
@@ -354,6 +358,12 @@ int FiberLoops::fibers() const {
 }
 
 bool OnFiber() { return tls_fiber != nullptr; }
+
+bool SpawnOnThisLoop(std::function<void()> fn) {
+  if (tls_fiber == nullptr) return false;
+  tls_fiber->loop->Spawn(std::move(fn));
+  return true;
+}
 
 int WaitFd(int fd, short events, absl::Time deadline) {
   if (Fiber* f = tls_fiber) return f->loop->WaitFd(f, fd, events, deadline);

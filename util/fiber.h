@@ -70,6 +70,10 @@ class FiberLoops {
 // True on a fiber of a FiberLoops.
 bool OnFiber();
 
+// On a fiber: starts `fn` on a new fiber of the same loop (it runs when
+// this one waits) and returns true. Elsewhere: false, and `fn` is dropped.
+bool SpawnOnThisLoop(std::function<void()> fn);
+
 // Waits until `fd` is ready for `events` (POLLIN, POLLOUT, POLLPRI) or until
 // `deadline` (absl::InfiniteFuture(): none). Returns the poll(2) revents
 // seen (POLLERR and POLLHUP included), 0 at the deadline, -1 (errno set) on

@@ -1,5 +1,8 @@
 #include "server/service/session_service.h"
 
+#include <functional>
+#include <memory>
+
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/parallel.h"
@@ -23,13 +26,81 @@ absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
 SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions,
                                        const Authenticator* auth, util::FiberLoops* fibers)
     : coordinator_(coordinator), sessions_(sessions), auth_(auth), fibers_(fibers) {
+  sessions_on_fibers_ = fibers_ != nullptr;
+  for (const std::string& bind : coordinator_->BindNames()) {
+    sessions_on_fibers_ = sessions_on_fibers_ && coordinator_->FindBind(bind)->capabilities().runs_on_fibers;
+  }
   coordinator_->metrics().DescribeCounter(
       "txcoord_one_shot_calls_total",
       "RunTransaction calls past their checks, by where they ran: on a fiber of an event loop, or on a thread "
       "(a bind whose driver blocks, or limits.event_loops 0).");
+  coordinator_->metrics().DescribeCounter(
+      "txcoord_session_calls_total",
+      "Session calls (OpenSession … CloseSession, GetTransaction), by where they ran: on a fiber of an event loop "
+      "(every bind's driver waits through the loops), or on a thread.");
 }
 
-grpc::Status SessionServiceImpl::OpenSession(grpc::ServerContext* ctx,
+void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers,
+                                  std::function<grpc::Status()> call, const char* counter) {
+  coordinator_->metrics().Increment(counter, {{"runs_on", on_fibers ? "fiber" : "thread"}});
+  auto run = [reactor, call = std::move(call)] { reactor->Finish(call()); };
+  if (on_fibers) {
+    fibers_->Spawn(std::move(run));
+  } else {
+    BranchWorkers::Get().Submit(std::move(run));
+  }
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::OpenSession(grpc::CallbackServerContext* ctx,
+                                                  const txcoord::v1::OpenSessionRequest* req, txcoord::v1::OpenSessionResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoOpenSession(ctx, req, resp); }, "txcoord_session_calls_total");
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::Begin(grpc::CallbackServerContext* ctx,
+                                                  const txcoord::v1::BeginRequest* req, txcoord::v1::BeginResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoBegin(ctx, req, resp); }, "txcoord_session_calls_total");
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::Execute(grpc::CallbackServerContext* ctx,
+                                                  const txcoord::v1::ExecuteRequest* req, txcoord::v1::ExecuteResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoExecute(ctx, req, resp); }, "txcoord_session_calls_total");
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::Commit(grpc::CallbackServerContext* ctx,
+                                                  const txcoord::v1::CommitRequest* req, txcoord::v1::CommitResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoCommit(ctx, req, resp); }, "txcoord_session_calls_total");
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::Rollback(grpc::CallbackServerContext* ctx,
+                                                  const txcoord::v1::RollbackRequest* req, txcoord::v1::RollbackResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoRollback(ctx, req, resp); }, "txcoord_session_calls_total");
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::CloseSession(grpc::CallbackServerContext* ctx,
+                                                  const txcoord::v1::CloseSessionRequest* req, txcoord::v1::CloseSessionResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoCloseSession(ctx, req, resp); }, "txcoord_session_calls_total");
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx,
+                                                  const txcoord::v1::GetTransactionRequest* req, txcoord::v1::Transaction* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoGetTransaction(ctx, req, resp); }, "txcoord_session_calls_total");
+  return reactor;
+}
+
+grpc::Status SessionServiceImpl::DoOpenSession(grpc::ServerContextBase* ctx,
                                              const txcoord::v1::OpenSessionRequest* req,
                                              txcoord::v1::OpenSessionResponse* resp) {
   TXC_IDENTIFY(who);
@@ -52,7 +123,7 @@ grpc::Status SessionServiceImpl::OpenSession(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::Begin(grpc::ServerContext* ctx, const txcoord::v1::BeginRequest* req,
+grpc::Status SessionServiceImpl::DoBegin(grpc::ServerContextBase* ctx, const txcoord::v1::BeginRequest* req,
                                        txcoord::v1::BeginResponse* resp) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -66,7 +137,7 @@ grpc::Status SessionServiceImpl::Begin(grpc::ServerContext* ctx, const txcoord::
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::Execute(grpc::ServerContext* ctx, const txcoord::v1::ExecuteRequest* req,
+grpc::Status SessionServiceImpl::DoExecute(grpc::ServerContextBase* ctx, const txcoord::v1::ExecuteRequest* req,
                                          txcoord::v1::ExecuteResponse* resp) {
   TXC_IDENTIFY(who);
   if (req->bind().empty()) return ToGrpc(absl::InvalidArgumentError("bind is required"));
@@ -88,7 +159,7 @@ grpc::Status SessionServiceImpl::Execute(grpc::ServerContext* ctx, const txcoord
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::Commit(grpc::ServerContext* ctx, const txcoord::v1::CommitRequest* req,
+grpc::Status SessionServiceImpl::DoCommit(grpc::ServerContextBase* ctx, const txcoord::v1::CommitRequest* req,
                                         txcoord::v1::CommitResponse* resp) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -132,7 +203,7 @@ grpc::Status SessionServiceImpl::Commit(grpc::ServerContext* ctx, const txcoord:
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::Rollback(grpc::ServerContext* ctx, const txcoord::v1::RollbackRequest* req,
+grpc::Status SessionServiceImpl::DoRollback(grpc::ServerContextBase* ctx, const txcoord::v1::RollbackRequest* req,
                                           txcoord::v1::RollbackResponse* resp) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -161,14 +232,14 @@ grpc::Status SessionServiceImpl::Rollback(grpc::ServerContext* ctx, const txcoor
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::CloseSession(grpc::ServerContext* ctx,
+grpc::Status SessionServiceImpl::DoCloseSession(grpc::ServerContextBase* ctx,
                                               const txcoord::v1::CloseSessionRequest* req,
                                               txcoord::v1::CloseSessionResponse*) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->Close(req->session_id(), who.name));
 }
 
-grpc::Status SessionServiceImpl::GetTransaction(grpc::ServerContext* ctx,
+grpc::Status SessionServiceImpl::DoGetTransaction(grpc::ServerContextBase* ctx,
                                                 const txcoord::v1::GetTransactionRequest* req,
                                                 txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);  // any authenticated caller may ask for an outcome
@@ -236,17 +307,10 @@ grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServe
     reactor->Finish(ToGrpc(work.status()));
     return reactor;
   }
-  // gRPC's own threads must not wait for databases: the call runs on a
-  // fiber, or on a thread of its own when a bind's driver blocks.
-  auto run = [this, reactor, req, resp, who = *std::move(who), work = *std::move(work)]() mutable {
-    reactor->Finish(RunWork(who, *req, std::move(work), resp));
-  };
-  coordinator_->metrics().Increment("txcoord_one_shot_calls_total", {{"runs_on", on_fibers ? "fiber" : "thread"}});
-  if (on_fibers) {
-    fibers_->Spawn(std::move(run));
-  } else {
-    BranchWorkers::Get().Submit(std::move(run));
-  }
+  auto shared_work = std::make_shared<Work>(*std::move(work));
+  Dispatch(reactor, on_fibers, [this, req, resp, who = *std::move(who), shared_work] {
+    return RunWork(who, *req, std::move(*shared_work), resp);
+  }, "txcoord_one_shot_calls_total");
   return reactor;
 }
 

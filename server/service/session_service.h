@@ -1,17 +1,15 @@
-// txcoord.v1.SessionService.
+// txcoord.v1.SessionService on gRPC's callback API.
 //
-// RunTransaction is on gRPC's callback API: its handler checks the request
-// and hands the transaction to a fiber (util/fiber.h) when every bind's
-// driver waits through the fiber loop (Capabilities::runs_on_fibers), else
-// to a thread of the branch workers; either calls Finish. gRPC's threads
-// never wait for a database.
-//
-// The other methods are on the sync server: each call runs on a thread of
-// gRPC's pool, capped by ResourceQuota::SetMaxThreads
-// (limits.server_threads), and blocks on its databases there.
+// Each handler hands its call to a fiber (util/fiber.h) or to a thread of
+// the branch workers, which runs it and calls Finish: gRPC's threads never
+// wait for a database. RunTransaction runs on a fiber when every bind of
+// its work waits through the fiber loop (Capabilities::runs_on_fibers); the
+// session calls when every configured bind does (a session may touch any of
+// its binds); the others on threads.
 #ifndef TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,31 +25,48 @@
 namespace txcoord::coordinator {
 
 class SessionServiceImpl final
-    : public txcoord::v1::SessionService::WithCallbackMethod_RunTransaction<txcoord::v1::SessionService::Service> {
+    : public txcoord::v1::SessionService::CallbackService {
  public:
   // `fibers` may be null (no fibers: RunTransaction on threads).
   // REQUIRES: all outlive this object.
   SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth,
                      util::FiberLoops* fibers);
 
-  grpc::Status OpenSession(grpc::ServerContext*, const txcoord::v1::OpenSessionRequest*,
-                           txcoord::v1::OpenSessionResponse*) override;
-  grpc::Status Begin(grpc::ServerContext*, const txcoord::v1::BeginRequest*,
-                     txcoord::v1::BeginResponse*) override;
-  grpc::Status Execute(grpc::ServerContext*, const txcoord::v1::ExecuteRequest*,
-                       txcoord::v1::ExecuteResponse*) override;
-  grpc::Status Commit(grpc::ServerContext*, const txcoord::v1::CommitRequest*,
-                      txcoord::v1::CommitResponse*) override;
-  grpc::Status Rollback(grpc::ServerContext*, const txcoord::v1::RollbackRequest*,
-                        txcoord::v1::RollbackResponse*) override;
-  grpc::Status CloseSession(grpc::ServerContext*, const txcoord::v1::CloseSessionRequest*,
-                            txcoord::v1::CloseSessionResponse*) override;
-  grpc::Status GetTransaction(grpc::ServerContext*, const txcoord::v1::GetTransactionRequest*,
-                              txcoord::v1::Transaction*) override;
+  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext*, const txcoord::v1::OpenSessionRequest*,
+                                        txcoord::v1::OpenSessionResponse*) override;
+  grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext*, const txcoord::v1::BeginRequest*,
+                                  txcoord::v1::BeginResponse*) override;
+  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const txcoord::v1::ExecuteRequest*,
+                                    txcoord::v1::ExecuteResponse*) override;
+  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext*, const txcoord::v1::CommitRequest*,
+                                   txcoord::v1::CommitResponse*) override;
+  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext*, const txcoord::v1::RollbackRequest*,
+                                     txcoord::v1::RollbackResponse*) override;
+  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext*, const txcoord::v1::CloseSessionRequest*,
+                                         txcoord::v1::CloseSessionResponse*) override;
+  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const txcoord::v1::GetTransactionRequest*,
+                                           txcoord::v1::Transaction*) override;
   grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const txcoord::v1::RunTransactionRequest*,
                                            txcoord::v1::RunTransactionResponse*) override;
 
  private:
+  // Counts the call in `counter` (by runs_on), runs it on a fiber
+  // (`on_fibers`) or a branch worker, then calls Finish.
+  void Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers, std::function<grpc::Status()> call,
+                const char* counter);
+  // The calls, run by Dispatch (each may block on its databases).
+  grpc::Status DoOpenSession(grpc::ServerContextBase*, const txcoord::v1::OpenSessionRequest*,
+                             txcoord::v1::OpenSessionResponse*);
+  grpc::Status DoBegin(grpc::ServerContextBase*, const txcoord::v1::BeginRequest*, txcoord::v1::BeginResponse*);
+  grpc::Status DoExecute(grpc::ServerContextBase*, const txcoord::v1::ExecuteRequest*,
+                         txcoord::v1::ExecuteResponse*);
+  grpc::Status DoCommit(grpc::ServerContextBase*, const txcoord::v1::CommitRequest*, txcoord::v1::CommitResponse*);
+  grpc::Status DoRollback(grpc::ServerContextBase*, const txcoord::v1::RollbackRequest*,
+                          txcoord::v1::RollbackResponse*);
+  grpc::Status DoCloseSession(grpc::ServerContextBase*, const txcoord::v1::CloseSessionRequest*,
+                              txcoord::v1::CloseSessionResponse*);
+  grpc::Status DoGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*,
+                                txcoord::v1::Transaction*);
   using Work = std::vector<std::pair<std::string, Coordinator::Statements>>;
   // RunTransaction's work, checked (INVALID_ARGUMENT, PERMISSION_DENIED);
   // *on_fibers: whether it may run on a fiber.
@@ -68,6 +83,9 @@ class SessionServiceImpl final
   SessionManager* const sessions_;
   const Authenticator* const auth_;
   util::FiberLoops* const fibers_;
+  // Session calls run on fibers: there are loops and every bind's driver
+  // waits through them (a session may touch any of its binds).
+  bool sessions_on_fibers_ = false;
   // RunTransaction idempotency keys → txn id ("" while running). In memory:
   // a key is honoured until this process restarts (see docs/design.md).
   absl::Mutex keys_mu_;

@@ -125,7 +125,8 @@ class CoordinatorTest : public ::testing::Test {
       return b;
     };
     c.binds = {bind("pg", "postgres", pg_uri_), bind("pg2", "postgres", pg2_uri_),
-               bind("maria", "mariadb", maria_dsn_), bind("lite", "odbc", sqlite_dsn_)};
+               bind("maria", "mariadb", maria_dsn_)};
+    if (with_lite_) c.binds.push_back(bind("lite", "odbc", sqlite_dsn_));
     if (with_pg_odbc_) {
       // The database of "pg" again, through psqlODBC.
       c.binds.push_back(bind("pgodbc", "odbc", pg_odbc_dsn_));
@@ -265,6 +266,7 @@ class CoordinatorTest : public ::testing::Test {
   int64_t history_max_ = -1;      // journal.retention.finished_max when >= 0 (then restart the server)
   int64_t history_per_pass_ = -1;  // journal.retention.max_per_pass when > 0
   int event_loops_ = -1;  // limits.event_loops
+  bool with_lite_ = true;  // bind "lite" (SQLite through ODBC)
   int pg_pool_size_ = 40;  // pool_size of "pg" and "pg2" (the others have 40)
   std::unique_ptr<coordinator::TxcoordServer> server_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -21,6 +21,10 @@ uint64_t OneShotCalls(coordinator::TxcoordServer& server, const char* runs_on) {
   return server.coordinator()->metrics().CounterValue("txcoord_one_shot_calls_total", {{"runs_on", runs_on}});
 }
 
+uint64_t SessionCalls(coordinator::TxcoordServer& server, const char* runs_on) {
+  return server.coordinator()->metrics().CounterValue("txcoord_session_calls_total", {{"runs_on", runs_on}});
+}
+
 TEST_F(CoordinatorTest, RunTransactionRunsOnAFiberWhenEveryBindsDriverCan) {
   v1::RunTransactionResponse resp;
   grpc::Status st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 1, 3)}}, {"maria", {Credit(my_table_, 1, 3)}}}, &resp);
@@ -41,6 +45,10 @@ TEST_F(CoordinatorTest, RunTransactionRunsOnAFiberWhenEveryBindsDriverCan) {
   st = RunWork(*stub_, {{"nope", {"SELECT 1"}}}, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(OneShotCalls(*server_, "fiber") + OneShotCalls(*server_, "thread"), 2u);
+  // "lite" is configured: session calls run on threads.
+  ASSERT_FALSE(Open().empty());
+  EXPECT_EQ(SessionCalls(*server_, "thread"), 1u);
+  EXPECT_EQ(SessionCalls(*server_, "fiber"), 0u);
 }
 
 // libpqxx's blocking calls wait in libpq's poll(), which util/fiber.cc
@@ -151,6 +159,82 @@ class ThreadsSmallPoolTest : public ContendedTest {
 
 TEST_F(ThreadsSmallPoolTest, ContendedCallsOnThreadsWithATwoConnectionPoolAllCommit) {
   ContendedTransfersAllCommit("thread");
+}
+
+// The session calls of 16 clients on one event loop (no bind whose driver
+// blocks is configured), moving money between the same two PostgreSQL rows
+// with two pooled connections: Execute waits for a row lock held by another
+// session's open or prepared branch, Commit prepares both binds at once on
+// fibers of the loop. Holding the loop's thread in any of those waits would
+// stop the fiber that holds the lock.
+class SessionsOnOneLoopTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    event_loops_ = 1;
+    pg_pool_size_ = 4;
+    with_lite_ = false;
+    CoordinatorTest::SetUp();
+  }
+};
+
+TEST_F(SessionsOnOneLoopTest, ContendedSessionTransfersOnOneLoopAllCommit) {
+  constexpr int kClients = 16;
+  constexpr int kEach = 4;
+  std::vector<std::string> errors(kClients);
+  std::atomic<int> committed{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = v1::SessionService::NewStub(channel_);
+      std::string session;
+      {
+        grpc::ClientContext ctx;
+        v1::OpenSessionRequest req;
+        v1::OpenSessionResponse resp;
+        grpc::Status st = stub->OpenSession(&ctx, req, &resp);
+        if (!st.ok()) {
+          errors[c] = st.error_message();
+          return;
+        }
+        session = resp.session_id();
+      }
+      auto exec = [&](const std::string& bind, const std::string& sql) {
+        grpc::ClientContext ctx;
+        v1::ExecuteRequest req;
+        req.set_session_id(session);
+        req.set_bind(bind);
+        *req.add_statements() = Sql(sql);
+        v1::ExecuteResponse resp;
+        return stub->Execute(&ctx, req, &resp);
+      };
+      for (int i = 0; i < kEach; ++i) {
+        grpc::Status st = exec("pg", Debit(pg_table_, 7, 1));
+        if (st.ok()) st = exec("pg", Credit(pg_table_, 8, 1));
+        if (st.ok()) st = exec("maria", Credit(my_table_, 20 + c, 1));
+        v1::CommitResponse resp;
+        if (st.ok()) {
+          grpc::ClientContext ctx;
+          v1::CommitRequest req;
+          req.set_session_id(session);
+          st = stub->Commit(&ctx, req, &resp);
+        }
+        if (st.ok() && resp.state() == v1::COMMITTED) {
+          ++committed;
+        } else if (errors[c].empty()) {
+          errors[c] = st.error_message();
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (int c = 0; c < kClients; ++c) EXPECT_EQ(errors[c], "") << "client " << c;
+  EXPECT_EQ(committed.load(), kClients * kEach);
+  EXPECT_EQ(SessionCalls(*server_, "thread"), 0u);
+  EXPECT_EQ(SessionCalls(*server_, "fiber"), static_cast<uint64_t>(kClients * (1 + kEach * 4)));
+  EXPECT_EQ(PgBalance(pg_uri_, 7), kInitial - kClients * kEach);
+  EXPECT_EQ(PgBalance(pg_uri_, 8), kInitial + kClients * kEach);
+  for (int c = 0; c < kClients; ++c) EXPECT_EQ(MyBalance(20 + c), kInitial + kEach) << "client " << c;
+  EXPECT_EQ(PreparedLeft(), 0);
 }
 
 class NoLoopsTest : public CoordinatorTest {
