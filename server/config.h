@@ -20,10 +20,10 @@ struct Limits {
   int max_message_bytes = 16 << 20;
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
-  int server_threads = 512;  // gRPC sync server's thread cap (a blocked call holds one)
+  int server_threads = 512;  // gRPC sync server's thread cap, Admin and TransactionService (a blocked call holds one)
   int server_idle_threads = 64;  // threads kept waiting for calls (at most server_threads)
-  // Event loops (threads) that run RunTransaction calls on fibers when
-  // every bind of the call can (Capabilities::runs_on_fibers); -1: one per
+  // Event loops (threads) that run SessionService calls on fibers when
+  // their binds' drivers can (Capabilities::runs_on_fibers); -1: one per
   // core; 0: none (every call on a thread of its own).
   int event_loops = -1;
   int max_sessions_per_identity = 1000;

@@ -6,6 +6,9 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/parallel.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 #include "server/service/convert.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
@@ -51,53 +54,78 @@ void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fib
   }
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::OpenSession(grpc::CallbackServerContext* ctx,
-                                                  const txcoord::v1::OpenSessionRequest* req, txcoord::v1::OpenSessionResponse* resp) {
+absl::Status SessionServiceImpl::Parse(const grpc::ByteBuffer* in, google::protobuf::Message* request) {
+  grpc::ByteBuffer bytes(*in);  // shares the slices; deserializing consumes its buffer
+  grpc::ProtoBufferReader reader(&bytes);
+  if (!reader.status().ok() || !request->ParseFromZeroCopyStream(&reader)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request is not a valid ", request->GetTypeName(),
+        ": a string field (sql, string_value, …) holds invalid UTF-8 — binary data goes in bytes_value — "
+        "or the message is malformed"));
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status SessionServiceImpl::Reply(const grpc::Status& status, const google::protobuf::Message& response,
+                                       grpc::ByteBuffer* out) {
+  if (!status.ok()) return status;
+  bool own = false;
+  grpc::Status written = grpc::GenericSerialize<grpc::ProtoBufferWriter, google::protobuf::Message>(response, out, &own);
+  return written.ok() ? status : grpc::Status(grpc::StatusCode::INTERNAL, "the response could not be serialized");
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* SessionServiceImpl::SessionCall(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
+    grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoOpenSession(ctx, req, resp); }, "txcoord_session_calls_total");
+  auto messages = std::make_shared<std::pair<Request, Response>>();
+  if (absl::Status parsed = Parse(in, &messages->first); !parsed.ok()) {
+    reactor->Finish(ToGrpc(parsed));
+    return reactor;
+  }
+  Dispatch(
+      reactor, sessions_on_fibers_,
+      [this, ctx, out, messages, call] {
+        return Reply((this->*call)(ctx, &messages->first, &messages->second), messages->second, out);
+      },
+      "txcoord_session_calls_total");
   return reactor;
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::Begin(grpc::CallbackServerContext* ctx,
-                                                  const txcoord::v1::BeginRequest* req, txcoord::v1::BeginResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoBegin(ctx, req, resp); }, "txcoord_session_calls_total");
-  return reactor;
+grpc::ServerUnaryReactor* SessionServiceImpl::OpenSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                          grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::DoOpenSession);
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::Execute(grpc::CallbackServerContext* ctx,
-                                                  const txcoord::v1::ExecuteRequest* req, txcoord::v1::ExecuteResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoExecute(ctx, req, resp); }, "txcoord_session_calls_total");
-  return reactor;
+grpc::ServerUnaryReactor* SessionServiceImpl::Begin(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::DoBegin);
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::Commit(grpc::CallbackServerContext* ctx,
-                                                  const txcoord::v1::CommitRequest* req, txcoord::v1::CommitResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoCommit(ctx, req, resp); }, "txcoord_session_calls_total");
-  return reactor;
+grpc::ServerUnaryReactor* SessionServiceImpl::Execute(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                      grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::DoExecute);
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::Rollback(grpc::CallbackServerContext* ctx,
-                                                  const txcoord::v1::RollbackRequest* req, txcoord::v1::RollbackResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoRollback(ctx, req, resp); }, "txcoord_session_calls_total");
-  return reactor;
+grpc::ServerUnaryReactor* SessionServiceImpl::Commit(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                     grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::DoCommit);
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::CloseSession(grpc::CallbackServerContext* ctx,
-                                                  const txcoord::v1::CloseSessionRequest* req, txcoord::v1::CloseSessionResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoCloseSession(ctx, req, resp); }, "txcoord_session_calls_total");
-  return reactor;
+grpc::ServerUnaryReactor* SessionServiceImpl::Rollback(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                       grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::DoRollback);
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx,
-                                                  const txcoord::v1::GetTransactionRequest* req, txcoord::v1::Transaction* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Dispatch(reactor, sessions_on_fibers_, [this, ctx, req, resp] { return DoGetTransaction(ctx, req, resp); }, "txcoord_session_calls_total");
-  return reactor;
+grpc::ServerUnaryReactor* SessionServiceImpl::CloseSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                           grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::DoCloseSession);
+}
+
+grpc::ServerUnaryReactor* SessionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                             grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::DoGetTransaction);
 }
 
 grpc::Status SessionServiceImpl::DoOpenSession(grpc::ServerContextBase* ctx,
@@ -293,24 +321,25 @@ absl::StatusOr<SessionServiceImpl::Work> SessionServiceImpl::WorkOf(const Identi
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServerContext* ctx,
-                                                             const txcoord::v1::RunTransactionRequest* req,
-                                                             txcoord::v1::RunTransactionResponse* resp) {
+                                                             const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<Identity> who = auth_->Identify(*ctx);
-  if (!who.ok()) {
-    reactor->Finish(ToGrpc(who.status()));
-    return reactor;
-  }
+  auto messages =
+      std::make_shared<std::pair<txcoord::v1::RunTransactionRequest, txcoord::v1::RunTransactionResponse>>();
+  absl::Status checked = Parse(in, &messages->first);
+  absl::StatusOr<Identity> who = checked.ok() ? auth_->Identify(*ctx) : absl::StatusOr<Identity>(checked);
   bool on_fibers = false;
-  absl::StatusOr<Work> work = WorkOf(*who, *req, &on_fibers);
+  absl::StatusOr<Work> work = who.ok() ? WorkOf(*who, messages->first, &on_fibers) : who.status();
   if (!work.ok()) {
     reactor->Finish(ToGrpc(work.status()));
     return reactor;
   }
   auto shared_work = std::make_shared<Work>(*std::move(work));
-  Dispatch(reactor, on_fibers, [this, req, resp, who = *std::move(who), shared_work] {
-    return RunWork(who, *req, std::move(*shared_work), resp);
-  }, "txcoord_one_shot_calls_total");
+  Dispatch(
+      reactor, on_fibers,
+      [this, out, messages, who = *std::move(who), shared_work] {
+        return Reply(RunWork(who, messages->first, std::move(*shared_work), &messages->second), messages->second, out);
+      },
+      "txcoord_one_shot_calls_total");
   return reactor;
 }
 

@@ -25,31 +25,45 @@
 namespace txcoord::coordinator {
 
 class SessionServiceImpl final
-    : public txcoord::v1::SessionService::CallbackService {
+    : public txcoord::v1::SessionService::WithRawCallbackMethod_OpenSession<
+          txcoord::v1::SessionService::WithRawCallbackMethod_Begin<
+              txcoord::v1::SessionService::WithRawCallbackMethod_Execute<
+                  txcoord::v1::SessionService::WithRawCallbackMethod_Commit<
+                      txcoord::v1::SessionService::WithRawCallbackMethod_Rollback<
+                          txcoord::v1::SessionService::WithRawCallbackMethod_CloseSession<
+                              txcoord::v1::SessionService::WithRawCallbackMethod_GetTransaction<
+                                  txcoord::v1::SessionService::WithRawCallbackMethod_RunTransaction<
+                                      txcoord::v1::SessionService::Service>>>>>>>> {
  public:
   // `fibers` may be null (no fibers: RunTransaction on threads).
   // REQUIRES: all outlive this object.
   SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth,
                      util::FiberLoops* fibers);
 
-  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext*, const txcoord::v1::OpenSessionRequest*,
-                                        txcoord::v1::OpenSessionResponse*) override;
-  grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext*, const txcoord::v1::BeginRequest*,
-                                  txcoord::v1::BeginResponse*) override;
-  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const txcoord::v1::ExecuteRequest*,
-                                    txcoord::v1::ExecuteResponse*) override;
-  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext*, const txcoord::v1::CommitRequest*,
-                                   txcoord::v1::CommitResponse*) override;
-  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext*, const txcoord::v1::RollbackRequest*,
-                                     txcoord::v1::RollbackResponse*) override;
-  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext*, const txcoord::v1::CloseSessionRequest*,
-                                         txcoord::v1::CloseSessionResponse*) override;
-  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const txcoord::v1::GetTransactionRequest*,
-                                           txcoord::v1::Transaction*) override;
-  grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const txcoord::v1::RunTransactionRequest*,
-                                           txcoord::v1::RunTransactionResponse*) override;
+  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
 
  private:
+  // The request parsed from gRPC's bytes: INVALID_ARGUMENT, naming the
+  // message, when it does not parse (a string field with invalid UTF-8).
+  // Parsing here, not in gRPC, is what gives that error: the callback API
+  // would answer UNIMPLEMENTED with no message.
+  static absl::Status Parse(const grpc::ByteBuffer* in, google::protobuf::Message* request);
+  // `status`, with `response` serialized into *out when it is OK.
+  static grpc::Status Reply(const grpc::Status& status, const google::protobuf::Message& response,
+                            grpc::ByteBuffer* out);
+  // A session call: parses, then runs `call` through Dispatch.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* SessionCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                        grpc::ByteBuffer* out,
+                                        grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*,
+                                                                                 const Request*, Response*));
   // Counts the call in `counter` (by runs_on), runs it on a fiber
   // (`on_fibers`) or a branch worker, then calls Finish.
   void Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers, std::function<grpc::Status()> call,

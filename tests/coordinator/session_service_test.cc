@@ -283,12 +283,26 @@ TEST_F(CoordinatorTest, BadInputGetsClearErrors) {
   v1::Statement no_kind = Sql("SELECT $1::int");
   no_kind.add_params();  // a Value without a kind
   EXPECT_EQ(Exec(s, "pg", {no_kind}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  // string fields: invalid UTF-8 is refused by the protobuf runtime when
-  // the request is parsed (gRPC's INTERNAL), before txcoord sees it.
+  // string fields: invalid UTF-8 makes the request fail to parse, which
+  // SessionService reports as INVALID_ARGUMENT naming the message (on
+  // Execute and on RunTransaction).
   v1::Statement bad_utf8 = Sql("SELECT $1::text");
   bad_utf8.add_params()->set_string_value(std::string("\xc3\x28", 2));
   grpc::Status utf8 = Exec(s, "pg", {bad_utf8});
-  EXPECT_EQ(utf8.error_code(), grpc::StatusCode::INTERNAL) << utf8.error_message();
+  EXPECT_EQ(utf8.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << utf8.error_message();
+  EXPECT_THAT(utf8.error_message(), HasSubstr("not a valid txcoord.v1.ExecuteRequest"));
+  EXPECT_THAT(utf8.error_message(), HasSubstr("invalid UTF-8"));
+  {
+    grpc::ClientContext ctx;
+    v1::RunTransactionRequest req;
+    auto* w = req.add_work();
+    w->set_bind("pg");
+    *w->add_statements() = bad_utf8;
+    v1::RunTransactionResponse resp;
+    grpc::Status one_shot = stub_->RunTransaction(&ctx, req, &resp);
+    EXPECT_EQ(one_shot.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << one_shot.error_message();
+    EXPECT_THAT(one_shot.error_message(), HasSubstr("not a valid txcoord.v1.RunTransactionRequest"));
+  }
   // Text in any script passes through as is.
   v1::Statement text = Sql("SELECT $1::text || ' — ok'");
   text.add_params()->set_string_value("d\u00e9j\u00e0 \u65e5\u672c");
