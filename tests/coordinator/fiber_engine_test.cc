@@ -135,27 +135,25 @@ class ContendedTest : public CoordinatorTest {
   }
 };
 
-class OneLoopTest : public ContendedTest {
+// The fixture with `loops` event loops, `pg_pool` PostgreSQL connections and
+// the SQLite bind or not.
+template <int loops, int pg_pool, bool lite>
+class Configured : public ContendedTest {
  protected:
   void SetUp() override {
-    event_loops_ = 1;
-    pg_pool_size_ = 2;
+    event_loops_ = loops;
+    pg_pool_size_ = pg_pool;
+    with_lite_ = lite;
     CoordinatorTest::SetUp();
   }
 };
 
+class OneLoopTest : public Configured<1, 2, true> {};
 TEST_F(OneLoopTest, ContendedCallsOnOneLoopWithATwoConnectionPoolAllCommit) {
   ContendedTransfersAllCommit("fiber");
 }
 
-class ThreadsSmallPoolTest : public ContendedTest {
- protected:
-  void SetUp() override {
-    event_loops_ = 0;
-    pg_pool_size_ = 2;
-    CoordinatorTest::SetUp();
-  }
-};
+class ThreadsSmallPoolTest : public Configured<0, 2, true> {};
 
 TEST_F(ThreadsSmallPoolTest, ContendedCallsOnThreadsWithATwoConnectionPoolAllCommit) {
   ContendedTransfersAllCommit("thread");
@@ -167,15 +165,7 @@ TEST_F(ThreadsSmallPoolTest, ContendedCallsOnThreadsWithATwoConnectionPoolAllCom
 // session's open or prepared branch, Commit prepares both binds at once on
 // fibers of the loop. Holding the loop's thread in any of those waits would
 // stop the fiber that holds the lock.
-class SessionsOnOneLoopTest : public CoordinatorTest {
- protected:
-  void SetUp() override {
-    event_loops_ = 1;
-    pg_pool_size_ = 4;
-    with_lite_ = false;
-    CoordinatorTest::SetUp();
-  }
-};
+class SessionsOnOneLoopTest : public Configured<1, 4, false> {};
 
 TEST_F(SessionsOnOneLoopTest, ContendedSessionTransfersOnOneLoopAllCommit) {
   constexpr int kClients = 16;
@@ -237,13 +227,7 @@ TEST_F(SessionsOnOneLoopTest, ContendedSessionTransfersOnOneLoopAllCommit) {
   EXPECT_EQ(PreparedLeft(), 0);
 }
 
-class NoLoopsTest : public CoordinatorTest {
- protected:
-  void SetUp() override {
-    event_loops_ = 0;
-    CoordinatorTest::SetUp();
-  }
-};
+class NoLoopsTest : public Configured<0, 40, true> {};
 
 TEST_F(NoLoopsTest, WithoutEventLoopsEveryCallRunsOnAThread) {
   v1::RunTransactionResponse resp;

@@ -12,18 +12,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "tests/testing/socket_pair.h"
 
 namespace txcoord::util {
 namespace {
 
-struct SocketPair {
-  SocketPair() { EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fd), 0); }
-  ~SocketPair() {
-    ::close(fd[0]);
-    ::close(fd[1]);
-  }
-  int fd[2] = {-1, -1};
-};
+using ::txcoord::testing::SocketPair;
 
 TEST(FiberTest, AFiberWaitingForASocketLetsTheOthersOfItsLoopRun) {
   SocketPair s;
