@@ -15,7 +15,7 @@ PACKAGES=(
   python3-grpcio python3-grpc-tools python3-protobuf python3-sqlalchemy
   python3-psycopg2 python3-pymysql python3-pytest python3-flask python3-flask-sqlalchemy
   libmariadb-dev libboost-context-dev gnuplot-nox sysstat
-  openssl procps iproute2
+  openssl procps iproute2 systemd
 )
 
 missing=()
