@@ -4,6 +4,7 @@
 // A real gRPC server on loopback, real PostgreSQL and MariaDB.
 
 #include <atomic>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -101,37 +102,50 @@ TEST_F(CoordinatorTest, ALibpqxxCallOnAFiberWaitsOnTheLoop) {
 // ends it.)
 class ContendedTest : public CoordinatorTest {
  protected:
-  void ContendedTransfersAllCommit(const char* runs_on) {
-    constexpr int kClients = 16;
-    constexpr int kEach = 5;
-    std::atomic<int> committed{0};
-    std::vector<std::string> errors(kClients);
-    std::vector<std::thread> clients;
-    for (int c = 0; c < kClients; ++c) {
-      clients.emplace_back([&, c] {
+  // `clients` threads each call `one(client, stub)` `each` times; every call
+  // must return OK (the transaction committed).
+  void AllCommit(int clients, int each, const std::function<grpc::Status(int, v1::SessionService::Stub&)>& one) {
+    std::vector<std::string> errors(clients);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&, c] {
         auto stub = v1::SessionService::NewStub(channel_);
-        for (int i = 0; i < kEach; ++i) {
-          v1::RunTransactionResponse resp;
-          grpc::Status st = RunWork(*stub,
-                                    {{"pg", {Debit(pg_table_, 7, 1), Credit(pg_table_, 8, 1)}},
-                                     {"maria", {Credit(my_table_, 20 + c, 1)}}},
-                                    &resp);
-          if (st.ok() && resp.state() == v1::COMMITTED) {
-            ++committed;
-          } else if (errors[c].empty()) {
-            errors[c] = st.error_message();
-          }
+        for (int i = 0; i < each; ++i) {
+          grpc::Status st = one(c, *stub);
+          if (!st.ok() && errors[c].empty()) errors[c] = st.error_message();
         }
       });
     }
-    for (auto& t : clients) t.join();
-    for (int c = 0; c < kClients; ++c) EXPECT_EQ(errors[c], "") << "client " << c;
-    EXPECT_EQ(committed.load(), kClients * kEach);
-    EXPECT_EQ(OneShotCalls(*server_, runs_on), static_cast<uint64_t>(kClients * kEach));
-    EXPECT_EQ(PgBalance(pg_uri_, 7), kInitial - kClients * kEach);
-    EXPECT_EQ(PgBalance(pg_uri_, 8), kInitial + kClients * kEach);
-    for (int c = 0; c < kClients; ++c) EXPECT_EQ(MyBalance(20 + c), kInitial + kEach) << "client " << c;
+    for (auto& t : threads) t.join();
+    for (int c = 0; c < clients; ++c) EXPECT_EQ(errors[c], "") << "client " << c;
+  }
+
+  static grpc::Status Committed(const grpc::Status& st, v1::TransactionState state) {
+    if (!st.ok() || state == v1::COMMITTED) return st;
+    return grpc::Status(grpc::StatusCode::UNKNOWN, absl::StrCat("not COMMITTED: ", v1::TransactionState_Name(state)));
+  }
+
+  // Every client moves 1 from PostgreSQL row 7 to row 8 and credits its
+  // own MariaDB row 20 + client.
+  void ExpectTransferred(int clients, int each) {
+    EXPECT_EQ(PgBalance(pg_uri_, 7), kInitial - clients * each);
+    EXPECT_EQ(PgBalance(pg_uri_, 8), kInitial + clients * each);
+    for (int c = 0; c < clients; ++c) EXPECT_EQ(MyBalance(20 + c), kInitial + each) << "client " << c;
     EXPECT_EQ(PreparedLeft(), 0);
+  }
+
+  void ContendedTransfersAllCommit(const char* runs_on) {
+    constexpr int kClients = 16;
+    constexpr int kEach = 5;
+    AllCommit(kClients, kEach, [&](int c, v1::SessionService::Stub& stub) {
+      v1::RunTransactionResponse resp;
+      grpc::Status st = RunWork(
+          stub, {{"pg", {Debit(pg_table_, 7, 1), Credit(pg_table_, 8, 1)}}, {"maria", {Credit(my_table_, 20 + c, 1)}}},
+          &resp);
+      return Committed(st, resp.state());
+    });
+    EXPECT_EQ(OneShotCalls(*server_, runs_on), static_cast<uint64_t>(kClients * kEach));
+    ExpectTransferred(kClients, kEach);
   }
 };
 
@@ -170,61 +184,38 @@ class SessionsOnOneLoopTest : public Configured<1, 4, false> {};
 TEST_F(SessionsOnOneLoopTest, ContendedSessionTransfersOnOneLoopAllCommit) {
   constexpr int kClients = 16;
   constexpr int kEach = 4;
-  std::vector<std::string> errors(kClients);
-  std::atomic<int> committed{0};
-  std::vector<std::thread> clients;
-  for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] {
-      auto stub = v1::SessionService::NewStub(channel_);
-      std::string session;
-      {
-        grpc::ClientContext ctx;
-        v1::OpenSessionRequest req;
-        v1::OpenSessionResponse resp;
-        grpc::Status st = stub->OpenSession(&ctx, req, &resp);
-        if (!st.ok()) {
-          errors[c] = st.error_message();
-          return;
-        }
-        session = resp.session_id();
-      }
-      auto exec = [&](const std::string& bind, const std::string& sql) {
-        grpc::ClientContext ctx;
-        v1::ExecuteRequest req;
-        req.set_session_id(session);
-        req.set_bind(bind);
-        *req.add_statements() = Sql(sql);
-        v1::ExecuteResponse resp;
-        return stub->Execute(&ctx, req, &resp);
-      };
-      for (int i = 0; i < kEach; ++i) {
-        grpc::Status st = exec("pg", Debit(pg_table_, 7, 1));
-        if (st.ok()) st = exec("pg", Credit(pg_table_, 8, 1));
-        if (st.ok()) st = exec("maria", Credit(my_table_, 20 + c, 1));
-        v1::CommitResponse resp;
-        if (st.ok()) {
-          grpc::ClientContext ctx;
-          v1::CommitRequest req;
-          req.set_session_id(session);
-          st = stub->Commit(&ctx, req, &resp);
-        }
-        if (st.ok() && resp.state() == v1::COMMITTED) {
-          ++committed;
-        } else if (errors[c].empty()) {
-          errors[c] = st.error_message();
-        }
-      }
-    });
-  }
-  for (auto& t : clients) t.join();
-  for (int c = 0; c < kClients; ++c) EXPECT_EQ(errors[c], "") << "client " << c;
-  EXPECT_EQ(committed.load(), kClients * kEach);
+  std::vector<std::string> sessions(kClients);
+  AllCommit(kClients, kEach, [&](int c, v1::SessionService::Stub& stub) {
+    if (sessions[c].empty()) {
+      grpc::ClientContext ctx;
+      v1::OpenSessionResponse resp;
+      grpc::Status st = stub.OpenSession(&ctx, v1::OpenSessionRequest(), &resp);
+      if (!st.ok()) return st;
+      sessions[c] = resp.session_id();
+    }
+    auto exec = [&](const std::string& bind, const std::string& sql) {
+      grpc::ClientContext ctx;
+      v1::ExecuteRequest req;
+      req.set_session_id(sessions[c]);
+      req.set_bind(bind);
+      *req.add_statements() = Sql(sql);
+      v1::ExecuteResponse resp;
+      return stub.Execute(&ctx, req, &resp);
+    };
+    grpc::Status st = exec("pg", Debit(pg_table_, 7, 1));
+    if (st.ok()) st = exec("pg", Credit(pg_table_, 8, 1));
+    if (st.ok()) st = exec("maria", Credit(my_table_, 20 + c, 1));
+    if (!st.ok()) return st;
+    grpc::ClientContext ctx;
+    v1::CommitRequest req;
+    req.set_session_id(sessions[c]);
+    v1::CommitResponse resp;
+    st = stub.Commit(&ctx, req, &resp);
+    return Committed(st, resp.state());
+  });
   EXPECT_EQ(SessionCalls(*server_, "thread"), 0u);
   EXPECT_EQ(SessionCalls(*server_, "fiber"), static_cast<uint64_t>(kClients * (1 + kEach * 4)));
-  EXPECT_EQ(PgBalance(pg_uri_, 7), kInitial - kClients * kEach);
-  EXPECT_EQ(PgBalance(pg_uri_, 8), kInitial + kClients * kEach);
-  for (int c = 0; c < kClients; ++c) EXPECT_EQ(MyBalance(20 + c), kInitial + kEach) << "client " << c;
-  EXPECT_EQ(PreparedLeft(), 0);
+  ExpectTransferred(kClients, kEach);
 }
 
 class NoLoopsTest : public Configured<0, 40, true> {};
