@@ -50,10 +50,11 @@ class BranchWorkers {
 
 // Runs fn(0..n-1) concurrently and returns when all are done, each index
 // exactly once: fn(0) on this thread, the others offered to the branch
-// workers (on a fiber: to new fibers of its loop). A branch no worker has started by the time this thread is free
-// again runs here too (it takes it back): waiting for a worker to be
-// scheduled is never faster than running the branch, and on a busy machine
-// it cost a sleep and a wake-up per branch.
+// workers (on a fiber: started on new fibers of its loop). A branch no
+// worker has started by the time this thread is free again runs here too
+// (it takes it back): waiting for a worker to be scheduled is never faster
+// than running the branch, and on a busy machine it cost a sleep and a
+// wake-up per branch.
 template <typename Fn>
 void RunParallel(size_t n, Fn fn) {
   if (n == 0) return;

@@ -51,6 +51,14 @@ struct Waiter {
 
 namespace {
 
+// Milliseconds from now until `deadline` for poll(2) or epoll_wait(2),
+// rounded up, at most a minute (the caller looks again); -1: no deadline.
+int TimeoutMs(absl::Time deadline) {
+  if (deadline == absl::InfiniteFuture()) return -1;
+  const double ms = std::ceil(absl::ToDoubleMilliseconds(deadline - absl::Now()));
+  return ms <= 0 ? 0 : ms > 60000 ? 60000 : static_cast<int>(ms);
+}
+
 thread_local Loop* tls_loop = nullptr;    // the loop this thread runs
 thread_local Fiber* tls_fiber = nullptr;  // the fiber running now
 
@@ -278,13 +286,9 @@ class Loop {
         if (spawns_.empty()) break;
         continue;
       }
-      int timeout_ms = -1;
-      if (!run_.empty()) {
-        timeout_ms = 0;
-      } else if (!timers_.empty()) {
-        const double ms = std::ceil(absl::ToDoubleMilliseconds(timers_.begin()->first - absl::Now()));
-        timeout_ms = ms <= 0 ? 0 : ms > 60000 ? 60000 : static_cast<int>(ms);
-      }
+      const int timeout_ms = !run_.empty()       ? 0
+                             : !timers_.empty() ? TimeoutMs(timers_.begin()->first)
+                                                : -1;
       const int n = epoll_wait(epoll_fd_, events, 64, timeout_ms);
       for (int i = 0; i < n; ++i) {
         if (events[i].data.ptr == nullptr) {
@@ -369,12 +373,7 @@ int WaitFd(int fd, short events, absl::Time deadline) {
   if (Fiber* f = tls_fiber) return f->loop->WaitFd(f, fd, events, deadline);
   pollfd p{fd, events, 0};
   for (;;) {
-    int wait_ms = -1;
-    if (deadline != absl::InfiniteFuture()) {
-      const double ms = std::ceil(absl::ToDoubleMilliseconds(deadline - absl::Now()));
-      wait_ms = ms <= 0 ? 0 : ms > 60000 ? 60000 : static_cast<int>(ms);
-    }
-    const int n = poll(&p, 1, wait_ms);
+    const int n = poll(&p, 1, fiber_internal::TimeoutMs(deadline));
     if (n > 0) return p.revents;
     if (n < 0 && errno != EINTR) return -1;
     if (n == 0 && absl::Now() >= deadline) return 0;

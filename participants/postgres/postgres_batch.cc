@@ -93,9 +93,10 @@ Pipelined SentBatch::Finish(int max_rows) {
   {
     util::IoWatchdog::Watch watch(PQsocket(raw), bound_);
     // Blocks in libpq until each result arrives (or the watchdog shuts the
-    // socket down); every result is read, so that the connection is idle
+    // socket down) — on a fiber, libpq's poll waits on the loop
+    // (util/fiber.h); every result is read, so that the connection is idle
     // after. The server skips what follows an error.
-    while (PGresult* got = NextResult(raw)) {
+    while (PGresult* got = PQgetResult(raw)) {
       Result r(got);
       if (next >= order_.size()) {
         if (out.status.ok()) out.status = absl::InternalError(absl::StrCat("bind ", bind, ": more results than queries"));

@@ -1,7 +1,5 @@
 #include "participants/postgres/postgres_connection.h"
 
-#include <poll.h>
-
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -9,7 +7,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "participants/postgres/postgres_participant.h"
-#include "util/fiber.h"
 
 namespace txcoord::participants {
 
@@ -271,16 +268,5 @@ ResultSet ToResultSet(PgShared& shared, PgConnection& c, const PGresult* r, int 
   return Convert(shared, in, LibpqRows{r}, max_rows);
 }
 
-PGresult* NextResult(PGconn* raw) {
-  if (util::OnFiber()) {
-    while (PQisBusy(raw)) {
-      if (util::WaitFd(PQsocket(raw), POLLIN, absl::InfiniteFuture()) < 0) break;
-      if (PQconsumeInput(raw) == 0) break;  // lost: PQgetResult reports it
-    }
-  }
-  return PQgetResult(raw);
-}
-
 }  // namespace postgres_internal
-
 }  // namespace txcoord::participants

@@ -175,13 +175,6 @@ inline absl::Status NoReplyError(absl::string_view bind, absl::Duration bound) {
                                              " (timeouts.database_reply); the connection was closed"));
 }
 
-// PQgetResult for a query sent with PQsendQuery. On a fiber
-// (util/fiber.h) the wait for the reply is the loop's, so the thread runs
-// other fibers meanwhile; on a thread it is libpq's own poll. Either way a
-// lost connection (or the watchdog's shutdown) ends the wait: the result
-// then reports it.
-PGresult* NextResult(PGconn* raw);
-
 // Guard for a call on connection `c`, bounded by ReplyBound(options,
 // `statement_limit`). A server that sends nothing back for that long
 // has the connection shut down under the call (util::IoWatchdog), which

@@ -177,7 +177,7 @@ class FinishPreparedCall : public PendingCall<absl::Status> {
       util::IoWatchdog::Watch watch(PQsocket(raw), options.io_timeout);
       // Blocks in libpq until the reply (or the watchdog's shutdown);
       // every result is read, so that the connection is idle after.
-      while (PGresult* r = postgres_internal::NextResult(raw)) {
+      while (PGresult* r = PQgetResult(raw)) {
         replied = true;
         if (PQresultStatus(r) != PGRES_COMMAND_OK && s.ok()) {
           const char* sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
