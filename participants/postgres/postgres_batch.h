@@ -1,21 +1,22 @@
-// A PostgreSQL batch in one round trip: BEGIN and the branch's limits, the
-// statements, a check that they left the transaction open, and a tail
-// (PREPARE TRANSACTION, COMMIT or the read-only probe) as ONE simple-query
-// string, sent with libpq's PQsendQuery on the connection libpqxx opened.
-// Sending does not wait for the reply: a caller can have batches on several
-// binds in flight and read their results later (Participant::StartBatch).
+// A PostgreSQL batch in one round trip, in libpq's pipeline mode on the
+// connection libpqxx opened: BEGIN and the branch's limits, the statements,
+// a check that they left the transaction open, and a tail (PREPARE
+// TRANSACTION, COMMIT or the read-only probe), each query its own
+// extended-protocol message (Parse, Bind, Execute), one Sync after the
+// last. Sending does not wait for the reply: a caller can have batches on
+// several binds in flight and read their results later
+// (Participant::StartBatch).
 //
-// A statement with parameters travels as
-//   PREPARE txc_b<i> AS <sql>; EXECUTE txc_b<i>('<p1>', NULL, …); DEALLOCATE txc_b<i>
-// each parameter quoted by libpq (PQescapeStringConn, through libpqxx): the
-// server infers the parameter types exactly as for exec_params, and no
-// parameter text is parsed as SQL. After an error the server skips the rest
-// of the string; the transaction block is then left aborted unless the
-// failed query was a COMMIT (the caller cleans up). Internal to
-// participants/postgres/.
+// A statement's parameters travel as the protocol's own parameters, in
+// text form: the server infers their types as for any unnamed prepared
+// statement, no parameter text is parsed as SQL, and no named statement is
+// left behind. After an error the server skips the queries up to the Sync;
+// the transaction block is then left aborted unless the failed query was a
+// COMMIT (the caller cleans up). Internal to participants/postgres/.
 #ifndef TXCOORD_PARTICIPANTS_POSTGRES_POSTGRES_BATCH_H_
 #define TXCOORD_PARTICIPANTS_POSTGRES_POSTGRES_BATCH_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,17 +68,15 @@ class SentBatch {
  private:
   struct Query {
     int index;    // see Pipelined::failed
-    bool result;    // its result is statement `index`'s
-    size_t offset;  // where it begins in text_
+    bool result;  // its result is statement `index`'s
   };
 
-  // The query number (see Pipelined::failed) of the query at character
-  // `position` (from 1) of the string sent.
-  int QueryAt(long position) const;
+  // Queues one query (its parameters' texts: nullopt for NULL); false when
+  // libpq refuses it (the connection is lost).
+  bool Send(const std::string& sql, const std::vector<std::optional<std::string>>& params, int index, bool result);
 
   PgShared& shared_;
   PgConnection& c_;
-  std::string text_;  // what was sent
   std::vector<Query> order_;
   size_t statements_ = 0;
   absl::Duration bound_;

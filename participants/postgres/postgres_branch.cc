@@ -49,6 +49,7 @@ class PostgresBranch : public Branch {
                                     int max_rows) override {
     TXC_RETURN_IF_ERROR(RequireActive("Execute"));
     TXC_RETURN_IF_ERROR(GuardBranchSql(shared_->options.name, "postgresql", sql, &session_state_));
+    TXC_RETURN_IF_ERROR(CheckParams(shared_->options.name, params));
     std::vector<std::optional<std::string>> texts;
     texts.reserve(params.size());
     for (const Value& v : params) texts.push_back(ParamText(v));

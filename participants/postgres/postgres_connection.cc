@@ -99,6 +99,17 @@ std::optional<std::string> ParamText(const Value& v) {
   }
 }
 
+absl::Status CheckParams(absl::string_view bind, const std::vector<Value>& params) {
+  for (size_t k = 0; k < params.size(); ++k) {
+    if (params[k].kind != Value::Kind::kBytes && params[k].text.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("bind ", bind, ": parameter ", k + 1,
+                                                     " holds a NUL byte, which PostgreSQL text cannot hold "
+                                                     "(send binary data as bytes)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 // Type OIDs of pg_type that need no lookup, and how their text converts.

@@ -203,6 +203,11 @@ absl::StatusOr<std::unique_ptr<PgConnection>> OpenConnection(const BindOptions& 
 // The text form of a parameter; nullopt for NULL.
 std::optional<std::string> ParamText(const Value& v);
 
+// INVALID_ARGUMENT naming the parameter when one's text form holds a NUL
+// byte: PostgreSQL's text types cannot hold it, and libpq would cut the
+// value short there (bytes travel hex-encoded, so they never do).
+absl::Status CheckParams(absl::string_view bind, const std::vector<Value>& params);
+
 // A libpqxx result as a ResultSet of at most `max_rows` rows (0: all);
 // type names of types not built in are looked up once per bind.
 ResultSet ToResultSet(PgShared& shared, pqxx::nontransaction& n, const pqxx::result& r, int max_rows);

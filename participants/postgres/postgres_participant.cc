@@ -88,6 +88,7 @@ namespace {
 absl::Status GuardBatch(const std::string& bind, const std::vector<Statement>& statements, bool* session_state) {
   for (size_t i = 0; i < statements.size(); ++i) {
     absl::Status refused = GuardBranchSql(bind, "postgresql", statements[i].first, session_state);
+    if (refused.ok()) refused = postgres_internal::CheckParams(bind, statements[i].second);
     if (!refused.ok()) {
       return absl::Status(refused.code(), absl::StrCat("statement ", i + 1, ": ", refused.message()));
     }
@@ -121,13 +122,13 @@ bool AnyDataChange(const std::vector<std::string>& sqls) {
 }
 
 // After a failed batch on a live connection: ends the aborted transaction
-// block and drops the named statements it may have left.
+// block. (A batch leaves no named statement: a statement that makes one
+// closes its connection after, as any that leaves session state.)
 void CleanUpFailedBatch(const BindOptions& options, ConnectionPool<PgConnection>::Lease& lease) {
   bool broken = false;
   absl::Status c = GuardOn(options, *lease, SqlErrorContext::kStatement, &broken, [&] {
     pqxx::nontransaction n(*lease->conn);
     n.exec("ROLLBACK");
-    n.exec("DEALLOCATE ALL");
   });
   if (!c.ok()) lease.MarkBroken();
 }

@@ -6,7 +6,6 @@
 // prepared once the transactions touching it have ended.
 #include <chrono>
 #include <future>
-#include <regex>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -23,24 +22,6 @@ constexpr absl::Duration kReply = absl::Seconds(3);
 // A call on a frozen bind must end within this (the reply timeout, a
 // connect timeout of the same length, and scheduling slack).
 constexpr auto kBound = std::chrono::seconds(20);
-
-// Where the port is in "…@host:PORT/…" (libpq URI) or "Port=PORT" (ODBC).
-bool FindPort(const std::string& dsn, std::smatch* m) {
-  static const std::regex uri_port(R"(@[^/:]+:(\d+))");
-  static const std::regex odbc_port(R"(Port=(\d+))", std::regex::icase);
-  return std::regex_search(dsn, *m, odbc_port) || std::regex_search(dsn, *m, uri_port);
-}
-
-int PortOf(const std::string& dsn) {
-  std::smatch m;
-  return FindPort(dsn, &m) ? std::stoi(m[1]) : -1;
-}
-
-std::string WithPort(const std::string& dsn, int port) {
-  std::smatch m;
-  if (!FindPort(dsn, &m)) return dsn;
-  return dsn.substr(0, m.position(1)) + std::to_string(port) + dsn.substr(m.position(1) + m.length(1));
-}
 
 class FrozenDatabaseTest : public CoordinatorTest {
  protected:

@@ -4,8 +4,9 @@
 // accepts). Forwards bytes both ways until Freeze(); from then on it reads
 // nothing and forwards nothing, and new connections are accepted by the
 // kernel (listen backlog) but not served — the server looks alive and
-// silent. Thaw() resumes. One thread; every socket is closed by the
-// destructor.
+// silent. Thaw() resumes. It also counts the client's turns: how often the
+// client spoke after the server (round trips, for tests of pipelining).
+// One thread; every socket is closed by the destructor.
 #ifndef TXCOORD_TESTS_TESTING_FREEZING_PROXY_H_
 #define TXCOORD_TESTS_TESTING_FREEZING_PROXY_H_
 
@@ -18,6 +19,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <regex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -57,6 +59,9 @@ class FreezingProxy {
   FreezingProxy& operator=(const FreezingProxy&) = delete;
 
   int port() const { return port_; }
+  // Relayed bursts of client bytes, each after the server's last bytes (or
+  // a connection's first), over all connections so far.
+  int client_turns() const { return client_turns_; }
   void Freeze() { frozen_ = true; }
   void Thaw() { frozen_ = false; }
   // Thaws as a healed network partition does: the connections open so far
@@ -71,6 +76,7 @@ class FreezingProxy {
   struct Pair {
     int client;
     int server;
+    bool client_spoke_last = false;
   };
 
   static sockaddr_in Loopback(int port) {
@@ -81,12 +87,14 @@ class FreezingProxy {
     return a;
   }
 
-  // Copies what is readable on `from` to `to`; false when either side ended.
-  static bool Relay(int from, int to) {
+  // Copies what is readable on `from` to `to`; false when either side
+  // ended. *relayed: some bytes were.
+  static bool Relay(int from, int to, bool* relayed) {
     char buf[64 << 10];
     ssize_t n = ::recv(from, buf, sizeof buf, MSG_DONTWAIT);
     if (n == 0) return false;
     if (n < 0) return errno == EAGAIN || errno == EINTR;
+    *relayed = true;
     for (ssize_t off = 0; off < n;) {
       ssize_t w = ::send(to, buf + off, static_cast<size_t>(n - off), MSG_NOSIGNAL);
       if (w < 0) {
@@ -128,10 +136,15 @@ class FreezingProxy {
       if (fds[0].revents & POLLIN) Accept();
       std::vector<Pair> kept;
       for (size_t i = 0; i < polled; ++i) {
-        const Pair& p = pairs_[i];
+        Pair& p = pairs_[i];
         bool ok = true;
-        if (fds[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) ok = Relay(p.client, p.server);
-        if (ok && (fds[2 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR))) ok = Relay(p.server, p.client);
+        bool from_client = false;
+        bool from_server = false;
+        if (fds[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) ok = Relay(p.client, p.server, &from_client);
+        if (from_client && !p.client_spoke_last) ++client_turns_;
+        if (from_client) p.client_spoke_last = true;
+        if (ok && (fds[2 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR))) ok = Relay(p.server, p.client, &from_server);
+        if (from_server) p.client_spoke_last = false;
         if (ok) {
           kept.push_back(p);
         } else {
@@ -164,10 +177,31 @@ class FreezingProxy {
   std::atomic<bool> frozen_{false};
   std::atomic<bool> stop_{false};
   std::atomic<bool> strand_{false};
+  std::atomic<int> client_turns_{0};
   std::vector<Pair> pairs_;     // the loop thread's only
   std::vector<int> stranded_;   // server sides kept open (the loop thread's)
   std::thread thread_;
 };
+
+// Where the port is in "…@host:PORT/…" (libpq URI) or "Port=PORT" (ODBC).
+inline bool FindDsnPort(const std::string& dsn, std::smatch* m) {
+  static const std::regex uri_port(R"(@[^/:]+:(\d+))");
+  static const std::regex odbc_port(R"(Port=(\d+))", std::regex::icase);
+  return std::regex_search(dsn, *m, odbc_port) || std::regex_search(dsn, *m, uri_port);
+}
+
+// The port `dsn` names; -1 when it names none.
+inline int PortOf(const std::string& dsn) {
+  std::smatch m;
+  return FindDsnPort(dsn, &m) ? std::stoi(m[1]) : -1;
+}
+
+// `dsn` with its port replaced by `port` (unchanged when it names none).
+inline std::string WithPort(const std::string& dsn, int port) {
+  std::smatch m;
+  if (!FindDsnPort(dsn, &m)) return dsn;
+  return dsn.substr(0, m.position(1)) + std::to_string(port) + dsn.substr(m.position(1) + m.length(1));
+}
 
 }  // namespace txcoord::testing
 
