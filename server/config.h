@@ -20,8 +20,8 @@ struct Limits {
   int max_message_bytes = 16 << 20;
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
-  int server_threads = 512;  // gRPC sync server's thread cap, Admin and TransactionService (a blocked call holds one)
-  int server_idle_threads = 64;  // threads kept waiting for calls (at most server_threads)
+  int server_threads = 512;  // gRPC sync server's thread cap (it serves only gRPC's reflection service)
+  int server_idle_threads = 64;  // sync server threads kept waiting for calls (at most server_threads)
   // Event loops (threads) that run SessionService calls on fibers when
   // their binds' drivers can (Capabilities::runs_on_fibers); -1: one per
   // core; 0: none (every call on a thread of its own).

@@ -153,9 +153,10 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   grpc::ResourceQuota quota("txcoord");
   quota.SetMaxThreads(config.limits.server_threads);
   builder.SetResourceQuota(quota);
-  // The sync server runs each call on a thread that polled for it; threads
-  // beyond MAX_POLLERS idle ones exit after their call. gRPC's default of 2
-  // made nearly every call under load create and destroy a thread.
+  // Every txcoord service is on the callback API; gRPC's sync server is
+  // left with the reflection service. It runs each call on a thread that
+  // polled for it; threads beyond MAX_POLLERS idle ones exit after their
+  // call.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
                               config.limits.server_idle_threads);
   builder.RegisterService(server->session_service_.get());

@@ -4,13 +4,14 @@
 #include "coordinator/logging.h"
 #include "server/config.h"
 #include "server/service/convert.h"
+#include "server/service/unary_call.h"
 
 namespace txcoord::coordinator {
 namespace {
 
 // Who resolved: the authenticated identity, the operator's name it sent
 // ("x-txcoord-operator", e.g. txctl --operator) and the peer address.
-std::string Journaled(const Identity& who, grpc::ServerContext* ctx) {
+std::string Journaled(const Identity& who, grpc::ServerContextBase* ctx) {
   auto md = ctx->client_metadata().find("x-txcoord-operator");
   std::string name = md != ctx->client_metadata().end() ? std::string(md->second.data(), md->second.size())
                                                           : "unnamed";
@@ -41,7 +42,52 @@ AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* ses
                                    const Authenticator* auth)
     : coordinator_(coordinator), sessions_(sessions), auth_(auth) {}
 
-grpc::Status AdminServiceImpl::ListTransactions(grpc::ServerContext* ctx,
+grpc::ServerUnaryReactor* AdminServiceImpl::ListTransactions(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListTransactions);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoGetTransaction);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListInDoubt(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListInDoubt);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ResolveTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoResolveTransaction);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListBinds(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListBinds);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CheckBinds(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoCheckBinds);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RecoverNow(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoRecoverNow);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Drain(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoDrain);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListNodes);
+}
+
+grpc::Status AdminServiceImpl::DoListTransactions(grpc::ServerContextBase* ctx,
                                                 const txcoord::v1::ListTransactionsRequest* req,
                                                 txcoord::v1::ListTransactionsResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
@@ -67,13 +113,13 @@ grpc::Status AdminServiceImpl::ListTransactions(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::GetTransaction(grpc::ServerContext* ctx, const txcoord::v1::GetTransactionRequest* req,
+grpc::Status AdminServiceImpl::DoGetTransaction(grpc::ServerContextBase* ctx, const txcoord::v1::GetTransactionRequest* req,
                                               txcoord::v1::Transaction* resp) {
   TXC_REQUIRE_ADMIN(who);
   return AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
-grpc::Status AdminServiceImpl::ListInDoubt(grpc::ServerContext* ctx, const txcoord::v1::ListInDoubtRequest* req,
+grpc::Status AdminServiceImpl::DoListInDoubt(grpc::ServerContextBase* ctx, const txcoord::v1::ListInDoubtRequest* req,
                                            txcoord::v1::ListInDoubtResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
@@ -96,7 +142,7 @@ grpc::Status AdminServiceImpl::ListInDoubt(grpc::ServerContext* ctx, const txcoo
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::ResolveTransaction(grpc::ServerContext* ctx,
+grpc::Status AdminServiceImpl::DoResolveTransaction(grpc::ServerContextBase* ctx,
                                                   const txcoord::v1::ResolveTransactionRequest* req,
                                                   txcoord::v1::Transaction* resp) {
   TXC_REQUIRE_ADMIN(who);
@@ -140,21 +186,21 @@ void AdminServiceImpl::FillBinds(bool check, txcoord::v1::ListBindsResponse* out
   }
 }
 
-grpc::Status AdminServiceImpl::ListBinds(grpc::ServerContext* ctx, const txcoord::v1::ListBindsRequest*,
+grpc::Status AdminServiceImpl::DoListBinds(grpc::ServerContextBase* ctx, const txcoord::v1::ListBindsRequest*,
                                          txcoord::v1::ListBindsResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   FillBinds(/*check=*/false, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::CheckBinds(grpc::ServerContext* ctx, const txcoord::v1::CheckBindsRequest*,
+grpc::Status AdminServiceImpl::DoCheckBinds(grpc::ServerContextBase* ctx, const txcoord::v1::CheckBindsRequest*,
                                           txcoord::v1::ListBindsResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   FillBinds(/*check=*/true, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::RecoverNow(grpc::ServerContext* ctx, const txcoord::v1::RecoverNowRequest*,
+grpc::Status AdminServiceImpl::DoRecoverNow(grpc::ServerContextBase* ctx, const txcoord::v1::RecoverNowRequest*,
                                           txcoord::v1::RecoverNowResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   RecoveryReport r = coordinator_->RecoverNow();
@@ -164,7 +210,7 @@ grpc::Status AdminServiceImpl::RecoverNow(grpc::ServerContext* ctx, const txcoor
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::Drain(grpc::ServerContext* ctx, const txcoord::v1::DrainRequest* req,
+grpc::Status AdminServiceImpl::DoDrain(grpc::ServerContextBase* ctx, const txcoord::v1::DrainRequest* req,
                                      txcoord::v1::DrainResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   sessions_->StopAccepting();
@@ -180,7 +226,7 @@ grpc::Status AdminServiceImpl::Drain(grpc::ServerContext* ctx, const txcoord::v1
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext* ctx, const txcoord::v1::ListNodesRequest*,
+grpc::Status AdminServiceImpl::DoListNodes(grpc::ServerContextBase* ctx, const txcoord::v1::ListNodesRequest*,
                                          txcoord::v1::ListNodesResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   journal::Journal& journal = *coordinator_->journal();

@@ -6,10 +6,8 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/parallel.h"
-#include "grpcpp/impl/codegen/proto_utils.h"
-#include "grpcpp/support/proto_buffer_reader.h"
-#include "grpcpp/support/proto_buffer_writer.h"
 #include "server/service/convert.h"
+#include "server/service/unary_call.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
 
@@ -54,43 +52,13 @@ void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fib
   }
 }
 
-absl::Status SessionServiceImpl::Parse(const grpc::ByteBuffer* in, google::protobuf::Message* request) {
-  grpc::ByteBuffer bytes(*in);  // shares the slices; deserializing consumes its buffer
-  grpc::ProtoBufferReader reader(&bytes);
-  if (!reader.status().ok() || !request->ParseFromZeroCopyStream(&reader)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the request is not a valid ", request->GetTypeName(),
-        ": a string field (sql, string_value, …) holds invalid UTF-8 — binary data goes in bytes_value — "
-        "or the message is malformed"));
-  }
-  return absl::OkStatus();
-}
-
-grpc::Status SessionServiceImpl::Reply(const grpc::Status& status, const google::protobuf::Message& response,
-                                       grpc::ByteBuffer* out) {
-  if (!status.ok()) return status;
-  bool own = false;
-  grpc::Status written = grpc::GenericSerialize<grpc::ProtoBufferWriter, google::protobuf::Message>(response, out, &own);
-  return written.ok() ? status : grpc::Status(grpc::StatusCode::INTERNAL, "the response could not be serialized");
-}
-
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* SessionServiceImpl::SessionCall(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
     grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto messages = std::make_shared<std::pair<Request, Response>>();
-  if (absl::Status parsed = Parse(in, &messages->first); !parsed.ok()) {
-    reactor->Finish(ToGrpc(parsed));
-    return reactor;
-  }
-  Dispatch(
-      reactor, sessions_on_fibers_,
-      [this, ctx, out, messages, call] {
-        return Reply((this->*call)(ctx, &messages->first, &messages->second), messages->second, out);
-      },
-      "txcoord_session_calls_total");
-  return reactor;
+  return UnaryCall(ctx, in, out, this, call, [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
+    Dispatch(reactor, sessions_on_fibers_, std::move(run), "txcoord_session_calls_total");
+  });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::OpenSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
@@ -325,7 +293,7 @@ grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServe
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto messages =
       std::make_shared<std::pair<txcoord::v1::RunTransactionRequest, txcoord::v1::RunTransactionResponse>>();
-  absl::Status checked = Parse(in, &messages->first);
+  absl::Status checked = ParseRequest(in, &messages->first);
   absl::StatusOr<Identity> who = checked.ok() ? auth_->Identify(*ctx) : absl::StatusOr<Identity>(checked);
   bool on_fibers = false;
   absl::StatusOr<Work> work = who.ok() ? WorkOf(*who, messages->first, &on_fibers) : who.status();
@@ -337,7 +305,7 @@ grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServe
   Dispatch(
       reactor, on_fibers,
       [this, out, messages, who = *std::move(who), shared_work] {
-        return Reply(RunWork(who, messages->first, std::move(*shared_work), &messages->second), messages->second, out);
+        return SerializeReply(RunWork(who, messages->first, std::move(*shared_work), &messages->second), messages->second, out);
       },
       "txcoord_one_shot_calls_total");
   return reactor;

@@ -50,14 +50,6 @@ class SessionServiceImpl final
   grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
 
  private:
-  // The request parsed from gRPC's bytes: INVALID_ARGUMENT, naming the
-  // message, when it does not parse (a string field with invalid UTF-8).
-  // Parsing here, not in gRPC, is what gives that error: the callback API
-  // would answer UNIMPLEMENTED with no message.
-  static absl::Status Parse(const grpc::ByteBuffer* in, google::protobuf::Message* request);
-  // `status`, with `response` serialized into *out when it is OK.
-  static grpc::Status Reply(const grpc::Status& status, const google::protobuf::Message& response,
-                            grpc::ByteBuffer* out);
   // A session call: parses, then runs `call` through Dispatch.
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* SessionCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,

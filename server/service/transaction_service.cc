@@ -2,13 +2,54 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/service/convert.h"
+#include "server/service/unary_call.h"
 
 namespace txcoord::coordinator {
 
 TransactionServiceImpl::TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth)
     : coordinator_(coordinator), auth_(auth) {}
 
-grpc::Status TransactionServiceImpl::BeginGlobal(grpc::ServerContext* ctx, const txcoord::v1::BeginGlobalRequest* req,
+grpc::ServerUnaryReactor* TransactionServiceImpl::BeginGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoBeginGlobal);
+}
+
+grpc::ServerUnaryReactor* TransactionServiceImpl::PrepareGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoPrepareGlobal);
+}
+
+grpc::ServerUnaryReactor* TransactionServiceImpl::AddBranch(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoAddBranch);
+}
+
+grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoExecute);
+}
+
+grpc::ServerUnaryReactor* TransactionServiceImpl::RegisterBranch(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoRegisterBranch);
+}
+
+grpc::ServerUnaryReactor* TransactionServiceImpl::CommitGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoCommitGlobal);
+}
+
+grpc::ServerUnaryReactor* TransactionServiceImpl::RollbackGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoRollbackGlobal);
+}
+
+grpc::ServerUnaryReactor* TransactionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoGetTransaction);
+}
+
+grpc::Status TransactionServiceImpl::DoBeginGlobal(grpc::ServerContextBase* ctx, const txcoord::v1::BeginGlobalRequest* req,
                                                  txcoord::v1::BeginGlobalResponse* resp) {
   TXC_IDENTIFY(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
@@ -29,7 +70,7 @@ grpc::Status TransactionServiceImpl::BeginGlobal(grpc::ServerContext* ctx, const
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::PrepareGlobal(grpc::ServerContext* ctx,
+grpc::Status TransactionServiceImpl::DoPrepareGlobal(grpc::ServerContextBase* ctx,
                                                    const txcoord::v1::PrepareGlobalRequest* req,
                                                    txcoord::v1::PrepareGlobalResponse* resp) {
   TXC_IDENTIFY(who);
@@ -46,7 +87,7 @@ grpc::Status TransactionServiceImpl::PrepareGlobal(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::AddBranch(grpc::ServerContext* ctx, const txcoord::v1::AddBranchRequest* req,
+grpc::Status TransactionServiceImpl::DoAddBranch(grpc::ServerContextBase* ctx, const txcoord::v1::AddBranchRequest* req,
                                                txcoord::v1::BranchXid* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty() || req->bind().empty()) {
@@ -62,7 +103,7 @@ grpc::Status TransactionServiceImpl::AddBranch(grpc::ServerContext* ctx, const t
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::Execute(grpc::ServerContext* ctx, const txcoord::v1::GlobalExecuteRequest* req,
+grpc::Status TransactionServiceImpl::DoExecute(grpc::ServerContextBase* ctx, const txcoord::v1::GlobalExecuteRequest* req,
                                              txcoord::v1::ExecuteResponse* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty() || req->bind().empty()) {
@@ -82,7 +123,7 @@ grpc::Status TransactionServiceImpl::Execute(grpc::ServerContext* ctx, const txc
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::RegisterBranch(grpc::ServerContext* ctx,
+grpc::Status TransactionServiceImpl::DoRegisterBranch(grpc::ServerContextBase* ctx,
                                                     const txcoord::v1::RegisterBranchRequest* req,
                                                     txcoord::v1::RegisterBranchResponse*) {
   TXC_IDENTIFY(who);
@@ -100,7 +141,7 @@ grpc::Status TransactionServiceImpl::RegisterBranch(grpc::ServerContext* ctx,
   return ToGrpc(coordinator_->RegisterBranch(req->txn_id(), req->bind(), req->xid(), who.name, "", req->read_only()));
 }
 
-grpc::Status TransactionServiceImpl::CommitGlobal(grpc::ServerContext* ctx, const txcoord::v1::CommitGlobalRequest* req,
+grpc::Status TransactionServiceImpl::DoCommitGlobal(grpc::ServerContextBase* ctx, const txcoord::v1::CommitGlobalRequest* req,
                                                   txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
@@ -110,7 +151,7 @@ grpc::Status TransactionServiceImpl::CommitGlobal(grpc::ServerContext* ctx, cons
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::RollbackGlobal(grpc::ServerContext* ctx,
+grpc::Status TransactionServiceImpl::DoRollbackGlobal(grpc::ServerContextBase* ctx,
                                                     const txcoord::v1::RollbackGlobalRequest* req,
                                                     txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);
@@ -121,7 +162,7 @@ grpc::Status TransactionServiceImpl::RollbackGlobal(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::GetTransaction(grpc::ServerContext* ctx,
+grpc::Status TransactionServiceImpl::DoGetTransaction(grpc::ServerContextBase* ctx,
                                                     const txcoord::v1::GetTransactionRequest* req,
                                                     txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);

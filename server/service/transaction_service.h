@@ -1,5 +1,8 @@
 // txcoord.v1.TransactionService: global transactions whose branches the
 // services prepare on their own connections (see docs/transaction-rpcs.md).
+// On gRPC's callback API; every call runs on a thread of the branch workers
+// (it may block on a database or on a callback participant's RPC), never on
+// gRPC's threads.
 #ifndef TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 
@@ -9,28 +12,32 @@
 
 namespace txcoord::coordinator {
 
-class TransactionServiceImpl final : public txcoord::v1::TransactionService::Service {
+class TransactionServiceImpl final
+    : public txcoord::v1::TransactionService::WithRawCallbackMethod_BeginGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_PrepareGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_AddBranch<txcoord::v1::TransactionService::WithRawCallbackMethod_Execute<txcoord::v1::TransactionService::WithRawCallbackMethod_RegisterBranch<txcoord::v1::TransactionService::WithRawCallbackMethod_CommitGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_RollbackGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_GetTransaction<txcoord::v1::TransactionService::Service>>>>>>>> {
  public:
   // REQUIRES: both outlive this object.
   TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth);
 
-  grpc::Status BeginGlobal(grpc::ServerContext*, const txcoord::v1::BeginGlobalRequest*,
-                           txcoord::v1::BeginGlobalResponse*) override;
-  grpc::Status PrepareGlobal(grpc::ServerContext*, const txcoord::v1::PrepareGlobalRequest*,
-                             txcoord::v1::PrepareGlobalResponse*) override;
-  grpc::Status AddBranch(grpc::ServerContext*, const txcoord::v1::AddBranchRequest*, txcoord::v1::BranchXid*) override;
-  grpc::Status Execute(grpc::ServerContext*, const txcoord::v1::GlobalExecuteRequest*,
-                       txcoord::v1::ExecuteResponse*) override;
-  grpc::Status RegisterBranch(grpc::ServerContext*, const txcoord::v1::RegisterBranchRequest*,
-                              txcoord::v1::RegisterBranchResponse*) override;
-  grpc::Status CommitGlobal(grpc::ServerContext*, const txcoord::v1::CommitGlobalRequest*,
-                            txcoord::v1::Transaction*) override;
-  grpc::Status RollbackGlobal(grpc::ServerContext*, const txcoord::v1::RollbackGlobalRequest*,
-                              txcoord::v1::Transaction*) override;
-  grpc::Status GetTransaction(grpc::ServerContext*, const txcoord::v1::GetTransactionRequest*,
-                              txcoord::v1::Transaction*) override;
+  grpc::ServerUnaryReactor* BeginGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* PrepareGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* AddBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* RegisterBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* CommitGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* RollbackGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
 
  private:
+  // The calls, each on a branch worker thread (server/service/unary_call.h).
+  grpc::Status DoBeginGlobal(grpc::ServerContextBase*, const txcoord::v1::BeginGlobalRequest*, txcoord::v1::BeginGlobalResponse*);
+  grpc::Status DoPrepareGlobal(grpc::ServerContextBase*, const txcoord::v1::PrepareGlobalRequest*, txcoord::v1::PrepareGlobalResponse*);
+  grpc::Status DoAddBranch(grpc::ServerContextBase*, const txcoord::v1::AddBranchRequest*, txcoord::v1::BranchXid*);
+  grpc::Status DoExecute(grpc::ServerContextBase*, const txcoord::v1::GlobalExecuteRequest*, txcoord::v1::ExecuteResponse*);
+  grpc::Status DoRegisterBranch(grpc::ServerContextBase*, const txcoord::v1::RegisterBranchRequest*, txcoord::v1::RegisterBranchResponse*);
+  grpc::Status DoCommitGlobal(grpc::ServerContextBase*, const txcoord::v1::CommitGlobalRequest*, txcoord::v1::Transaction*);
+  grpc::Status DoRollbackGlobal(grpc::ServerContextBase*, const txcoord::v1::RollbackGlobalRequest*, txcoord::v1::Transaction*);
+  grpc::Status DoGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*, txcoord::v1::Transaction*);
+
   Coordinator* const coordinator_;
   const Authenticator* const auth_;
 };

@@ -6,6 +6,8 @@
 
 #include "gmock/gmock.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "txcoord/v1/admin.grpc.pb.h"
+#include "txcoord/v1/transaction.grpc.pb.h"
 
 namespace txcoord::testing {
 namespace {
@@ -284,8 +286,7 @@ TEST_F(CoordinatorTest, BadInputGetsClearErrors) {
   no_kind.add_params();  // a Value without a kind
   EXPECT_EQ(Exec(s, "pg", {no_kind}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   // string fields: invalid UTF-8 makes the request fail to parse, which
-  // SessionService reports as INVALID_ARGUMENT naming the message (on
-  // Execute and on RunTransaction).
+  // every service reports as INVALID_ARGUMENT naming the message.
   v1::Statement bad_utf8 = Sql("SELECT $1::text");
   bad_utf8.add_params()->set_string_value(std::string("\xc3\x28", 2));
   grpc::Status utf8 = Exec(s, "pg", {bad_utf8});
@@ -302,6 +303,29 @@ TEST_F(CoordinatorTest, BadInputGetsClearErrors) {
     grpc::Status one_shot = stub_->RunTransaction(&ctx, req, &resp);
     EXPECT_EQ(one_shot.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << one_shot.error_message();
     EXPECT_THAT(one_shot.error_message(), HasSubstr("not a valid txcoord.v1.RunTransactionRequest"));
+  }
+  // The same from TransactionService and AdminService.
+  {
+    grpc::ClientContext ctx;
+    v1::GlobalExecuteRequest req;
+    req.set_txn_id("t1.1.1");
+    req.set_bind("pg");
+    *req.add_statements() = bad_utf8;
+    v1::ExecuteResponse resp;
+    grpc::Status global = v1::TransactionService::NewStub(channel_)->Execute(&ctx, req, &resp);
+    EXPECT_EQ(global.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << global.error_message();
+    EXPECT_THAT(global.error_message(), HasSubstr("not a valid txcoord.v1.GlobalExecuteRequest"));
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::ResolveTransactionRequest req;
+    req.set_txn_id("t1.1.1");
+    req.set_decision(v1::ResolveTransactionRequest::ROLLBACK);
+    req.set_reason(std::string("\xc3\x28", 2));
+    v1::Transaction resp;
+    grpc::Status resolve = v1::AdminService::NewStub(channel_)->ResolveTransaction(&ctx, req, &resp);
+    EXPECT_EQ(resolve.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << resolve.error_message();
+    EXPECT_THAT(resolve.error_message(), HasSubstr("not a valid txcoord.v1.ResolveTransactionRequest"));
   }
   // Text in any script passes through as is.
   v1::Statement text = Sql("SELECT $1::text || ' — ok'");
