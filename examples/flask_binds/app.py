@@ -8,16 +8,14 @@ point at the same databases: "pg" for the default bind, "maria" for MariaDB.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Dict, Optional
 
 from flask import Flask, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.exc import IntegrityError
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
-import txcoord  # noqa: E402
-from txcoord.sqla import TwoPhase  # noqa: E402
+import txcoord
+from txcoord.sqla import TwoPhase
 
 db = SQLAlchemy()
 PREFIX = os.environ.get("EXAMPLE_TABLE_PREFIX", "flask_")  # the tests use a unique one

@@ -32,6 +32,7 @@ for _ in $(seq 1 300); do [ -s "$DIR/txcoord/address" ] && break; sleep 0.1; don
 export TXCOORD_ADDRESS=$(cat "$DIR/txcoord/address")
 export DATABASE_URL=${TXC_PG_URI/postgresql:\/\//postgresql+psycopg2://}
 export MARIADB_URL="mysql+pymysql://txcoord:txcoord_local_pw@127.0.0.1:$TXC_MARIADB_PORT/txcoord"
-"$REPO/clients/python/gen_stubs.sh"
+# The client as a package, in a virtual environment on Debian's Python.
+PY=$(bash "$REPO/clients/python/install_venv.sh" "$DIR/venv")
 echo "txcoord on $TXCOORD_ADDRESS; app on http://127.0.0.1:${PORT:-5000}" >&2
-/usr/bin/python3 "$HERE/app.py"
+"$PY" "$HERE/app.py"

@@ -6,7 +6,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -18,7 +17,6 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_DIR = os.path.dirname(HERE)
 REPO = os.path.normpath(os.path.join(CLIENT_DIR, "..", ".."))
-sys.path.insert(0, CLIENT_DIR)
 
 TXCOORD_BINARY = os.environ.get("TXCOORD_BINARY", os.path.join(REPO, "build", "server", "txcoord"))
 

@@ -1,11 +1,8 @@
 """Child of the SQLAlchemy crash test: an ORM session writes both binds and
 commits through txcoord.sqla; the test hook stops it after every branch is
 prepared and registered, just before CommitGlobal, where it is killed."""
-import os
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sqlalchemy import Column, Integer, String, create_engine  # noqa: E402
 from sqlalchemy.orm import Session, declarative_base  # noqa: E402

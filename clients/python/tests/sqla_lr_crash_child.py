@@ -3,11 +3,8 @@ MariaDB and the SQLite last resource and commits through txcoord.sqla; a
 test hook stops it (to be killed) either after PrepareGlobal and the insert
 of the decision row, before the SQLite commit ("before-lr-commit"), or
 after that commit, before CommitGlobal ("after-lr-commit")."""
-import os
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sqlalchemy import Column, Integer, String, create_engine  # noqa: E402
 from sqlalchemy.orm import Session, declarative_base  # noqa: E402

@@ -7,8 +7,10 @@
         s.execute("maria", "UPDATE accounts SET balance = balance + ? WHERE id = ?", [10, 2])
         s.commit()
 
-The gRPC stubs are generated from the repository's proto/ on first import
-(or by gen_stubs.sh) into txcoord/v1/, which is not checked in.
+Installed (``pip install --no-build-isolation ./clients/python``), the package
+carries its gRPC stubs. Used from the source tree, they are generated from the
+repository's proto/ on first import (or by gen_stubs.sh) into txcoord/v1/,
+which is not checked in.
 """
 from . import _stubs
 

@@ -2,7 +2,9 @@
 
 The stubs are written to ``txcoord/v1/`` (git-ignored) so that the generated
 ``from txcoord.v1 import common_pb2`` imports resolve inside this package.
-They are regenerated when missing or older than any ``.proto`` file.
+In a source checkout (``clients/python``, beside ``pyproject.toml``) they are
+regenerated when missing or older than any ``.proto`` file; an installed
+package carries the stubs it was built with and never regenerates them.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ PROTO_ROOT = os.environ.get(
     os.path.normpath(os.path.join(_PKG_DIR, "..", "..", "..", "proto")),
 )
 _PROTOS = ("common", "session", "transaction", "admin")
+_IN_SOURCE_TREE = os.path.exists(os.path.join(_PKG_DIR, "..", "pyproject.toml"))
 
 
 def _proto_files() -> list[str]:
@@ -32,6 +35,8 @@ def _stale() -> bool:
         return True
     if not os.path.exists(marker):
         return True
+    if not _IN_SOURCE_TREE:
+        return False
     protos = _proto_files()
     if not protos:  # installed without the proto tree: use what is there
         return False
