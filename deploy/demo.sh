@@ -5,10 +5,12 @@
 # atomically). The databases and the coordinator keep running afterwards;
 # stop everything with
 #   deploy/local/stop.sh /tmp/txcoord-demo
+# TXCOORD_BINARY runs another txcoord (the installed one: deploy/deb/check.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${TXC_BUILD_DIR:-$ROOT/build}
 DBDIR=${TXC_DEMO_DB_DIR:-/tmp/txcoord-demo}
+TXCOORD=${TXCOORD_BINARY:-$BUILD/server/txcoord}
 
 bash "$ROOT/deploy/build.sh"
 bash "$ROOT/deploy/local/start.sh" "$DBDIR" >/dev/null
@@ -33,7 +35,7 @@ if [ -f "$DBDIR/txcoord.pid" ] && kill -0 "$(cat "$DBDIR/txcoord.pid")" 2>/dev/n
   while kill -0 "$(cat "$DBDIR/txcoord.pid")" 2>/dev/null; do sleep 0.1; done
 fi
 rm -f "$DBDIR/txcoord.address"
-setsid "$BUILD/server/txcoord" --config "$CONFIG" --address-file "$DBDIR/txcoord.address" \
+setsid "$TXCOORD" --config "$CONFIG" --address-file "$DBDIR/txcoord.address" \
   </dev/null >>"$DBDIR/txcoord.log" 2>&1 &
 echo $! >"$DBDIR/txcoord.pid"
 for _ in $(seq 1 300); do

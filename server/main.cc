@@ -20,6 +20,7 @@ std::atomic<bool> g_stop{false};
 
 int main(int argc, char** argv) {
   CLI::App app{"txcoord: two-phase-commit transaction coordinator"};
+  app.set_version_flag("--version", "txcoord " TXC_VERSION);
   std::string config_path;
   std::string address_file;
   app.add_option("--config,-c", config_path, "YAML configuration file")->required();

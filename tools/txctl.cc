@@ -108,6 +108,7 @@ void PrintTransaction(const v1::Transaction& t) {
 
 int main(int argc, char** argv) {
   CLI::App app{"txctl: inspect and repair a running txcoord"};
+  app.set_version_flag("--version", "txctl " TXC_VERSION);
   app.require_subcommand(1);
   std::string address = "127.0.0.1:7600", operator_name;
   bool json = false;
