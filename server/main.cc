@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   app.add_option("--config,-c", config_path, "YAML configuration file")->required();
   app.add_option("--address-file", address_file,
                  "write the bound address (host:port) to this file once serving");
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "read and check the configuration (its ${VARIABLE}s from the environment), then exit: 0 when valid");
   CLI11_PARSE(app, argc, argv);
 
   // Abseil's lock-order cycle detection costs every lock acquisition; the
@@ -45,6 +48,11 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     std::cerr << "txcoord: " << config.status().message() << "\n";
     return 2;
+  }
+  if (check_config) {
+    std::cout << "txcoord: " << config_path << ": valid (node " << config->node_id << ", " << config->binds.size()
+              << " binds)\n";
+    return 0;
   }
   // Before any thread allocates: bounds glibc's per-thread arenas, whose
   // freed memory is seldom returned (limits.malloc_arenas).

@@ -1,19 +1,21 @@
 // txctl: the operator's command line for a running txcoord (AdminService).
 //
 //   txctl [--address HOST:PORT] [--json] [--operator NAME]
-//         [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] [--token T] COMMAND ...
+//         [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem] [--tls-server-name NAME]]
+//         [--token T] COMMAND ...
 //     list [--state S]... [--bind B] [--older-than 10m] [--page-size N] [--page-token T]
 //     get TXN_ID
 //     in-doubt [--bind B]...
 //     resolve TXN_ID commit|rollback --reason "why"
 //     binds | check | recover | drain [--timeout 30s] | nodes
+//     health [--service NAME]   gRPC's health check (a container's probe)
 //
 // Exit codes (scripts may rely on them):
 //   0 success; 1 any other error; 2 usage error; 3 not found;
 //   4 refused (FAILED_PRECONDITION: e.g. the journal holds the opposite decision);
 //   5 txcoord unreachable (UNAVAILABLE / DEADLINE_EXCEEDED);
 //   6 `check`: a bind is unreachable;  7 `in-doubt`: branches need an operator
-//     (orphaned or foreign ones are listed).
+//     (orphaned or foreign ones are listed);  8 `health`: not SERVING.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -28,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "txcoord/v1/admin.grpc.pb.h"
 
 namespace v1 = ::txcoord::v1;
@@ -117,10 +120,13 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "print JSON instead of tables");
   app.add_option("--operator", operator_name, "your name, journaled with resolutions")->envname("USER");
   app.add_option("--rpc-timeout", timeout_s, "seconds to wait for txcoord");
-  std::string tls_ca, tls_cert, tls_key, token;
+  std::string tls_ca, tls_cert, tls_key, tls_server_name, token;
   app.add_option("--tls-ca", tls_ca, "PEM CA that signed txcoord's certificate (TLS on)")->envname("TXCTL_TLS_CA");
   app.add_option("--tls-cert", tls_cert, "PEM client certificate (mutual TLS)")->envname("TXCTL_TLS_CERT");
   app.add_option("--tls-key", tls_key, "PEM client key (mutual TLS)")->envname("TXCTL_TLS_KEY");
+  app.add_option("--tls-server-name", tls_server_name,
+                 "the name txcoord's certificate must hold, when it is not the address's host (a probe on 127.0.0.1)")
+      ->envname("TXCTL_TLS_SERVER_NAME");
   app.add_option("--token", token, "bearer token")->envname("TXCTL_TOKEN");
 
   auto* list = app.add_subcommand("list", "list transactions (live, unfinished, then history)");
@@ -154,6 +160,11 @@ int main(int argc, char** argv) {
   std::string drain_timeout = "30s";
   drain->add_option("--timeout", drain_timeout, "how long to wait");
   auto* nodes = app.add_subcommand("nodes", "the cluster's nodes: epochs, leases, adoptions");
+  auto* health = app.add_subcommand(
+      "health", "gRPC's health check: exit 0 when SERVING (\"\": every bind and the journal answer; "
+                "txcoord.v1.AdminService: the process serves)");
+  std::string health_service;
+  health->add_option("--service", health_service, "the health service name (default \"\")");
 
   try {
     app.parse(argc, argv);
@@ -179,7 +190,10 @@ int main(int argc, char** argv) {
     }
     credentials = grpc::SslCredentials(o);
   }
-  auto stub = v1::AdminService::NewStub(grpc::CreateChannel(address, credentials));
+  grpc::ChannelArguments channel_args;
+  if (!tls_server_name.empty()) channel_args.SetSslTargetNameOverride(tls_server_name);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, credentials, channel_args);
+  auto stub = v1::AdminService::NewStub(channel);
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1000)));
@@ -196,6 +210,15 @@ int main(int argc, char** argv) {
     return true;
   };
 
+  if (*health) {
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(health_service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status s = grpc::health::v1::Health::NewStub(channel)->Check(&ctx, req, &resp);
+    if (!s.ok()) return fail(s);
+    std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
+    return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 8;
+  }
   if (*list) {
     v1::ListTransactionsRequest req;
     for (const std::string& s : states) {

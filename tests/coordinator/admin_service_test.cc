@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "httplib.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/testing/run_command.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/impl/codegen/client_unary_call.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -32,16 +33,6 @@ namespace txcoord::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-// Runs a command; returns its exit code and stdout+stderr.
-std::pair<int, std::string> RunCommand(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 class AdminTest : public CoordinatorTest {
  protected:
@@ -444,6 +435,14 @@ TEST_F(TxctlTest, OperatorResolvesWhatACrashLeftInDoubt) {
   out = Txctl(p.address(), "check", &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("postgresql"));
+  // gRPC's health check, as a container's probe runs it.
+  out = Txctl(p.address(), "health", &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("SERVING"));
+  out = Txctl(p.address(), "health --service txcoord.v1.AdminService", &code);
+  EXPECT_EQ(code, 0) << out;
+  out = Txctl(p.address(), "health --service no.such.Service", &code);
+  EXPECT_EQ(code, 3) << out;  // NOT_FOUND
   out = Txctl(p.address(), "list --state COMMITTED", &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr(decided));

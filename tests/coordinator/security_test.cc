@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "tests/coordinator/coordinator_fixture.h"
 #include "tests/testing/pki.h"
+#include "tests/testing/run_command.h"
 #include "txcoord/v1/admin.grpc.pb.h"
 
 namespace txcoord::testing {
@@ -125,6 +126,27 @@ TEST_F(SecurityTest, TlsWithTokensAuthenticatesAndAuthorizes) {
   EXPECT_TRUE(OpenWith(tls.get(), orders, &more).ok());
   EXPECT_EQ(OpenWith(tls.get(), orders, &more).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_TRUE(OpenWith(tls.get(), ops, &more).ok()) << "the limit is per identity";
+}
+
+// txctl health over TLS, as a probe inside a pod runs it: to 127.0.0.1
+// with the name txcoord's certificate holds (--tls-server-name); gRPC's
+// health service needs no token.
+TEST_F(SecurityTest, TxctlHealthProbesOverTls) {
+  StartSecure(/*mutual=*/false);
+  const std::string port = server_->address().substr(server_->address().rfind(':') + 1);
+  auto txctl = [&](const std::string& args) {
+    return RunCommand(absl::StrCat(TXC_TXCTL, " --rpc-timeout 5 --address 127.0.0.1:", port, " ", args));
+  };
+  const std::string ca = " --tls-ca " + pki_->Path("ca.pem");
+  auto [code, out] = txctl(ca + " health");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("SERVING"));
+  std::tie(code, out) = txctl(ca + " --tls-server-name localhost health");
+  EXPECT_EQ(code, 0) << out;
+  std::tie(code, out) = txctl(ca + " --tls-server-name wrong.example health");
+  EXPECT_EQ(code, 5) << out;  // the certificate does not name it: no connection
+  std::tie(code, out) = txctl("health");
+  EXPECT_EQ(code, 5) << out;  // plaintext to a TLS port
 }
 
 TEST_F(SecurityTest, MutualTlsTakesTheIdentityFromTheCertificate) {
