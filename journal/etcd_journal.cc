@@ -44,14 +44,6 @@ struct EtcdJournal::Lease {
   }
 };
 
-struct EtcdJournal::Writer {
-  const DecisionRecord* record = nullptr;
-  std::string bytes;
-  int ops = 1;
-  absl::Status result;
-  bool done = false;
-};
-
 namespace {
 
 constexpr char kActive[] = "active";
@@ -114,9 +106,15 @@ EtcdJournal::EtcdJournal(const JournalOptions& options, std::shared_ptr<EtcdClie
       lease_(std::move(lease)),
       node_id_(std::move(node_id)),
       epoch_(epoch),
-      owner_(node_id_ == options.node_id) {}
+      owner_(node_id_ == options.node_id),
+      group_commit_([this](const std::vector<const DecisionWrite*>& queued) { return TakeGroup(queued); },
+                    [this](const std::vector<const DecisionWrite*>& group) {
+                      absl::MutexLock write_lock(&write_mu_);
+                      return WriteDecisions(group);
+                    }) {}
 
 EtcdJournal::~EtcdJournal() {
+  group_commit_.Stop();
   if (lease_thread_.joinable()) {
     {
       absl::MutexLock lock(&lease_->mu);
@@ -338,47 +336,29 @@ absl::Status EtcdJournal::Settle() {
 absl::Status EtcdJournal::LogDecision(const DecisionRecord& record) {
   if (record.txn_id().empty()) return absl::InvalidArgumentError("decision record without txn_id");
   if (absl::Status lost = lease_->Lost(); !lost.ok()) return DecisionNotWritten(lost);
-  Writer w;
+  DecisionWrite w;
   w.record = &record;
   if (!record.SerializeToString(&w.bytes)) return absl::InternalError("cannot serialize a decision record");
   w.ops = record.idempotency_key().empty() ? 1 : 2;
+  return group_commit_.Submit(w);
+}
 
-  absl::MutexLock lock(&queue_mu_);
-  writers_.push_back(&w);
-  auto turn = [&]() ABSL_SHARED_LOCKS_REQUIRED(queue_mu_) { return w.done || writers_.front() == &w; };
-  queue_mu_.Await(absl::Condition(&turn));
-  if (w.done) return w.result;
-  // The leader: everyone queued, within etcd's limits.
-  std::vector<Writer*> group;
+size_t EtcdJournal::TakeGroup(const std::vector<const DecisionWrite*>& queued) const {
+  size_t n = 0;
   int ops = 0;
   uint64_t bytes = 0;
-  for (Writer* x : writers_) {
-    if (!group.empty() &&
-        (ops + x->ops > options_.etcd.max_txn_ops - 2 || bytes + x->bytes.size() > options_.etcd.max_txn_bytes)) {
+  for (const DecisionWrite* x : queued) {
+    if (n > 0 && (ops + x->ops > options_.etcd.max_txn_ops - 2 || bytes + x->bytes.size() > options_.etcd.max_txn_bytes)) {
       break;
     }
-    group.push_back(x);
+    ++n;
     ops += x->ops;
     bytes += x->bytes.size() + 128;
   }
-  absl::Status s;
-  {
-    queue_mu_.Unlock();
-    {
-      absl::MutexLock write_lock(&write_mu_);
-      s = WriteDecisions(group);
-    }
-    queue_mu_.Lock();
-  }
-  for (Writer* x : group) {
-    x->result = s;
-    x->done = true;
-    writers_.pop_front();
-  }
-  return w.result;
+  return n;
 }
 
-absl::Status EtcdJournal::WriteDecisions(const std::vector<Writer*>& group) {
+absl::Status EtcdJournal::WriteDecisions(const std::vector<const DecisionWrite*>& group) {
   if (absl::Status lost = lease_->Lost(); !lost.ok()) return DecisionNotWritten(lost);
   if (absl::Status settled = Settle(); !settled.ok()) {
     return DecisionNotWritten(absl::UnavailableError(absl::StrCat(
@@ -386,7 +366,7 @@ absl::Status EtcdJournal::WriteDecisions(const std::vector<Writer*>& group) {
   }
   TXC_FAILPOINT_RETURN_IF_ERROR("journal.etcd.before_txn");
   TxnRequest txn;
-  for (const Writer* w : group) {
+  for (const DecisionWrite* w : group) {
     AddPut(txn.mutable_success(), DecisionKey(node_id_, w->record->txn_id()), w->bytes);
     if (!w->record->idempotency_key().empty()) {
       AddPut(txn.mutable_success(), absl::StrCat(options_.etcd.prefix, "keys/", w->record->idempotency_key()),

@@ -56,6 +56,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "journal/etcd_client.h"
+#include "journal/group_commit.h"
 #include "journal/journal.h"
 
 namespace txcoord::journal {
@@ -124,7 +125,12 @@ class EtcdJournal final : public Journal {
   absl::Status Leave();
 
  private:
-  struct Writer;
+  // A decision queued for the group commit.
+  struct DecisionWrite {
+    const DecisionRecord* record = nullptr;
+    std::string bytes;  // the record serialized
+    int ops = 1;        // the Txn operations it takes
+  };
   EtcdJournal(const JournalOptions& options, std::shared_ptr<EtcdClient> client, std::shared_ptr<Lease> lease,
               std::string node_id, int64_t epoch);
 
@@ -142,8 +148,11 @@ class EtcdJournal final : public Journal {
   // DecisionNotWritten.
   absl::Status RunFenced(etcdserverpb::TxnRequest& txn, etcdserverpb::TxnResponse* resp = nullptr,
                          int64_t version = 0);
-  // Writes one group of decisions (the leader of the queue).
-  absl::Status WriteDecisions(const std::vector<Writer*>& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // How many of the queued decisions share the next Txn: within etcd's
+  // limits on a Txn's operations and bytes.
+  size_t TakeGroup(const std::vector<const DecisionWrite*>& queued) const;
+  // Writes one group of decisions in one Txn (the group commit's leader).
+  absl::Status WriteDecisions(const std::vector<const DecisionWrite*>& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // After a decision Txn without reply: bumps the owner key's version so
   // that it can never apply. OK when nothing is unsettled.
   absl::Status Settle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
@@ -165,10 +174,11 @@ class EtcdJournal final : public Journal {
   const int64_t epoch_;
   const bool owner_;  // holds its own lease (Open), not attached
 
-  absl::Mutex queue_mu_;
-  std::deque<Writer*> writers_ ABSL_GUARDED_BY(queue_mu_);
+  // The group commit (journal/group_commit.h): queued decisions share one
+  // Txn; a caller on a fiber waits without holding its loop's thread.
+  GroupCommit<DecisionWrite> group_commit_;
   // Held by the leader of a decision group, and by Settle.
-  absl::Mutex write_mu_ ABSL_ACQUIRED_AFTER(queue_mu_);
+  absl::Mutex write_mu_;
   int64_t fence_version_ ABSL_GUARDED_BY(write_mu_) = 1;
   // A decision Txn went without reply and Settle has not run since.
   std::atomic<bool> unsettled_{false};

@@ -108,46 +108,17 @@ std::string SerializeCurrent(const DecisionRecord& record) {
 
 }  // namespace
 
-// One LogDecision call waiting in the group-commit queue.
-//
-// A waiting writer sleeps on its own word (util::WaitWord: a futex on a
-// thread, a parked fiber on a fiber), not on writers_mu_: the leader of a
-// finished group hands out the results itself, the next leader first, so
-// the next group's fsync starts while the followers are still being woken,
-// and woken followers run at once instead of each waiting for the mutex
-// the one before it holds (a condition variable's wake-up goes through its
-// mutex: 64 writers were woken one after another, the next leader last).
-struct RocksDbJournal::Writer {
-  enum : uint32_t { kWaiting = 0, kLead = 1, kDone = 2 };
-
-  std::string key;
-  std::string value;
-  std::string idempotency_key;  // the record's, or ""
-  absl::Status status;  // written before `turn` becomes kDone
-  util::WaitWord turn{kWaiting};
-  const bool on_fiber = util::OnFiber();  // never leads (see writers_mu_)
-
-  // Returns kLead or kDone once the leader has set it.
-  uint32_t Await() { return turn.WaitWhile(kWaiting); }
-
-  // Hands `t` to the waiting writer `w`, which may return, and its frame be
-  // reused, as soon as it sees it (WaitWord::Set allows it).
-  static void Hand(Writer* w, uint32_t t) { util::WaitWord::Set(&w->turn, t); }
-};
-
 RocksDbJournal::RocksDbJournal(JournalOptions options,
                                std::unique_ptr<rocksdb::DB> db,
                                std::vector<rocksdb::ColumnFamilyHandle*> handles)
-    : options_(std::move(options)), db_(std::move(db)), handles_(std::move(handles)) {}
+    : options_(std::move(options)),
+      db_(std::move(db)),
+      handles_(std::move(handles)),
+      group_commit_([this](const std::vector<const DecisionWrite*>& queued) { return TakeGroup(queued); },
+                    [this](const std::vector<const DecisionWrite*>& group) { return WriteGroup(group); }) {}
 
 RocksDbJournal::~RocksDbJournal() {
-  std::thread lead;
-  {
-    absl::MutexLock lock(&lead_mu_);
-    lead_stopping_ = true;
-    lead.swap(lead_thread_);
-  }
-  if (lead.joinable()) lead.join();
+  group_commit_.Stop();
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
 }
@@ -273,11 +244,40 @@ absl::Status RocksDbJournal::Fail(absl::Status s) {
   return s;
 }
 
-absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group, uint64_t payload) {
+size_t RocksDbJournal::TakeGroup(const std::vector<const DecisionWrite*>& queued) const {
+  size_t n = 0;
+  uint64_t payload = 0;
+  for (const DecisionWrite* w : queued) {
+    if (static_cast<int>(n) >= options_.max_group_size) break;
+    const uint64_t bytes = DecisionLog::RecordBytes(w->value.size());
+    if (max_group_payload_ > 0 && payload + bytes > max_group_payload_) break;
+    payload += bytes;
+    ++n;
+  }
+  return n;
+}
+
+absl::Status RocksDbJournal::WriteGroup(const std::vector<const DecisionWrite*>& group) {
+  absl::Status status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
+  if (status.ok()) {
+    status = WriteGroupDurably(group);
+    // A sync reported failed after the group reached the log.
+    if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
+  }
+  if (status.ok()) {
+    decision_groups_.fetch_add(1, std::memory_order_relaxed);
+    decisions_.fetch_add(group.size(), std::memory_order_relaxed);
+  }
+  return status;
+}
+
+absl::Status RocksDbJournal::WriteGroupDurably(const std::vector<const DecisionWrite*>& group) {
+  uint64_t payload = 0;
+  for (const DecisionWrite* w : group) payload += DecisionLog::RecordBytes(w->value.size());
   absl::MutexLock lock(&log_mu_);
   TXC_RETURN_IF_ERROR(DecisionWriteHealth());
   rocksdb::WriteBatch batch;
-  for (const Writer* w : group) {
+  for (const DecisionWrite* w : group) {
     batch.Put(unfinished(), w->key, w->value);
     if (!w->idempotency_key.empty()) batch.Put(idempotency_keys(), w->idempotency_key, w->key);
   }
@@ -308,7 +308,7 @@ absl::Status RocksDbJournal::WriteGroup(const std::vector<Writer*>& group, uint6
   }
   std::vector<absl::string_view> records;
   records.reserve(group.size());
-  for (const Writer* w : group) records.push_back(w->value);
+  for (const DecisionWrite* w : group) records.push_back(w->value);
   const uint64_t first = next_seq_;
   next_seq_ += group.size();
   // Durable when Append returns: the decision log is synced.
@@ -348,7 +348,7 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
   if (record.txn_id().empty()) {
     return absl::InvalidArgumentError("journal: a decision needs a txn id");
   }
-  Writer w;
+  DecisionWrite w;
   w.key = record.txn_id();
   w.value = SerializeCurrent(record);
   w.idempotency_key = record.idempotency_key();
@@ -360,85 +360,7 @@ absl::Status RocksDbJournal::LogDecision(const DecisionRecord& record) {
         " (raise journal.decision_log_bytes)"));
   }
 
-  bool lead;
-  {
-    absl::MutexLock lock(&writers_mu_);
-    writers_.push_back(&w);
-    lead = writers_.front() == &w;
-  }
-  if (lead && w.on_fiber) {
-    HandLead(&w);  // to the lead thread
-    lead = false;
-  }
-  // Otherwise the front writer leads; it either writes this decision in its
-  // group or hands the lead to this writer, once it is the front.
-  if (!lead && w.Await() == Writer::kDone) return w.status;
-  return LeadGroup(&w);
-}
-
-absl::Status RocksDbJournal::LeadGroup(Writer* self) {
-  std::vector<Writer*> group;
-  uint64_t payload = 0;
-  {
-    absl::MutexLock lock(&writers_mu_);
-    for (Writer* queued : writers_) {
-      if (static_cast<int>(group.size()) >= options_.max_group_size) break;
-      const uint64_t bytes = DecisionLog::RecordBytes(queued->value.size());
-      if (max_group_payload_ > 0 && payload + bytes > max_group_payload_) break;
-      payload += bytes;
-      group.push_back(queued);
-    }
-  }
-  if (group.empty()) return absl::OkStatus();
-  absl::Status status = TXC_FAILPOINT_STATUS("journal.before_decision_sync");
-  if (status.ok()) {
-    status = WriteGroup(group, payload);
-    // A sync reported failed after the group reached the log.
-    if (status.ok()) status = TXC_FAILPOINT_STATUS("journal.after_decision_write");
-  }
-  if (status.ok()) {
-    decision_groups_.fetch_add(1, std::memory_order_relaxed);
-    decisions_.fetch_add(group.size(), std::memory_order_relaxed);
-  }
-  Writer* next_leader = nullptr;
-  {
-    absl::MutexLock lock(&writers_mu_);
-    writers_.erase(writers_.begin(), writers_.begin() + group.size());
-    if (!writers_.empty()) next_leader = writers_.front();
-  }
-  if (next_leader != nullptr) HandLead(next_leader);
-  for (Writer* done : group) {
-    if (done == self) continue;
-    done->status = status;
-    Writer::Hand(done, Writer::kDone);
-  }
-  return status;
-}
-
-void RocksDbJournal::HandLead(Writer* next) {
-  if (!next->on_fiber) {
-    Writer::Hand(next, Writer::kLead);
-    return;
-  }
-  absl::MutexLock lock(&lead_mu_);
-  ++leads_wanted_;
-  if (!lead_thread_.joinable()) lead_thread_ = std::thread([this] { LeadLoop(); });
-}
-
-void RocksDbJournal::LeadLoop() {
-  for (;;) {
-    {
-      absl::MutexLock lock(&lead_mu_);
-      lead_mu_.Await(absl::Condition(
-          +[](RocksDbJournal* j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(j->lead_mu_) {
-            return j->leads_wanted_ > 0 || j->lead_stopping_;
-          },
-          this));
-      if (leads_wanted_ == 0) return;  // stopping, nothing left to lead
-      --leads_wanted_;
-    }
-    (void)LeadGroup(nullptr);
-  }
+  return group_commit_.Submit(w);
 }
 
 absl::Status RocksDbJournal::UpdateDecision(const DecisionRecord& record) {

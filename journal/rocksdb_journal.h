@@ -42,6 +42,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "journal/decision_log.h"
+#include "journal/group_commit.h"
 #include "journal/journal.h"
 
 namespace rocksdb {
@@ -86,7 +87,12 @@ class RocksDbJournal final : public Journal {
   // MarkFinishedMany / RecordFinished: known_new skips the history read
   // and the unfinished record's delete.
   absl::Status WriteFinished(const DecisionRecord* records, size_t n, bool known_new);
-  struct Writer;
+  // A decision queued for the group commit.
+  struct DecisionWrite {
+    std::string key;
+    std::string value;
+    std::string idempotency_key;  // the record's, or ""
+  };
 
   rocksdb::ColumnFamilyHandle* meta() const { return handles_[0]; }
   rocksdb::ColumnFamilyHandle* unfinished() const { return handles_[1]; }
@@ -96,10 +102,14 @@ class RocksDbJournal final : public Journal {
   // value is the record's key, so that the retention deletes both.
   rocksdb::ColumnFamilyHandle* idempotency_keys() const { return handles_[4]; }
 
+  // How many of the queued decisions share the next group:
+  // JournalOptions::max_group_size, and what the decision log takes.
+  size_t TakeGroup(const std::vector<const DecisionWrite*>& queued) const;
+  // Writes one group (its fault points around WriteGroupDurably), counting
+  // it when written.
+  absl::Status WriteGroup(const std::vector<const DecisionWrite*>& group) ABSL_LOCKS_EXCLUDED(log_mu_);
   // Writes one group durably (see the file comment) and into `unfinished`.
-  // `payload`: the group's bytes in the decision log (DecisionLog::RecordBytes summed).
-  absl::Status WriteGroup(const std::vector<Writer*>& group, uint64_t payload)
-      ABSL_LOCKS_EXCLUDED(log_mu_);
+  absl::Status WriteGroupDurably(const std::vector<const DecisionWrite*>& group) ABSL_LOCKS_EXCLUDED(log_mu_);
   // Records `s`, a failed decision-log or index write, as the reason every
   // later group is refused; returns `s`.
   absl::Status Fail(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_)
@@ -118,27 +128,13 @@ class RocksDbJournal final : public Journal {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   uint64_t epoch_ = 0;
 
-  // The group-commit queue. The front writer leads the next group — unless
-  // it waits on a fiber (util/fiber.h): a group's write and fdatasync would
-  // then hold its event loop's thread, and the loop's other fibers could
-  // not join the next group. The lead thread leads in its place.
-  absl::Mutex writers_mu_;
-  std::deque<Writer*> writers_ ABSL_GUARDED_BY(writers_mu_);
-  // Writes the group at the front of the queue and hands out its results
-  // (not to `self`, which gets the return value) and the next lead.
-  absl::Status LeadGroup(Writer* self) ABSL_LOCKS_EXCLUDED(writers_mu_);
-  // Gives the lead to `next`, or to the lead thread when `next` waits on a
-  // fiber.
-  void HandLead(Writer* next) ABSL_LOCKS_EXCLUDED(lead_mu_);
-  void LeadLoop();
-  absl::Mutex lead_mu_;
-  int leads_wanted_ ABSL_GUARDED_BY(lead_mu_) = 0;
-  bool lead_stopping_ ABSL_GUARDED_BY(lead_mu_) = false;
-  std::thread lead_thread_ ABSL_GUARDED_BY(lead_mu_);  // started by the first fiber's decision
+  // The group commit (journal/group_commit.h): a group of queued decisions
+  // shares one write and sync (WriteGroup).
+  GroupCommit<DecisionWrite> group_commit_;
 
   // The decision log (null when JournalOptions::decision_log is false).
-  // Held by a group's leader across its writes. Lock
-  // order: writers_mu_ is never held with log_mu_.
+  // Held by a group's leader across its writes (the group commit's queue
+  // lock is not held meanwhile).
   absl::Mutex log_mu_;
   std::unique_ptr<DecisionLog> decision_log_ ABSL_GUARDED_BY(log_mu_);
   uint64_t max_group_payload_ = 0;  // set by Initialize, then read-only
@@ -157,8 +153,7 @@ class RocksDbJournal final : public Journal {
   std::atomic<uint64_t> decision_log_laps_{0};
 
   // Guards finished_count_, kept exact by MarkFinished and CollectGarbage.
-  // Lock order: gc_mu_, then history_mu_ or marker_mu_; history_mu_ is
-  // never held with writers_mu_.
+  // Lock order: gc_mu_, then history_mu_ or marker_mu_.
   mutable absl::Mutex history_mu_;
   int64_t finished_count_ ABSL_GUARDED_BY(history_mu_) = 0;
   // One CollectGarbage at a time; where the last pass stopped (a

@@ -15,6 +15,7 @@
 #include "tests/testing/etcd_cluster.h"
 #include "tests/testing/local_db.h"
 #include "util/failpoint.h"
+#include "util/fiber.h"
 
 namespace txcoord::journal {
 namespace {
@@ -138,6 +139,31 @@ TEST_F(EtcdJournalTest, ConcurrentDecisionsShareTransactions) {
   EXPECT_EQ(stats.decisions, uint64_t{kThreads * kEach});
   EXPECT_LT(stats.decision_groups, stats.decisions) << "no two decisions ever shared a Txn";
 }
+
+#if TXC_FAILPOINTS_ENABLED
+// Fibers of one event loop: a decision waits without holding the loop's
+// thread (the group commit's lead thread writes the Txn in its place), so
+// the loop's other fibers join the next group instead of taking one Txn
+// each while the loop waits for etcd.
+TEST_F(EtcdJournalTest, FibersOfOneLoopShareTxnsWrittenByTheLeadThread) {
+  auto j = Open("n1");
+  ASSERT_NE(j, nullptr);
+  ASSERT_TRUE(failpoint::Arm("journal.etcd.before_txn", "delay(200)@1").ok());
+  constexpr int kFibers = 40;
+  std::vector<absl::Status> results(kFibers);
+  {
+    util::FiberLoops loops(1);
+    for (int i = 0; i < kFibers; ++i) {
+      loops.Spawn([&, i] { results[i] = j->LogDecision(Committing(absl::StrCat("n1.", j->epoch(), ".", i))); });
+    }
+  }
+  failpoint::DisarmAll();
+  for (const absl::Status& s : results) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(j->Stats().decisions, uint64_t{kFibers});
+  EXPECT_LE(j->Stats().decision_groups, 3u);
+  EXPECT_EQ(j->ScanUnfinished()->size(), size_t{kFibers});
+}
+#endif  // TXC_FAILPOINTS_ENABLED
 
 TEST_F(EtcdJournalTest, ASecondProcessWithTheSameIdNeverGetsIt) {
   auto first = Open("n1");
