@@ -18,11 +18,7 @@ set -a
 . "$DBDIR/env"
 set +a
 
-# Schema on MariaDB, as an application's migration would do it (MariaDB's
-# DDL commits implicitly, so it cannot run inside a coordinated transaction).
-mariadb --no-defaults -S "$TXC_MARIADB_SOCKET" -u root txcoord -e \
-  "CREATE TABLE IF NOT EXISTS demo_accounts (id INT PRIMARY KEY, owner VARCHAR(64) NOT NULL,
-   balance DECIMAL(12,2) NOT NULL, CHECK (balance >= 0)) ENGINE=InnoDB"
+bash "$ROOT/deploy/demo-schema.sh"
 
 # The default config (deploy/config/local.yaml) with the local databases'
 # connection strings from the env file; the journal under $DBDIR/data.

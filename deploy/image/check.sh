@@ -56,9 +56,7 @@ bash "$ROOT/deploy/local/start.sh" "$DBDIR" >/dev/null
 set -a
 . "$DBDIR/env"
 set +a
-mariadb --no-defaults -S "$TXC_MARIADB_SOCKET" -u root txcoord -e \
-  "CREATE TABLE IF NOT EXISTS demo_accounts (id INT PRIMARY KEY, owner VARCHAR(64) NOT NULL,
-   balance DECIMAL(12,2) NOT NULL, CHECK (balance >= 0)) ENGINE=InnoDB"
+bash "$ROOT/deploy/demo-schema.sh"
 
 # The configuration, mounted read-only; its secrets come from the environment.
 mkdir -p "$WORK/config" "$WORK/volume"
