@@ -186,7 +186,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
 namespace {
 absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   if (!root.IsMap()) return absl::InvalidArgumentError("config: the file must be a YAML mapping");
-  TXC_RETURN_IF_ERROR(CheckKeys(root, "", {"node_id", "listen", "metrics_listen", "plaintext",
+  TXC_RETURN_IF_ERROR(CheckKeys(root, "", {"node_id", "listen", "metrics_listen", "console_listen", "plaintext",
                                            "journal", "timeouts", "recovery", "limits", "binds",
                                            "tls", "auth", "log"}));
   Config c;
@@ -197,6 +197,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   }
   TXC_RETURN_IF_ERROR(ReadString(root, "", "listen", &c.listen));
   TXC_RETURN_IF_ERROR(ReadString(root, "", "metrics_listen", &c.metrics_listen));
+  TXC_RETURN_IF_ERROR(ReadString(root, "", "console_listen", &c.console_listen));
   YAML::Node log = root["log"];
   TXC_RETURN_IF_ERROR(CheckKeys(log, "log", {"format", "level"}));
   if (log) {

@@ -62,6 +62,9 @@ struct Config {
   std::string node_id;
   std::string listen = "127.0.0.1:7600";
   std::string metrics_listen;  // HTTP /metrics; empty: off
+  // The admin console (server/console.h): HTTPS with the tls section's
+  // certificate (HTTP only with plaintext); empty: off.
+  std::string console_listen;
   std::string log_format = "text";  // "text" or "json" (JSON lines)
   std::string log_level = "info";
   bool plaintext = false;  // true only when the config says so explicitly

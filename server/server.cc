@@ -19,6 +19,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "httplib.h"
+#include "server/console.h"
 #include "util/status_macros.h"
 
 namespace txcoord::coordinator {
@@ -193,6 +194,12 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
     server->metrics_address_ = absl::StrCat(metrics_host, ":", metrics_port);
     server->http_thread_ = std::thread([http = server->http_.get()] { http->listen_after_bind(); });
   }
+  if (!config.console_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<Console>> console =
+        Console::Start(config, server->server_->InProcessChannel(grpc::ChannelArguments()));
+    if (!console.ok()) return console.status();
+    server->console_ = *std::move(console);
+  }
   if (cluster && config.adopt) {
     server->cluster_ = std::make_unique<ClusterMember>(config, server->etcd_journal_, &server->coordinator_->metrics());
     server->cluster_->Start();
@@ -202,7 +209,9 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   Log(spdlog::level::info, "",
       absl::StrCat("txcoord serving on ", server->address_,
                    server->metrics_address_.empty() ? "" : absl::StrCat(", metrics on http://",
-                                                                        server->metrics_address_, "/metrics")));
+                                                                        server->metrics_address_, "/metrics"),
+                   server->console_ == nullptr ? "" : absl::StrCat(", console on ", server->console_->scheme(),
+                                                                   "://", server->console_->address(), "/")));
   return server;
 }
 
@@ -257,6 +266,7 @@ TxcoordServer::~TxcoordServer() {
   if (health_thread_.joinable()) health_thread_.join();
   if (http_) http_->stop();
   if (http_thread_.joinable()) http_thread_.join();
+  console_.reset();  // before the gRPC server its calls go to
   Shutdown();
   if (server_) server_->Wait();
   server_.reset();

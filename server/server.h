@@ -32,6 +32,7 @@ class AdminServiceImpl;
 class TransactionServiceImpl;
 
 class ClusterMember;
+class Console;
 
 // The exit code of a process that lost its etcd lease (cluster mode): it
 // stopped so that a restart takes its id back with a new epoch.
@@ -50,6 +51,8 @@ class TxcoordServer {
   const std::string& address() const { return address_; }
   // The /metrics address ("" when metrics_listen is not set).
   const std::string& metrics_address() const { return metrics_address_; }
+  // The admin console (nullptr when console_listen is not set).
+  const Console* console() const { return console_.get(); }
   // Sets the gRPC health statuses from the binds' health now (also done
   // every 5 s): "" and "txcoord.v1.SessionService" serve when every bind
   // answers; "txcoord.bind.<name>" per bind.
@@ -84,6 +87,7 @@ class TxcoordServer {
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
   std::string metrics_address_;
+  std::unique_ptr<Console> console_;
   absl::Mutex health_mu_;
   bool stopping_ ABSL_GUARDED_BY(health_mu_) = false;
   bool lease_lost_ ABSL_GUARDED_BY(health_mu_) = false;
