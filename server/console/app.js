@@ -37,6 +37,16 @@
   }
 
   const when = (t) => (t ? new Date(t).toLocaleString() : "");
+  // A protobuf JSON duration ("12.5s") for people: "850 µs", "12 ms", "3.2 s", "2 h 13 min".
+  const dur = (d) => {
+    if (!d) return "";
+    const s = parseFloat(d);
+    if (s < 0.001) return Math.round(s * 1e6) + " µs";
+    if (s < 1) return Math.round(s * 1e3) + " ms";
+    if (s < 120) return s.toFixed(1) + " s";
+    if (s < 7200) return Math.round(s / 60) + " min";
+    return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
+  };
   const button = (text, onClick) => {
     const b = document.createElement("button");
     b.textContent = text;
@@ -47,7 +57,7 @@
   async function showOverview() {
     const binds = await call("ListBinds");
     fill("binds", binds.binds.map((b) => [b.name, b.driver, b.two_phase ? (b.last_resource ? "2pc, last resource first" : "2pc") : "last-resource",
-      `${b.pool_in_use}/${b.pool_size}`, b.latency ? (b.reachable ? "yes" : "NO") : "-", b.latency || "-", b.last_error]));
+      `${b.pool_in_use}/${b.pool_size}`, b.latency ? (b.reachable ? "yes" : "NO") : "-", dur(b.latency) || "-", b.last_error]));
     try {
       const nodes = await call("ListNodes");
       fill("nodes", nodes.nodes.map((n) => [n.node_id + (n.self ? " (this node)" : ""),
@@ -108,7 +118,7 @@
         actions.append(button("Commit", () => resolve(b.txn_id, "COMMIT").catch(fail)), " ",
           button("Roll back", () => resolve(b.txn_id, "ROLLBACK").catch(fail)));
       }
-      return [b.bind, b.xid, b.txn_id, b.kind, b.age || "", actions];
+      return [b.bind, b.xid, b.txn_id, b.kind, dur(b.age), actions];
     }));
   }
 
