@@ -203,6 +203,7 @@ grpc::Status AdminServiceImpl::DoCheckBinds(grpc::ServerContextBase* ctx, const 
 grpc::Status AdminServiceImpl::DoRecoverNow(grpc::ServerContextBase* ctx, const txcoord::v1::RecoverNowRequest*,
                                           txcoord::v1::RecoverNowResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
+  Log(spdlog::level::info, "", absl::StrCat("admin: recovery pass asked for by ", Journaled(who, ctx)));
   RecoveryReport r = coordinator_->RecoverNow();
   resp->set_redriven(r.redriven + r.decided_committed);
   resp->set_orphans_rolled_back(r.orphans_rolled_back);
@@ -213,6 +214,7 @@ grpc::Status AdminServiceImpl::DoRecoverNow(grpc::ServerContextBase* ctx, const 
 grpc::Status AdminServiceImpl::DoDrain(grpc::ServerContextBase* ctx, const txcoord::v1::DrainRequest* req,
                                      txcoord::v1::DrainResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
+  Log(spdlog::level::warn, "", absl::StrCat("admin: drain asked for by ", Journaled(who, ctx)));
   sessions_->StopAccepting();
   absl::Duration timeout = FromProto(req->timeout());
   if (timeout <= absl::ZeroDuration()) timeout = absl::Seconds(30);

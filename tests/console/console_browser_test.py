@@ -7,7 +7,8 @@ txcoord binary and the local databases of deploy/local/start.sh:
   in doubt (the process killed by an injected fault between PREPARE and the
   decision, its restart unable to roll them back: another injected fault),
   commits them after confirming and giving a reason, and sees them gone —
-  the databases then hold the transfer and no prepared branch.
+  the databases then hold the transfer and no prepared branch; a recovery
+  pass, confirmed, is logged with the operator's name.
 
 usage: console_browser_test.py TXCOORD_BINARY [SCREENSHOT_DIR]
 Needs TXC_PG_URI, TXC_MARIADB_ODBC and TXC_MARIADB_PORT; without them it
@@ -273,6 +274,15 @@ def main():
         browser.wait_for(f"{row}.length === 0", "the branches gone")
         browser.screenshot("resolved.png")
         assert not browser.dialogs, "a confirmation was not asked for"
+        # A recovery pass, confirmed; logged with the operator's name.
+        browser.eval("document.querySelector('nav button[data-view=actions]').click(); true")
+        browser.dialogs = [(True, "")]
+        browser.eval("document.getElementById('recover').click(); true")
+        browser.wait_for("document.getElementById('message').innerText.startsWith('recovery:')", "the recovery pass")
+        assert not browser.dialogs, "the recovery pass was not confirmed"
+        t.log.flush()
+        with open(t.log.name) as f:
+            assert "recovery pass asked for by alice (identity ops)" in f.read(), "the recovery pass was not logged"
 
         # The databases: both transfers, nothing prepared.
         assert sql(p, f"SELECT balance FROM {TABLE}")[0][0] == 90
