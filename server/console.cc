@@ -8,6 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
@@ -89,10 +91,12 @@ bool SameOrigin(const httplib::Request& req, const std::string& scheme) {
   return req.get_header_value("Origin") == absl::StrCat(scheme, "://", req.get_header_value("Host"));
 }
 
-void Api(const std::shared_ptr<grpc::Channel>& admin, const std::string& scheme, const httplib::Request& req,
-         httplib::Response& res) {
+void Api(const std::shared_ptr<grpc::Channel>& admin, const std::function<std::string()>& metrics,
+         const std::string& scheme, const httplib::Request& req, httplib::Response& res) {
   res.set_header("Cache-Control", "no-store");
-  const auto method = Methods().find(req.matches[1]);
+  const bool figures = req.matches[1] == "Figures";
+  // The figures are for whoever may list the binds: an admin.
+  const auto method = Methods().find(figures ? std::string("ListBinds") : std::string(req.matches[1]));
   if (method == Methods().end()) {
     Refuse(res, 404, "NOT_FOUND", absl::StrCat("no console method ", std::string(req.matches[1])));
     return;
@@ -113,17 +117,18 @@ void Api(const std::shared_ptr<grpc::Channel>& admin, const std::string& scheme,
   }
   v1::AdminService::Stub stub(admin);
   std::string out;
-  const grpc::Status s = method->second(stub, &ctx, req.body, &out);
+  const grpc::Status s = method->second(stub, &ctx, figures ? std::string() : req.body, &out);
   if (!s.ok()) {
     Refuse(res, HttpStatusFor(s.error_code()), CodeName(s.error_code()), s.error_message());
     return;
   }
-  res.set_content(out, "application/json");
+  res.set_content(figures ? FiguresJson(metrics()) : out, "application/json");
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Console>> Console::Start(const Config& config, std::shared_ptr<grpc::Channel> admin) {
+absl::StatusOr<std::unique_ptr<Console>> Console::Start(const Config& config, std::shared_ptr<grpc::Channel> admin,
+                                                        std::function<std::string()> metrics) {
   const std::string& listen = config.console_listen;
   const auto colon = listen.rfind(':');
   int port = 0;
@@ -162,9 +167,9 @@ absl::StatusOr<std::unique_ptr<Console>> Console::Start(const Config& config, st
       res.set_content(body, type);
     });
   }
-  http.Post(R"(/api/(\w+))", [admin = console->admin_, scheme = console->scheme_](const httplib::Request& req,
-                                                                                  httplib::Response& res) {
-    Api(admin, scheme, req, res);
+  http.Post(R"(/api/(\w+))", [admin = console->admin_, metrics = std::move(metrics), scheme = console->scheme_](
+                                 const httplib::Request& req, httplib::Response& res) {
+    Api(admin, metrics, scheme, req, res);
   });
   const std::string host = listen.substr(0, colon);
   if (port == 0) {
@@ -181,6 +186,35 @@ absl::StatusOr<std::unique_ptr<Console>> Console::Start(const Config& config, st
 Console::~Console() {
   if (http_ != nullptr) http_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+std::string FiguresJson(const std::string& metrics_text) {
+  nlohmann::json out = {{"committed", 0}, {"aborted", 0}, {"decisions_halted", 0}, {"live", 0},
+                        {"commit_buckets", nlohmann::json::array()}};
+  for (absl::string_view line : absl::StrSplit(metrics_text, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    if (space == absl::string_view::npos) continue;
+    const absl::string_view series = line.substr(0, space);
+    double value = 0;
+    if (!absl::SimpleAtod(line.substr(space + 1), &value)) continue;
+    if (series == "txcoord_transactions_total{outcome=\"committed\"}") {
+      out["committed"] = value;
+    } else if (series == "txcoord_transactions_total{outcome=\"aborted\"}") {
+      out["aborted"] = value;
+    } else if (series == "txcoord_decisions_halted") {
+      out["decisions_halted"] = value;
+    } else if (series == "txcoord_live_transactions") {
+      out["live"] = value;
+    } else if (absl::ConsumePrefix(&line, "txcoord_commit_duration_seconds_bucket{le=\"")) {
+      const absl::string_view le = line.substr(0, line.find('"'));
+      double bound = 0;
+      nlohmann::json upper = nullptr;  // +Inf
+      if (absl::SimpleAtod(le, &bound) && le != "+Inf") upper = bound;
+      out["commit_buckets"].push_back({upper, value});
+    }
+  }
+  return out.dump();
 }
 
 int HttpStatusFor(grpc::StatusCode code) {

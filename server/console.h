@@ -7,6 +7,9 @@
 //                             ListBinds, CheckBinds, RecoverNow, Drain,
 //                             ListNodes): the request message as JSON in,
 //                             the response message as JSON out
+//   POST /api/Figures         the live figures' counters, read from the
+//                             metrics (for an admin: checked by an
+//                             AdminService call first)
 //
 // Every API call is an AdminService call over the server's in-process
 // channel, with the caller's `Authorization: Bearer <token>` and
@@ -20,6 +23,7 @@
 #ifndef TXCOORD_SERVER_CONSOLE_H_
 #define TXCOORD_SERVER_CONSOLE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,8 +41,10 @@ namespace txcoord::coordinator {
 class Console {
  public:
   // Listens on config.console_listen; API calls go to AdminService through
-  // `admin` (the server's in-process channel).
-  static absl::StatusOr<std::unique_ptr<Console>> Start(const Config& config, std::shared_ptr<grpc::Channel> admin);
+  // `admin` (the server's in-process channel); `metrics` renders the
+  // Prometheus text the figures are read from.
+  static absl::StatusOr<std::unique_ptr<Console>> Start(const Config& config, std::shared_ptr<grpc::Channel> admin,
+                                                        std::function<std::string()> metrics);
   ~Console();  // stops serving
   Console(const Console&) = delete;
   Console& operator=(const Console&) = delete;
@@ -58,6 +64,12 @@ class Console {
 
 // The HTTP status for a gRPC status code (200 for OK).
 int HttpStatusFor(grpc::StatusCode code);
+
+// The live figures' counters from Prometheus text, as JSON: committed and
+// aborted transactions (totals), decisions halted, live transactions, and
+// the commit duration histogram's cumulative buckets ([[le, count], …],
+// +Inf as null).
+std::string FiguresJson(const std::string& metrics_text);
 
 }  // namespace txcoord::coordinator
 

@@ -196,7 +196,8 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   }
   if (!config.console_listen.empty()) {
     absl::StatusOr<std::unique_ptr<Console>> console =
-        Console::Start(config, server->server_->InProcessChannel(grpc::ChannelArguments()));
+        Console::Start(config, server->server_->InProcessChannel(grpc::ChannelArguments()),
+                       [coordinator = server->coordinator_.get()] { return coordinator->metrics().Render(); });
     if (!console.ok()) return console.status();
     server->console_ = *std::move(console);
   }

@@ -54,7 +54,49 @@
     return b;
   };
 
+  // The live figures: counters sampled at each refresh, rates between samples.
+  const samples = [];
+  const p99Of = (before, now) => {
+    if (!now.commit_buckets.length || now.commit_buckets.length !== before.commit_buckets.length) return null;
+    const total = now.commit_buckets.at(-1)[1] - before.commit_buckets.at(-1)[1];
+    if (!(total > 0)) return null;
+    for (let i = 0; i < now.commit_buckets.length; ++i) {
+      const [le, count] = now.commit_buckets[i];
+      if (count - before.commit_buckets[i][1] >= 0.99 * total) return le === null ? Infinity : le * 1000;
+    }
+    return null;
+  };
+  function chart(id, values) {
+    const svg = $(id);
+    const max = Math.max(1e-9, ...values.filter((v) => Number.isFinite(v)));
+    const points = values.map((v, i) => `${(i * 240) / 59},${58 - (Number.isFinite(v) ? (v / max) * 54 : 0)}`).join(" ");
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    line.setAttribute("points", points);
+    svg.replaceChildren(line);
+  }
+  async function showFigures() {
+    const now = Object.assign(await call("Figures"), { at: Date.now() / 1000 });
+    if (samples.length && samples.at(-1).commit_buckets.length !== now.commit_buckets.length) samples.length = 0;
+    samples.push(now);
+    if (samples.length > 61) samples.shift();
+    const rows = samples.slice(1).map((s, i) => {
+      const b = samples[i];
+      const dt = Math.max(s.at - b.at, 1e-3);
+      return { commits: (s.committed - b.committed) / dt, aborts: (s.aborted - b.aborted) / dt, p99: p99Of(b, s),
+               halted: s.decisions_halted };
+    });
+    const last = rows.at(-1);
+    $("fig-commits").textContent = last ? last.commits.toFixed(1) : "…";
+    $("fig-aborts").textContent = last ? last.aborts.toFixed(1) : "…";
+    $("fig-p99").textContent = last && last.p99 !== null ? (Number.isFinite(last.p99) ? +last.p99.toPrecision(3) + " ms" : "> last bucket") : "–";
+    $("fig-halted").textContent = String(now.decisions_halted);
+    for (const [key, id] of [["commits", "chart-commits"], ["aborts", "chart-aborts"], ["p99", "chart-p99"], ["halted", "chart-halted"]]) {
+      chart(id, rows.map((r) => r[key] ?? 0));
+    }
+  }
+
   async function showOverview() {
+    await showFigures();
     const binds = await call("ListBinds");
     fill("binds", binds.binds.map((b) => [b.name, b.driver, b.two_phase ? (b.last_resource ? "2pc, last resource first" : "2pc") : "last-resource",
       `${b.pool_in_use}/${b.pool_size}`, b.latency ? (b.reachable ? "yes" : "NO") : "-", dur(b.latency) || "-", b.last_error]));

@@ -251,6 +251,10 @@ def main():
         sign_in(browser, ADMIN, "alice")
         browser.wait_for("!document.getElementById('app').hidden && "
                          "document.querySelectorAll('#binds tbody tr').length === 2", "the binds")
+        # The live figures: a rate once a second sample is in (every 5 s).
+        browser.wait_for("/^\\d/.test(document.getElementById('fig-commits').innerText) && "
+                         "!!document.querySelector('#chart-commits polyline')", "the live figures", seconds=30)
+        assert browser.text("fig-halted") == "0", browser.text("fig-halted")
         browser.screenshot("overview.png")
         # The committed transaction and its branches.
         browser.eval("document.querySelector('nav button[data-view=transactions]').click(); true")
@@ -293,6 +297,16 @@ def main():
         if browser is not None:
             browser.close()
         t.stop()
+        # A failed run may leave this test's branches prepared: roll them
+        # back, or dropping the tables would wait for their locks.
+        mine = f"console-{SUFFIX}"
+        for (gid,) in sql(p, "SELECT gid FROM pg_prepared_xacts WHERE gid LIKE %s", f"%{mine}%"):
+            sql(p, f"ROLLBACK PREPARED '{gid}'")
+        for row in sql(m, "XA RECOVER FORMAT='SQL'") or []:
+            if mine.encode().hex() in row[3].lower():
+                sql(m, f"XA ROLLBACK {row[3]}")
+        sql(p, "SET lock_timeout = '10s'")
+        sql(m, "SET SESSION lock_wait_timeout = 10")
         for conn in (p, m):
             sql(conn, f"DROP TABLE IF EXISTS {TABLE}")
         shutil.rmtree(work, ignore_errors=True)

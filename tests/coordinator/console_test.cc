@@ -122,6 +122,15 @@ TEST_F(ConsoleTest, TheApiAnswersAsAdminServiceDoes) {
   EXPECT_TRUE(got.contains("started_at") && got.contains("decided_at")) << got.dump();
 
   // AdminService's refusals, with their codes.
+  // The live figures' counters.
+  auto [figures_code, figures] = Api("Figures");
+  ASSERT_EQ(figures_code, 200) << figures.dump();
+  EXPECT_GE(figures["committed"].get<double>(), 1) << figures.dump();
+  ASSERT_FALSE(figures["commit_buckets"].empty()) << figures.dump();
+  EXPECT_TRUE(figures["commit_buckets"].back()[0].is_null()) << "the +Inf bucket last: " << figures.dump();
+  EXPECT_GE(figures["commit_buckets"].back()[1].get<double>(), 1) << figures.dump();
+  EXPECT_EQ(figures["decisions_halted"], 0) << figures.dump();
+
   auto [missing_code, missing] = Api("GetTransaction", {{"txn_id", "nonode.1.1"}});
   EXPECT_EQ(missing_code, 404) << missing.dump();
   EXPECT_EQ(missing["code"], "NOT_FOUND");
@@ -167,6 +176,10 @@ TEST_F(ConsoleTest, OverHttpsTheApiRequiresTheAdminRole) {
   EXPECT_EQ(client, 403) << c.dump();
   auto [admin, ok] = Api("ListBinds", Json::object(), "tok-ops-" + suffix_);
   EXPECT_EQ(admin, 200) << ok.dump();
+  // The figures too: for an admin only.
+  EXPECT_EQ(Api("Figures").first, 401);
+  EXPECT_EQ(Api("Figures", Json::object(), "tok-orders-" + suffix_).first, 403);
+  EXPECT_EQ(Api("Figures", Json::object(), "tok-ops-" + suffix_).first, 200);
   // Plain HTTP to the HTTPS port gets nothing.
   httplib::Client plain(absl::StrCat("http://127.0.0.1:", port_));
   plain.set_read_timeout(5, 0);
