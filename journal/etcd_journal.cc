@@ -107,11 +107,14 @@ EtcdJournal::EtcdJournal(const JournalOptions& options, std::shared_ptr<EtcdClie
       node_id_(std::move(node_id)),
       epoch_(epoch),
       owner_(node_id_ == options.node_id),
-      group_commit_([this](const std::vector<const DecisionWrite*>& queued) { return TakeGroup(queued); },
-                    [this](const std::vector<const DecisionWrite*>& group) {
-                      absl::MutexLock write_lock(&write_mu_);
-                      return WriteDecisions(group);
-                    }) {}
+      // Every decision takes at least one of a Txn's operations.
+      group_commit_(
+          static_cast<size_t>(std::max(1, options_.etcd.max_txn_ops - 2)),
+          [this](const std::vector<const DecisionWrite*>& queued) { return TakeGroup(queued); },
+          [this](const std::vector<const DecisionWrite*>& group) {
+            absl::MutexLock write_lock(&write_mu_);
+            return WriteDecisions(group);
+          }) {}
 
 EtcdJournal::~EtcdJournal() {
   group_commit_.Stop();
@@ -348,9 +351,8 @@ size_t EtcdJournal::TakeGroup(const std::vector<const DecisionWrite*>& queued) c
   int ops = 0;
   uint64_t bytes = 0;
   for (const DecisionWrite* x : queued) {
-    if (n > 0 && (ops + x->ops > options_.etcd.max_txn_ops - 2 || bytes + x->bytes.size() > options_.etcd.max_txn_bytes)) {
-      break;
-    }
+    const bool over_ops = ops + x->ops > options_.etcd.max_txn_ops - 2;
+    if (n > 0 && (over_ops || bytes + x->bytes.size() > options_.etcd.max_txn_bytes)) break;
     ++n;
     ops += x->ops;
     bytes += x->bytes.size() + 128;

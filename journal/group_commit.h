@@ -36,13 +36,16 @@ namespace txcoord::journal {
 template <typename Entry>
 class GroupCommit {
  public:
-  // How many of `queued` (never empty; the queue's front first) make the
-  // next group; at least 1 is taken. Called with the queue's lock held.
+  // How many of `queued` (never empty; the queue's front first, at most
+  // `max_group` of it) make the next group; at least 1 is taken. Called
+  // with the queue's lock held.
   using Take = std::function<size_t(const std::vector<const Entry*>& queued)>;
   // Writes a group; its status is every member's.
   using Write = std::function<absl::Status(const std::vector<const Entry*>& group)>;
 
-  GroupCommit(Take take, Write write) : take_(std::move(take)), write_(std::move(write)) {}
+  // REQUIRES: max_group >= 1.
+  GroupCommit(size_t max_group, Take take, Write write)
+      : max_group_(max_group), take_(std::move(take)), write_(std::move(write)) {}
   ~GroupCommit() { Stop(); }
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
@@ -103,8 +106,9 @@ class GroupCommit {
     {
       absl::MutexLock lock(&mu_);
       if (writers_.empty()) return absl::OkStatus();
-      entries.reserve(writers_.size());
-      for (const Writer* queued : writers_) entries.push_back(&queued->entry);
+      const size_t candidates = std::min(writers_.size(), max_group_);
+      entries.reserve(candidates);
+      for (size_t i = 0; i < candidates; ++i) entries.push_back(&writers_[i]->entry);
       const size_t n = std::clamp<size_t>(take_(entries), 1, entries.size());
       entries.resize(n);
       group.assign(writers_.begin(), writers_.begin() + n);
@@ -142,9 +146,8 @@ class GroupCommit {
       {
         absl::MutexLock lock(&lead_mu_);
         lead_mu_.Await(absl::Condition(
-            +[](GroupCommit* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g->lead_mu_) {
-              return g->leads_wanted_ > 0 || g->lead_stopping_;
-            },
+            +[](GroupCommit* g)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(g->lead_mu_) { return g->leads_wanted_ > 0 || g->lead_stopping_; },
             this));
         if (leads_wanted_ == 0) return;  // stopping, nothing left to lead
         --leads_wanted_;
@@ -153,6 +156,7 @@ class GroupCommit {
     }
   }
 
+  const size_t max_group_;
   const Take take_;
   const Write write_;
   absl::Mutex mu_;

@@ -108,14 +108,15 @@ std::string SerializeCurrent(const DecisionRecord& record) {
 
 }  // namespace
 
-RocksDbJournal::RocksDbJournal(JournalOptions options,
-                               std::unique_ptr<rocksdb::DB> db,
+RocksDbJournal::RocksDbJournal(JournalOptions options, std::unique_ptr<rocksdb::DB> db,
                                std::vector<rocksdb::ColumnFamilyHandle*> handles)
     : options_(std::move(options)),
       db_(std::move(db)),
       handles_(std::move(handles)),
-      group_commit_([this](const std::vector<const DecisionWrite*>& queued) { return TakeGroup(queued); },
-                    [this](const std::vector<const DecisionWrite*>& group) { return WriteGroup(group); }) {}
+      group_commit_(
+          static_cast<size_t>(std::max(1, options_.max_group_size)),
+          [this](const std::vector<const DecisionWrite*>& queued) { return TakeGroup(queued); },
+          [this](const std::vector<const DecisionWrite*>& group) { return WriteGroup(group); }) {}
 
 RocksDbJournal::~RocksDbJournal() {
   group_commit_.Stop();
@@ -247,8 +248,7 @@ absl::Status RocksDbJournal::Fail(absl::Status s) {
 size_t RocksDbJournal::TakeGroup(const std::vector<const DecisionWrite*>& queued) const {
   size_t n = 0;
   uint64_t payload = 0;
-  for (const DecisionWrite* w : queued) {
-    if (static_cast<int>(n) >= options_.max_group_size) break;
+  for (const DecisionWrite* w : queued) {  // at most max_group_size of them
     const uint64_t bytes = DecisionLog::RecordBytes(w->value.size());
     if (max_group_payload_ > 0 && payload + bytes > max_group_payload_) break;
     payload += bytes;

@@ -186,9 +186,9 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
 namespace {
 absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   if (!root.IsMap()) return absl::InvalidArgumentError("config: the file must be a YAML mapping");
-  TXC_RETURN_IF_ERROR(CheckKeys(root, "", {"node_id", "listen", "metrics_listen", "console_listen", "plaintext",
-                                           "journal", "timeouts", "recovery", "limits", "binds",
-                                           "tls", "auth", "log"}));
+  TXC_RETURN_IF_ERROR(CheckKeys(root, "",
+                                {"node_id", "listen", "metrics_listen", "console_listen", "plaintext", "journal",
+                                 "timeouts", "recovery", "limits", "binds", "tls", "auth", "log"}));
   Config c;
   TXC_RETURN_IF_ERROR(ReadString(root, "", "node_id", &c.node_id));
   if (c.node_id.empty()) return KeyError("node_id", "is required");

@@ -20,7 +20,7 @@ struct Limits {
   int max_message_bytes = 16 << 20;
   int max_rows = 10000;
   int max_sql_bytes = 1 << 20;
-  int server_threads = 512;  // gRPC sync server's thread cap (it serves only gRPC's reflection service)
+  int server_threads = 512;      // gRPC sync server's thread cap (it serves only gRPC's reflection service)
   int server_idle_threads = 64;  // sync server threads kept waiting for calls (at most server_threads)
   // Event loops (threads) that run SessionService calls on fibers when
   // their binds' drivers can (Capabilities::runs_on_fibers); -1: one per

@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -38,8 +39,9 @@ Method JsonCall(grpc::Status (v1::AdminService::Stub::*call)(grpc::ClientContext
       google::protobuf::util::JsonParseOptions options;
       auto parsed = google::protobuf::util::JsonStringToMessage(body, &req, options);
       if (!parsed.ok()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("the body is not a ", req.GetTypeName(), " in JSON: ", parsed.message().as_string()));
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("the body is not a ", req.GetTypeName(), " in JSON: ", parsed.message().as_string()));
       }
     }
     Response resp;
@@ -73,15 +75,6 @@ const std::map<std::string, Method>& Methods() {
 void Refuse(httplib::Response& res, int http, const std::string& code, const std::string& message) {
   res.status = http;
   res.set_content(nlohmann::json{{"code", code}, {"message", message}}.dump(), "application/json");
-}
-
-const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-                                       "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  const int c = static_cast<int>(code);
-  return c >= 0 && c <= 16 ? kNames[c] : "UNKNOWN";
 }
 
 // A request that names an origin must come from the console's own (the
@@ -119,7 +112,9 @@ void Api(const std::shared_ptr<grpc::Channel>& admin, const std::function<std::s
   std::string out;
   const grpc::Status s = method->second(stub, &ctx, figures ? std::string() : req.body, &out);
   if (!s.ok()) {
-    Refuse(res, HttpStatusFor(s.error_code()), CodeName(s.error_code()), s.error_message());
+    // gRPC's codes are absl's, one for one.
+    Refuse(res, HttpStatusFor(s.error_code()), absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
+           s.error_message());
     return;
   }
   res.set_content(figures ? FiguresJson(metrics()) : out, "application/json");
@@ -159,18 +154,16 @@ absl::StatusOr<std::unique_ptr<Console>> Console::Start(const Config& config, st
     res.set_header("Referrer-Policy", "no-referrer");
     res.set_header("X-Frame-Options", "DENY");
   });
-  for (const auto& [path, body, type] :
-       {std::tuple{"/", kConsoleIndexHtml, "text/html; charset=utf-8"},
-        std::tuple{"/app.js", kConsoleAppJs, "text/javascript; charset=utf-8"},
-        std::tuple{"/style.css", kConsoleStyleCss, "text/css; charset=utf-8"}}) {
+  for (const auto& [path, body, type] : {std::tuple{"/", kConsoleIndexHtml, "text/html; charset=utf-8"},
+                                         std::tuple{"/app.js", kConsoleAppJs, "text/javascript; charset=utf-8"},
+                                         std::tuple{"/style.css", kConsoleStyleCss, "text/css; charset=utf-8"}}) {
     http.Get(path, [body = body, type = type](const httplib::Request&, httplib::Response& res) {
       res.set_content(body, type);
     });
   }
-  http.Post(R"(/api/(\w+))", [admin = console->admin_, metrics = std::move(metrics), scheme = console->scheme_](
-                                 const httplib::Request& req, httplib::Response& res) {
-    Api(admin, metrics, scheme, req, res);
-  });
+  http.Post(R"(/api/(\w+))",
+            [admin = console->admin_, metrics = std::move(metrics), scheme = console->scheme_](
+                const httplib::Request& req, httplib::Response& res) { Api(admin, metrics, scheme, req, res); });
   const std::string host = listen.substr(0, colon);
   if (port == 0) {
     port = http.bind_to_any_port(host);
@@ -189,7 +182,10 @@ Console::~Console() {
 }
 
 std::string FiguresJson(const std::string& metrics_text) {
-  nlohmann::json out = {{"committed", 0}, {"aborted", 0}, {"decisions_halted", 0}, {"live", 0},
+  nlohmann::json out = {{"committed", 0},
+                        {"aborted", 0},
+                        {"decisions_halted", 0},
+                        {"live", 0},
                         {"commit_buckets", nlohmann::json::array()}};
   for (absl::string_view line : absl::StrSplit(metrics_text, '\n')) {
     if (line.empty() || line[0] == '#') continue;
@@ -219,20 +215,31 @@ std::string FiguresJson(const std::string& metrics_text) {
 
 int HttpStatusFor(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return 200;
+    case grpc::StatusCode::OK:
+      return 200;
     case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::OUT_OF_RANGE: return 400;
-    case grpc::StatusCode::UNAUTHENTICATED: return 401;
-    case grpc::StatusCode::PERMISSION_DENIED: return 403;
-    case grpc::StatusCode::NOT_FOUND: return 404;
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return 400;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return 401;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return 403;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
     case grpc::StatusCode::ALREADY_EXISTS:
     case grpc::StatusCode::ABORTED:
-    case grpc::StatusCode::FAILED_PRECONDITION: return 409;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return 429;
-    case grpc::StatusCode::UNIMPLEMENTED: return 501;
-    case grpc::StatusCode::UNAVAILABLE: return 503;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return 504;
-    default: return 500;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return 409;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return 501;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    default:
+      return 500;
   }
 }
 

@@ -8,18 +8,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/cluster.h"
-#include "server/auth.h"
 #include "coordinator/logging.h"
-#include "server/service/admin_service.h"
-#include "server/service/session_service.h"
-#include "server/service/transaction_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "httplib.h"
+#include "server/auth.h"
+#include "server/cluster.h"
 #include "server/console.h"
+#include "server/service/admin_service.h"
+#include "server/service/session_service.h"
+#include "server/service/transaction_service.h"
 #include "util/status_macros.h"
 
 namespace txcoord::coordinator {
@@ -208,11 +208,13 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   }
   server->health_thread_ = std::thread([s = server.get()] { s->HealthLoop(); });
   Log(spdlog::level::info, "",
-      absl::StrCat("txcoord serving on ", server->address_,
-                   server->metrics_address_.empty() ? "" : absl::StrCat(", metrics on http://",
-                                                                        server->metrics_address_, "/metrics"),
-                   server->console_ == nullptr ? "" : absl::StrCat(", console on ", server->console_->scheme(),
-                                                                   "://", server->console_->address(), "/")));
+      absl::StrCat(
+          "txcoord serving on ", server->address_,
+          server->metrics_address_.empty() ? ""
+                                           : absl::StrCat(", metrics on http://", server->metrics_address_, "/metrics"),
+          server->console_ == nullptr
+              ? ""
+              : absl::StrCat(", console on ", server->console_->scheme(), "://", server->console_->address(), "/")));
   return server;
 }
 

@@ -20,8 +20,8 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -160,9 +160,10 @@ int main(int argc, char** argv) {
   std::string drain_timeout = "30s";
   drain->add_option("--timeout", drain_timeout, "how long to wait");
   auto* nodes = app.add_subcommand("nodes", "the cluster's nodes: epochs, leases, adoptions");
-  auto* health = app.add_subcommand(
-      "health", "gRPC's health check: exit 0 when SERVING (\"\": every bind and the journal answer; "
-                "txcoord.v1.AdminService: the process serves)");
+  auto* health =
+      app.add_subcommand("health",
+                         "gRPC's health check: exit 0 when SERVING (\"\": every bind and the journal answer; "
+                         "txcoord.v1.AdminService: the process serves)");
   std::string health_service;
   health->add_option("--service", health_service, "the health service name (default \"\")");
 

@@ -286,9 +286,7 @@ class Loop {
         if (spawns_.empty()) break;
         continue;
       }
-      const int timeout_ms = !run_.empty()       ? 0
-                             : !timers_.empty() ? TimeoutMs(timers_.begin()->first)
-                                                : -1;
+      const int timeout_ms = !run_.empty() ? 0 : !timers_.empty() ? TimeoutMs(timers_.begin()->first) : -1;
       const int n = epoll_wait(epoll_fd_, events, 64, timeout_ms);
       for (int i = 0; i < n; ++i) {
         if (events[i].data.ptr == nullptr) {
@@ -390,8 +388,7 @@ void Sleep(absl::Duration d) {
 
 int PollOnFiber(pollfd* fds, unsigned long nfds, int timeout_ms) {
   if (nfds == 1 && timeout_ms != 0 && tls_fiber != nullptr) {
-    const absl::Time deadline =
-        timeout_ms < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Milliseconds(timeout_ms);
+    const absl::Time deadline = timeout_ms < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Milliseconds(timeout_ms);
     const int revents = WaitFd(fds[0].fd, fds[0].events, deadline);
     if (revents < 0) return -1;
     fds[0].revents = static_cast<short>(revents);
@@ -443,6 +440,4 @@ void WaitWord::Set(WaitWord* w, uint32_t value) {
 // library's): what waits in poll for one socket on a fiber — libpq inside
 // libpqxx's blocking calls, a client library's connect — waits on the
 // fiber's loop instead. Everything else is ppoll(2), as before.
-extern "C" int poll(pollfd* fds, nfds_t nfds, int timeout) {
-  return txcoord::util::PollOnFiber(fds, nfds, timeout);
-}
+extern "C" int poll(pollfd* fds, nfds_t nfds, int timeout) { return txcoord::util::PollOnFiber(fds, nfds, timeout); }

@@ -70,8 +70,8 @@ bool SentBatch::Send(const std::string& sql, const std::vector<std::optional<std
   values.reserve(params.size());
   for (const std::optional<std::string>& p : params) values.push_back(p ? p->c_str() : nullptr);
   // Text format both ways; no parameter types: the server infers them.
-  if (PQsendQueryParams(c_.conn->raw(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
-                        nullptr, nullptr, 0) != 1) {
+  if (PQsendQueryParams(c_.conn->raw(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                        nullptr, 0) != 1) {
     return false;
   }
   order_.push_back({index, result});
@@ -113,8 +113,8 @@ Pipelined SentBatch::Finish(int max_rows) {
           if (out.status.ok()) {
             out.failed = q.index;
             const char* sqlstate = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
-            out.status = StatusFromSqlstate(bind, sqlstate ? sqlstate : "", 0,
-                                            TrimRight(PQresultErrorMessage(r.get())));
+            out.status =
+                StatusFromSqlstate(bind, sqlstate ? sqlstate : "", 0, TrimRight(PQresultErrorMessage(r.get())));
           }
           continue;
         }
@@ -147,8 +147,8 @@ Pipelined SentBatch::Finish(int max_rows) {
   if (!synced || PQexitPipelineMode(raw) != 1) {
     out.broken = true;  // out of step with the server: never reused
     if (out.status.ok()) {
-      out.status = absl::InternalError(absl::StrCat("bind ", bind, ": the batch's pipeline did not end at its Sync: ",
-                                                    TrimRight(PQerrorMessage(raw))));
+      out.status = absl::InternalError(absl::StrCat(
+          "bind ", bind, ": the batch's pipeline did not end at its Sync: ", TrimRight(PQerrorMessage(raw))));
     }
     return out;
   }

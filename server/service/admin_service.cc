@@ -42,54 +42,54 @@ AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* ses
                                    const Authenticator* auth)
     : coordinator_(coordinator), sessions_(sessions), auth_(auth) {}
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListTransactions(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListTransactions);
+grpc::ServerUnaryReactor* AdminServiceImpl::ListTransactions(grpc::CallbackServerContext* ctx,
+                                                             const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListTransactions);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoGetTransaction);
+                                                           grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerGetTransaction);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListInDoubt(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListInDoubt);
+                                                        grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListInDoubt);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ResolveTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoResolveTransaction);
+grpc::ServerUnaryReactor* AdminServiceImpl::ResolveTransaction(grpc::CallbackServerContext* ctx,
+                                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerResolveTransaction);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListBinds(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListBinds);
+                                                      grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListBinds);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CheckBinds(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoCheckBinds);
+                                                       grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerCheckBinds);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RecoverNow(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoRecoverNow);
+                                                       grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerRecoverNow);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Drain(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoDrain);
+                                                  grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerDrain);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                               grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::DoListNodes);
+                                                      grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListNodes);
 }
 
-grpc::Status AdminServiceImpl::DoListTransactions(grpc::ServerContextBase* ctx,
-                                                const txcoord::v1::ListTransactionsRequest* req,
-                                                txcoord::v1::ListTransactionsResponse* resp) {
+grpc::Status AdminServiceImpl::AnswerListTransactions(grpc::ServerContextBase* ctx,
+                                                      const txcoord::v1::ListTransactionsRequest* req,
+                                                      txcoord::v1::ListTransactionsResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   ListTransactionsFilter f;
   for (int s : req->states()) {
@@ -113,14 +113,16 @@ grpc::Status AdminServiceImpl::DoListTransactions(grpc::ServerContextBase* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::DoGetTransaction(grpc::ServerContextBase* ctx, const txcoord::v1::GetTransactionRequest* req,
-                                              txcoord::v1::Transaction* resp) {
+grpc::Status AdminServiceImpl::AnswerGetTransaction(grpc::ServerContextBase* ctx,
+                                                    const txcoord::v1::GetTransactionRequest* req,
+                                                    txcoord::v1::Transaction* resp) {
   TXC_REQUIRE_ADMIN(who);
-  return AnswerGetTransaction(*coordinator_, *req, resp);
+  return coordinator::AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
-grpc::Status AdminServiceImpl::DoListInDoubt(grpc::ServerContextBase* ctx, const txcoord::v1::ListInDoubtRequest* req,
-                                           txcoord::v1::ListInDoubtResponse* resp) {
+grpc::Status AdminServiceImpl::AnswerListInDoubt(grpc::ServerContextBase* ctx,
+                                                 const txcoord::v1::ListInDoubtRequest* req,
+                                                 txcoord::v1::ListInDoubtResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
   auto branches = coordinator_->ListInDoubt(binds);
@@ -142,9 +144,9 @@ grpc::Status AdminServiceImpl::DoListInDoubt(grpc::ServerContextBase* ctx, const
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::DoResolveTransaction(grpc::ServerContextBase* ctx,
-                                                  const txcoord::v1::ResolveTransactionRequest* req,
-                                                  txcoord::v1::Transaction* resp) {
+grpc::Status AdminServiceImpl::AnswerResolveTransaction(grpc::ServerContextBase* ctx,
+                                                        const txcoord::v1::ResolveTransactionRequest* req,
+                                                        txcoord::v1::Transaction* resp) {
   TXC_REQUIRE_ADMIN(who);
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
   if (req->decision() != txcoord::v1::ResolveTransactionRequest::COMMIT &&
@@ -186,22 +188,22 @@ void AdminServiceImpl::FillBinds(bool check, txcoord::v1::ListBindsResponse* out
   }
 }
 
-grpc::Status AdminServiceImpl::DoListBinds(grpc::ServerContextBase* ctx, const txcoord::v1::ListBindsRequest*,
-                                         txcoord::v1::ListBindsResponse* resp) {
+grpc::Status AdminServiceImpl::AnswerListBinds(grpc::ServerContextBase* ctx, const txcoord::v1::ListBindsRequest*,
+                                               txcoord::v1::ListBindsResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   FillBinds(/*check=*/false, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::DoCheckBinds(grpc::ServerContextBase* ctx, const txcoord::v1::CheckBindsRequest*,
-                                          txcoord::v1::ListBindsResponse* resp) {
+grpc::Status AdminServiceImpl::AnswerCheckBinds(grpc::ServerContextBase* ctx, const txcoord::v1::CheckBindsRequest*,
+                                                txcoord::v1::ListBindsResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   FillBinds(/*check=*/true, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::DoRecoverNow(grpc::ServerContextBase* ctx, const txcoord::v1::RecoverNowRequest*,
-                                          txcoord::v1::RecoverNowResponse* resp) {
+grpc::Status AdminServiceImpl::AnswerRecoverNow(grpc::ServerContextBase* ctx, const txcoord::v1::RecoverNowRequest*,
+                                                txcoord::v1::RecoverNowResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   Log(spdlog::level::info, "", absl::StrCat("admin: recovery pass asked for by ", Journaled(who, ctx)));
   RecoveryReport r = coordinator_->RecoverNow();
@@ -211,8 +213,8 @@ grpc::Status AdminServiceImpl::DoRecoverNow(grpc::ServerContextBase* ctx, const 
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::DoDrain(grpc::ServerContextBase* ctx, const txcoord::v1::DrainRequest* req,
-                                     txcoord::v1::DrainResponse* resp) {
+grpc::Status AdminServiceImpl::AnswerDrain(grpc::ServerContextBase* ctx, const txcoord::v1::DrainRequest* req,
+                                           txcoord::v1::DrainResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   Log(spdlog::level::warn, "", absl::StrCat("admin: drain asked for by ", Journaled(who, ctx)));
   sessions_->StopAccepting();
@@ -228,8 +230,8 @@ grpc::Status AdminServiceImpl::DoDrain(grpc::ServerContextBase* ctx, const txcoo
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::DoListNodes(grpc::ServerContextBase* ctx, const txcoord::v1::ListNodesRequest*,
-                                         txcoord::v1::ListNodesResponse* resp) {
+grpc::Status AdminServiceImpl::AnswerListNodes(grpc::ServerContextBase* ctx, const txcoord::v1::ListNodesRequest*,
+                                               txcoord::v1::ListNodesResponse* resp) {
   TXC_REQUIRE_ADMIN(who);
   journal::Journal& journal = *coordinator_->journal();
   resp->set_backend(journal.clustered() ? "etcd" : "rocksdb");

@@ -15,35 +15,60 @@
 namespace txcoord::coordinator {
 
 class AdminServiceImpl final
-    : public txcoord::v1::AdminService::WithRawCallbackMethod_ListTransactions<txcoord::v1::AdminService::WithRawCallbackMethod_GetTransaction<txcoord::v1::AdminService::WithRawCallbackMethod_ListInDoubt<txcoord::v1::AdminService::WithRawCallbackMethod_ResolveTransaction<txcoord::v1::AdminService::WithRawCallbackMethod_ListBinds<txcoord::v1::AdminService::WithRawCallbackMethod_CheckBinds<txcoord::v1::AdminService::WithRawCallbackMethod_RecoverNow<txcoord::v1::AdminService::WithRawCallbackMethod_Drain<txcoord::v1::AdminService::WithRawCallbackMethod_ListNodes<txcoord::v1::AdminService::Service>>>>>>>>> {
+    : public txcoord::v1::AdminService::WithRawCallbackMethod_ListTransactions<
+          txcoord::v1::AdminService::WithRawCallbackMethod_GetTransaction<
+              txcoord::v1::AdminService::WithRawCallbackMethod_ListInDoubt<
+                  txcoord::v1::AdminService::WithRawCallbackMethod_ResolveTransaction<
+                      txcoord::v1::AdminService::WithRawCallbackMethod_ListBinds<
+                          txcoord::v1::AdminService::WithRawCallbackMethod_CheckBinds<
+                              txcoord::v1::AdminService::WithRawCallbackMethod_RecoverNow<
+                                  txcoord::v1::AdminService::WithRawCallbackMethod_Drain<
+                                      txcoord::v1::AdminService::WithRawCallbackMethod_ListNodes<
+                                          txcoord::v1::AdminService::Service>>>>>>>>> {
  public:
   // REQUIRES: all three outlive this object.
   AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth);
 
-  grpc::ServerUnaryReactor* ListTransactions(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ListInDoubt(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ResolveTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ListBinds(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* CheckBinds(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RecoverNow(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* ListTransactions(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                             grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                           grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* ListInDoubt(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                        grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* ResolveTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                               grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* ListBinds(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                      grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* CheckBinds(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                       grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* RecoverNow(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                       grpc::ByteBuffer*) override;
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                      grpc::ByteBuffer*) override;
 
   // Cluster mode: where adoptions are reported from (set once, at start).
   void SetCluster(const ClusterMember* cluster) { cluster_.store(cluster); }
 
  private:
-  // The calls, each on a branch worker thread (server/service/unary_call.h).
-  grpc::Status DoListTransactions(grpc::ServerContextBase*, const txcoord::v1::ListTransactionsRequest*, txcoord::v1::ListTransactionsResponse*);
-  grpc::Status DoGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*, txcoord::v1::Transaction*);
-  grpc::Status DoListInDoubt(grpc::ServerContextBase*, const txcoord::v1::ListInDoubtRequest*, txcoord::v1::ListInDoubtResponse*);
-  grpc::Status DoResolveTransaction(grpc::ServerContextBase*, const txcoord::v1::ResolveTransactionRequest*, txcoord::v1::Transaction*);
-  grpc::Status DoListBinds(grpc::ServerContextBase*, const txcoord::v1::ListBindsRequest*, txcoord::v1::ListBindsResponse*);
-  grpc::Status DoCheckBinds(grpc::ServerContextBase*, const txcoord::v1::CheckBindsRequest*, txcoord::v1::ListBindsResponse*);
-  grpc::Status DoRecoverNow(grpc::ServerContextBase*, const txcoord::v1::RecoverNowRequest*, txcoord::v1::RecoverNowResponse*);
-  grpc::Status DoDrain(grpc::ServerContextBase*, const txcoord::v1::DrainRequest*, txcoord::v1::DrainResponse*);
-  grpc::Status DoListNodes(grpc::ServerContextBase*, const txcoord::v1::ListNodesRequest*, txcoord::v1::ListNodesResponse*);
+  // Each call answered, on a branch worker thread (server/service/unary_call.h).
+  grpc::Status AnswerListTransactions(grpc::ServerContextBase*, const txcoord::v1::ListTransactionsRequest*,
+                                      txcoord::v1::ListTransactionsResponse*);
+  grpc::Status AnswerGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*,
+                                    txcoord::v1::Transaction*);
+  grpc::Status AnswerListInDoubt(grpc::ServerContextBase*, const txcoord::v1::ListInDoubtRequest*,
+                                 txcoord::v1::ListInDoubtResponse*);
+  grpc::Status AnswerResolveTransaction(grpc::ServerContextBase*, const txcoord::v1::ResolveTransactionRequest*,
+                                        txcoord::v1::Transaction*);
+  grpc::Status AnswerListBinds(grpc::ServerContextBase*, const txcoord::v1::ListBindsRequest*,
+                               txcoord::v1::ListBindsResponse*);
+  grpc::Status AnswerCheckBinds(grpc::ServerContextBase*, const txcoord::v1::CheckBindsRequest*,
+                                txcoord::v1::ListBindsResponse*);
+  grpc::Status AnswerRecoverNow(grpc::ServerContextBase*, const txcoord::v1::RecoverNowRequest*,
+                                txcoord::v1::RecoverNowResponse*);
+  grpc::Status AnswerDrain(grpc::ServerContextBase*, const txcoord::v1::DrainRequest*, txcoord::v1::DrainResponse*);
+  grpc::Status AnswerListNodes(grpc::ServerContextBase*, const txcoord::v1::ListNodesRequest*,
+                               txcoord::v1::ListNodesResponse*);
   void FillBinds(bool check, txcoord::v1::ListBindsResponse* out);
   Coordinator* const coordinator_;
   SessionManager* const sessions_;

@@ -5,7 +5,6 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "coordinator/parallel.h"
 #include "server/service/convert.h"
 #include "server/service/unary_call.h"
 #include "util/failpoint.h"
@@ -41,14 +40,13 @@ SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager*
       "(every bind's driver waits through the loops), or on a thread.");
 }
 
-void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers,
-                                  std::function<grpc::Status()> call, const char* counter) {
+void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers, std::function<grpc::Status()> call,
+                                  const char* counter) {
   coordinator_->metrics().Increment(counter, {{"runs_on", on_fibers ? "fiber" : "thread"}});
-  auto run = [reactor, call = std::move(call)] { reactor->Finish(call()); };
   if (on_fibers) {
-    fibers_->Spawn(std::move(run));
+    fibers_->Spawn([reactor, call = std::move(call)] { reactor->Finish(call()); });
   } else {
-    BranchWorkers::Get().Submit(std::move(run));
+    FinishOnThread(reactor, std::move(call));
   }
 }
 
@@ -56,49 +54,50 @@ template <typename Request, typename Response>
 grpc::ServerUnaryReactor* SessionServiceImpl::SessionCall(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
     grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
-  return UnaryCall(ctx, in, out, this, call, [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
-    Dispatch(reactor, sessions_on_fibers_, std::move(run), "txcoord_session_calls_total");
-  });
+  return UnaryCall(ctx, in, out, this, call,
+                   [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
+                     Dispatch(reactor, sessions_on_fibers_, std::move(run), "txcoord_session_calls_total");
+                   });
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::OpenSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                                           grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::DoOpenSession);
+  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerOpenSession);
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::Begin(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                                     grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::DoBegin);
+  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerBegin);
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::Execute(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                                       grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::DoExecute);
+  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerExecute);
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::Commit(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                                      grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::DoCommit);
+  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerCommit);
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::Rollback(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                                        grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::DoRollback);
+  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerRollback);
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::CloseSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                                            grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::DoCloseSession);
+  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerCloseSession);
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                             grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::DoGetTransaction);
+grpc::ServerUnaryReactor* SessionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx,
+                                                             const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerGetTransaction);
 }
 
-grpc::Status SessionServiceImpl::DoOpenSession(grpc::ServerContextBase* ctx,
-                                             const txcoord::v1::OpenSessionRequest* req,
-                                             txcoord::v1::OpenSessionResponse* resp) {
+grpc::Status SessionServiceImpl::AnswerOpenSession(grpc::ServerContextBase* ctx,
+                                                   const txcoord::v1::OpenSessionRequest* req,
+                                                   txcoord::v1::OpenSessionResponse* resp) {
   TXC_IDENTIFY(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
   for (const std::string& b : binds) {
@@ -119,8 +118,8 @@ grpc::Status SessionServiceImpl::DoOpenSession(grpc::ServerContextBase* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::DoBegin(grpc::ServerContextBase* ctx, const txcoord::v1::BeginRequest* req,
-                                       txcoord::v1::BeginResponse* resp) {
+grpc::Status SessionServiceImpl::AnswerBegin(grpc::ServerContextBase* ctx, const txcoord::v1::BeginRequest* req,
+                                             txcoord::v1::BeginResponse* resp) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s.txn != nullptr) {
@@ -133,8 +132,8 @@ grpc::Status SessionServiceImpl::DoBegin(grpc::ServerContextBase* ctx, const txc
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::DoExecute(grpc::ServerContextBase* ctx, const txcoord::v1::ExecuteRequest* req,
-                                         txcoord::v1::ExecuteResponse* resp) {
+grpc::Status SessionServiceImpl::AnswerExecute(grpc::ServerContextBase* ctx, const txcoord::v1::ExecuteRequest* req,
+                                               txcoord::v1::ExecuteResponse* resp) {
   TXC_IDENTIFY(who);
   if (req->bind().empty()) return ToGrpc(absl::InvalidArgumentError("bind is required"));
   if (!coordinator_->HasBind(req->bind())) {
@@ -155,8 +154,8 @@ grpc::Status SessionServiceImpl::DoExecute(grpc::ServerContextBase* ctx, const t
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::DoCommit(grpc::ServerContextBase* ctx, const txcoord::v1::CommitRequest* req,
-                                        txcoord::v1::CommitResponse* resp) {
+grpc::Status SessionServiceImpl::AnswerCommit(grpc::ServerContextBase* ctx, const txcoord::v1::CommitRequest* req,
+                                              txcoord::v1::CommitResponse* resp) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s.txn == nullptr || (!req->txn_id().empty() && req->txn_id() != s.txn->id())) {
@@ -199,8 +198,8 @@ grpc::Status SessionServiceImpl::DoCommit(grpc::ServerContextBase* ctx, const tx
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::DoRollback(grpc::ServerContextBase* ctx, const txcoord::v1::RollbackRequest* req,
-                                          txcoord::v1::RollbackResponse* resp) {
+grpc::Status SessionServiceImpl::AnswerRollback(grpc::ServerContextBase* ctx, const txcoord::v1::RollbackRequest* req,
+                                                txcoord::v1::RollbackResponse* resp) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->WithSession(req->session_id(), [&](Session& s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s.txn == nullptr) {
@@ -228,19 +227,19 @@ grpc::Status SessionServiceImpl::DoRollback(grpc::ServerContextBase* ctx, const 
   }, who.name));
 }
 
-grpc::Status SessionServiceImpl::DoCloseSession(grpc::ServerContextBase* ctx,
-                                              const txcoord::v1::CloseSessionRequest* req,
-                                              txcoord::v1::CloseSessionResponse*) {
+grpc::Status SessionServiceImpl::AnswerCloseSession(grpc::ServerContextBase* ctx,
+                                                    const txcoord::v1::CloseSessionRequest* req,
+                                                    txcoord::v1::CloseSessionResponse*) {
   TXC_IDENTIFY(who);
   return ToGrpc(sessions_->Close(req->session_id(), who.name));
 }
 
-grpc::Status SessionServiceImpl::DoGetTransaction(grpc::ServerContextBase* ctx,
-                                                const txcoord::v1::GetTransactionRequest* req,
-                                                txcoord::v1::Transaction* resp) {
+grpc::Status SessionServiceImpl::AnswerGetTransaction(grpc::ServerContextBase* ctx,
+                                                      const txcoord::v1::GetTransactionRequest* req,
+                                                      txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);  // any authenticated caller may ask for an outcome
   (void)who;
-  return AnswerGetTransaction(*coordinator_, *req, resp);
+  return coordinator::AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
 absl::Status SessionServiceImpl::AnswerRecorded(const std::string& txn_id,
@@ -305,7 +304,8 @@ grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServe
   Dispatch(
       reactor, on_fibers,
       [this, out, messages, who = *std::move(who), shared_work] {
-        return SerializeReply(RunWork(who, messages->first, std::move(*shared_work), &messages->second), messages->second, out);
+        return SerializeReply(RunWork(who, messages->first, std::move(*shared_work), &messages->second),
+                              messages->second, out);
       },
       "txcoord_one_shot_calls_total");
   return reactor;

@@ -16,9 +16,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "server/auth.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
+#include "server/auth.h"
 #include "txcoord/v1/session.grpc.pb.h"
 #include "util/fiber.h"
 
@@ -40,14 +40,18 @@ class SessionServiceImpl final
   SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth,
                      util::FiberLoops* fibers);
 
-  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                        grpc::ByteBuffer*) override;
   grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
   grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
   grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                         grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                           grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                           grpc::ByteBuffer*) override;
 
  private:
   // A session call: parses, then runs `call` through Dispatch.
@@ -60,19 +64,19 @@ class SessionServiceImpl final
   // (`on_fibers`) or a branch worker, then calls Finish.
   void Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers, std::function<grpc::Status()> call,
                 const char* counter);
-  // The calls, run by Dispatch (each may block on its databases).
-  grpc::Status DoOpenSession(grpc::ServerContextBase*, const txcoord::v1::OpenSessionRequest*,
-                             txcoord::v1::OpenSessionResponse*);
-  grpc::Status DoBegin(grpc::ServerContextBase*, const txcoord::v1::BeginRequest*, txcoord::v1::BeginResponse*);
-  grpc::Status DoExecute(grpc::ServerContextBase*, const txcoord::v1::ExecuteRequest*,
-                         txcoord::v1::ExecuteResponse*);
-  grpc::Status DoCommit(grpc::ServerContextBase*, const txcoord::v1::CommitRequest*, txcoord::v1::CommitResponse*);
-  grpc::Status DoRollback(grpc::ServerContextBase*, const txcoord::v1::RollbackRequest*,
-                          txcoord::v1::RollbackResponse*);
-  grpc::Status DoCloseSession(grpc::ServerContextBase*, const txcoord::v1::CloseSessionRequest*,
-                              txcoord::v1::CloseSessionResponse*);
-  grpc::Status DoGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*,
-                                txcoord::v1::Transaction*);
+  // Each call answered, run by Dispatch (each may block on its databases).
+  grpc::Status AnswerOpenSession(grpc::ServerContextBase*, const txcoord::v1::OpenSessionRequest*,
+                                 txcoord::v1::OpenSessionResponse*);
+  grpc::Status AnswerBegin(grpc::ServerContextBase*, const txcoord::v1::BeginRequest*, txcoord::v1::BeginResponse*);
+  grpc::Status AnswerExecute(grpc::ServerContextBase*, const txcoord::v1::ExecuteRequest*,
+                             txcoord::v1::ExecuteResponse*);
+  grpc::Status AnswerCommit(grpc::ServerContextBase*, const txcoord::v1::CommitRequest*, txcoord::v1::CommitResponse*);
+  grpc::Status AnswerRollback(grpc::ServerContextBase*, const txcoord::v1::RollbackRequest*,
+                              txcoord::v1::RollbackResponse*);
+  grpc::Status AnswerCloseSession(grpc::ServerContextBase*, const txcoord::v1::CloseSessionRequest*,
+                                  txcoord::v1::CloseSessionResponse*);
+  grpc::Status AnswerGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*,
+                                    txcoord::v1::Transaction*);
   using Work = std::vector<std::pair<std::string, Coordinator::Statements>>;
   // RunTransaction's work, checked (INVALID_ARGUMENT, PERMISSION_DENIED);
   // *on_fibers: whether it may run on a fiber.

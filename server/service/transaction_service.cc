@@ -9,48 +9,49 @@ namespace txcoord::coordinator {
 TransactionServiceImpl::TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth)
     : coordinator_(coordinator), auth_(auth) {}
 
-grpc::ServerUnaryReactor* TransactionServiceImpl::BeginGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoBeginGlobal);
+grpc::ServerUnaryReactor* TransactionServiceImpl::BeginGlobal(grpc::CallbackServerContext* ctx,
+                                                              const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerBeginGlobal);
 }
 
-grpc::ServerUnaryReactor* TransactionServiceImpl::PrepareGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoPrepareGlobal);
+grpc::ServerUnaryReactor* TransactionServiceImpl::PrepareGlobal(grpc::CallbackServerContext* ctx,
+                                                                const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerPrepareGlobal);
 }
 
-grpc::ServerUnaryReactor* TransactionServiceImpl::AddBranch(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoAddBranch);
+grpc::ServerUnaryReactor* TransactionServiceImpl::AddBranch(grpc::CallbackServerContext* ctx,
+                                                            const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerAddBranch);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoExecute);
+                                                          grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerExecute);
 }
 
-grpc::ServerUnaryReactor* TransactionServiceImpl::RegisterBranch(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoRegisterBranch);
+grpc::ServerUnaryReactor* TransactionServiceImpl::RegisterBranch(grpc::CallbackServerContext* ctx,
+                                                                 const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerRegisterBranch);
 }
 
-grpc::ServerUnaryReactor* TransactionServiceImpl::CommitGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoCommitGlobal);
+grpc::ServerUnaryReactor* TransactionServiceImpl::CommitGlobal(grpc::CallbackServerContext* ctx,
+                                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerCommitGlobal);
 }
 
-grpc::ServerUnaryReactor* TransactionServiceImpl::RollbackGlobal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoRollbackGlobal);
+grpc::ServerUnaryReactor* TransactionServiceImpl::RollbackGlobal(grpc::CallbackServerContext* ctx,
+                                                                 const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerRollbackGlobal);
 }
 
-grpc::ServerUnaryReactor* TransactionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::DoGetTransaction);
+grpc::ServerUnaryReactor* TransactionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx,
+                                                                 const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerGetTransaction);
 }
 
-grpc::Status TransactionServiceImpl::DoBeginGlobal(grpc::ServerContextBase* ctx, const txcoord::v1::BeginGlobalRequest* req,
-                                                 txcoord::v1::BeginGlobalResponse* resp) {
+grpc::Status TransactionServiceImpl::AnswerBeginGlobal(grpc::ServerContextBase* ctx,
+                                                       const txcoord::v1::BeginGlobalRequest* req,
+                                                       txcoord::v1::BeginGlobalResponse* resp) {
   TXC_IDENTIFY(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
   for (const std::string& b : binds) {
@@ -70,9 +71,9 @@ grpc::Status TransactionServiceImpl::DoBeginGlobal(grpc::ServerContextBase* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::DoPrepareGlobal(grpc::ServerContextBase* ctx,
-                                                   const txcoord::v1::PrepareGlobalRequest* req,
-                                                   txcoord::v1::PrepareGlobalResponse* resp) {
+grpc::Status TransactionServiceImpl::AnswerPrepareGlobal(grpc::ServerContextBase* ctx,
+                                                         const txcoord::v1::PrepareGlobalRequest* req,
+                                                         txcoord::v1::PrepareGlobalResponse* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty() || req->last_resource_bind().empty()) {
     return ToGrpc(absl::InvalidArgumentError("txn_id and last_resource_bind are required"));
@@ -87,8 +88,9 @@ grpc::Status TransactionServiceImpl::DoPrepareGlobal(grpc::ServerContextBase* ct
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::DoAddBranch(grpc::ServerContextBase* ctx, const txcoord::v1::AddBranchRequest* req,
-                                               txcoord::v1::BranchXid* resp) {
+grpc::Status TransactionServiceImpl::AnswerAddBranch(grpc::ServerContextBase* ctx,
+                                                     const txcoord::v1::AddBranchRequest* req,
+                                                     txcoord::v1::BranchXid* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty() || req->bind().empty()) {
     return ToGrpc(absl::InvalidArgumentError("txn_id and bind are required"));
@@ -103,8 +105,9 @@ grpc::Status TransactionServiceImpl::DoAddBranch(grpc::ServerContextBase* ctx, c
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::DoExecute(grpc::ServerContextBase* ctx, const txcoord::v1::GlobalExecuteRequest* req,
-                                             txcoord::v1::ExecuteResponse* resp) {
+grpc::Status TransactionServiceImpl::AnswerExecute(grpc::ServerContextBase* ctx,
+                                                   const txcoord::v1::GlobalExecuteRequest* req,
+                                                   txcoord::v1::ExecuteResponse* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty() || req->bind().empty()) {
     return ToGrpc(absl::InvalidArgumentError("txn_id and bind are required"));
@@ -123,9 +126,9 @@ grpc::Status TransactionServiceImpl::DoExecute(grpc::ServerContextBase* ctx, con
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::DoRegisterBranch(grpc::ServerContextBase* ctx,
-                                                    const txcoord::v1::RegisterBranchRequest* req,
-                                                    txcoord::v1::RegisterBranchResponse*) {
+grpc::Status TransactionServiceImpl::AnswerRegisterBranch(grpc::ServerContextBase* ctx,
+                                                          const txcoord::v1::RegisterBranchRequest* req,
+                                                          txcoord::v1::RegisterBranchResponse*) {
   TXC_IDENTIFY(who);
   if (!req->participant_address().empty()) {
     // A callback participant: xid is its branch id; no bind.
@@ -141,8 +144,9 @@ grpc::Status TransactionServiceImpl::DoRegisterBranch(grpc::ServerContextBase* c
   return ToGrpc(coordinator_->RegisterBranch(req->txn_id(), req->bind(), req->xid(), who.name, "", req->read_only()));
 }
 
-grpc::Status TransactionServiceImpl::DoCommitGlobal(grpc::ServerContextBase* ctx, const txcoord::v1::CommitGlobalRequest* req,
-                                                  txcoord::v1::Transaction* resp) {
+grpc::Status TransactionServiceImpl::AnswerCommitGlobal(grpc::ServerContextBase* ctx,
+                                                        const txcoord::v1::CommitGlobalRequest* req,
+                                                        txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
   auto info = coordinator_->CommitGlobal(req->txn_id(), who.name);
@@ -151,9 +155,9 @@ grpc::Status TransactionServiceImpl::DoCommitGlobal(grpc::ServerContextBase* ctx
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::DoRollbackGlobal(grpc::ServerContextBase* ctx,
-                                                    const txcoord::v1::RollbackGlobalRequest* req,
-                                                    txcoord::v1::Transaction* resp) {
+grpc::Status TransactionServiceImpl::AnswerRollbackGlobal(grpc::ServerContextBase* ctx,
+                                                          const txcoord::v1::RollbackGlobalRequest* req,
+                                                          txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);
   if (req->txn_id().empty()) return ToGrpc(absl::InvalidArgumentError("txn_id is required"));
   auto info = coordinator_->RollbackGlobal(req->txn_id(), who.name);
@@ -162,12 +166,12 @@ grpc::Status TransactionServiceImpl::DoRollbackGlobal(grpc::ServerContextBase* c
   return grpc::Status::OK;
 }
 
-grpc::Status TransactionServiceImpl::DoGetTransaction(grpc::ServerContextBase* ctx,
-                                                    const txcoord::v1::GetTransactionRequest* req,
-                                                    txcoord::v1::Transaction* resp) {
+grpc::Status TransactionServiceImpl::AnswerGetTransaction(grpc::ServerContextBase* ctx,
+                                                          const txcoord::v1::GetTransactionRequest* req,
+                                                          txcoord::v1::Transaction* resp) {
   TXC_IDENTIFY(who);
   (void)who;
-  return AnswerGetTransaction(*coordinator_, *req, resp);
+  return coordinator::AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
 }  // namespace txcoord::coordinator

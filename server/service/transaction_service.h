@@ -13,30 +13,52 @@
 namespace txcoord::coordinator {
 
 class TransactionServiceImpl final
-    : public txcoord::v1::TransactionService::WithRawCallbackMethod_BeginGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_PrepareGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_AddBranch<txcoord::v1::TransactionService::WithRawCallbackMethod_Execute<txcoord::v1::TransactionService::WithRawCallbackMethod_RegisterBranch<txcoord::v1::TransactionService::WithRawCallbackMethod_CommitGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_RollbackGlobal<txcoord::v1::TransactionService::WithRawCallbackMethod_GetTransaction<txcoord::v1::TransactionService::Service>>>>>>>> {
+    : public txcoord::v1::TransactionService::WithRawCallbackMethod_BeginGlobal<
+          txcoord::v1::TransactionService::WithRawCallbackMethod_PrepareGlobal<
+              txcoord::v1::TransactionService::WithRawCallbackMethod_AddBranch<
+                  txcoord::v1::TransactionService::WithRawCallbackMethod_Execute<
+                      txcoord::v1::TransactionService::WithRawCallbackMethod_RegisterBranch<
+                          txcoord::v1::TransactionService::WithRawCallbackMethod_CommitGlobal<
+                              txcoord::v1::TransactionService::WithRawCallbackMethod_RollbackGlobal<
+                                  txcoord::v1::TransactionService::WithRawCallbackMethod_GetTransaction<
+                                      txcoord::v1::TransactionService::Service>>>>>>>> {
  public:
   // REQUIRES: both outlive this object.
   TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth);
 
-  grpc::ServerUnaryReactor* BeginGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* PrepareGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* AddBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* BeginGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                        grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* PrepareGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                          grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* AddBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                      grpc::ByteBuffer*) override;
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RegisterBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* CommitGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RollbackGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* RegisterBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                           grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* CommitGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                         grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* RollbackGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                           grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                           grpc::ByteBuffer*) override;
 
  private:
-  // The calls, each on a branch worker thread (server/service/unary_call.h).
-  grpc::Status DoBeginGlobal(grpc::ServerContextBase*, const txcoord::v1::BeginGlobalRequest*, txcoord::v1::BeginGlobalResponse*);
-  grpc::Status DoPrepareGlobal(grpc::ServerContextBase*, const txcoord::v1::PrepareGlobalRequest*, txcoord::v1::PrepareGlobalResponse*);
-  grpc::Status DoAddBranch(grpc::ServerContextBase*, const txcoord::v1::AddBranchRequest*, txcoord::v1::BranchXid*);
-  grpc::Status DoExecute(grpc::ServerContextBase*, const txcoord::v1::GlobalExecuteRequest*, txcoord::v1::ExecuteResponse*);
-  grpc::Status DoRegisterBranch(grpc::ServerContextBase*, const txcoord::v1::RegisterBranchRequest*, txcoord::v1::RegisterBranchResponse*);
-  grpc::Status DoCommitGlobal(grpc::ServerContextBase*, const txcoord::v1::CommitGlobalRequest*, txcoord::v1::Transaction*);
-  grpc::Status DoRollbackGlobal(grpc::ServerContextBase*, const txcoord::v1::RollbackGlobalRequest*, txcoord::v1::Transaction*);
-  grpc::Status DoGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*, txcoord::v1::Transaction*);
+  // Each call answered, on a branch worker thread (server/service/unary_call.h).
+  grpc::Status AnswerBeginGlobal(grpc::ServerContextBase*, const txcoord::v1::BeginGlobalRequest*,
+                                 txcoord::v1::BeginGlobalResponse*);
+  grpc::Status AnswerPrepareGlobal(grpc::ServerContextBase*, const txcoord::v1::PrepareGlobalRequest*,
+                                   txcoord::v1::PrepareGlobalResponse*);
+  grpc::Status AnswerAddBranch(grpc::ServerContextBase*, const txcoord::v1::AddBranchRequest*, txcoord::v1::BranchXid*);
+  grpc::Status AnswerExecute(grpc::ServerContextBase*, const txcoord::v1::GlobalExecuteRequest*,
+                             txcoord::v1::ExecuteResponse*);
+  grpc::Status AnswerRegisterBranch(grpc::ServerContextBase*, const txcoord::v1::RegisterBranchRequest*,
+                                    txcoord::v1::RegisterBranchResponse*);
+  grpc::Status AnswerCommitGlobal(grpc::ServerContextBase*, const txcoord::v1::CommitGlobalRequest*,
+                                  txcoord::v1::Transaction*);
+  grpc::Status AnswerRollbackGlobal(grpc::ServerContextBase*, const txcoord::v1::RollbackGlobalRequest*,
+                                    txcoord::v1::Transaction*);
+  grpc::Status AnswerGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*,
+                                    txcoord::v1::Transaction*);
 
   Coordinator* const coordinator_;
   const Authenticator* const auth_;

@@ -12,10 +12,10 @@ absl::Status ParseRequest(const grpc::ByteBuffer* in, google::protobuf::Message*
   grpc::ByteBuffer bytes(*in);  // shares the slices; deserializing consumes its buffer
   grpc::ProtoBufferReader reader(&bytes);
   if (!reader.status().ok() || !request->ParseFromZeroCopyStream(&reader)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the request is not a valid ", request->GetTypeName(),
-        ": a string field (sql, string_value, …) holds invalid UTF-8 — binary data goes in bytes_value — "
-        "or the message is malformed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request is not a valid ", request->GetTypeName(),
+                     ": a string field (sql, string_value, …) holds invalid UTF-8 — binary data goes in bytes_value — "
+                     "or the message is malformed"));
   }
   return absl::OkStatus();
 }
@@ -24,7 +24,8 @@ grpc::Status SerializeReply(const grpc::Status& status, const google::protobuf::
                             grpc::ByteBuffer* out) {
   if (!status.ok()) return status;
   bool own = false;
-  grpc::Status written = grpc::GenericSerialize<grpc::ProtoBufferWriter, google::protobuf::Message>(response, out, &own);
+  grpc::Status written =
+      grpc::GenericSerialize<grpc::ProtoBufferWriter, google::protobuf::Message>(response, out, &own);
   return written.ok() ? status : grpc::Status(grpc::StatusCode::INTERNAL, "the response could not be serialized");
 }
 

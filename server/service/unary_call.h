@@ -35,8 +35,8 @@ void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Statu
 // the status to finish with. `dispatch` must run that function once and
 // finish the reactor with what it returns.
 template <typename Service, typename Request, typename Response, typename Dispatch>
-grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                    grpc::ByteBuffer* out, Service* self,
+grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
+                                    Service* self,
                                     grpc::Status (Service::*call)(grpc::ServerContextBase*, const Request*, Response*),
                                     Dispatch&& dispatch) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -54,9 +54,10 @@ grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc
 
 // UnaryCall with the call on a branch worker thread.
 template <typename Service, typename Request, typename Response>
-grpc::ServerUnaryReactor* UnaryCallOnThread(
-    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out, Service* self,
-    grpc::Status (Service::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
+grpc::ServerUnaryReactor* UnaryCallOnThread(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                            grpc::ByteBuffer* out, Service* self,
+                                            grpc::Status (Service::*call)(grpc::ServerContextBase*, const Request*,
+                                                                          Response*)) {
   return UnaryCall(ctx, in, out, self, call, FinishOnThread);
 }
 

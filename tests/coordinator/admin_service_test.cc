@@ -4,21 +4,20 @@
 #include <sys/wait.h>
 
 #include <filesystem>
-
 #include <fstream>
 #include <future>
 #include <regex>
 #include <sstream>
 
 #include "gmock/gmock.h"
-#include "httplib.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "tests/testing/run_command.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/impl/codegen/client_unary_call.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/sync_stream.h"
+#include "httplib.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "tests/testing/run_command.h"
 #include "tests/testing/txcoord_process.h"
 #include "txcoord/v1/admin.grpc.pb.h"
 

@@ -5,10 +5,9 @@
 
 #include <atomic>
 #include <functional>
+#include <pqxx/pqxx>
 #include <thread>
 #include <vector>
-
-#include <pqxx/pqxx>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

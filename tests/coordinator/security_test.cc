@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "server/auth.h"
 #include "gmock/gmock.h"
+#include "server/auth.h"
 #include "tests/coordinator/coordinator_fixture.h"
 #include "tests/testing/pki.h"
 #include "tests/testing/run_command.h"

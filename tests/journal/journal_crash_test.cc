@@ -189,8 +189,8 @@ void CrashRounds(int rounds, bool cut_rocksdb_wal) {
       // near the end may lose only decisions written but not acknowledged
       // yet — up to a group's worth, the writer killed before it said so.)
       const std::set<std::string> in_rocksdb = IdsInRocksDb(dir);
-      const bool lost_acked = std::any_of(acked.begin(), acked.end(),
-                                          [&](const std::string& id) { return !in_rocksdb.count(id); });
+      const bool lost_acked =
+          std::any_of(acked.begin(), acked.end(), [&](const std::string& id) { return !in_rocksdb.count(id); });
       if (lost_acked) ++cut_rounds;
     }
 

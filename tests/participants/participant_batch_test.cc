@@ -1,12 +1,9 @@
 // The participant suite's batch tests (fixture: participant_fixture.h):
 // RunBatch, StartBatch, RunAndCommit and StartFinishPrepared on every
 // backend, and the lexing and inlining their drivers rely on.
-#include "participants/participant.h"
-
-#include <pqxx/pqxx>
-
 #include <chrono>
 #include <future>
+#include <pqxx/pqxx>
 #include <random>
 #include <string>
 #include <thread>
@@ -18,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "participants/odbc/odbc_dialect.h"
+#include "participants/participant.h"
 #include "participants/postgres/postgres_participant.h"
 #include "tests/participants/participant_fixture.h"
 #include "tests/participants/raw_clients.h"
@@ -134,8 +132,7 @@ TEST_P(ParticipantTest, RunBatchEdgesOnLibpqxx) {
   const std::string insert = absl::StrCat("INSERT INTO ", table_, " (id, v) VALUES ($1, $2)");
   for (bool prepare : {true, false}) {
     auto nul = participant_->RunBatch(NewXid(), absl::Seconds(10),
-                                      {{insert, {Value::Int64(1), Value::String(std::string("a\0b", 3))}}}, 0,
-                                      prepare);
+                                      {{insert, {Value::Int64(1), Value::String(std::string("a\0b", 3))}}}, 0, prepare);
     ASSERT_FALSE(nul.ok());
     EXPECT_EQ(nul.status().code(), absl::StatusCode::kInvalidArgument) << nul.status();
     EXPECT_THAT(nul.status().message(), HasSubstr("statement 1: bind " + bind_name_ + ": parameter 2 holds a NUL"));
