@@ -19,6 +19,7 @@
 #include "participants/xid.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
+#include "util/thread_name.h"
 
 namespace txcoord::coordinator {
 
@@ -209,7 +210,10 @@ absl::Status Coordinator::Start() {
     }
   }
   if (options_.background_recovery) {
-    background_ = std::thread([this] { BackgroundLoop(); });
+    background_ = std::thread([this] {
+      util::NameThisThread("txc-expiry");
+      BackgroundLoop();
+    });
   }
   return absl::OkStatus();
 }

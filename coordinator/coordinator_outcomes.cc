@@ -22,6 +22,7 @@
 #include "util/failpoint.h"
 #include "util/status_macros.h"
 #include "coordinator/coordinator_internal.h"
+#include "util/thread_name.h"
 
 namespace txcoord::coordinator {
 
@@ -44,7 +45,10 @@ Coordinator::~Coordinator() { Stop(); }
 
 void Coordinator::QueueEnd(journal::DecisionRecord record) {
   absl::MutexLock lock(&end_mu_);
-  if (!end_thread_.joinable()) end_thread_ = std::thread([this] { EndLoop(); });
+  if (!end_thread_.joinable()) end_thread_ = std::thread([this] {
+    util::NameThisThread("txc-ends");
+    EndLoop();
+  });
   ends_.push_back(std::move(record));
 }
 

@@ -1,4 +1,5 @@
 #include "coordinator/parallel.h"
+#include "util/thread_name.h"
 
 #include <thread>
 #include <utility>
@@ -18,7 +19,10 @@ void BranchWorkers::Submit(std::function<void()> task) {
   queue_.push_back(std::move(task));
   if (static_cast<int>(queue_.size()) > idle_ && threads_ < max_threads_) {
     ++threads_;
-    std::thread([this] { Work(); }).detach();
+    std::thread([this] {
+      util::NameThisThread("txc-branch");
+      Work();
+    }).detach();
   }
 }
 

@@ -6,12 +6,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "util/thread_name.h"
 
 namespace txcoord::coordinator {
 
 SessionManager::SessionManager(Coordinator* coordinator, SessionOptions options, Clock* clock)
     : coordinator_(coordinator), options_(options), clock_(clock) {
   reaper_ = std::thread([this] {
+    util::NameThisThread("txc-sessions");
     for (;;) {
       {
         absl::MutexLock lock(&mu_);

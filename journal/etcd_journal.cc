@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "util/failpoint.h"
 #include "util/status_macros.h"
+#include "util/thread_name.h"
 
 namespace txcoord::journal {
 
@@ -217,7 +218,10 @@ absl::StatusOr<std::unique_ptr<EtcdJournal>> EtcdJournal::Open(const JournalOpti
 
   journal = std::unique_ptr<EtcdJournal>(new EtcdJournal(options, client, lease, options.node_id, epoch));
   TXC_RETURN_IF_ERROR(journal->LoadState());
-  journal->lease_thread_ = std::thread([j = journal.get()] { j->LeaseLoop(); });
+  journal->lease_thread_ = std::thread([j = journal.get()] {
+    util::NameThisThread("txc-etcd-lease");
+    j->LeaseLoop();
+  });
   return journal;
 }
 

@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "util/fiber.h"
+#include "util/thread_name.h"
 
 namespace txcoord::journal {
 
@@ -138,7 +139,10 @@ class GroupCommit {
     }
     absl::MutexLock lock(&lead_mu_);
     ++leads_wanted_;
-    if (!lead_thread_.joinable()) lead_thread_ = std::thread([this] { LeadLoop(); });
+    if (!lead_thread_.joinable()) lead_thread_ = std::thread([this] {
+        util::NameThisThread("txc-journal");
+        LeadLoop();
+      });
   }
 
   void LeadLoop() {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "participants/xid.h"
+#include "util/thread_name.h"
 
 namespace txcoord::participants {
 
@@ -142,6 +143,7 @@ bool SendCancelInBackground(std::function<void()> send) {
     return false;
   }
   std::thread([send = std::move(send)] {
+    util::NameThisThread("txc-cancel");
     send();
     in_flight.fetch_sub(1);
   }).detach();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/logging.h"
+#include "util/thread_name.h"
 
 namespace txcoord::coordinator {
 
@@ -34,7 +35,10 @@ ClusterMember::ClusterMember(const Config& config, journal::EtcdJournal* journal
 ClusterMember::~ClusterMember() { Stop(); }
 
 void ClusterMember::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    util::NameThisThread("txc-cluster");
+    Loop();
+  });
 }
 
 void ClusterMember::Stop() {

@@ -378,7 +378,8 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   YAML::Node l = root["limits"];
   TXC_RETURN_IF_ERROR(CheckKeys(l, "limits", {"max_sessions", "max_message_bytes", "max_rows",
                                                "max_sql_bytes", "server_threads", "server_idle_threads",
-                                               "event_loops", "max_sessions_per_identity", "recent_outcomes", "malloc_arenas"}));
+                                               "event_loops", "max_sessions_per_identity", "recent_outcomes", "malloc_arenas",
+                                               "http_threads"}));
   if (l) {
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_sessions", 1, 1 << 24, &c.limits.max_sessions));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "max_message_bytes", 1024, 1 << 30, &c.limits.max_message_bytes));
@@ -397,6 +398,7 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
                                 &c.limits.max_sessions_per_identity));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "recent_outcomes", 0, 1 << 24, &c.limits.recent_outcomes));
     TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "malloc_arenas", 0, 1024, &c.limits.malloc_arenas));
+    TXC_RETURN_IF_ERROR(ReadInt(l, "limits.", "http_threads", 1, 64, &c.limits.http_threads));
   }
 
   YAML::Node binds = root["binds"];

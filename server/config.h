@@ -35,6 +35,8 @@ struct Limits {
   // Each thread that allocates may otherwise get an arena of its own whose
   // freed memory is seldom given back.
   int malloc_arenas = 2;
+  // Worker threads of each HTTP listener (metrics_listen, console_listen).
+  int http_threads = 2;
 };
 
 struct TlsOptions {

@@ -16,6 +16,8 @@
 #include "nlohmann/json.hpp"
 #include "server/console_assets.h"
 #include "txcoord/v1/admin.grpc.pb.h"
+#include "server/http_threads.h"
+#include "util/thread_name.h"
 
 namespace txcoord::coordinator {
 namespace {
@@ -145,8 +147,7 @@ absl::StatusOr<std::unique_ptr<Console>> Console::Start(const Config& config, st
     console->scheme_ = "https";
   }
   httplib::Server& http = *console->http_;
-  // The console is a few operators' tool: two threads answer it.
-  http.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  UseNamedHttpThreads(http, config.limits.http_threads, "txc-console-w");
   http.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
     res.set_header("Content-Security-Policy",
                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'none'");
@@ -172,7 +173,10 @@ absl::StatusOr<std::unique_ptr<Console>> Console::Start(const Config& config, st
   }
   if (port <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " for the console"));
   console->address_ = absl::StrCat(host, ":", port);
-  console->thread_ = std::thread([&http] { http.listen_after_bind(); });
+  console->thread_ = std::thread([&http] {
+    util::NameThisThread("txc-console");
+    http.listen_after_bind();
+  });
   return console;
 }
 

@@ -13,6 +13,7 @@
 #include "server/config.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
+#include "util/thread_name.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
     std::rename(tmp.c_str(), address_file.c_str());
   }
   std::thread waiter([&] {
+    txcoord::util::NameThisThread("txc-signals");
     int sig = 0;
     sigwait(&set, &sig);
     spdlog::info("txcoord: signal {}, shutting down", sig);

@@ -21,6 +21,8 @@
 #include "server/service/session_service.h"
 #include "server/service/transaction_service.h"
 #include "util/status_macros.h"
+#include "server/http_threads.h"
+#include "util/thread_name.h"
 
 namespace txcoord::coordinator {
 namespace {
@@ -178,6 +180,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
                                                      "\" is not host:port"));
     }
     server->http_ = std::make_unique<httplib::Server>();
+    UseNamedHttpThreads(*server->http_, config.limits.http_threads, "txc-metrics-w");
     Coordinator* coordinator = server->coordinator_.get();
     server->http_->Get("/metrics", [coordinator](const httplib::Request&, httplib::Response& res) {
       res.set_content(coordinator->metrics().Render(), "text/plain; version=0.0.4; charset=utf-8");
@@ -192,7 +195,10 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
       return absl::UnavailableError(absl::StrCat("cannot listen on ", config.metrics_listen, " for /metrics"));
     }
     server->metrics_address_ = absl::StrCat(metrics_host, ":", metrics_port);
-    server->http_thread_ = std::thread([http = server->http_.get()] { http->listen_after_bind(); });
+    server->http_thread_ = std::thread([http = server->http_.get()] {
+      util::NameThisThread("txc-metrics");
+      http->listen_after_bind();
+    });
   }
   if (!config.console_listen.empty()) {
     absl::StatusOr<std::unique_ptr<Console>> console =
@@ -206,7 +212,10 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
     server->cluster_->Start();
     server->admin_service_->SetCluster(server->cluster_.get());
   }
-  server->health_thread_ = std::thread([s = server.get()] { s->HealthLoop(); });
+  server->health_thread_ = std::thread([s = server.get()] {
+    util::NameThisThread("txc-health");
+    s->HealthLoop();
+  });
   Log(spdlog::level::info, "",
       absl::StrCat(
           "txcoord serving on ", server->address_,

@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "util/thread_name.h"
 
 namespace txcoord::util {
 namespace fiber_internal {
@@ -105,7 +106,7 @@ class CachedStack {
 
 class Loop {
  public:
-  explicit Loop(size_t stack_bytes) : stacks_(stack_bytes) {
+  Loop(int index, size_t stack_bytes) : stacks_(stack_bytes) {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (epoll_fd_ < 0 || event_fd_ < 0) std::abort();
@@ -113,7 +114,10 @@ class Loop {
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;  // the wake-up eventfd
     if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, event_fd_, &ev) != 0) std::abort();
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this, index] {
+      NameThisThread("txc-loop" + std::to_string(index));
+      Run();
+    });
   }
 
   ~Loop() {
@@ -340,7 +344,7 @@ using fiber_internal::tls_fiber;
 
 FiberLoops::FiberLoops(int loops, size_t stack_bytes) {
   if (loops < 1) loops = 1;
-  for (int i = 0; i < loops; ++i) loops_.push_back(std::make_unique<fiber_internal::Loop>(stack_bytes));
+  for (int i = 0; i < loops; ++i) loops_.push_back(std::make_unique<fiber_internal::Loop>(i, stack_bytes));
 }
 
 FiberLoops::~FiberLoops() { loops_.clear(); }

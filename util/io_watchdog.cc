@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "util/thread_name.h"
 
 namespace txcoord::util {
 namespace {
@@ -35,7 +36,10 @@ class Watchdog {
     deadline_of_[id] = deadline;
     if (!started_) {
       started_ = true;
-      std::thread([this] { Loop(); }).detach();
+      std::thread([this] {
+        NameThisThread("txc-watchdog");
+        Loop();
+      }).detach();
     }
     // The thread sleeps until wake_at_: wake it only for an earlier
     // deadline (rare: calls arm about the same timeout, so a new deadline

@@ -142,13 +142,18 @@ TEST(ConfigTest, MemoryBoundsHaveDefaultsAndLimits) {
   EXPECT_EQ(c->journal.block_cache_bytes, 8u << 20);
   EXPECT_EQ(c->limits.recent_outcomes, 10000);
   EXPECT_EQ(c->limits.malloc_arenas, 2);
+  EXPECT_EQ(c->limits.http_threads, 2);
   c = ParseConfig("plaintext: true\nnode_id: n\njournal: {memtable_mb: 64, block_cache_mb: 32}\n"
-                  "limits: {recent_outcomes: 0, malloc_arenas: 0}\n" + binds);
+                  "limits: {recent_outcomes: 0, malloc_arenas: 0, http_threads: 1}\n" + binds);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->journal.memtable_bytes, 64u << 20);
   EXPECT_EQ(c->journal.block_cache_bytes, 32u << 20);
   EXPECT_EQ(c->limits.recent_outcomes, 0);
   EXPECT_EQ(c->limits.malloc_arenas, 0);
+  EXPECT_EQ(c->limits.http_threads, 1);
+  c = ParseConfig("plaintext: true\nnode_id: n\nlimits: {http_threads: 0}\n" + binds);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("limits.http_threads"));
   c = ParseConfig("plaintext: true\nnode_id: n\njournal: {memtable_mb: 1}\n" + binds);
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("journal.memtable_mb"));

@@ -3,12 +3,19 @@
 // smaller than the calls, rows locked by another fiber's prepared branch).
 // A real gRPC server on loopback, real PostgreSQL and MariaDB.
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <map>
 #include <pqxx/pqxx>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
@@ -215,6 +222,57 @@ TEST_F(SessionsOnOneLoopTest, ContendedSessionTransfersOnOneLoopAllCommit) {
   EXPECT_EQ(SessionCalls(*server_, "thread"), 0u);
   EXPECT_EQ(SessionCalls(*server_, "fiber"), static_cast<uint64_t>(kClients * (1 + kEach * 4)));
   ExpectTransferred(kClients, kEach);
+}
+
+// The threads txcoord starts are named "txc-<role>" (util/thread_name.h).
+// Counted by role while `clients` clients run one-shot transfers on
+// PostgreSQL and MariaDB (sampled every 2 ms), with 4 and then 32
+// clients: the count is the same. On binds whose drivers wait through the
+// loop no call takes a branch worker.
+std::map<std::string, int> PeakThreadsByRole(const std::function<void()>& load) {
+  std::map<std::string, int> peak;
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    while (!done.load()) {
+      std::map<std::string, int> now;
+      for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        if (std::getline(comm, name) && absl::StartsWith(name, "txc-")) ++now[name];
+      }
+      for (const auto& [role, n] : now) peak[role] = std::max(peak[role], n);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  load();
+  done = true;
+  sampler.join();
+  return peak;
+}
+
+class ThreadBudgetTest : public Configured<2, 40, false> {};
+
+TEST_F(ThreadBudgetTest, TxcoordsThreadsDoNotGrowWithClients) {
+  auto transfers = [&](int clients) {
+    return [&, clients] {
+      AllCommit(clients, 6, [&](int c, v1::SessionService::Stub& stub) {
+        v1::RunTransactionResponse resp;
+        grpc::Status st = RunWork(stub, {{"pg", {Debit(pg_table_, 30 + c, 1)}}, {"maria", {Credit(my_table_, 30 + c, 1)}}},
+                                  &resp);
+        return Committed(st, resp.state());
+      });
+    };
+  };
+  transfers(2)();  // starts the threads that start with the first decision
+  const std::map<std::string, int> few = PeakThreadsByRole(transfers(4));
+  const std::map<std::string, int> many = PeakThreadsByRole(transfers(32));
+  EXPECT_EQ(many, few);
+  EXPECT_EQ(many.count("txc-branch"), 0u);
+  EXPECT_EQ(many.at("txc-loop0"), 1);
+  EXPECT_EQ(many.at("txc-loop1"), 1);
+  EXPECT_EQ(many.at("txc-journal"), 1);
+  EXPECT_EQ(OneShotCalls(*server_, "fiber"), static_cast<uint64_t>((2 + 4 + 32) * 6));
+  EXPECT_EQ(PreparedLeft(), 0);
 }
 
 class NoLoopsTest : public Configured<0, 40, true> {};
