@@ -21,6 +21,7 @@
 #ifndef TXCOORD_PARTICIPANTS_CONNECTION_POOL_H_
 #define TXCOORD_PARTICIPANTS_CONNECTION_POOL_H_
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -113,6 +114,26 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Conn>>
   // The same without waiting: RESOURCE_EXHAUSTED at once (not counted as
   // exhausted) when `size` connections are in use.
   absl::StatusOr<Lease> TryAcquire() { return Take(/*wait=*/false); }
+
+  // Opens connections into the idle list until `connections` (at most the
+  // pool's size) are open, idle or in use; returns the first error.
+  absl::Status OpenUpTo(int connections) {
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (open_ >= std::min(connections, size_)) return absl::OkStatus();
+        ++open_;  // reserve the slot; connect outside the lock
+      }
+      absl::StatusOr<std::unique_ptr<Conn>> conn = opener_();
+      absl::MutexLock lock(&mu_);
+      if (!conn.ok() || *conn == nullptr) {
+        --open_;
+        if (!conn.ok()) return conn.status();
+        return absl::InternalError(absl::StrCat("bind ", bind_, ": opener returned no connection"));
+      }
+      idle_.push_back(*std::move(conn));
+    }
+  }
 
   PoolStats stats() const {
     absl::MutexLock lock(&mu_);

@@ -100,6 +100,10 @@ struct BindOptions {
   std::string driver;              // "postgres" (libpqxx) or "odbc"
   std::string dsn;                 // libpq URI / key=value, or ODBC "Driver=…;…"
   int pool_size = 8;
+  // Connections opened before any call needs them, and opened again when
+  // the pool holds fewer (checked with the binds' health, every 5 s): the
+  // first calls after a start do not each wait for a new connection.
+  int pool_min_open = 0;
   absl::Duration acquire_timeout = absl::Seconds(2);
   // The longest one call waits for the database's reply (and a new
   // connection for the server's answer) before the connection is given up:
@@ -254,6 +258,9 @@ class Participant {
   virtual const std::string& bind() const = 0;
   virtual Capabilities capabilities() const = 0;
   virtual PoolStats pool_stats() const = 0;
+  // Opens connections until the pool holds BindOptions::pool_min_open
+  // (idle or in use); the error of the first that fails to open.
+  virtual absl::Status OpenMinimumConnections() { return absl::OkStatus(); }
 
   // Takes a connection from the pool (waits up to the acquire timeout, then
   // RESOURCE_EXHAUSTED) and starts a local transaction for `xid` (XA START

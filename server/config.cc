@@ -424,10 +424,11 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
     if (b.dsn.empty()) return KeyError(prefix + "dsn", "is required");
     TXC_RETURN_IF_ERROR(ReadBool(kv.second, prefix, "last_resource", &b.last_resource));
     YAML::Node pool = kv.second["pool"];
-    TXC_RETURN_IF_ERROR(CheckKeys(pool, "binds." + name + ".pool", {"size", "acquire_timeout"}));
+    TXC_RETURN_IF_ERROR(CheckKeys(pool, "binds." + name + ".pool", {"size", "acquire_timeout", "min_open"}));
     if (pool) {
       TXC_RETURN_IF_ERROR(ReadInt(pool, prefix + "pool.", "size", 1, 4096, &b.pool_size));
       TXC_RETURN_IF_ERROR(ReadDuration(pool, prefix + "pool.", "acquire_timeout", &b.acquire_timeout));
+      TXC_RETURN_IF_ERROR(ReadInt(pool, prefix + "pool.", "min_open", 0, b.pool_size, &b.pool_min_open));
     }
     b.io_timeout = c.timeouts.database_reply;
     c.binds.push_back(std::move(b));

@@ -232,6 +232,8 @@ void TxcoordServer::UpdateHealth() {
   if (health == nullptr) return;
   bool all = true;
   for (const std::string& name : coordinator_->BindNames()) {
+    // A bind that cannot open its minimum is reported by its health check.
+    (void)coordinator_->FindBind(name)->OpenMinimumConnections();
     bool ok = coordinator_->FindBind(name)->CheckHealth().ok();
     health->SetServingStatus("txcoord.bind." + name, ok);
     all &= ok;

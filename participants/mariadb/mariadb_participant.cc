@@ -375,6 +375,7 @@ class MariadbParticipant : public Participant {
     return Capabilities{"mariadb", "mariadb", true, /*runs_on_fibers=*/true};
   }
   PoolStats pool_stats() const override { return shared_->pool->stats(); }
+  absl::Status OpenMinimumConnections() override { return shared_->pool->OpenUpTo(shared_->options.pool_min_open); }
 
   absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid, absl::Duration lock_timeout) override {
     // An idle pooled connection may have died (server restart, killed

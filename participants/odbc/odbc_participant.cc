@@ -266,6 +266,7 @@ class OdbcParticipant : public Participant {
                         shared_->dialect->two_phase()};
   }
   PoolStats pool_stats() const override { return shared_->pool->stats(); }
+  absl::Status OpenMinimumConnections() override { return shared_->pool->OpenUpTo(shared_->options.pool_min_open); }
 
   absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid,
                                                 absl::Duration lock_timeout) override {

@@ -278,6 +278,7 @@ class PostgresParticipant : public Participant {
     return Capabilities{"postgres", "postgresql", true, /*runs_on_fibers=*/true};
   }
   PoolStats pool_stats() const override { return shared_->pool->stats(); }
+  absl::Status OpenMinimumConnections() override { return shared_->pool->OpenUpTo(shared_->options.pool_min_open); }
 
   absl::StatusOr<std::unique_ptr<Branch>> Begin(const Xid& xid,
                                                 absl::Duration lock_timeout) override {

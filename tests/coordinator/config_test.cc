@@ -28,7 +28,7 @@ binds:
   pg_main:
     driver: postgres
     dsn: "postgresql://app:${TXC_TEST_SECRET}@127.0.0.1:5432/app"
-    pool: {size: 3, acquire_timeout: 250ms}
+    pool: {size: 3, acquire_timeout: 250ms, min_open: 2}
     last_resource: true
   maria:
     driver: odbc
@@ -57,6 +57,8 @@ TEST(ConfigTest, ParsesEveryKeyAndSubstitutesTheEnvironment) {
   EXPECT_EQ(c->binds[0].dsn, "postgresql://app:s3cret@127.0.0.1:5432/app");
   EXPECT_EQ(c->binds[0].pool_size, 3);
   EXPECT_EQ(c->binds[0].acquire_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(c->binds[0].pool_min_open, 2);
+  EXPECT_EQ(c->binds[1].pool_min_open, 0);
   EXPECT_EQ(c->binds[1].driver, "odbc");
   EXPECT_TRUE(c->binds[0].last_resource);
   EXPECT_FALSE(c->binds[1].last_resource);
@@ -74,6 +76,8 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"plaintext: true\nnode_id: n\nbinds: {a: {driver: oracle, dsn: x}}", "binds.a.driver"},
       {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres}}", "binds.a.dsn"},
       {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x, pool: {size: 0}}}", "binds.a.pool.size"},
+      {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: x, pool: {size: 4, min_open: 5}}}",
+       "binds.a.pool.min_open"},
       {"plaintext: true\nnode_id: n\ntimeouts: {idle: soon}\nbinds: {a: {driver: postgres, dsn: x}}", "timeouts.idle"},
       {"plaintext: true\nnode_id: n\ntimeout: {idle: 1s}\nbinds: {a: {driver: postgres, dsn: x}}", "timeout"},
       {"plaintext: true\nnode_id: n\nbinds: {a: {driver: postgres, dsn: \"${TXC_NOT_SET_ANYWHERE}\"}}", "TXC_NOT_SET_ANYWHERE"},

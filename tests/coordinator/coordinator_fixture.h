@@ -115,13 +115,15 @@ class CoordinatorTest : public ::testing::Test {
     if (history_per_pass_ > 0) c.journal.retention.max_per_pass = history_per_pass_;
     c.journal.decision_log = decision_log_;
     c.limits.event_loops = event_loops_;
-    auto bind = [pg_pool_size = pg_pool_size_](std::string name, std::string driver, std::string dsn) {
+    auto bind = [pg_pool_size = pg_pool_size_, min_open = pool_min_open_](std::string name, std::string driver,
+                                                                           std::string dsn) {
       participants::BindOptions b;
       b.name = std::move(name);
       b.driver = std::move(driver);
       b.dsn = std::move(dsn);
       b.pool_size = absl::StartsWith(b.name, "pg") ? pg_pool_size : 40;
       b.acquire_timeout = absl::Seconds(5);
+      b.pool_min_open = min_open;
       return b;
     };
     c.binds = {bind("pg", "postgres", pg_uri_), bind("pg2", "postgres", pg2_uri_),
@@ -267,6 +269,7 @@ class CoordinatorTest : public ::testing::Test {
   int64_t history_per_pass_ = -1;  // journal.retention.max_per_pass when > 0
   int event_loops_ = -1;  // limits.event_loops
   bool with_lite_ = true;  // bind "lite" (SQLite through ODBC)
+  int pool_min_open_ = 0;  // pool.min_open of every bind
   int pg_pool_size_ = 40;  // pool_size of "pg" and "pg2" (the others have 40)
   std::unique_ptr<coordinator::TxcoordServer> server_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -275,6 +275,35 @@ TEST_F(ThreadBudgetTest, TxcoordsThreadsDoNotGrowWithClients) {
   EXPECT_EQ(PreparedLeft(), 0);
 }
 
+// pool.min_open: the binds' connections are open before the first call
+// (opened by the health refresh txcoord runs when it starts), and the
+// first transaction takes them instead of opening its own.
+class MinOpenTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    pool_min_open_ = 3;
+    CoordinatorTest::SetUp();
+  }
+};
+
+TEST_F(MinOpenTest, PoolsOpenTheirMinimumBeforeTheFirstCall) {
+  auto open = [&](const char* bind) { return server_->coordinator()->FindBind(bind)->pool_stats().open; };
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((open("pg") < 3 || open("pg2") < 3 || open("maria") < 3 || open("lite") < 3) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(open("pg"), 3);
+  EXPECT_EQ(open("pg2"), 3);
+  EXPECT_EQ(open("maria"), 3);
+  EXPECT_EQ(open("lite"), 3);
+  v1::RunTransactionResponse resp;
+  grpc::Status st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 3, 1)}}, {"maria", {Credit(my_table_, 3, 1)}}}, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.state(), v1::COMMITTED);
+  EXPECT_EQ(open("pg"), 3) << "the call took an open connection";
+  EXPECT_EQ(open("maria"), 3);
+}
+
 class NoLoopsTest : public Configured<0, 40, true> {};
 
 TEST_F(NoLoopsTest, WithoutEventLoopsEveryCallRunsOnAThread) {

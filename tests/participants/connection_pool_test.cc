@@ -109,6 +109,32 @@ TEST_F(ConnectionPoolTest, FailedOpenFreesTheSlot) {
   EXPECT_TRUE(pool->Acquire().ok());
 }
 
+TEST_F(ConnectionPoolTest, OpenUpToOpensIdleConnectionsThatAcquireTakes) {
+  auto pool = MakePool(3, absl::Milliseconds(50));
+  ASSERT_TRUE(pool->OpenUpTo(2).ok());
+  EXPECT_EQ(pool->stats().open, 2);
+  EXPECT_EQ(pool->stats().in_use, 0);
+  EXPECT_EQ(opened_, 2);
+  {
+    auto a = pool->Acquire();
+    auto b = pool->Acquire();
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(opened_, 2) << "the opened connections are the ones taken";
+    // Counted with those in use: nothing more to open.
+    ASSERT_TRUE(pool->OpenUpTo(2).ok());
+    EXPECT_EQ(opened_, 2);
+  }
+  // Never beyond the pool's size.
+  ASSERT_TRUE(pool->OpenUpTo(10).ok());
+  EXPECT_EQ(pool->stats().open, 3);
+  // A failed open gives its slot back and says why.
+  auto small = MakePool(2, absl::Milliseconds(50));
+  fail_open_ = true;
+  absl::Status st = small->OpenUpTo(2);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(small->stats().open, 0);
+}
+
 TEST_F(ConnectionPoolTest, LeaseOutlivesThePoolOwner) {
   auto pool = MakePool(1, absl::Milliseconds(50));
   auto lease = pool->Acquire();
