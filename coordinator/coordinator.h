@@ -94,10 +94,12 @@ struct RecoveryReport {
 
 // A prepared branch found on a bind, matched against the journal.
 struct InDoubtBranch {
-  enum class Kind { kDecided, kOrphaned, kForeign };
+  // kPeer: another node's of this cluster (its node or its adopter finishes it).
+  enum class Kind { kDecided, kOrphaned, kForeign, kPeer };
   std::string bind;
   std::string xid;
-  std::string txn_id;  // when ours
+  std::string txn_id;   // when ours or a peer's
+  std::string node_id;  // whose, when the xid is txcoord's
   Kind kind = Kind::kForeign;
   absl::Duration age = absl::ZeroDuration();
   bool age_known = false;

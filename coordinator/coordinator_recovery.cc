@@ -169,6 +169,14 @@ absl::StatusOr<std::vector<InDoubtBranch>> Coordinator::ListInDoubt(
     if (ids.ok()) lr_decided.insert(ids->begin(), ids->end());
   }
   const absl::Time now = clock_->Now();
+  // Cluster mode: whether a node id is one of this cluster's (asked once per node).
+  absl::flat_hash_map<std::string, bool> peers;
+  auto is_peer = [&](const std::string& node) {
+    if (!journal_->clustered()) return false;
+    auto [it, added] = peers.try_emplace(node, false);
+    if (added) it->second = journal_->NodeOf(node).ok();
+    return it->second;
+  };
   std::vector<InDoubtBranch> out;
   for (const auto& [name, p] : binds_) {
     if (!binds.empty() && std::find(binds.begin(), binds.end(), name) == binds.end()) continue;
@@ -186,9 +194,13 @@ absl::StatusOr<std::vector<InDoubtBranch>> Coordinator::ListInDoubt(
         d.age = now - b.prepared_at;
         d.age_known = true;
       }
-      if (b.xid.format_id != participants::kTxcFormatId ||
-          participants::NodeIdOfGtrid(b.xid.gtrid) != options_.node_id) {
+      if (b.xid.format_id == participants::kTxcFormatId) d.node_id = participants::NodeIdOfGtrid(b.xid.gtrid);
+      if (d.node_id != options_.node_id) {
         d.kind = InDoubtBranch::Kind::kForeign;
+        if (!d.node_id.empty() && is_peer(d.node_id)) {
+          d.kind = InDoubtBranch::Kind::kPeer;
+          d.txn_id = b.xid.gtrid;
+        }
         out.push_back(std::move(d));
         continue;
       }

@@ -675,11 +675,16 @@ absl::StatusOr<std::vector<NodeStatus>> EtcdJournal::NodeTable(bool count_unfini
   TXC_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> members, ReadAll(options_.etcd.prefix + "members/"));
   TXC_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> owners, ReadAll(options_.etcd.prefix + "nodes/"));
   TXC_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> adopters, ReadAll(options_.etcd.prefix + "adopt/"));
+  TXC_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> addresses, ReadAll(options_.etcd.prefix + "addresses/"));
   std::map<std::string, NodeStatus> nodes;
   auto id_of = [](const std::string& key) { return key.substr(key.rfind('/') + 1); };
   for (const EtcdKeyValue& kv : members) ReadMember(kv, nodes[id_of(kv.key)]);
   for (const EtcdKeyValue& kv : owners) ReadOwner(kv, nodes[id_of(kv.key)]);
   for (const EtcdKeyValue& kv : adopters) nodes[id_of(kv.key)].adopted_by = kv.value;
+  for (const EtcdKeyValue& kv : addresses) {
+    auto it = nodes.find(id_of(kv.key));
+    if (it != nodes.end()) it->second.address = kv.value;
+  }
   std::vector<NodeStatus> out;
   for (auto& [id, n] : nodes) {
     n.node_id = id;
@@ -706,8 +711,15 @@ absl::StatusOr<NodeStatus> EtcdJournal::NodeOf(absl::string_view node) {
   if (owner.has_value()) ReadOwner(*owner, n);
   TXC_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> adopter, client_->Get(Key("adopt", node)));
   if (adopter.has_value()) n.adopted_by = adopter->value;
+  TXC_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> address, client_->Get(Key("addresses", node)));
+  if (address.has_value()) n.address = address->value;
   TXC_ASSIGN_OR_RETURN(n.unfinished, CountPrefix(DecisionKey(node, "")));
   return n;
+}
+
+absl::Status EtcdJournal::Advertise(const std::string& address) {
+  if (!owner_) return absl::FailedPreconditionError("an adopter's journal advertises no address");
+  return client_->Put(Key("addresses", node_id_), address, lease_->id).status();
 }
 
 absl::StatusOr<std::vector<std::string>> EtcdJournal::Orphans() {

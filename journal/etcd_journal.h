@@ -99,6 +99,8 @@ class EtcdJournal final : public Journal {
   bool clustered() const override { return true; }
   absl::StatusOr<std::optional<DecisionRecord>> FindOnNode(absl::string_view node,
                                                            absl::string_view txn_id) override;
+  // addresses/<id>, under this process's lease: gone with it.
+  absl::Status Advertise(const std::string& address) override;
   absl::StatusOr<NodeStatus> NodeOf(absl::string_view node) override;
   absl::StatusOr<std::vector<NodeStatus>> ListNodes() override;
   absl::StatusOr<std::string> CollectedMarkerOf(absl::string_view node) override;

@@ -93,6 +93,7 @@ struct NodeStatus {
   std::string holder;        // who holds the id: the owner's description, or "adopted by <node>"
   std::string adopted_by;    // the adopting node, while an adoption runs
   int64_t unfinished = 0;    // its unfinished decisions in the journal
+  std::string address;       // where its gRPC listener is reached (Advertise), while a process holds the id
 };
 
 // A LogDecision error that says the decision was certainly not written
@@ -216,6 +217,9 @@ class Journal {
     if (node == node_id()) return Find(txn_id);
     return absl::NotFoundError(absl::StrCat("this journal holds only node \"", node_id(), "\"'s records"));
   }
+  // Publishes where the other nodes reach this node's gRPC listener, for as
+  // long as this process holds its id (cluster journals; others ignore it).
+  virtual absl::Status Advertise(const std::string& /*address*/) { return absl::OkStatus(); }
   // Node `node`'s status (this node's only, on a single-node journal).
   virtual absl::StatusOr<NodeStatus> NodeOf(absl::string_view node);
   // Every node of the cluster (this one only, on a single-node journal).

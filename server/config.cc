@@ -211,11 +211,12 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
   }
   TXC_RETURN_IF_ERROR(ReadBool(root, "", "plaintext", &c.plaintext));
   YAML::Node tls = root["tls"];
-  TXC_RETURN_IF_ERROR(CheckKeys(tls, "tls", {"cert", "key", "client_ca"}));
+  TXC_RETURN_IF_ERROR(CheckKeys(tls, "tls", {"cert", "key", "client_ca", "peer_ca"}));
   if (tls) {
     TXC_RETURN_IF_ERROR(ReadString(tls, "tls.", "cert", &c.tls.cert_file));
     TXC_RETURN_IF_ERROR(ReadString(tls, "tls.", "key", &c.tls.key_file));
     TXC_RETURN_IF_ERROR(ReadString(tls, "tls.", "client_ca", &c.tls.client_ca_file));
+    TXC_RETURN_IF_ERROR(ReadString(tls, "tls.", "peer_ca", &c.tls.peer_ca_file));
     if (c.tls.cert_file.empty()) return KeyError("tls.cert", "is required with tls");
     if (c.tls.key_file.empty()) return KeyError("tls.key", "is required with tls");
     if (c.plaintext) return KeyError("plaintext", "plaintext: true and a tls section contradict each other");
@@ -277,9 +278,10 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
       return KeyError("journal.backend", absl::StrCat("\"", backend, "\" is not rocksdb or etcd"));
     }
     YAML::Node e = j["etcd"];
-    TXC_RETURN_IF_ERROR(CheckKeys(e, "journal.etcd", {"endpoints", "cluster", "lease_ttl", "acquire_timeout",
-                                                      "call_timeout", "user", "password", "ca_file",
-                                                      "cert_file", "key_file", "max_txn_ops", "adopt"}));
+    TXC_RETURN_IF_ERROR(
+        CheckKeys(e, "journal.etcd",
+                  {"endpoints", "cluster", "lease_ttl", "acquire_timeout", "call_timeout", "user", "password",
+                   "ca_file", "cert_file", "key_file", "max_txn_ops", "adopt", "advertise"}));
     if (c.journal.backend == journal::Backend::kEtcd && !e) {
       return KeyError("journal.etcd", "is required with backend: etcd (at least its endpoints)");
     }
@@ -317,6 +319,10 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
       TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "key_file", &eo.client.key_file));
       TXC_RETURN_IF_ERROR(ReadInt(e, "journal.etcd.", "max_txn_ops", 8, 100000, &eo.max_txn_ops));
       TXC_RETURN_IF_ERROR(ReadBool(e, "journal.etcd.", "adopt", &c.adopt));
+      TXC_RETURN_IF_ERROR(ReadString(e, "journal.etcd.", "advertise", &c.advertise));
+      if (!c.advertise.empty() && (c.advertise.rfind(':') == std::string::npos || c.advertise.back() == ':')) {
+        return KeyError("journal.etcd.advertise", "must be host:port");
+      }
     }
     TXC_RETURN_IF_ERROR(ReadString(j, "journal.", "dir", &c.journal.dir));
     TXC_RETURN_IF_ERROR(ReadInt(j, "journal.", "max_group_size", 1, 65536, &c.journal.max_group_size));

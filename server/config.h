@@ -43,6 +43,10 @@ struct TlsOptions {
   std::string cert_file;       // PEM server certificate (chain)
   std::string key_file;        // PEM private key
   std::string client_ca_file;  // set: mutual TLS, client certificates required
+  // Verifies the other cluster nodes' certificates when this node forwards
+  // a call to one (cluster mode); empty: client_ca_file, or else the
+  // system's CAs.
+  std::string peer_ca_file;
 };
 
 enum class Role { kClient, kAdmin };
@@ -75,6 +79,10 @@ struct Config {
   journal::JournalOptions journal;
   // journal.etcd.adopt: this node adopts dead nodes of its cluster.
   bool adopt = true;
+  // journal.etcd.advertise: host:port at which the other nodes (and their
+  // consoles) reach this node's gRPC listener; empty: the listen address
+  // as bound, a wildcard host replaced by this machine's host name.
+  std::string advertise;
   Timeouts timeouts;
   RecoveryOptions recovery;
   Limits limits;

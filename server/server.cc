@@ -17,26 +17,16 @@
 #include "server/auth.h"
 #include "server/cluster.h"
 #include "server/console.h"
+#include "server/http_threads.h"
+#include "server/peers.h"
 #include "server/service/admin_service.h"
 #include "server/service/session_service.h"
 #include "server/service/transaction_service.h"
 #include "util/status_macros.h"
-#include "server/http_threads.h"
 #include "util/thread_name.h"
 
 namespace txcoord::coordinator {
 namespace {
-
-absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& key) {
-  std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": ", path, " is not PEM"));
-  }
-  return ss.str();
-}
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Config& config) {
   if (config.plaintext) {
@@ -93,6 +83,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
       absl::StrCat("journal ", cluster ? std::string("etcd") : config.journal.dir,
                    " opened: node_id=", server->journal_->node_id(), " epoch=", server->journal_->epoch()));
   if (cluster) {
+    TXC_ASSIGN_OR_RETURN(server->peers_, PeerChannels::Create(config));
     server->etcd_journal_ = static_cast<journal::EtcdJournal*>(server->journal_.get());
     TxcoordServer* self = server.get();
     server->etcd_journal_->SetLeaseLostCallback([self](const absl::Status& why) {
@@ -171,6 +162,13 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   }
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   server->address_ = absl::StrCat(host, ":", port);
+  if (cluster) {
+    const std::string advertised = AdvertisedAddress(config, server->address_);
+    if (absl::Status st = server->journal_->Advertise(advertised); !st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("cannot advertise ", advertised, " in etcd: ", st.message()));
+    }
+    server->admin_service_->SetPeers(server->peers_.get());
+  }
 
   if (!config.metrics_listen.empty()) {
     auto colon = config.metrics_listen.rfind(':');

@@ -33,6 +33,7 @@ class TransactionServiceImpl;
 
 class ClusterMember;
 class Console;
+class PeerChannels;
 
 // The exit code of a process that lost its etcd lease (cluster mode): it
 // stopped so that a restart takes its id back with a new epoch.
@@ -78,6 +79,7 @@ class TxcoordServer {
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<PeerChannels> peers_;       // cluster mode
   std::unique_ptr<util::FiberLoops> fibers_;  // null with limits.event_loops 0
   std::unique_ptr<SessionServiceImpl> session_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

@@ -272,11 +272,12 @@ int main(int argc, char** argv) {
     bool needs_operator = false;
     std::vector<std::vector<std::string>> rows;
     for (const auto& b : resp.branches()) {
-      needs_operator |= b.kind() != v1::InDoubtBranch::DECIDED;
+      // A peer's branch is its node's to finish (listed there as DECIDED or ORPHANED).
+      needs_operator |= b.kind() != v1::InDoubtBranch::DECIDED && b.kind() != v1::InDoubtBranch::PEER;
       rows.push_back({b.bind(), b.xid(), b.txn_id().empty() ? "-" : b.txn_id(), v1::InDoubtBranch::Kind_Name(b.kind()),
-                      b.has_age() ? Dur(b.age()) : "?"});
+                      b.node_id().empty() ? "-" : b.node_id(), b.has_age() ? Dur(b.age()) : "?"});
     }
-    json ? PrintJson(resp) : PrintTable({"BIND", "XID", "TXN", "KIND", "AGE"}, rows);
+    json ? PrintJson(resp) : PrintTable({"BIND", "XID", "TXN", "KIND", "NODE", "AGE"}, rows);
     return needs_operator ? 7 : 0;
   }
   if (*resolve) {
@@ -347,13 +348,13 @@ int main(int argc, char** argv) {
       std::string state = n.epoch() == 0 ? (n.settled() ? "down, settled" : "DOWN, to adopt")
                           : !n.adopted_by().empty() ? "being adopted"
                                                     : "up";
-      rows.push_back({absl::StrCat(n.node_id(), n.self() ? " (this)" : ""), state,
-                      n.epoch() == 0 ? "-" : absl::StrCat(n.epoch()),
-                      n.lease_id() == 0 ? "-" : absl::StrCat(absl::Hex(n.lease_id())),
-                      n.holder().empty() ? "-" : n.holder(), absl::StrCat(n.unfinished_decisions())});
+      rows.push_back(
+          {absl::StrCat(n.node_id(), n.self() ? " (this)" : ""), state, n.epoch() == 0 ? "-" : absl::StrCat(n.epoch()),
+           n.lease_id() == 0 ? "-" : absl::StrCat(absl::Hex(n.lease_id())), n.holder().empty() ? "-" : n.holder(),
+           n.address().empty() ? "-" : n.address(), absl::StrCat(n.unfinished_decisions())});
     }
     std::cout << "backend: " << resp.backend() << "\n";
-    PrintTable({"NODE", "STATE", "EPOCH", "LEASE", "HELD BY", "UNFINISHED"}, rows);
+    PrintTable({"NODE", "STATE", "EPOCH", "LEASE", "HELD BY", "ADDRESS", "UNFINISHED"}, rows);
     if (resp.adoptions_size() > 0) {
       std::cout << "\nadoptions by this node (newest first):\n";
       std::vector<std::vector<std::string>> done;

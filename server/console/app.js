@@ -104,9 +104,9 @@
       const nodes = await call("ListNodes");
       fill("nodes", nodes.nodes.map((n) => [n.node_id + (n.self ? " (this node)" : ""),
         n.settled ? "settled" : n.adopted_by ? "being adopted by " + n.adopted_by : n.epoch !== "0" ? "up" : "DOWN",
-        n.epoch, n.holder, n.unfinished_decisions]));
+        n.epoch, n.holder, n.address, n.unfinished_decisions]));
     } catch (e) {
-      fill("nodes", [["this node", "up (single node: no cluster)", "", "", ""]]);
+      fill("nodes", [["this node", "up (single node: no cluster)", "", "", "", ""]]);
     }
   }
 
@@ -160,7 +160,7 @@
         actions.append(button("Commit", () => resolve(b.txn_id, "COMMIT").catch(fail)), " ",
           button("Roll back", () => resolve(b.txn_id, "ROLLBACK").catch(fail)));
       }
-      return [b.bind, b.xid, b.txn_id, b.kind, dur(b.age), actions];
+      return [b.bind, b.xid, b.txn_id, b.kind, b.node_id, dur(b.age), actions];
     }));
   }
 

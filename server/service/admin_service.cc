@@ -1,7 +1,11 @@
 #include "server/service/admin_service.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "coordinator/logging.h"
+#include "participants/xid.h"
 #include "server/config.h"
 #include "server/service/convert.h"
 #include "server/service/unary_call.h"
@@ -11,11 +15,17 @@ namespace {
 
 // Who resolved: the authenticated identity, the operator's name it sent
 // ("x-txcoord-operator", e.g. txctl --operator) and the peer address.
+// A call another node forwarded says which ("x-txcoord-forwarded-by").
+std::string Metadata(grpc::ServerContextBase* ctx, const char* key) {
+  auto md = ctx->client_metadata().find(key);
+  return md != ctx->client_metadata().end() ? std::string(md->second.data(), md->second.size()) : "";
+}
+
 std::string Journaled(const Identity& who, grpc::ServerContextBase* ctx) {
-  auto md = ctx->client_metadata().find("x-txcoord-operator");
-  std::string name = md != ctx->client_metadata().end() ? std::string(md->second.data(), md->second.size())
-                                                          : "unnamed";
-  return absl::StrCat(name, " (identity ", who.name, ") from ", ctx->peer());
+  std::string name = Metadata(ctx, "x-txcoord-operator");
+  if (name.empty()) name = "unnamed";
+  const std::string via = Metadata(ctx, "x-txcoord-forwarded-by");
+  return absl::StrCat(name, " (identity ", who.name, ") from ", ctx->peer(), via.empty() ? "" : " via node ", via);
 }
 
 TxnState FromProtoState(txcoord::v1::TransactionState s) {
@@ -132,8 +142,10 @@ grpc::Status AdminServiceImpl::AnswerListInDoubt(grpc::ServerContextBase* ctx,
     out->set_bind(b.bind);
     out->set_xid(b.xid);
     out->set_txn_id(b.txn_id);
+    out->set_node_id(b.node_id);
     out->set_kind(b.kind == InDoubtBranch::Kind::kDecided    ? txcoord::v1::InDoubtBranch::DECIDED
                   : b.kind == InDoubtBranch::Kind::kOrphaned ? txcoord::v1::InDoubtBranch::ORPHANED
+                  : b.kind == InDoubtBranch::Kind::kPeer     ? txcoord::v1::InDoubtBranch::PEER
                                                              : txcoord::v1::InDoubtBranch::FOREIGN);
     if (b.age_known) {
       int64_t us = absl::ToInt64Microseconds(b.age);
@@ -156,11 +168,63 @@ grpc::Status AdminServiceImpl::AnswerResolveTransaction(grpc::ServerContextBase*
   if (req->reason().empty()) {
     return ToGrpc(absl::InvalidArgumentError("reason is required: it is journaled with your identity"));
   }
+  if (coordinator_->journal()->clustered()) {
+    const std::string owner = participants::NodeIdOfGtrid(req->txn_id());
+    if (!owner.empty() && owner != coordinator_->journal()->node_id()) return ForwardResolve(owner, ctx, *req, resp);
+  }
   auto info = coordinator_->Resolve(req->txn_id(), req->decision() == txcoord::v1::ResolveTransactionRequest::COMMIT,
                                     Journaled(who, ctx), req->reason());
   if (!info.ok()) return ToGrpc(info.status());
   ToProto(*info, resp);
   return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ForwardResolve(const std::string& owner, grpc::ServerContextBase* ctx,
+                                              const txcoord::v1::ResolveTransactionRequest& req,
+                                              txcoord::v1::Transaction* resp) {
+  const std::string self = coordinator_->journal()->node_id();
+  const std::string from = Metadata(ctx, "x-txcoord-forwarded-by");
+  if (!from.empty()) {
+    // Node `from` took this node for the owner: its view of the cluster is
+    // stale. One hop only, never a loop.
+    return ToGrpc(
+        absl::FailedPreconditionError(absl::StrCat("transaction ", req.txn_id(), " belongs to node \"", owner,
+                                                   "\", not to \"", self, "\" (forwarded by \"", from, "\")")));
+  }
+  const std::string token = Metadata(ctx, "authorization");
+  absl::StatusOr<journal::NodeStatus> node = coordinator_->journal()->NodeOf(owner);
+  if (!node.ok()) return ToGrpc(node.status());
+  if (!node->adopted_by.empty()) {
+    return ToGrpc(absl::FailedPreconditionError(
+        absl::StrCat("transaction ", req.txn_id(), " belongs to node \"", owner, "\", which node \"", node->adopted_by,
+                     "\" is adopting: the adoption re-drives its decisions and rolls back its orphaned branches "
+                     "(txctl nodes shows how it ends)")));
+  }
+  if (node->epoch == 0 || node->address.empty()) {
+    return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
+        "transaction ", req.txn_id(), " belongs to node \"", owner, "\", which is not running: ",
+        node->settled ? "it stopped with nothing left to finish"
+                      : "a surviving node adopts it, re-drives its decisions and rolls back its orphaned branches "
+                        "(txctl nodes)")));
+  }
+  if (auth_->enabled() && token.empty()) {
+    return ToGrpc(absl::FailedPreconditionError(
+        absl::StrCat("transaction ", req.txn_id(), " belongs to node \"", owner, "\" at ", node->address,
+                     ": resolve it there (a client certificate's identity cannot be forwarded; a bearer token can)")));
+  }
+  PeerChannels* peers = peers_.load();
+  if (peers == nullptr) return ToGrpc(absl::UnavailableError("this node is not serving yet"));
+  grpc::ClientContext forwarded;
+  if (!token.empty()) forwarded.AddMetadata("authorization", token);
+  const std::string operator_name = Metadata(ctx, "x-txcoord-operator");
+  if (!operator_name.empty()) forwarded.AddMetadata("x-txcoord-operator", operator_name);
+  forwarded.AddMetadata("x-txcoord-forwarded-by", self);
+  forwarded.set_deadline(std::min(ctx->deadline(), std::chrono::system_clock::now() + std::chrono::seconds(60)));
+  grpc::Status st =
+      txcoord::v1::AdminService::NewStub(peers->To(node->address))->ResolveTransaction(&forwarded, req, resp);
+  if (st.ok()) return st;
+  return grpc::Status(st.error_code(),
+                      absl::StrCat("node \"", owner, "\" (", node->address, "): ", st.error_message()));
 }
 
 void AdminServiceImpl::FillBinds(bool check, txcoord::v1::ListBindsResponse* out) {
@@ -248,6 +312,7 @@ grpc::Status AdminServiceImpl::AnswerListNodes(grpc::ServerContextBase* ctx, con
     out->set_holder(n.holder);
     out->set_adopted_by(n.adopted_by);
     out->set_unfinished_decisions(n.unfinished);
+    out->set_address(n.address);
   }
   if (const ClusterMember* cluster = cluster_.load(); cluster != nullptr) {
     for (const AdoptionReport& a : cluster->RecentAdoptions()) {

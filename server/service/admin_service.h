@@ -6,10 +6,11 @@
 
 #include <atomic>
 
-#include "server/auth.h"
-#include "server/cluster.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
+#include "server/auth.h"
+#include "server/cluster.h"
+#include "server/peers.h"
 #include "txcoord/v1/admin.grpc.pb.h"
 
 namespace txcoord::coordinator {
@@ -49,6 +50,9 @@ class AdminServiceImpl final
 
   // Cluster mode: where adoptions are reported from (set once, at start).
   void SetCluster(const ClusterMember* cluster) { cluster_.store(cluster); }
+  // Cluster mode: the channels to the other nodes, for ResolveTransaction on
+  // a transaction of another node (set once, at start).
+  void SetPeers(PeerChannels* peers) { peers_.store(peers); }
 
  private:
   // Each call answered, on a branch worker thread (server/service/unary_call.h).
@@ -70,10 +74,15 @@ class AdminServiceImpl final
   grpc::Status AnswerListNodes(grpc::ServerContextBase*, const txcoord::v1::ListNodesRequest*,
                                txcoord::v1::ListNodesResponse*);
   void FillBinds(bool check, txcoord::v1::ListBindsResponse* out);
+  // ResolveTransaction for node `owner`'s transaction, sent to that node
+  // when a process holds its id and advertises an address.
+  grpc::Status ForwardResolve(const std::string& owner, grpc::ServerContextBase* ctx,
+                              const txcoord::v1::ResolveTransactionRequest& req, txcoord::v1::Transaction* resp);
   Coordinator* const coordinator_;
   SessionManager* const sessions_;
   const Authenticator* const auth_;
   std::atomic<const ClusterMember*> cluster_{nullptr};
+  std::atomic<PeerChannels*> peers_{nullptr};
 };
 
 }  // namespace txcoord::coordinator
