@@ -99,6 +99,11 @@ absl::Status Authenticator::RequireAdmin(const Identity& who) {
   return absl::PermissionDeniedError(absl::StrCat("identity \"", who.name, "\" is not an admin"));
 }
 
+absl::Status Authenticator::RequireViewer(const Identity& who) {
+  if (who.role == Role::kAdmin || who.role == Role::kViewer) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("identity \"", who.name, "\" is neither an admin nor a viewer"));
+}
+
 absl::Status Authenticator::RequireBind(const Identity& who, const std::string& bind) {
   if (who.all_binds || who.binds.count(bind)) return absl::OkStatus();
   return absl::PermissionDeniedError(

@@ -40,6 +40,8 @@ class Authenticator {
   absl::StatusOr<Identity> Identify(const grpc::ServerContextBase& ctx) const;
 
   static absl::Status RequireAdmin(const Identity& who);
+  // An admin or a viewer (AdminService's reads).
+  static absl::Status RequireViewer(const Identity& who);
   static absl::Status RequireBind(const Identity& who, const std::string& bind);
 
  private:

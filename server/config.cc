@@ -254,7 +254,10 @@ absl::StatusOr<Config> ParseConfigNode(const YAML::Node& root) {
       TXC_RETURN_IF_ERROR(ReadString(policies[i], where + ".", "role", &role));
       if (role == "client") p.role = Role::kClient;
       else if (role == "admin") p.role = Role::kAdmin;
-      else return KeyError(where + ".role", "must be client or admin");
+      else if (role == "viewer")
+        p.role = Role::kViewer;
+      else
+        return KeyError(where + ".role", "must be client, admin or viewer");
       if (YAML::Node b = policies[i]["binds"]) {
         if (!b.IsSequence()) return KeyError(where + ".binds", "must be a list of bind names");
         for (const auto& name : b) p.binds.push_back(name.as<std::string>());

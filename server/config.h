@@ -49,7 +49,9 @@ struct TlsOptions {
   std::string peer_ca_file;
 };
 
-enum class Role { kClient, kAdmin };
+// client: session RPCs on its binds; admin: AdminService as well; viewer:
+// AdminService's reads (no resolution, recovery pass or drain).
+enum class Role { kClient, kAdmin, kViewer };
 
 struct Policy {
   std::string identity;            // token identity or certificate common name

@@ -167,7 +167,7 @@
   const views = { overview: showOverview, transactions: showTransactions, indoubt: showInDoubt, actions: async () => {} };
 
   function fail(e) {
-    if (e.http === 401 || e.http === 403) signOut(e.message);
+    if (e.http === 401) signOut(e.message);
     else say(e.message, true);
   }
 

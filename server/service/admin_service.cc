@@ -42,10 +42,16 @@ TxnState FromProtoState(txcoord::v1::TransactionState s) {
 
 }  // namespace
 
-// Every admin RPC: an authenticated admin only.
+// AdminService's writes (resolve, recovery pass, drain): an authenticated admin only.
 #define TXC_REQUIRE_ADMIN(who)                                                    \
   TXC_IDENTIFY(who);                                                              \
   if (auto st = Authenticator::RequireAdmin(who); !st.ok()) return ToGrpc(st);   \
+  (void)who
+
+// AdminService's reads: an admin or a viewer.
+#define TXC_REQUIRE_VIEWER(who)                                                 \
+  TXC_IDENTIFY(who);                                                            \
+  if (auto st = Authenticator::RequireViewer(who); !st.ok()) return ToGrpc(st); \
   (void)who
 
 AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions,
@@ -100,7 +106,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(grpc::CallbackServerContex
 grpc::Status AdminServiceImpl::AnswerListTransactions(grpc::ServerContextBase* ctx,
                                                       const txcoord::v1::ListTransactionsRequest* req,
                                                       txcoord::v1::ListTransactionsResponse* resp) {
-  TXC_REQUIRE_ADMIN(who);
+  TXC_REQUIRE_VIEWER(who);
   ListTransactionsFilter f;
   for (int s : req->states()) {
     if (s == txcoord::v1::TRANSACTION_STATE_UNSPECIFIED || !txcoord::v1::TransactionState_IsValid(s)) {
@@ -126,14 +132,14 @@ grpc::Status AdminServiceImpl::AnswerListTransactions(grpc::ServerContextBase* c
 grpc::Status AdminServiceImpl::AnswerGetTransaction(grpc::ServerContextBase* ctx,
                                                     const txcoord::v1::GetTransactionRequest* req,
                                                     txcoord::v1::Transaction* resp) {
-  TXC_REQUIRE_ADMIN(who);
+  TXC_REQUIRE_VIEWER(who);
   return coordinator::AnswerGetTransaction(*coordinator_, *req, resp);
 }
 
 grpc::Status AdminServiceImpl::AnswerListInDoubt(grpc::ServerContextBase* ctx,
                                                  const txcoord::v1::ListInDoubtRequest* req,
                                                  txcoord::v1::ListInDoubtResponse* resp) {
-  TXC_REQUIRE_ADMIN(who);
+  TXC_REQUIRE_VIEWER(who);
   std::vector<std::string> binds(req->binds().begin(), req->binds().end());
   auto branches = coordinator_->ListInDoubt(binds);
   if (!branches.ok()) return ToGrpc(branches.status());
@@ -254,14 +260,14 @@ void AdminServiceImpl::FillBinds(bool check, txcoord::v1::ListBindsResponse* out
 
 grpc::Status AdminServiceImpl::AnswerListBinds(grpc::ServerContextBase* ctx, const txcoord::v1::ListBindsRequest*,
                                                txcoord::v1::ListBindsResponse* resp) {
-  TXC_REQUIRE_ADMIN(who);
+  TXC_REQUIRE_VIEWER(who);
   FillBinds(/*check=*/false, resp);
   return grpc::Status::OK;
 }
 
 grpc::Status AdminServiceImpl::AnswerCheckBinds(grpc::ServerContextBase* ctx, const txcoord::v1::CheckBindsRequest*,
                                                 txcoord::v1::ListBindsResponse* resp) {
-  TXC_REQUIRE_ADMIN(who);
+  TXC_REQUIRE_VIEWER(who);
   FillBinds(/*check=*/true, resp);
   return grpc::Status::OK;
 }
@@ -296,7 +302,7 @@ grpc::Status AdminServiceImpl::AnswerDrain(grpc::ServerContextBase* ctx, const t
 
 grpc::Status AdminServiceImpl::AnswerListNodes(grpc::ServerContextBase* ctx, const txcoord::v1::ListNodesRequest*,
                                                txcoord::v1::ListNodesResponse* resp) {
-  TXC_REQUIRE_ADMIN(who);
+  TXC_REQUIRE_VIEWER(who);
   journal::Journal& journal = *coordinator_->journal();
   resp->set_backend(journal.clustered() ? "etcd" : "rocksdb");
   absl::StatusOr<std::vector<journal::NodeStatus>> nodes = journal.ListNodes();

@@ -39,9 +39,11 @@ class ConsoleTest : public CoordinatorTest {
       c.tls.key_file = pki_->Path("server.key");
       c.auth.enabled = true;
       c.auth.token_hashes = {{coordinator::Sha256Hex("tok-orders-" + suffix_), "orders-service"},
-                             {coordinator::Sha256Hex("tok-ops-" + suffix_), "ops"}};
+                             {coordinator::Sha256Hex("tok-ops-" + suffix_), "ops"},
+                             {coordinator::Sha256Hex("tok-audit-" + suffix_), "audit"}};
       c.auth.policies = {{"orders-service", coordinator::Role::kClient, {"pg"}},
-                         {"ops", coordinator::Role::kAdmin, {"pg", "maria"}}};
+                         {"ops", coordinator::Role::kAdmin, {"pg", "maria"}},
+                         {"audit", coordinator::Role::kViewer, {}}};
     }
     auto server = coordinator::TxcoordServer::Start(c);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -165,7 +167,7 @@ TEST_F(ConsoleTest, TheApiAnswersAsAdminServiceDoes) {
   EXPECT_EQ(own_code, 200) << own.dump();
 }
 
-TEST_F(ConsoleTest, OverHttpsTheApiRequiresTheAdminRole) {
+TEST_F(ConsoleTest, OverHttpsTheApiRequiresTheAdminOrViewerRole) {
   StartWithConsole(/*secure=*/true);
   EXPECT_EQ(server_->console()->scheme(), "https");
   auto [anonymous, a] = Api("ListBinds");
@@ -180,6 +182,15 @@ TEST_F(ConsoleTest, OverHttpsTheApiRequiresTheAdminRole) {
   EXPECT_EQ(Api("Figures").first, 401);
   EXPECT_EQ(Api("Figures", Json::object(), "tok-orders-" + suffix_).first, 403);
   EXPECT_EQ(Api("Figures", Json::object(), "tok-ops-" + suffix_).first, 200);
+  // A viewer sees everything and changes nothing.
+  const std::string audit = "tok-audit-" + suffix_;
+  EXPECT_EQ(Api("ListBinds", Json::object(), audit).first, 200);
+  EXPECT_EQ(Api("Figures", Json::object(), audit).first, 200);
+  EXPECT_EQ(Api("ListInDoubt", Json::object(), audit).first, 200);
+  EXPECT_EQ(Api("RecoverNow", Json::object(), audit).first, 403);
+  EXPECT_EQ(
+      Api("ResolveTransaction", Json{{"txn_id", "n.1.1"}, {"decision", "ROLLBACK"}, {"reason", "x"}}, audit).first,
+      403);
   // Plain HTTP to the HTTPS port gets nothing.
   httplib::Client plain(absl::StrCat("http://127.0.0.1:", port_));
   plain.set_read_timeout(5, 0);

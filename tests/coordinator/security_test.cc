@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "gmock/gmock.h"
@@ -36,9 +37,11 @@ class SecurityTest : public CoordinatorTest {
     if (mutual) c.tls.client_ca_file = pki_->Path("ca.pem");
     c.auth.enabled = true;
     c.auth.token_hashes = {{coordinator::Sha256Hex("tok-orders-" + suffix_), "orders-service"},
-                           {coordinator::Sha256Hex("tok-ops-" + suffix_), "ops"}};
+                           {coordinator::Sha256Hex("tok-ops-" + suffix_), "ops"},
+                           {coordinator::Sha256Hex("tok-audit-" + suffix_), "audit"}};
     c.auth.policies = {{"orders-service", coordinator::Role::kClient, {"pg", "lite"}},
-                       {"ops", coordinator::Role::kAdmin, {"pg"}}};
+                       {"ops", coordinator::Role::kAdmin, {"pg"}},
+                       {"audit", coordinator::Role::kViewer, {}}};
     c.limits.max_sessions_per_identity = 3;
     auto server = coordinator::TxcoordServer::Start(c);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -126,6 +129,52 @@ TEST_F(SecurityTest, TlsWithTokensAuthenticatesAndAuthorizes) {
   EXPECT_TRUE(OpenWith(tls.get(), orders, &more).ok());
   EXPECT_EQ(OpenWith(tls.get(), orders, &more).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_TRUE(OpenWith(tls.get(), ops, &more).ok()) << "the limit is per identity";
+}
+
+// The viewer role: AdminService's reads, none of its writes, and no bind.
+TEST_F(SecurityTest, AViewerReadsButNeitherResolvesNorRecoversNorDrains) {
+  StartSecure(/*mutual=*/false);
+  const std::string audit = "tok-audit-" + suffix_, orders = "tok-orders-" + suffix_;
+  auto admin = Admin(pki_->Client());
+  auto ok = [&](const char* what, const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+    grpc::ClientContext ctx;
+    Deadline(ctx, audit);
+    grpc::Status st = call(&ctx);
+    EXPECT_TRUE(st.ok()) << what << ": " << st.error_message();
+  };
+  auto denied = [&](const char* what, const std::string& token,
+                    const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+    grpc::ClientContext ctx;
+    Deadline(ctx, token);
+    grpc::Status st = call(&ctx);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << what << ": " << st.error_message();
+  };
+  v1::ListTransactionsResponse txns;
+  v1::ListInDoubtResponse doubts;
+  v1::ListBindsResponse binds;
+  v1::ListNodesResponse nodes;
+  ok("ListTransactions", [&](auto* c) { return admin->ListTransactions(c, v1::ListTransactionsRequest(), &txns); });
+  ok("ListInDoubt", [&](auto* c) { return admin->ListInDoubt(c, v1::ListInDoubtRequest(), &doubts); });
+  ok("ListBinds", [&](auto* c) { return admin->ListBinds(c, v1::ListBindsRequest(), &binds); });
+  ok("CheckBinds", [&](auto* c) { return admin->CheckBinds(c, v1::CheckBindsRequest(), &binds); });
+  ok("ListNodes", [&](auto* c) { return admin->ListNodes(c, v1::ListNodesRequest(), &nodes); });
+  v1::Transaction t;
+  v1::ResolveTransactionRequest resolve;
+  resolve.set_txn_id("n.1.1");
+  resolve.set_decision(v1::ResolveTransactionRequest::ROLLBACK);
+  resolve.set_reason("a viewer tries");
+  denied("ResolveTransaction", audit, [&](auto* c) { return admin->ResolveTransaction(c, resolve, &t); });
+  v1::RecoverNowResponse recovered;
+  denied("RecoverNow", audit, [&](auto* c) { return admin->RecoverNow(c, v1::RecoverNowRequest(), &recovered); });
+  v1::DrainResponse drained;
+  denied("Drain", audit, [&](auto* c) { return admin->Drain(c, v1::DrainRequest(), &drained); });
+  // A client is not a viewer.
+  denied("ListInDoubt as a client", orders,
+         [&](auto* c) { return admin->ListInDoubt(c, v1::ListInDoubtRequest(), &doubts); });
+  // No bind in its policy: no session.
+  std::string id;
+  auto tls = Sessions(pki_->Client());
+  EXPECT_EQ(OpenWith(tls.get(), audit, &id, {"pg"}).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 // txctl health over TLS, as a probe inside a pod runs it: to 127.0.0.1
