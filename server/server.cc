@@ -130,7 +130,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
       std::make_unique<AdminServiceImpl>(server->coordinator_.get(), server->sessions_.get(),
                                          server->auth_.get());
   server->transaction_service_ =
-      std::make_unique<TransactionServiceImpl>(server->coordinator_.get(), server->auth_.get());
+      std::make_unique<TransactionServiceImpl>(server->coordinator_.get(), server->auth_.get(), server->fibers_.get());
   SessionManager* sessions = server->sessions_.get();
   server->coordinator_->metrics().RegisterGauge(
       "txcoord_sessions", "Open sessions.", [sessions] {

@@ -26,10 +26,7 @@ absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
 SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions,
                                        const Authenticator* auth, util::FiberLoops* fibers)
     : coordinator_(coordinator), sessions_(sessions), auth_(auth), fibers_(fibers) {
-  sessions_on_fibers_ = fibers_ != nullptr;
-  for (const std::string& bind : coordinator_->BindNames()) {
-    sessions_on_fibers_ = sessions_on_fibers_ && coordinator_->FindBind(bind)->capabilities().runs_on_fibers;
-  }
+  sessions_on_fibers_ = fibers_ != nullptr && coordinator_->EveryBindRunsOnFibers();
   coordinator_->metrics().DescribeCounter(
       "txcoord_one_shot_calls_total",
       "RunTransaction calls past their checks, by where they ran: on a fiber of an event loop, or on a thread "
@@ -42,12 +39,7 @@ SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager*
 
 void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers, std::function<grpc::Status()> call,
                                   const char* counter) {
-  coordinator_->metrics().Increment(counter, {{"runs_on", on_fibers ? "fiber" : "thread"}});
-  if (on_fibers) {
-    fibers_->Spawn([reactor, call = std::move(call)] { reactor->Finish(call()); });
-  } else {
-    FinishOnThread(reactor, std::move(call));
-  }
+  FinishOnFiberOrThread(fibers_, on_fibers, coordinator_->metrics(), counter, reactor, std::move(call));
 }
 
 template <typename Request, typename Response>

@@ -6,47 +6,76 @@
 
 namespace txcoord::coordinator {
 
-TransactionServiceImpl::TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth)
-    : coordinator_(coordinator), auth_(auth) {}
+TransactionServiceImpl::TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth,
+                                               util::FiberLoops* fibers)
+    : coordinator_(coordinator), auth_(auth), fibers_(fibers) {
+  calls_on_fibers_ = fibers_ != nullptr && coordinator_->EveryBindRunsOnFibers();
+  coordinator_->metrics().DescribeCounter(
+      "txcoord_transaction_calls_total",
+      "TransactionService calls, by where they ran: on a fiber of an event loop (every bind's driver waits through "
+      "the loops and no callback participant is involved), or on a thread.");
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* TransactionServiceImpl::TransactionCall(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
+    grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
+  return UnaryCall(ctx, in, out, this, call,
+                   [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run, const Request& req) {
+                     FinishOnFiberOrThread(fibers_, calls_on_fibers_ && !MayCallAParticipantService(req),
+                                           coordinator_->metrics(), "txcoord_transaction_calls_total", reactor,
+                                           std::move(run));
+                   });
+}
+
+bool TransactionServiceImpl::MayCallAParticipantService(const txcoord::v1::PrepareGlobalRequest& req) const {
+  return coordinator_->GlobalHasCallbackBranch(req.txn_id());
+}
+bool TransactionServiceImpl::MayCallAParticipantService(const txcoord::v1::CommitGlobalRequest& req) const {
+  return coordinator_->GlobalHasCallbackBranch(req.txn_id());
+}
+bool TransactionServiceImpl::MayCallAParticipantService(const txcoord::v1::RollbackGlobalRequest& req) const {
+  return coordinator_->GlobalHasCallbackBranch(req.txn_id());
+}
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::BeginGlobal(grpc::CallbackServerContext* ctx,
                                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerBeginGlobal);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerBeginGlobal);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::PrepareGlobal(grpc::CallbackServerContext* ctx,
                                                                 const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerPrepareGlobal);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerPrepareGlobal);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::AddBranch(grpc::CallbackServerContext* ctx,
                                                             const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerAddBranch);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerAddBranch);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                                           grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerExecute);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerExecute);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::RegisterBranch(grpc::CallbackServerContext* ctx,
                                                                  const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerRegisterBranch);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerRegisterBranch);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::CommitGlobal(grpc::CallbackServerContext* ctx,
                                                                const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerCommitGlobal);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerCommitGlobal);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::RollbackGlobal(grpc::CallbackServerContext* ctx,
                                                                  const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerRollbackGlobal);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerRollbackGlobal);
 }
 
 grpc::ServerUnaryReactor* TransactionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx,
                                                                  const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &TransactionServiceImpl::AnswerGetTransaction);
+  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerGetTransaction);
 }
 
 grpc::Status TransactionServiceImpl::AnswerBeginGlobal(grpc::ServerContextBase* ctx,

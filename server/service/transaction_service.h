@@ -1,14 +1,16 @@
 // txcoord.v1.TransactionService: global transactions whose branches the
 // services prepare on their own connections (see docs/transaction-rpcs.md).
-// On gRPC's callback API; every call runs on a thread of the branch workers
-// (it may block on a database or on a callback participant's RPC), never on
-// gRPC's threads.
+// On gRPC's callback API, never on gRPC's threads: a call runs on a fiber of
+// the event loops when every bind's driver waits through them and the call
+// cannot reach a callback participant (whose RPCs block); otherwise on a
+// thread of the branch workers.
 #ifndef TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 
-#include "server/auth.h"
 #include "coordinator/coordinator.h"
+#include "server/auth.h"
 #include "txcoord/v1/transaction.grpc.pb.h"
+#include "util/fiber.h"
 
 namespace txcoord::coordinator {
 
@@ -23,8 +25,8 @@ class TransactionServiceImpl final
                                   txcoord::v1::TransactionService::WithRawCallbackMethod_GetTransaction<
                                       txcoord::v1::TransactionService::Service>>>>>>>> {
  public:
-  // REQUIRES: both outlive this object.
-  TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth);
+  // REQUIRES: all three outlive this object. `fibers` null: every call on a thread.
+  TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth, util::FiberLoops* fibers);
 
   grpc::ServerUnaryReactor* BeginGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
                                         grpc::ByteBuffer*) override;
@@ -43,7 +45,21 @@ class TransactionServiceImpl final
                                            grpc::ByteBuffer*) override;
 
  private:
-  // Each call answered, on a branch worker thread (server/service/unary_call.h).
+  // A call: parsed, then run on a fiber or a thread (see above).
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* TransactionCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                            grpc::ByteBuffer* out,
+                                            grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*,
+                                                                                         const Request*, Response*));
+  // Whether the call may wait for a callback participant's RPC.
+  template <typename Request>
+  bool MayCallAParticipantService(const Request&) const {
+    return false;
+  }
+  bool MayCallAParticipantService(const txcoord::v1::PrepareGlobalRequest& req) const;
+  bool MayCallAParticipantService(const txcoord::v1::CommitGlobalRequest& req) const;
+  bool MayCallAParticipantService(const txcoord::v1::RollbackGlobalRequest& req) const;
+  // Each call answered.
   grpc::Status AnswerBeginGlobal(grpc::ServerContextBase*, const txcoord::v1::BeginGlobalRequest*,
                                  txcoord::v1::BeginGlobalResponse*);
   grpc::Status AnswerPrepareGlobal(grpc::ServerContextBase*, const txcoord::v1::PrepareGlobalRequest*,
@@ -62,6 +78,8 @@ class TransactionServiceImpl final
 
   Coordinator* const coordinator_;
   const Authenticator* const auth_;
+  util::FiberLoops* const fibers_;
+  bool calls_on_fibers_ = false;  // fibers_ and every bind's driver waits through them
 };
 
 }  // namespace txcoord::coordinator

@@ -33,4 +33,14 @@ void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Statu
   BranchWorkers::Get().Submit([reactor, call = std::move(call)] { reactor->Finish(call()); });
 }
 
+void FinishOnFiberOrThread(util::FiberLoops* fibers, bool on_fibers, Metrics& metrics, const char* counter,
+                           grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call) {
+  metrics.Increment(counter, {{"runs_on", on_fibers ? "fiber" : "thread"}});
+  if (on_fibers) {
+    fibers->Spawn([reactor, call = std::move(call)] { reactor->Finish(call()); });
+  } else {
+    FinishOnThread(reactor, std::move(call));
+  }
+}
+
 }  // namespace txcoord::coordinator

@@ -9,12 +9,15 @@
 
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "coordinator/metrics.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/grpcpp.h"
 #include "server/service/convert.h"
+#include "util/fiber.h"
 
 namespace txcoord::coordinator {
 
@@ -30,10 +33,17 @@ grpc::Status SerializeReply(const grpc::Status& status, const google::protobuf::
 // then finishes `reactor` with its status.
 void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call);
 
+// Runs `call` on a fiber of `fibers` when `on_fibers` (REQUIRES: fibers
+// then), else on a branch worker thread; counts it in `counter`
+// {runs_on="fiber"|"thread"}; finishes `reactor` with its status.
+void FinishOnFiberOrThread(util::FiberLoops* fibers, bool on_fibers, Metrics& metrics, const char* counter,
+                           grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call);
+
 // A unary call: parses the request, then hands `dispatch` the reactor and
 // a function that runs `(self->*call)(ctx, request, response)` and returns
-// the status to finish with. `dispatch` must run that function once and
-// finish the reactor with what it returns.
+// the status to finish with (and the parsed request, when `dispatch` takes
+// a third argument). `dispatch` must run that function once and finish the
+// reactor with what it returns.
 template <typename Service, typename Request, typename Response, typename Dispatch>
 grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
                                     Service* self,
@@ -48,7 +58,12 @@ grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc
   std::function<grpc::Status()> run = [ctx, out, messages, self, call] {
     return SerializeReply((self->*call)(ctx, &messages->first, &messages->second), messages->second, out);
   };
-  std::forward<Dispatch>(dispatch)(reactor, std::move(run));
+  if constexpr (std::is_invocable_v<Dispatch, grpc::ServerUnaryReactor*, std::function<grpc::Status()>,
+                                    const Request&>) {
+    std::forward<Dispatch>(dispatch)(reactor, std::move(run), messages->first);
+  } else {
+    std::forward<Dispatch>(dispatch)(reactor, std::move(run));
+  }
   return reactor;
 }
 
