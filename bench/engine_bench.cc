@@ -3,10 +3,12 @@
 // coordinator::Coordinator with two test-only noop binds and a real RocksDB
 // journal (fsynced decisions) under /var/tmp: every transaction runs Begin,
 // one Execute per bind, Commit — PREPARE on both binds, LogDecision (sync,
-// group commit), COMMIT PREPARED on both, END. N threads run transactions
-// back to back for a fixed time; one line per concurrency:
+// group commit), COMMIT PREPARED on both, END. N threads (or, with
+// --event-loops, N fibers on that many event loops, as txcoord runs its
+// calls) run transactions back to back for a fixed time; one line per
+// concurrency:
 //
-//   engine_bench concurrency=N commits_per_s=X p50_us=Y p99_us=Z errors=E
+//   engine_bench runs_on=threads|fibers concurrency=N commits_per_s=X p50_us=Y p99_us=Z errors=E
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include "coordinator/coordinator.h"
 #include "journal/journal.h"
 #include "participants/participant.h"
+#include "util/fiber.h"
 
 namespace coord = ::txcoord::coordinator;
 namespace parts = ::txcoord::participants;
@@ -33,8 +36,8 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-int Run(const std::vector<int>& concurrency, double seconds, const std::string& dir,
-        bool decision_log) {
+int Run(const std::vector<int>& concurrency, double seconds, const std::string& dir, bool decision_log,
+        int event_loops) {
   txcoord::journal::JournalOptions jo;
   jo.dir = dir;
   jo.node_id = "bench";
@@ -73,8 +76,11 @@ int Run(const std::vector<int>& concurrency, double seconds, const std::string& 
     std::vector<std::vector<uint32_t>> lat(n);
     std::vector<int64_t> errors(n, 0);
     std::vector<std::thread> threads;
+    std::unique_ptr<txcoord::util::FiberLoops> loops;
+    if (event_loops > 0) loops = std::make_unique<txcoord::util::FiberLoops>(event_loops);
+    std::atomic<int> running{n};
     for (int i = 0; i < n; ++i) {
-      threads.emplace_back([&, i] {
+      auto one = [&, i] {
         lat[i].reserve(1 << 16);
         while (!stop.load(std::memory_order_relaxed)) {
           auto t0 = SteadyClock::now();
@@ -93,7 +99,13 @@ int Run(const std::vector<int>& concurrency, double seconds, const std::string& 
             ++errors[i];
           }
         }
-      });
+        running.fetch_sub(1);
+      };
+      if (loops != nullptr) {
+        loops->Spawn(one);
+      } else {
+        threads.emplace_back(one);
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     measuring = true;
@@ -102,6 +114,8 @@ int Run(const std::vector<int>& concurrency, double seconds, const std::string& 
     stop = true;
     double elapsed = std::chrono::duration<double>(SteadyClock::now() - start).count();
     for (auto& t : threads) t.join();
+    while (running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    loops.reset();
     std::vector<uint32_t> all;
     int64_t errs = 0;
     for (int i = 0; i < n; ++i) {
@@ -113,8 +127,9 @@ int Run(const std::vector<int>& concurrency, double seconds, const std::string& 
       if (all.empty()) return 0;
       return all[std::min(all.size() - 1, static_cast<size_t>(p * static_cast<double>(all.size() - 1) + 0.5))];
     };
-    std::printf("engine_bench concurrency=%d commits_per_s=%.0f p50_us=%u p99_us=%u errors=%lld\n", n,
-                static_cast<double>(all.size()) / elapsed, pct(0.5), pct(0.99), static_cast<long long>(errs));
+    std::printf("engine_bench runs_on=%s concurrency=%d commits_per_s=%.0f p50_us=%u p99_us=%u errors=%lld\n",
+                event_loops > 0 ? "fibers" : "threads", n, static_cast<double>(all.size()) / elapsed, pct(0.5),
+                pct(0.99), static_cast<long long>(errs));
     std::fflush(stdout);
   }
   coordinator.Stop();
@@ -128,7 +143,11 @@ int main(int argc, char** argv) {
   double seconds = 3;
   std::string dir = "/var/tmp/txcoord-engine-bench-" + std::to_string(::getpid());
   CLI::App app{"engine_bench: in-process 2PC engine with noop binds and a real journal"};
-  app.add_option("--concurrency", concurrency, "concurrent transactions (threads), one run each");
+  app.add_option("--concurrency", concurrency, "concurrent transactions, one run each");
+  int event_loops = 0;
+  app.add_option("--event-loops", event_loops,
+                 "run the transactions as fibers on this many event loops, as txcoord's calls run (0: a thread "
+                 "each)");
   app.add_option("--seconds", seconds, "measured seconds per run");
   app.add_option("--dir", dir, "journal directory (deleted at the end)");
   bool decision_log = true;
@@ -138,7 +157,7 @@ int main(int argc, char** argv) {
   // As in txcoord's main: no lock-order cycle detection outside the tests.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::filesystem::remove_all(dir);
-  int rc = Run(concurrency, seconds, dir, decision_log);
+  int rc = Run(concurrency, seconds, dir, decision_log, event_loops);
   std::filesystem::remove_all(dir);
   return rc;
 }

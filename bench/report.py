@@ -216,10 +216,11 @@ def main():
         out.append("")
         out.append("In process, 2 noop binds, real fsynced journal; target ≥ 100,000 commits/s.")
         out.append("")
-        out.append("| concurrent transactions | commits/s | p50 µs | p99 µs |")
-        out.append("|---:|---:|---:|---:|")
+        out.append("| runs on | concurrent transactions | commits/s | p50 µs | p99 µs |")
+        out.append("|---|---:|---:|---:|---:|")
         for e in engine:
-            out.append("| %s | %s | %s | %s |" % (e["concurrency"], fmt_int(e["commits_per_s"]), e["p50_us"], e["p99_us"]))
+            out.append("| %s | %s | %s | %s | %s |" % (e.get("runs_on", "threads"), e["concurrency"],
+                                                    fmt_int(e["commits_per_s"]), e["p50_us"], e["p99_us"]))
     section = "\n".join(out)
 
     report = ["# txcoord benchmark run", "", section, "",
