@@ -1,11 +1,13 @@
 #include "server/config.h"
 
-#include "coordinator/logging.h"
+#include <unistd.h>
 
 #include <cstdlib>
 
+#include "coordinator/logging.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/peers.h"
 
 namespace txcoord::coordinator {
 namespace {
@@ -219,6 +221,21 @@ TEST(ConfigTest, EtcdBackendReadsItsSectionAndRefusesBadValues) {
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << yaml;
     EXPECT_NE(bad.status().message().find(key), std::string::npos) << yaml << ": " << bad.status();
   }
+}
+
+// journal.etcd.advertise, or the bound address with a wildcard host
+// replaced by the host name.
+TEST(ConfigTest, TheAdvertisedAddressIsConfiguredOrTheBoundOne) {
+  Config c;
+  EXPECT_EQ(AdvertisedAddress(c, "127.0.0.1:7600"), "127.0.0.1:7600");
+  EXPECT_EQ(AdvertisedAddress(c, "coord-1.example:7600"), "coord-1.example:7600");
+  char host[256] = {0};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  ASSERT_NE(host[0], '\0');
+  EXPECT_EQ(AdvertisedAddress(c, "0.0.0.0:7600"), std::string(host) + ":7600");
+  EXPECT_EQ(AdvertisedAddress(c, "[::]:7600"), std::string(host) + ":7600");
+  c.advertise = "txcoord-0.txcoord-nodes:7600";
+  EXPECT_EQ(AdvertisedAddress(c, "0.0.0.0:7600"), "txcoord-0.txcoord-nodes:7600");
 }
 
 }  // namespace
