@@ -358,6 +358,9 @@ class Coordinator {
   // Cancels the running statements of live transactions past their
   // deadline (their calls then fail and roll back). Returns how many.
   int CancelExpired();
+  // Cancels the running statements of every live transaction (a stop that
+  // cannot wait for them). Returns how many transactions.
+  int CancelRunningStatements();
   CoordinatorStats stats() const;
   // OK, or why no commit decision is taken until txcoord restarts: a
   // decision write failed and could not be withdrawn, or another
@@ -384,6 +387,8 @@ class Coordinator {
   };
 
   absl::StatusOr<TxnState> CommitProtocol(Transaction& txn);
+  // Cancels the running statements of the live transactions `which` picks.
+  int CancelRunningOf(const std::function<bool(const Transaction&)>& which);
   // END records of transactions committed in the foreground, written in
   // batches by end_thread_ so that a commit does not wait for the next
   // fsync group; each transaction stays in driving_ until its END is

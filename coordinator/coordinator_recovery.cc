@@ -331,24 +331,32 @@ absl::StatusOr<TxnInfo> Coordinator::Resolve(absl::string_view txn_id, bool comm
 int Coordinator::CancelExpired() {
   AbortExpiredGlobals();
   const absl::Time now = clock_->Now();
+  return CancelRunningOf([now](const Transaction& txn) { return now >= txn.deadline_; });
+}
+
+int Coordinator::CancelRunningStatements() {
+  return CancelRunningOf([](const Transaction&) { return true; });
+}
+
+int Coordinator::CancelRunningOf(const std::function<bool(const Transaction&)>& which) {
   // Cancelling talks to the databases (a server that does not answer may
   // hold a cancel for long): never under mu_, which every Begin and
   // Commit takes. A transaction stays alive while its cancel runs.
-  std::vector<Transaction*> expired;
+  std::vector<Transaction*> chosen;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, txn] : live_) {
-      if (now >= txn->deadline_) {
+      if (which(*txn)) {
         txn->cancels_in_flight_.fetch_add(1, std::memory_order_relaxed);
-        expired.push_back(txn);
+        chosen.push_back(txn);
       }
     }
   }
-  for (Transaction* txn : expired) {
+  for (Transaction* txn : chosen) {
     txn->CancelRunning();
     txn->cancels_in_flight_.fetch_sub(1, std::memory_order_release);  // *txn may be gone after this
   }
-  return static_cast<int>(expired.size());
+  return static_cast<int>(chosen.size());
 }
 
 RecoveryReport Coordinator::RecoverNow() { return RecoverPass(/*at_start=*/false); }

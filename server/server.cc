@@ -267,7 +267,33 @@ void TxcoordServer::Wait() {
 }
 
 void TxcoordServer::Shutdown() {
-  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (!server_) return;
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  StartCancellingAfter(deadline);
+  server_->Shutdown(absl::ToChronoTime(deadline));
+}
+
+void TxcoordServer::StartCancellingAfter(absl::Time deadline) {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (cancelling_started_ || calls_done_) return;
+  cancelling_started_ = true;
+  canceller_ = std::thread([this, deadline] {
+    util::NameThisThread("txc-shutdown");
+    absl::MutexLock lock(&shutdown_mu_);
+    auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(shutdown_mu_) { return calls_done_; };
+    if (shutdown_mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) return;
+    while (!calls_done_) {
+      shutdown_mu_.Unlock();
+      const int cancelled = coordinator_->CancelRunningStatements();
+      if (cancelled > 0) {
+        Log(spdlog::level::warn, "",
+            absl::StrCat("stopping: the grace period is over; cancelled the running statements of ", cancelled,
+                         " transactions"));
+      }
+      shutdown_mu_.Lock();
+      shutdown_mu_.AwaitWithTimeout(absl::Condition(&done), absl::Milliseconds(500));
+    }
+  });
 }
 
 TxcoordServer::~TxcoordServer() {
@@ -281,6 +307,11 @@ TxcoordServer::~TxcoordServer() {
   console_.reset();  // before the gRPC server its calls go to
   Shutdown();
   if (server_) server_->Wait();
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    calls_done_ = true;
+  }
+  if (canceller_.joinable()) canceller_.join();
   server_.reset();
   fibers_.reset();  // every call's fiber has finished (the server waited for their Finish)
   admin_service_.reset();

@@ -8,13 +8,13 @@
 #include <string>
 #include <thread>
 
-#include "absl/synchronization/mutex.h"
-
 #include "absl/status/statusor.h"
-#include "server/config.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "journal/etcd_journal.h"
+#include "server/config.h"
 #include "util/fiber.h"
 
 namespace grpc {
@@ -97,6 +97,15 @@ class TxcoordServer {
   journal::EtcdJournal* etcd_journal_ = nullptr;  // journal_, in cluster mode
   std::unique_ptr<ClusterMember> cluster_;
   std::thread health_thread_;
+  // A stop's grace: calls still running at its end (one waiting for a row
+  // lock that a vanished client's transaction holds would wait until its
+  // transaction's timeout) have their statements cancelled, again every
+  // 500 ms, until the gRPC server has finished every call.
+  void StartCancellingAfter(absl::Time deadline);
+  absl::Mutex shutdown_mu_;
+  bool cancelling_started_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  bool calls_done_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  std::thread canceller_;
 };
 
 }  // namespace txcoord::coordinator

@@ -566,5 +566,40 @@ TEST_F(CoordinatorTest, RetentionCollectsHistoryInTheBackgroundAndGetTransaction
   EXPECT_EQ(PgBalance(pg_uri_, 9), kInitial - 7);
 }
 
+// A stop does not wait for a transaction's timeout: a call still waiting
+// for its database when the 5 s grace ends (here an UPDATE behind a row
+// lock held by another session's open transaction, both with a 60 s
+// timeout) has its statement cancelled, and the server finishes.
+TEST_F(CoordinatorTest, AStopCancelsCallsStillWaitingWhenItsGraceEnds) {
+  const std::string holder = Open(/*txn_timeout_ms=*/60000);
+  const std::string waiter = Open(/*txn_timeout_ms=*/60000);
+  ASSERT_TRUE(Exec(holder, "pg", {Sql(Debit(pg_table_, 11, 1))}).ok());
+  std::promise<grpc::Status> waited;
+  std::thread blocked([&] { waited.set_value(Exec(waiter, "pg", {Sql(Debit(pg_table_, 11, 1))})); });
+  std::future<grpc::Status> result = waited.get_future();
+  ASSERT_EQ(result.wait_for(std::chrono::milliseconds(700)), std::future_status::timeout) << "it did not wait";
+  // The server has stopped when its Wait returns: every call's handler has
+  // finished (gRPC itself ends the client's call at the grace's end, while
+  // the handler may still be waiting for the database).
+  const absl::Time stop = absl::Now();
+  std::promise<void> stopped;
+  std::thread stopper([&] {
+    server_->Shutdown();
+    server_->Wait();
+    stopped.set_value();
+  });
+  const bool finished = stopped.get_future().wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  const absl::Duration took = absl::Now() - stop;
+  stopper.join();
+  blocked.join();
+  ASSERT_TRUE(finished) << "the server did not stop within 20 s";
+  EXPECT_FALSE(result.get().ok());
+  EXPECT_GE(took, absl::Seconds(4)) << "the grace period was not given";
+  EXPECT_LT(took, absl::Seconds(12));
+  StopServer();
+  EXPECT_EQ(PreparedLeft(), 0);
+  EXPECT_EQ(PgBalance(pg_uri_, 11), kInitial) << "neither transaction committed";
+}
+
 }  // namespace
 }  // namespace txcoord::testing
