@@ -358,8 +358,9 @@ class Coordinator {
   // Cancels the running statements of live transactions past their
   // deadline (their calls then fail and roll back). Returns how many.
   int CancelExpired();
-  // Cancels the running statements of every live transaction (a stop that
-  // cannot wait for them). Returns how many transactions.
+  // Cancels the running statements of every live transaction still active
+  // (a stop that cannot wait for them). Returns how many live transactions
+  // it looked at.
   int CancelRunningStatements();
   CoordinatorStats stats() const;
   // OK, or why no commit decision is taken until txcoord restarts: a

@@ -282,14 +282,10 @@ void TxcoordServer::StartCancellingAfter(absl::Time deadline) {
     absl::MutexLock lock(&shutdown_mu_);
     auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(shutdown_mu_) { return calls_done_; };
     if (shutdown_mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) return;
+    Log(spdlog::level::warn, "", "stopping: the grace period is over; cancelling the statements still running");
     while (!calls_done_) {
       shutdown_mu_.Unlock();
-      const int cancelled = coordinator_->CancelRunningStatements();
-      if (cancelled > 0) {
-        Log(spdlog::level::warn, "",
-            absl::StrCat("stopping: the grace period is over; cancelled the running statements of ", cancelled,
-                         " transactions"));
-      }
+      (void)coordinator_->CancelRunningStatements();
       shutdown_mu_.Lock();
       shutdown_mu_.AwaitWithTimeout(absl::Condition(&done), absl::Milliseconds(500));
     }

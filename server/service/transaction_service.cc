@@ -28,16 +28,6 @@ grpc::ServerUnaryReactor* TransactionServiceImpl::TransactionCall(
                    });
 }
 
-bool TransactionServiceImpl::MayCallAParticipantService(const txcoord::v1::PrepareGlobalRequest& req) const {
-  return coordinator_->GlobalHasCallbackBranch(req.txn_id());
-}
-bool TransactionServiceImpl::MayCallAParticipantService(const txcoord::v1::CommitGlobalRequest& req) const {
-  return coordinator_->GlobalHasCallbackBranch(req.txn_id());
-}
-bool TransactionServiceImpl::MayCallAParticipantService(const txcoord::v1::RollbackGlobalRequest& req) const {
-  return coordinator_->GlobalHasCallbackBranch(req.txn_id());
-}
-
 grpc::ServerUnaryReactor* TransactionServiceImpl::BeginGlobal(grpc::CallbackServerContext* ctx,
                                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
   return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerBeginGlobal);

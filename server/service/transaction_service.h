@@ -7,6 +7,8 @@
 #ifndef TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 
+#include <type_traits>
+
 #include "coordinator/coordinator.h"
 #include "server/auth.h"
 #include "txcoord/v1/transaction.grpc.pb.h"
@@ -51,14 +53,18 @@ class TransactionServiceImpl final
                                             grpc::ByteBuffer* out,
                                             grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*,
                                                                                          const Request*, Response*));
-  // Whether the call may wait for a callback participant's RPC.
+  // Whether the call may wait for a callback participant's RPC: PrepareGlobal,
+  // CommitGlobal or RollbackGlobal of a transaction with a callback branch.
   template <typename Request>
-  bool MayCallAParticipantService(const Request&) const {
-    return false;
+  bool MayCallAParticipantService(const Request& req) const {
+    if constexpr (std::is_same_v<Request, txcoord::v1::PrepareGlobalRequest> ||
+                  std::is_same_v<Request, txcoord::v1::CommitGlobalRequest> ||
+                  std::is_same_v<Request, txcoord::v1::RollbackGlobalRequest>) {
+      return coordinator_->GlobalHasCallbackBranch(req.txn_id());
+    } else {
+      return false;
+    }
   }
-  bool MayCallAParticipantService(const txcoord::v1::PrepareGlobalRequest& req) const;
-  bool MayCallAParticipantService(const txcoord::v1::CommitGlobalRequest& req) const;
-  bool MayCallAParticipantService(const txcoord::v1::RollbackGlobalRequest& req) const;
   // Each call answered.
   grpc::Status AnswerBeginGlobal(grpc::ServerContextBase*, const txcoord::v1::BeginGlobalRequest*,
                                  txcoord::v1::BeginGlobalResponse*);
