@@ -245,13 +245,6 @@ std::vector<std::string> Coordinator::BindNames() const {
   return out;
 }
 
-bool Coordinator::EveryBindRunsOnFibers() const {
-  for (const auto& [name, p] : binds_) {
-    if (!p->capabilities().runs_on_fibers) return false;
-  }
-  return true;
-}
-
 Participant* Coordinator::FindBind(absl::string_view bind) const {
   auto it = binds_.find(std::string(bind));
   if (it != binds_.end()) return it->second.get();

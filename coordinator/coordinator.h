@@ -220,13 +220,6 @@ class Coordinator {
   }
   std::vector<std::string> BindNames() const;
   participants::Participant* FindBind(absl::string_view bind) const;
-  // Every configured bind's driver waits through the event loops
-  // (Capabilities::runs_on_fibers).
-  bool EveryBindRunsOnFibers() const;
-  // The open global transaction `txn_id` has a callback branch (a
-  // ParticipantService that CommitGlobal, RollbackGlobal and PrepareGlobal
-  // call over gRPC); false when there is no such transaction.
-  bool GlobalHasCallbackBranch(absl::string_view txn_id) const;
 
   // A new transaction; `timeout` 0 means the configured default.
   // `identity`: who began it (a session's owner), for TransactionService

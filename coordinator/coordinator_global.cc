@@ -110,18 +110,6 @@ absl::StatusOr<Coordinator::Global*> Coordinator::FindGlobal(absl::string_view t
   return &it->second;
 }
 
-bool Coordinator::GlobalHasCallbackBranch(absl::string_view txn_id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = globals_.find(txn_id);
-  if (it == globals_.end() || it->second.txn == nullptr) return false;
-  // Lock order: mu_, then the transaction's mu_.
-  absl::MutexLock txn_lock(&it->second.txn->mu_);
-  for (const auto& e : it->second.txn->branches_) {
-    if (e->callback) return true;
-  }
-  return false;
-}
-
 absl::StatusOr<Transaction*> Coordinator::FindJoinable(absl::string_view txn_id, absl::string_view owner,
                                                        bool allow_busy) {
   absl::StatusOr<Global*> g = FindGlobal(txn_id, owner, allow_busy);

@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -14,39 +13,19 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "util/fiber.h"
+#include "util/worker_threads.h"
 
 namespace txcoord::coordinator {
 
-// Threads that run the extra branches of RunParallel. A thread is started
-// when a task finds no idle one (up to `max_threads`) and ends after
-// `idle_exit` without work, so that a transaction does not pay a thread
-// creation per branch under load and an idle txcoord keeps no threads for
-// its peak. Tasks never wait for other tasks, so a bounded number of
-// threads cannot deadlock; at the bound they queue, and the caller's own
-// thread always runs one branch itself. Thread-safe.
-class BranchWorkers {
- public:
-  // Every concurrent multi-bind transaction holds one worker per extra
-  // branch for the length of a database round trip: 32 workers made 64
-  // two-bind transactions queue for them. At most 256, each ending after
-  // 10 s idle. Lives until exit.
-  static BranchWorkers& Get();
-  // REQUIRES: the object outlives every thread it started (threads() == 0
-  // before it is destroyed, or never destroyed).
-  BranchWorkers(int max_threads, absl::Duration idle_exit);
-  void Submit(std::function<void()> task);
-  // Worker threads alive now.
-  int threads() const;
-
- private:
-  void Work();
-  const int max_threads_;
-  const absl::Duration idle_exit_;
-  mutable absl::Mutex mu_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-  int threads_ ABSL_GUARDED_BY(mu_) = 0;
-  int idle_ ABSL_GUARDED_BY(mu_) = 0;  // threads waiting for a task
-};
+// The threads that run the extra branches of RunParallel off fibers, and
+// the calls that run on threads (server/service/unary_call.h). Every
+// concurrent multi-bind transaction holds one worker per extra branch for
+// the length of a database round trip: 32 workers made 64 two-bind
+// transactions queue for them. At most 256, each ending after 10 s idle.
+// Tasks never wait for other tasks, so a bounded number of threads cannot
+// deadlock; at the bound they queue, and RunParallel's own thread always
+// runs one branch itself. Lives until exit.
+util::WorkerThreads& BranchWorkers();
 
 // Runs fn(0..n-1) concurrently and returns when all are done, each index
 // exactly once: fn(0) on this thread, the others offered to the branch
@@ -87,7 +66,7 @@ void RunParallel(size_t n, Fn fn) {
   };
   auto shared = std::make_shared<Shared>(n);
   for (size_t i = 1; i < n; ++i) {
-    BranchWorkers::Get().Submit([shared, &fn, i] {
+    BranchWorkers().Submit([shared, &fn, i] {
       if (shared->claimed[i].exchange(true)) return;  // taken back by the caller
       fn(i);
       absl::MutexLock lock(&shared->mu);

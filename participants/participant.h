@@ -128,11 +128,7 @@ struct BindOptions {
 struct Capabilities {
   std::string driver;    // "postgres" or "odbc:<DBMS name>"
   std::string dialect;   // "postgresql", "mariadb", "oracle", "sqlserver", "sqlite"
-  bool two_phase = true; // false: may join a 2PC transaction only as last resource
-  // Its one-shot calls (StartBatch, RunBatch, RunAndCommit,
-  // StartFinishPrepared, Rollback) wait for the database only through
-  // util/fiber.h, so a transaction on these binds may run on a fiber.
-  bool runs_on_fibers = false;
+  bool two_phase = true;  // false: may join a 2PC transaction only as last resource
 };
 
 struct PoolStats {

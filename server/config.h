@@ -22,9 +22,9 @@ struct Limits {
   int max_sql_bytes = 1 << 20;
   int server_threads = 512;      // gRPC sync server's thread cap (it serves only gRPC's reflection service)
   int server_idle_threads = 64;  // sync server threads kept waiting for calls (at most server_threads)
-  // Event loops (threads) that run SessionService calls on fibers when
-  // their binds' drivers can (Capabilities::runs_on_fibers); -1: one per
-  // core; 0: none (every call on a thread of its own).
+  // Event loops (threads) that run SessionService and TransactionService
+  // calls on fibers; -1: one per core; 0: none (every call on a thread of
+  // its own).
   int event_loops = -1;
   int max_sessions_per_identity = 1000;
   // Outcomes of recent transactions kept in memory for GetTransaction

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "txcoord/v1/transaction.grpc.pb.h"
+#include "util/fiber.h"
 
 namespace txcoord::participants {
 
@@ -15,7 +16,23 @@ namespace {
 
 constexpr auto kCallTimeout = std::chrono::seconds(10);
 
-void SetDeadline(grpc::ClientContext& ctx) { ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout); }
+// Makes one unary call with gRPC's callback API, `start(ctx, response,
+// on_done)`, and waits for its end with a WaitWord: on a fiber the fiber
+// parks (its loop runs the others meanwhile), on a thread the thread
+// sleeps. No thread is held for the call.
+template <typename Response, typename Start>
+grpc::Status CallAndWait(Response* response, Start start) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  grpc::Status status;
+  util::WaitWord done(0);
+  start(&ctx, response, [&status, &done](grpc::Status s) {
+    status = std::move(s);
+    util::WaitWord::Set(&done, 1);  // the caller's frame may go from here on
+  });
+  done.WaitWhile(0);
+  return status;
+}
 
 absl::Status FromGrpc(const grpc::Status& s, const std::string& name) {
   if (s.ok()) return absl::OkStatus();
@@ -58,10 +75,11 @@ absl::StatusOr<std::unique_ptr<Branch>> CallbackParticipant::Begin(const Xid&,
 }
 
 absl::StatusOr<Vote> CallbackParticipant::Prepare(const Xid& xid) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx);
+  const txcoord::v1::ParticipantRequest req = Request(xid);
   txcoord::v1::ParticipantVote vote;
-  grpc::Status s = rpc_->stub->Prepare(&ctx, Request(xid), &vote);
+  grpc::Status s = CallAndWait(&vote, [&](grpc::ClientContext* ctx, auto* out, auto done) {
+    rpc_->stub->async()->Prepare(ctx, &req, out, std::move(done));
+  });
   if (!s.ok()) return FromGrpc(s, name_);
   switch (vote.vote()) {
     case txcoord::v1::ParticipantVote::YES: return Vote::kPrepared;
@@ -72,10 +90,15 @@ absl::StatusOr<Vote> CallbackParticipant::Prepare(const Xid& xid) {
 }
 
 absl::Status CallbackParticipant::Finish(bool commit, const Xid& xid) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx);
+  const txcoord::v1::ParticipantRequest req = Request(xid);
   txcoord::v1::ParticipantAck ack;
-  grpc::Status s = commit ? rpc_->stub->Commit(&ctx, Request(xid), &ack) : rpc_->stub->Rollback(&ctx, Request(xid), &ack);
+  grpc::Status s = CallAndWait(&ack, [&](grpc::ClientContext* ctx, auto* out, auto done) {
+    if (commit) {
+      rpc_->stub->async()->Commit(ctx, &req, out, std::move(done));
+    } else {
+      rpc_->stub->async()->Rollback(ctx, &req, out, std::move(done));
+    }
+  });
   if (!s.ok()) return FromGrpc(s, name_);
   if (ack.unknown_branch()) {
     return absl::NotFoundError(absl::StrCat(name_, ": branch ", xid.bqual, " of ", xid.gtrid, " is unknown"));
@@ -87,10 +110,11 @@ absl::Status CallbackParticipant::CommitPrepared(const Xid& xid) { return Finish
 absl::Status CallbackParticipant::RollbackPrepared(const Xid& xid) { return Finish(false, xid); }
 
 absl::StatusOr<std::vector<PreparedBranch>> CallbackParticipant::ListAllPrepared() {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx);
+  const txcoord::v1::ListPreparedRequest req;
   txcoord::v1::ListPreparedResponse resp;
-  grpc::Status s = rpc_->stub->ListPrepared(&ctx, txcoord::v1::ListPreparedRequest(), &resp);
+  grpc::Status s = CallAndWait(&resp, [&](grpc::ClientContext* ctx, auto* out, auto done) {
+    rpc_->stub->async()->ListPrepared(ctx, &req, out, std::move(done));
+  });
   if (!s.ok()) return FromGrpc(s, name_);
   std::vector<PreparedBranch> out;
   for (const auto& b : resp.branches()) {

@@ -7,6 +7,8 @@
 // Prepare/Commit/Rollback are called with a deadline and retried by the
 // coordinator's phase-2 machinery; the service must make them idempotent
 // ("unknown_branch" in an ack means: already finished, or never prepared).
+// Each call is made on gRPC's callback API and waited for with a WaitWord
+// (util/fiber.h): on a fiber it parks the fiber, and no thread is held.
 // Thread-safe. The only participant that speaks gRPC (txcoord_participants
 // links gRPC for it).
 #ifndef TXCOORD_PARTICIPANTS_CALLBACK_CALLBACK_PARTICIPANT_H_

@@ -371,9 +371,7 @@ class MariadbParticipant : public Participant {
   explicit MariadbParticipant(std::shared_ptr<MariadbShared> shared) : shared_(std::move(shared)) {}
 
   const std::string& bind() const override { return shared_->options.name; }
-  Capabilities capabilities() const override {
-    return Capabilities{"mariadb", "mariadb", true, /*runs_on_fibers=*/true};
-  }
+  Capabilities capabilities() const override { return Capabilities{"mariadb", "mariadb", true}; }
   PoolStats pool_stats() const override { return shared_->pool->stats(); }
   absl::Status OpenMinimumConnections() override { return shared_->pool->OpenUpTo(shared_->options.pool_min_open); }
 

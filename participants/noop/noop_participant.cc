@@ -44,7 +44,6 @@ class NoopParticipant final : public Participant {
     c.driver = "noop";
     c.dialect = "noop";
     c.two_phase = true;
-    c.runs_on_fibers = true;
     return c;
   }
   PoolStats pool_stats() const override {

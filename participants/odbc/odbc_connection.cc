@@ -5,9 +5,10 @@
 #include <mutex>
 
 #include "absl/strings/match.h"
-#include "participants/sql_common.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "participants/sql_common.h"
+#include "util/blocking.h"
 
 namespace txcoord::participants::odbc {
 namespace {
@@ -268,6 +269,7 @@ std::string Utf16ToUtf8(const SQLWCHAR* data, size_t length) {
 absl::StatusOr<std::unique_ptr<OdbcConnection>> OdbcConnection::Open(const std::string& bind,
                                                                      const std::string& dsn,
                                                                      ErrorMapper mapper) {
+  if (util::OnFiber()) return util::RunBlocking([&] { return Open(bind, dsn, std::move(mapper)); });
   std::unique_ptr<OdbcConnection> c(new OdbcConnection(bind, std::move(mapper)));
   if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_DBC, Environment(), &c->dbc_))) {
     return absl::ResourceExhaustedError(absl::StrCat("bind ", bind, ": SQLAllocHandle(DBC) failed"));
@@ -296,11 +298,20 @@ absl::StatusOr<std::unique_ptr<OdbcConnection>> OdbcConnection::Open(const std::
 }
 
 OdbcConnection::~OdbcConnection() {
+  if (util::OnFiber()) {
+    util::RunBlocking([this] { Close(); });
+  } else {
+    Close();
+  }
+}
+
+void OdbcConnection::Close() {
   if (connected_) SQLDisconnect(dbc_);
   if (dbc_ != SQL_NULL_HDBC) SQLFreeHandle(SQL_HANDLE_DBC, dbc_);
 }
 
 absl::StatusOr<std::string> OdbcConnection::DbmsName() {
+  if (util::OnFiber()) return util::RunBlocking([this] { return DbmsName(); });
   SQLCHAR name[256] = {0};
   SQLSMALLINT len = 0;
   if (!SQL_SUCCEEDED(SQLGetInfo(dbc_, SQL_DBMS_NAME, name, sizeof name, &len))) {
@@ -327,6 +338,7 @@ absl::Status OdbcConnection::Fail(SQLSMALLINT handle_type, SQLHANDLE handle,
 }
 
 absl::Status OdbcConnection::SetAutocommit(bool on) {
+  if (util::OnFiber()) return util::RunBlocking([&] { return SetAutocommit(on); });
   SQLRETURN rc = SQLSetConnectAttr(
       dbc_, SQL_ATTR_AUTOCOMMIT,
       reinterpret_cast<SQLPOINTER>(static_cast<uintptr_t>(on ? SQL_AUTOCOMMIT_ON : SQL_AUTOCOMMIT_OFF)),
@@ -336,6 +348,7 @@ absl::Status OdbcConnection::SetAutocommit(bool on) {
 }
 
 absl::Status OdbcConnection::EndTransaction(bool commit) {
+  if (util::OnFiber()) return util::RunBlocking([&] { return EndTransaction(commit); });
   SQLRETURN rc = SQLEndTran(SQL_HANDLE_DBC, dbc_, commit ? SQL_COMMIT : SQL_ROLLBACK);
   if (!SQL_SUCCEEDED(rc)) return Fail(SQL_HANDLE_DBC, dbc_, SqlErrorContext::kStatement);
   return absl::OkStatus();
@@ -355,6 +368,7 @@ absl::Status OdbcConnection::Run(absl::string_view sql, SqlErrorContext context)
 absl::StatusOr<ResultSet> OdbcConnection::Execute(absl::string_view sql,
                                                   const std::vector<Value>& params,
                                                   const ExecOptions& options) {
+  if (util::OnFiber()) return util::RunBlocking([&] { return Execute(sql, params, options); });
   if (broken_) {
     return absl::UnavailableError(absl::StrCat("bind ", bind_, ": connection is broken"));
   }

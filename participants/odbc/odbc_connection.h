@@ -12,6 +12,13 @@
 //
 // Thread safety: one thread at a time, except Cancel(), which may be called
 // from any thread while a statement runs.
+//
+// Called on a fiber, every call that waits for the driver (Open, the
+// statements, the transaction's end, the destructor's disconnect) runs on
+// a thread of the blocking pool while the fiber parks (util/blocking.h):
+// the driver blocks that thread, not the fiber's event loop. One call at a
+// time per connection, so the pool's threads stay within the connections.
+// Cancel() runs in place: it only asks the driver to stop a statement.
 #ifndef TXCOORD_PARTICIPANTS_ODBC_ODBC_CONNECTION_H_
 #define TXCOORD_PARTICIPANTS_ODBC_ODBC_CONNECTION_H_
 
@@ -100,6 +107,7 @@ class OdbcConnection {
 
  private:
   OdbcConnection(std::string bind, ErrorMapper mapper) : bind_(std::move(bind)), mapper_(std::move(mapper)) {}
+  void Close();  // the disconnect
   absl::Status Fail(SQLSMALLINT handle_type, SQLHANDLE handle, SqlErrorContext context);
   bool ConnectionDead();
 

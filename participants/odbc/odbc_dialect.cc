@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "participants/mariadb_common.h"
 #include "util/failpoint.h"
+#include "util/fiber.h"
 #include "util/status_macros.h"
 
 namespace txcoord::participants::odbc {
@@ -257,7 +258,7 @@ class MariadbDialect : public Dialect {
             "bind ", c.bind(), ": ", XidToString(xid),
             " is listed by XA RECOVER but still attached to a session: ", s.message()));
       }
-      absl::SleepFor(pause);
+      util::Sleep(pause);  // on a fiber, the fiber sleeps
       pause = std::min(pause * 2, absl::Milliseconds(100));
     }
   }

@@ -274,9 +274,7 @@ class PostgresParticipant : public Participant {
   explicit PostgresParticipant(std::shared_ptr<PgShared> shared) : shared_(std::move(shared)) {}
 
   const std::string& bind() const override { return shared_->options.name; }
-  Capabilities capabilities() const override {
-    return Capabilities{"postgres", "postgresql", true, /*runs_on_fibers=*/true};
-  }
+  Capabilities capabilities() const override { return Capabilities{"postgres", "postgresql", true}; }
   PoolStats pool_stats() const override { return shared_->pool->stats(); }
   absl::Status OpenMinimumConnections() override { return shared_->pool->OpenUpTo(shared_->options.pool_min_open); }
 

@@ -23,23 +23,22 @@ absl::Status CheckBindAllowed(const Session& s, const std::string& bind) {
 
 }  // namespace
 
-SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions,
-                                       const Authenticator* auth, util::FiberLoops* fibers)
+SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth,
+                                       util::FiberLoops* fibers)
     : coordinator_(coordinator), sessions_(sessions), auth_(auth), fibers_(fibers) {
-  sessions_on_fibers_ = fibers_ != nullptr && coordinator_->EveryBindRunsOnFibers();
   coordinator_->metrics().DescribeCounter(
       "txcoord_one_shot_calls_total",
       "RunTransaction calls past their checks, by where they ran: on a fiber of an event loop, or on a thread "
-      "(a bind whose driver blocks, or limits.event_loops 0).");
+      "(limits.event_loops 0).");
   coordinator_->metrics().DescribeCounter(
       "txcoord_session_calls_total",
-      "Session calls (OpenSession … CloseSession, GetTransaction), by where they ran: on a fiber of an event loop "
-      "(every bind's driver waits through the loops), or on a thread.");
+      "Session calls (OpenSession … CloseSession, GetTransaction), by where they ran: on a fiber of an event loop, "
+      "or on a thread (limits.event_loops 0).");
 }
 
-void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers, std::function<grpc::Status()> call,
+void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call,
                                   const char* counter) {
-  FinishOnFiberOrThread(fibers_, on_fibers, coordinator_->metrics(), counter, reactor, std::move(call));
+  FinishOnFiberOrThread(fibers_, fibers_ != nullptr, coordinator_->metrics(), counter, reactor, std::move(call));
 }
 
 template <typename Request, typename Response>
@@ -48,7 +47,7 @@ grpc::ServerUnaryReactor* SessionServiceImpl::SessionCall(
     grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
   return UnaryCall(ctx, in, out, this, call,
                    [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
-                     Dispatch(reactor, sessions_on_fibers_, std::move(run), "txcoord_session_calls_total");
+                     Dispatch(reactor, std::move(run), "txcoord_session_calls_total");
                    });
 }
 
@@ -253,13 +252,11 @@ absl::Status SessionServiceImpl::AnswerRecorded(const std::string& txn_id,
   }
 }
 
-absl::StatusOr<SessionServiceImpl::Work> SessionServiceImpl::WorkOf(const Identity& who,
-                                                                  const txcoord::v1::RunTransactionRequest& req,
-                                                                  bool* on_fibers) const {
+absl::StatusOr<SessionServiceImpl::Work> SessionServiceImpl::WorkOf(
+    const Identity& who, const txcoord::v1::RunTransactionRequest& req) const {
   if (req.work_size() == 0) return absl::InvalidArgumentError("work is empty");
   if (req.max_rows() < 0) return absl::InvalidArgumentError("max_rows must not be negative");
   Work work;
-  *on_fibers = fibers_ != nullptr;
   for (int i = 0; i < req.work_size(); ++i) {
     const auto& w = req.work(i);
     if (!coordinator_->HasBind(w.bind())) {
@@ -274,7 +271,6 @@ absl::StatusOr<SessionServiceImpl::Work> SessionServiceImpl::WorkOf(const Identi
       return absl::InvalidArgumentError(absl::StrCat("work ", i + 1, ": ", st.status().message()));
     }
     work.emplace_back(w.bind(), std::move(*st));
-    *on_fibers = *on_fibers && coordinator_->FindBind(w.bind())->capabilities().runs_on_fibers;
   }
   return work;
 }
@@ -286,15 +282,14 @@ grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServe
       std::make_shared<std::pair<txcoord::v1::RunTransactionRequest, txcoord::v1::RunTransactionResponse>>();
   absl::Status checked = ParseRequest(in, &messages->first);
   absl::StatusOr<Identity> who = checked.ok() ? auth_->Identify(*ctx) : absl::StatusOr<Identity>(checked);
-  bool on_fibers = false;
-  absl::StatusOr<Work> work = who.ok() ? WorkOf(*who, messages->first, &on_fibers) : who.status();
+  absl::StatusOr<Work> work = who.ok() ? WorkOf(*who, messages->first) : who.status();
   if (!work.ok()) {
     reactor->Finish(ToGrpc(work.status()));
     return reactor;
   }
   auto shared_work = std::make_shared<Work>(*std::move(work));
   Dispatch(
-      reactor, on_fibers,
+      reactor,
       [this, out, messages, who = *std::move(who), shared_work] {
         return SerializeReply(RunWork(who, messages->first, std::move(*shared_work), &messages->second),
                               messages->second, out);

@@ -1,11 +1,8 @@
 // txcoord.v1.SessionService on gRPC's callback API.
 //
-// Each handler hands its call to a fiber (util/fiber.h) or to a thread of
-// the branch workers, which runs it and calls Finish: gRPC's threads never
-// wait for a database. RunTransaction runs on a fiber when every bind of
-// its work waits through the fiber loop (Capabilities::runs_on_fibers); the
-// session calls when every configured bind does (a session may touch any of
-// its binds); the others on threads.
+// Each handler hands its call to a fiber (util/fiber.h) or, with no event
+// loops (limits.event_loops 0), to a thread of the branch workers, which
+// runs it and calls Finish: gRPC's threads never wait for a database.
 #ifndef TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_SESSION_SERVICE_H_
 
@@ -60,10 +57,9 @@ class SessionServiceImpl final
                                         grpc::ByteBuffer* out,
                                         grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*,
                                                                                  const Request*, Response*));
-  // Counts the call in `counter` (by runs_on), runs it on a fiber
-  // (`on_fibers`) or a branch worker, then calls Finish.
-  void Dispatch(grpc::ServerUnaryReactor* reactor, bool on_fibers, std::function<grpc::Status()> call,
-                const char* counter);
+  // Counts the call in `counter` (by runs_on), runs it on a fiber (or a
+  // branch worker without loops), then calls Finish.
+  void Dispatch(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call, const char* counter);
   // Each call answered, run by Dispatch (each may block on its databases).
   grpc::Status AnswerOpenSession(grpc::ServerContextBase*, const txcoord::v1::OpenSessionRequest*,
                                  txcoord::v1::OpenSessionResponse*);
@@ -78,10 +74,8 @@ class SessionServiceImpl final
   grpc::Status AnswerGetTransaction(grpc::ServerContextBase*, const txcoord::v1::GetTransactionRequest*,
                                     txcoord::v1::Transaction*);
   using Work = std::vector<std::pair<std::string, Coordinator::Statements>>;
-  // RunTransaction's work, checked (INVALID_ARGUMENT, PERMISSION_DENIED);
-  // *on_fibers: whether it may run on a fiber.
-  absl::StatusOr<Work> WorkOf(const Identity& who, const txcoord::v1::RunTransactionRequest& req,
-                              bool* on_fibers) const;
+  // RunTransaction's work, checked (INVALID_ARGUMENT, PERMISSION_DENIED).
+  absl::StatusOr<Work> WorkOf(const Identity& who, const txcoord::v1::RunTransactionRequest& req) const;
   // RunTransaction after the checks: blocks until the outcome.
   grpc::Status RunWork(const Identity& who, const txcoord::v1::RunTransactionRequest& req, Work work,
                        txcoord::v1::RunTransactionResponse* resp);
@@ -93,9 +87,6 @@ class SessionServiceImpl final
   SessionManager* const sessions_;
   const Authenticator* const auth_;
   util::FiberLoops* const fibers_;
-  // Session calls run on fibers: there are loops and every bind's driver
-  // waits through them (a session may touch any of its binds).
-  bool sessions_on_fibers_ = false;
   // RunTransaction idempotency keys → txn id ("" while running). In memory:
   // a key is honoured until this process restarts (see docs/design.md).
   absl::Mutex keys_mu_;

@@ -9,11 +9,10 @@ namespace txcoord::coordinator {
 TransactionServiceImpl::TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth,
                                                util::FiberLoops* fibers)
     : coordinator_(coordinator), auth_(auth), fibers_(fibers) {
-  calls_on_fibers_ = fibers_ != nullptr && coordinator_->EveryBindRunsOnFibers();
   coordinator_->metrics().DescribeCounter(
       "txcoord_transaction_calls_total",
-      "TransactionService calls, by where they ran: on a fiber of an event loop (every bind's driver waits through "
-      "the loops and no callback participant is involved), or on a thread.");
+      "TransactionService calls, by where they ran: on a fiber of an event loop, or on a thread "
+      "(limits.event_loops 0).");
 }
 
 template <typename Request, typename Response>
@@ -21,10 +20,9 @@ grpc::ServerUnaryReactor* TransactionServiceImpl::TransactionCall(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
     grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
   return UnaryCall(ctx, in, out, this, call,
-                   [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run, const Request& req) {
-                     FinishOnFiberOrThread(fibers_, calls_on_fibers_ && !MayCallAParticipantService(req),
-                                           coordinator_->metrics(), "txcoord_transaction_calls_total", reactor,
-                                           std::move(run));
+                   [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
+                     FinishOnFiberOrThread(fibers_, fibers_ != nullptr, coordinator_->metrics(),
+                                           "txcoord_transaction_calls_total", reactor, std::move(run));
                    });
 }
 

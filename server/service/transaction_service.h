@@ -1,13 +1,10 @@
 // txcoord.v1.TransactionService: global transactions whose branches the
 // services prepare on their own connections (see docs/transaction-rpcs.md).
 // On gRPC's callback API, never on gRPC's threads: a call runs on a fiber of
-// the event loops when every bind's driver waits through them and the call
-// cannot reach a callback participant (whose RPCs block); otherwise on a
-// thread of the branch workers.
+// the event loops (a callback participant's RPCs park the fiber too), or
+// with no loops (limits.event_loops 0) on a thread of the branch workers.
 #ifndef TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
-
-#include <type_traits>
 
 #include "coordinator/coordinator.h"
 #include "server/auth.h"
@@ -53,18 +50,6 @@ class TransactionServiceImpl final
                                             grpc::ByteBuffer* out,
                                             grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*,
                                                                                          const Request*, Response*));
-  // Whether the call may wait for a callback participant's RPC: PrepareGlobal,
-  // CommitGlobal or RollbackGlobal of a transaction with a callback branch.
-  template <typename Request>
-  bool MayCallAParticipantService(const Request& req) const {
-    if constexpr (std::is_same_v<Request, txcoord::v1::PrepareGlobalRequest> ||
-                  std::is_same_v<Request, txcoord::v1::CommitGlobalRequest> ||
-                  std::is_same_v<Request, txcoord::v1::RollbackGlobalRequest>) {
-      return coordinator_->GlobalHasCallbackBranch(req.txn_id());
-    } else {
-      return false;
-    }
-  }
   // Each call answered.
   grpc::Status AnswerBeginGlobal(grpc::ServerContextBase*, const txcoord::v1::BeginGlobalRequest*,
                                  txcoord::v1::BeginGlobalResponse*);
@@ -85,7 +70,6 @@ class TransactionServiceImpl final
   Coordinator* const coordinator_;
   const Authenticator* const auth_;
   util::FiberLoops* const fibers_;
-  bool calls_on_fibers_ = false;  // fibers_ and every bind's driver waits through them
 };
 
 }  // namespace txcoord::coordinator

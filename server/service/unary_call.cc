@@ -30,7 +30,7 @@ grpc::Status SerializeReply(const grpc::Status& status, const google::protobuf::
 }
 
 void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call) {
-  BranchWorkers::Get().Submit([reactor, call = std::move(call)] { reactor->Finish(call()); });
+  BranchWorkers().Submit([reactor, call = std::move(call)] { reactor->Finish(call()); });
 }
 
 void FinishOnFiberOrThread(util::FiberLoops* fibers, bool on_fibers, Metrics& metrics, const char* counter,

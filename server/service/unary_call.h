@@ -9,7 +9,6 @@
 
 #include <functional>
 #include <memory>
-#include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -41,9 +40,8 @@ void FinishOnFiberOrThread(util::FiberLoops* fibers, bool on_fibers, Metrics& me
 
 // A unary call: parses the request, then hands `dispatch` the reactor and
 // a function that runs `(self->*call)(ctx, request, response)` and returns
-// the status to finish with (and the parsed request, when `dispatch` takes
-// a third argument). `dispatch` must run that function once and finish the
-// reactor with what it returns.
+// the status to finish with. `dispatch` must run that function once and
+// finish the reactor with what it returns.
 template <typename Service, typename Request, typename Response, typename Dispatch>
 grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
                                     Service* self,
@@ -58,12 +56,7 @@ grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc
   std::function<grpc::Status()> run = [ctx, out, messages, self, call] {
     return SerializeReply((self->*call)(ctx, &messages->first, &messages->second), messages->second, out);
   };
-  if constexpr (std::is_invocable_v<Dispatch, grpc::ServerUnaryReactor*, std::function<grpc::Status()>,
-                                    const Request&>) {
-    std::forward<Dispatch>(dispatch)(reactor, std::move(run), messages->first);
-  } else {
-    std::forward<Dispatch>(dispatch)(reactor, std::move(run));
-  }
+  std::forward<Dispatch>(dispatch)(reactor, std::move(run));
   return reactor;
 }
 

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/coordinator_fixture.h"
+#include "util/blocking.h"
 #include "util/fiber.h"
 
 namespace txcoord::testing {
@@ -32,30 +33,32 @@ uint64_t SessionCalls(coordinator::TxcoordServer& server, const char* runs_on) {
   return server.coordinator()->metrics().CounterValue("txcoord_session_calls_total", {{"runs_on", runs_on}});
 }
 
-TEST_F(CoordinatorTest, RunTransactionRunsOnAFiberWhenEveryBindsDriverCan) {
+TEST_F(CoordinatorTest, RunTransactionRunsOnAFiberOnEveryDriver) {
   v1::RunTransactionResponse resp;
   grpc::Status st = RunWork(*stub_, {{"pg", {Debit(pg_table_, 1, 3)}}, {"maria", {Credit(my_table_, 1, 3)}}}, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(OneShotCalls(*server_, "fiber"), 1u);
   EXPECT_EQ(OneShotCalls(*server_, "thread"), 0u);
-  // SQLite through ODBC blocks in its driver: that call runs on a thread.
+  // SQLite through ODBC blocks in its driver: the call runs on a fiber, its
+  // driver calls on the blocking pool's threads.
   st = RunWork(*stub_,
                {{"pg", {Debit(pg_table_, 1, 3)}},
-                {"lite", {absl::StrCat("INSERT INTO ", lite_table_, " VALUES (1, 'on a thread')")}}},
+                {"lite", {absl::StrCat("INSERT INTO ", lite_table_, " VALUES (1, 'from a fiber')")}}},
                &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
-  EXPECT_EQ(OneShotCalls(*server_, "fiber"), 1u);
-  EXPECT_EQ(OneShotCalls(*server_, "thread"), 1u);
+  EXPECT_EQ(OneShotCalls(*server_, "fiber"), 2u);
+  EXPECT_EQ(OneShotCalls(*server_, "thread"), 0u);
+  EXPECT_GE(util::BlockingThreads().threads(), 1);
   EXPECT_EQ(PgBalance(pg_uri_, 1), kInitial - 6);
   EXPECT_EQ(MyBalance(1), kInitial + 3);
   // A refused request runs nowhere.
   st = RunWork(*stub_, {{"nope", {"SELECT 1"}}}, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(OneShotCalls(*server_, "fiber") + OneShotCalls(*server_, "thread"), 2u);
-  // "lite" is configured: session calls run on threads.
+  // Session calls too, with "lite" configured.
   ASSERT_FALSE(Open().empty());
-  EXPECT_EQ(SessionCalls(*server_, "thread"), 1u);
-  EXPECT_EQ(SessionCalls(*server_, "fiber"), 0u);
+  EXPECT_EQ(SessionCalls(*server_, "fiber"), 1u);
+  EXPECT_EQ(SessionCalls(*server_, "thread"), 0u);
 }
 
 // libpqxx's blocking calls wait in libpq's poll(), which util/fiber.cc
@@ -272,6 +275,69 @@ TEST_F(ThreadBudgetTest, TxcoordsThreadsDoNotGrowWithClients) {
   EXPECT_EQ(many.at("txc-loop1"), 1);
   EXPECT_EQ(many.at("txc-journal"), 1);
   EXPECT_EQ(OneShotCalls(*server_, "fiber"), static_cast<uint64_t>((2 + 4 + 32) * 6));
+  EXPECT_EQ(PreparedLeft(), 0);
+}
+
+// ODBC binds on fibers: 24 clients run one-shot transfers and session
+// transactions between PostgreSQL through psqlODBC (a pool of 4) and
+// MariaDB. Every call runs on a fiber and no call takes a branch worker;
+// the ODBC driver calls run on the blocking pool, whose threads stay
+// within the bind's 4 connections (one call at a time per connection),
+// however many clients wait.
+class OdbcOnFibersTest : public ContendedTest {
+ protected:
+  void SetUp() override {
+    with_pg_odbc_ = true;
+    pg_pool_size_ = 4;
+    event_loops_ = 2;
+    CoordinatorTest::SetUp();
+  }
+};
+
+TEST_F(OdbcOnFibersTest, BlockingThreadsStayWithinTheOdbcPool) {
+  constexpr int kClients = 24;
+  constexpr int kEach = 3;
+  const std::map<std::string, int> peak = PeakThreadsByRole([&] {
+    AllCommit(kClients, kEach, [&](int c, v1::SessionService::Stub& stub) {
+      v1::RunTransactionResponse resp;
+      grpc::Status st =
+          RunWork(stub, {{"pgodbc", {Debit(pg_table_, 30 + c, 1)}}, {"maria", {Credit(my_table_, 30 + c, 1)}}}, &resp);
+      if (!st.ok() || resp.state() != v1::COMMITTED) return Committed(st, resp.state());
+      grpc::ClientContext open_ctx;
+      v1::OpenSessionRequest open;
+      v1::OpenSessionResponse opened;
+      st = stub.OpenSession(&open_ctx, open, &opened);
+      for (const auto& [bind, sql] : {std::pair<std::string, std::string>{"pgodbc", Debit(pg_table_, 30 + c, 1)},
+                                      {"maria", Credit(my_table_, 30 + c, 1)}}) {
+        if (!st.ok()) return st;
+        grpc::ClientContext ctx;
+        v1::ExecuteRequest req;
+        req.set_session_id(opened.session_id());
+        req.set_bind(bind);
+        *req.add_statements() = Sql(sql);
+        v1::ExecuteResponse out;
+        st = stub.Execute(&ctx, req, &out);
+      }
+      if (!st.ok()) return st;
+      grpc::ClientContext ctx;
+      v1::CommitRequest req;
+      req.set_session_id(opened.session_id());
+      v1::CommitResponse out;
+      st = stub.Commit(&ctx, req, &out);
+      return Committed(st, out.state());
+    });
+  });
+  EXPECT_EQ(peak.count("txc-branch"), 0u);
+  ASSERT_EQ(peak.count("txc-blocking"), 1u);
+  EXPECT_GE(peak.at("txc-blocking"), 1);
+  EXPECT_LE(peak.at("txc-blocking"), 4);
+  EXPECT_EQ(OneShotCalls(*server_, "fiber"), static_cast<uint64_t>(kClients * kEach));
+  EXPECT_EQ(OneShotCalls(*server_, "thread"), 0u);
+  EXPECT_EQ(SessionCalls(*server_, "thread"), 0u);
+  for (int c = 0; c < kClients; ++c) {
+    EXPECT_EQ(PgBalance(pg_uri_, 30 + c), kInitial - 2 * kEach) << "client " << c;
+    EXPECT_EQ(MyBalance(30 + c), kInitial + 2 * kEach) << "client " << c;
+  }
   EXPECT_EQ(PreparedLeft(), 0);
 }
 

@@ -73,37 +73,5 @@ TEST(RunParallelTest, BranchesRunConcurrentlyWhenWorkersAreFree) {
   EXPECT_EQ(gave_up.load(), 0);
 }
 
-// Threads are started for work and end when idle: an idle pool keeps none.
-TEST(BranchWorkersTest, ThreadsGrowWithTheWorkAndEndWhenIdle) {
-  // Never destroyed (its threads may outlive the test body by a moment).
-  auto* workers = new BranchWorkers(4, absl::Milliseconds(200));
-  EXPECT_EQ(workers->threads(), 0);
-  absl::Mutex mu;
-  int running = 0;
-  bool release = false;
-  for (int i = 0; i < 6; ++i) {
-    workers->Submit([&] {
-      absl::MutexLock lock(&mu);
-      ++running;
-      mu.Await(absl::Condition(&release));
-      --running;
-    });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    auto four = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return running == 4; };
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&four), absl::Seconds(5)));
-  }
-  EXPECT_EQ(workers->threads(), 4) << "bounded by max_threads";
-  {
-    absl::MutexLock lock(&mu);
-    release = true;
-    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return running == 0; };
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(5)));
-  }
-  for (int i = 0; i < 300 && workers->threads() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_EQ(workers->threads(), 0) << "idle threads end";
-}
-
 }  // namespace
 }  // namespace txcoord::coordinator

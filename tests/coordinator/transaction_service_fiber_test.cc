@@ -1,8 +1,7 @@
-// TransactionService on the event loops: with every bind's driver waiting
-// through the loops (no SQLite bind here), its calls run on fibers, except
-// those that may wait for a callback participant's RPC. The contended test
-// runs on one loop: a call that held the loop's thread while it waited for
-// a row lock would keep the lock's holder from committing.
+// TransactionService on the event loops: every call runs on a fiber, those
+// that wait for a callback participant's RPC too. The tests on one loop
+// catch a call that held the loop's thread while it waited (for a row
+// lock, for a participant service): the loop's other calls would stop.
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,26 +44,53 @@ TEST_F(TransactionServiceOnFibersTest, RegisteredBranchesCommitWithEveryCallOnAF
   EXPECT_EQ(Calls("thread"), 0u);
 }
 
-TEST_F(TransactionServiceOnFibersTest, ACommitThatCallsAParticipantServiceRunsOnAThread) {
+using TransactionServiceOnOneLoopTest = TransactionServiceOnLoops<1>;
+
+// A CommitGlobal waiting for a participant service's Commit parks its
+// fiber: on the one loop, another call (BeginGlobal) is answered while the
+// service holds the Commit; the commit then completes.
+TEST_F(TransactionServiceOnOneLoopTest, ACallWaitingForAParticipantServiceLeavesTheLoopFree) {
   KvState kv;
   KvServer kv_server(&kv, 0);
   v1::BeginGlobalResponse g = BeginGlobal({"pg"});
   PreparePg(XidOf(g, "pg"), 2, 5);
   ASSERT_TRUE(Register(g.txn_id(), "pg", XidOf(g, "pg")).ok());
   ASSERT_TRUE(RegisterCallback(g.txn_id(), "key-7", absl::StrCat("127.0.0.1:", kv_server.port())).ok());
+  {
+    absl::MutexLock lock(&kv.mu);
+    kv.hold_commits = true;
+  }
   v1::Transaction t;
-  grpc::Status s = CommitGlobal(g.txn_id(), &t);
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  grpc::Status committed;
+  std::thread committer([&] { committed = CommitGlobal(g.txn_id(), &t); });
+  {
+    absl::MutexLock lock(&kv.mu);
+    ASSERT_TRUE(kv.mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](KvState* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->commits_held == 1; }, &kv),
+        absl::Seconds(10)));
+  }
+  // The service holds the Commit; the loop answers another call.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::BeginGlobalResponse other;
+  grpc::Status answered = txs_->BeginGlobal(&ctx, v1::BeginGlobalRequest(), &other);
+  {
+    absl::MutexLock lock(&kv.mu);
+    kv.hold_commits = false;
+  }
+  committer.join();
+  EXPECT_TRUE(answered.ok()) << answered.error_message();
+  ASSERT_TRUE(committed.ok()) << committed.error_message();
   EXPECT_EQ(t.state(), v1::COMMITTED);
   {
     absl::MutexLock lock(&kv.mu);
     EXPECT_EQ(kv.branches[g.txn_id() + "/key-7"], "committed");
   }
-  EXPECT_EQ(Calls("thread"), 1u);  // CommitGlobal
-  EXPECT_EQ(Calls("fiber"), 3u);   // BeginGlobal, RegisterBranch twice
+  EXPECT_EQ(PgBalance(pg_uri_, 2), kInitial - 5);
+  EXPECT_EQ(Calls("thread"), 0u);
+  EXPECT_EQ(Calls("fiber"), 5u);  // BeginGlobal twice, RegisterBranch twice, CommitGlobal
 }
-
-using TransactionServiceOnOneLoopTest = TransactionServiceOnLoops<1>;
 
 // 12 clients, 3 global transactions each, all debiting PostgreSQL row 7
 // through TransactionService.Execute (txcoord runs the branch) and

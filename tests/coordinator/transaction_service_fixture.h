@@ -294,6 +294,10 @@ struct KvState {
   absl::Mutex mu;
   std::map<std::string, std::string> branches;  // "txn/branch" → prepared | committed | rolled_back
   bool vote_no = false;
+  // While set, Commit waits (up to 10 s) until it is cleared; commits_held
+  // counts the Commits waiting.
+  bool hold_commits = false;
+  int commits_held = 0;
 };
 
 class KvParticipant final : public v1::ParticipantService::Service {
@@ -311,6 +315,15 @@ class KvParticipant final : public v1::ParticipantService::Service {
     return grpc::Status::OK;
   }
   grpc::Status Commit(grpc::ServerContext*, const v1::ParticipantRequest* r, v1::ParticipantAck* a) override {
+    {
+      absl::MutexLock lock(&state_->mu);
+      ++state_->commits_held;
+      state_->mu.AwaitWithTimeout(
+          absl::Condition(
+              +[](KvState* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return !s->hold_commits; }, state_),
+          absl::Seconds(10));
+      --state_->commits_held;
+    }
     return Finish(*r, "committed", a);
   }
   grpc::Status Rollback(grpc::ServerContext*, const v1::ParticipantRequest* r, v1::ParticipantAck* a) override {
