@@ -15,7 +15,7 @@ PACKAGES=(
   python3-grpcio python3-grpc-tools python3-protobuf python3-sqlalchemy
   python3-psycopg2 python3-pymysql python3-pytest python3-flask python3-flask-sqlalchemy
   python3-venv python3-pip python3-setuptools python3-wheel chromium python3-websocket
-  libmariadb-dev libboost-context-dev gnuplot-nox sysstat
+  libmariadb-dev libboost-context-dev libgoogle-perftools-dev gnuplot-nox sysstat
   openssl procps iproute2 systemd
 )
 

@@ -32,6 +32,7 @@ struct Limits {
   // too).
   int recent_outcomes = 10000;
   // glibc malloc arenas (M_ARENA_MAX); 0: glibc's default (8 per core).
+  // Only for a binary built without tcmalloc (TXC_TCMALLOC=OFF).
   // Each thread that allocates may otherwise get an arena of its own whose
   // freed memory is seldom given back.
   int malloc_arenas = 2;

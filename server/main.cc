@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   // Before any thread allocates: bounds glibc's per-thread arenas, whose
-  // freed memory is seldom returned (limits.malloc_arenas).
+  // freed memory is seldom returned (limits.malloc_arenas). A binary
+  // linked with tcmalloc (TXC_TCMALLOC, the default) ignores it.
   if (config->limits.malloc_arenas > 0) (void)mallopt(M_ARENA_MAX, config->limits.malloc_arenas);
   auto server = txcoord::coordinator::TxcoordServer::Start(*config);
   if (!server.ok()) {
