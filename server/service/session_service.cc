@@ -38,7 +38,7 @@ SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager*
 
 void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call,
                                   const char* counter) {
-  FinishOnFiberOrThread(fibers_, fibers_ != nullptr, coordinator_->metrics(), counter, reactor, std::move(call));
+  FinishOnFiberOrThread(fibers_, coordinator_->metrics(), counter, reactor, std::move(call));
 }
 
 template <typename Request, typename Response>

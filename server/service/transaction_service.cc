@@ -21,8 +21,8 @@ grpc::ServerUnaryReactor* TransactionServiceImpl::TransactionCall(
     grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
   return UnaryCall(ctx, in, out, this, call,
                    [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
-                     FinishOnFiberOrThread(fibers_, fibers_ != nullptr, coordinator_->metrics(),
-                                           "txcoord_transaction_calls_total", reactor, std::move(run));
+                     FinishOnFiberOrThread(fibers_, coordinator_->metrics(), "txcoord_transaction_calls_total", reactor,
+                                           std::move(run));
                    });
 }
 

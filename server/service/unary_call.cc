@@ -33,10 +33,10 @@ void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Statu
   BranchWorkers().Submit([reactor, call = std::move(call)] { reactor->Finish(call()); });
 }
 
-void FinishOnFiberOrThread(util::FiberLoops* fibers, bool on_fibers, Metrics& metrics, const char* counter,
+void FinishOnFiberOrThread(util::FiberLoops* fibers, Metrics& metrics, const char* counter,
                            grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call) {
-  metrics.Increment(counter, {{"runs_on", on_fibers ? "fiber" : "thread"}});
-  if (on_fibers) {
+  metrics.Increment(counter, {{"runs_on", fibers != nullptr ? "fiber" : "thread"}});
+  if (fibers != nullptr) {
     fibers->Spawn([reactor, call = std::move(call)] { reactor->Finish(call()); });
   } else {
     FinishOnThread(reactor, std::move(call));

@@ -32,10 +32,10 @@ grpc::Status SerializeReply(const grpc::Status& status, const google::protobuf::
 // then finishes `reactor` with its status.
 void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call);
 
-// Runs `call` on a fiber of `fibers` when `on_fibers` (REQUIRES: fibers
-// then), else on a branch worker thread; counts it in `counter`
+// Runs `call` on a fiber of `fibers`, or on a branch worker thread when
+// there are no loops (null); counts it in `counter`
 // {runs_on="fiber"|"thread"}; finishes `reactor` with its status.
-void FinishOnFiberOrThread(util::FiberLoops* fibers, bool on_fibers, Metrics& metrics, const char* counter,
+void FinishOnFiberOrThread(util::FiberLoops* fibers, Metrics& metrics, const char* counter,
                            grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call);
 
 // A unary call: parses the request, then hands `dispatch` the reactor and
