@@ -386,7 +386,9 @@ class Coordinator {
   // END records of transactions committed in the foreground, written in
   // batches by end_thread_ so that a commit does not wait for the next
   // fsync group; each transaction stays in driving_ until its END is
-  // written (recovery leaves it alone meanwhile).
+  // written (recovery leaves it alone meanwhile). REQUIRES: `record` is a
+  // decision this coordinator logged and never finished before (written
+  // with Journal::MarkDecidedFinished).
   void QueueEnd(journal::DecisionRecord record);
   void EndLoop();
   // Removes finished transactions' decision rows from their last-resource

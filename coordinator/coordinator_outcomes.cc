@@ -76,7 +76,8 @@ void Coordinator::EndLoop() {
       batch.swap(ends_);
     }
     if (!batch.empty()) {
-      absl::Status s = journal_->MarkFinishedMany(batch);
+      // Only QueueEnd fills it: commits decided here, finished the first time.
+      absl::Status s = journal_->MarkDecidedFinished(batch);
       if (!s.ok()) {
         Log(spdlog::level::warn, "", absl::StrCat("END records of ", batch.size(),
                                                   " transactions not written (recovery re-drives them): ", s.message()));

@@ -142,6 +142,15 @@ class Journal {
     return absl::OkStatus();
   }
 
+  // MarkFinishedMany for commits whose decision this journal took and that
+  // were never finished before (the END of a commit's first phase 2): the
+  // unfinished records go, and no earlier history entry is looked for. The
+  // default is MarkFinishedMany.
+  // REQUIRES: no record of these transactions was finished in this journal.
+  virtual absl::Status MarkDecidedFinished(const std::vector<DecisionRecord>& final_records) {
+    return MarkFinishedMany(final_records);
+  }
+
   // MarkFinished for a transaction the journal has never seen (a one-phase
   // commit: no unfinished record, never finished before), so nothing is
   // read or removed first. Same durability as MarkFinished.

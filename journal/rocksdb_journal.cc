@@ -374,14 +374,18 @@ absl::Status RocksDbJournal::MarkFinished(const DecisionRecord& final_record) {
 }
 
 absl::Status RocksDbJournal::MarkFinishedMany(const std::vector<DecisionRecord>& final_records) {
-  return WriteFinished(final_records.data(), final_records.size(), /*known_new=*/false);
+  return WriteFinished(final_records.data(), final_records.size(), Earlier::kAny);
+}
+
+absl::Status RocksDbJournal::MarkDecidedFinished(const std::vector<DecisionRecord>& final_records) {
+  return WriteFinished(final_records.data(), final_records.size(), Earlier::kUnfinishedOnly);
 }
 
 absl::Status RocksDbJournal::RecordFinished(const DecisionRecord& record) {
-  return WriteFinished(&record, 1, /*known_new=*/true);
+  return WriteFinished(&record, 1, Earlier::kNone);
 }
 
-absl::Status RocksDbJournal::WriteFinished(const DecisionRecord* records, size_t n, bool known_new) {
+absl::Status RocksDbJournal::WriteFinished(const DecisionRecord* records, size_t n, Earlier earlier) {
   // No lock is held across the write: an unsynced write may wait in
   // RocksDB's write queue behind a group's fsync, and holding a lock there
   // would serialize every transaction's END behind one fsync each. One
@@ -403,10 +407,11 @@ absl::Status RocksDbJournal::WriteFinished(const DecisionRecord* records, size_t
       copy.set_finished_at_unix_micros(finished_at = now);
       value = SerializeCurrent(copy);
     }
-    if (known_new) {
-      // Never written here: no earlier history entry to replace, no
-      // unfinished record to remove (a miss costs a read of every level).
+    if (earlier != Earlier::kAny) {
+      // No earlier history entry to replace: no read (a miss costs a read
+      // of every level, a third of an END's CPU).
       ++added;
+      if (earlier == Earlier::kUnfinishedOnly) batch.Delete(unfinished(), id);
     } else {
       std::string old;
       rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), history(), id, &old);

@@ -69,6 +69,7 @@ class RocksDbJournal final : public Journal {
   absl::Status UpdateDecision(const DecisionRecord& record) override;
   absl::Status MarkFinished(const DecisionRecord& final_record) override;
   absl::Status MarkFinishedMany(const std::vector<DecisionRecord>& final_records) override;
+  absl::Status MarkDecidedFinished(const std::vector<DecisionRecord>& final_records) override;
   absl::Status RecordFinished(const DecisionRecord& record) override;
   absl::Status Sync() override;
   absl::Status DecisionWriteHealth() const override;
@@ -84,9 +85,12 @@ class RocksDbJournal final : public Journal {
   JournalStats Stats() const override;
 
  private:
-  // MarkFinishedMany / RecordFinished: known_new skips the history read
-  // and the unfinished record's delete.
-  absl::Status WriteFinished(const DecisionRecord* records, size_t n, bool known_new);
+  // What a finished record may replace: anything (an END replayed after a
+  // crash, an operator's note on a finished transaction: the history is
+  // read for an earlier entry), only its unfinished record
+  // (MarkDecidedFinished), or nothing (RecordFinished).
+  enum class Earlier { kAny, kUnfinishedOnly, kNone };
+  absl::Status WriteFinished(const DecisionRecord* records, size_t n, Earlier earlier);
   // A decision queued for the group commit.
   struct DecisionWrite {
     std::string key;

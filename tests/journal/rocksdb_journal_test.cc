@@ -193,6 +193,41 @@ TEST(RocksDbJournalTest, FinishingManyAtOnce) {
   EXPECT_EQ(listed->size(), 3u) << "the replayed one is listed once, at its new time";
 }
 
+// The END writer's path: decisions logged here, finished once, without a
+// history read.
+TEST(RocksDbJournalTest, MarkDecidedFinishedMovesDecisionsToHistory) {
+  TempDir tmp;
+  auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
+  ASSERT_TRUE(j.ok());
+  std::vector<DecisionRecord> done;
+  for (int i = 1; i <= 3; ++i) {
+    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i));
+    d.set_idempotency_key(absl::StrCat("key-", i));
+    ASSERT_TRUE((*j)->LogDecision(d).ok());
+    d.set_state(COMMITTED);
+    d.set_finished_at_unix_micros(1000 * i);
+    done.push_back(d);
+  }
+  ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.4")).ok());
+  ASSERT_TRUE((*j)->MarkDecidedFinished(done).ok());
+  EXPECT_EQ((*j)->finished_count(), 3);
+  auto unfinished = (*j)->ScanUnfinished();
+  ASSERT_TRUE(unfinished.ok());
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.4");
+  auto found = (*j)->Find("node-a.1.2");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->state(), COMMITTED);
+  auto by_key = (*j)->FindIdempotencyKey("key-3");
+  ASSERT_TRUE(by_key.ok());
+  EXPECT_EQ(by_key->value_or(""), "node-a.1.3");
+  auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].txn_id(), "node-a.1.3");
+}
+
 TEST(RocksDbJournalTest, FinishingTwiceCountsOnce) {
   TempDir tmp;
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
