@@ -11,13 +11,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "participants/callback/callback_participant.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/logging.h"
 #include "coordinator/parallel.h"
+#include "participants/callback/callback_participant.h"
 #include "participants/statement_guard.h"
 #include "participants/xid.h"
 #include "util/failpoint.h"
+#include "util/fiber.h"
 #include "util/status_macros.h"
 #include "util/thread_name.h"
 
@@ -91,7 +92,7 @@ Transaction::~Transaction() {
   // No cancel starts after Unregister; wait for one still running (rare:
   // network cancels run on threads of their own, Branch::Cancel only
   // hands them over, except SQLCancel on ODBC dialects without CancelSql).
-  while (cancels_in_flight_.load(std::memory_order_acquire) != 0) absl::SleepFor(absl::Milliseconds(1));
+  while (cancels_in_flight_.load(std::memory_order_acquire) != 0) util::Sleep(absl::Milliseconds(1));
 }
 
 TxnState Transaction::state() const {

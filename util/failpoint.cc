@@ -3,9 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
-#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -14,6 +12,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "util/fiber.h"
 
 namespace txcoord::failpoint {
 namespace {
@@ -123,7 +123,7 @@ absl::Status Hit(absl::string_view name) {
       ::pause();
       return absl::OkStatus();
     case Kind::kDelay:
-      std::this_thread::sleep_for(std::chrono::milliseconds(fired.delay_ms));
+      util::Sleep(absl::Milliseconds(fired.delay_ms));  // on a fiber, only this fiber waits
       return absl::OkStatus();
     case Kind::kError:
       return absl::UnavailableError(

@@ -12,7 +12,8 @@
 // or from code with failpoint::Arm(). Actions:
 //   crash        SIGKILL this process at once (no destructors, no flush)
 //   error        TXC_FAILPOINT_RETURN_IF_ERROR returns UNAVAILABLE
-//   delay(N)     sleep N milliseconds, then go on
+//   delay(N)     sleep N milliseconds (util::Sleep: on a fiber, only that
+//                fiber waits), then go on
 //   An action may carry "@K": fire only at the K-th hit (1-based), e.g.
 //   "commit.after_branch_committed=crash@2".
 // Thread safety: every function here is thread-safe.

@@ -23,6 +23,7 @@
 #include "participants/sql_common.h"
 #include "participants/statement_guard.h"
 #include "util/failpoint.h"
+#include "util/fiber.h"
 #include "util/status_macros.h"
 
 namespace txcoord::participants {
@@ -849,7 +850,7 @@ class MariadbParticipant : public Participant {
                                                    " is listed by XA RECOVER but still attached to a session: ",
                                                    s.message()));
       }
-      absl::SleepFor(pause);
+      util::Sleep(pause);  // on a fiber, the loop runs the others meanwhile
       pause = std::min(pause * 2, absl::Milliseconds(100));
     }
   }

@@ -3,7 +3,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "gtest/gtest.h"
+#include "util/fiber.h"
 
 namespace txcoord::failpoint {
 namespace {
@@ -37,6 +40,28 @@ TEST(FailpointTest, RejectsUnknownActions) {
   EXPECT_EQ(Arm("x", "explode").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Arm("x", "delay(abc)").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Arm("x", "crash@0").code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A delay stands for a slow step of one call: on a fiber it parks that
+// fiber, and the loop's other fibers go on meanwhile.
+TEST(FailpointTest, ADelayOnAFiberHoldsOnlyThatFiber) {
+  ASSERT_TRUE(Arm("test.delay", "delay(300)").ok());
+  std::atomic<bool> delayed_done{false};
+  std::atomic<bool> other_ran_during_delay{false};
+  {
+    util::FiberLoops loops(1);
+    loops.Spawn([&] {
+      (void)Hit("test.delay");
+      delayed_done = true;
+    });
+    loops.Spawn([&] {
+      util::Sleep(absl::Milliseconds(20));
+      other_ran_during_delay = !delayed_done.load();
+    });
+  }  // waits for both fibers
+  DisarmAll();
+  EXPECT_TRUE(delayed_done.load());
+  EXPECT_TRUE(other_ran_during_delay.load()) << "the delay held the loop's thread";
 }
 
 TEST(FailpointTest, CrashActionKillsTheProcessWithSigkill) {
