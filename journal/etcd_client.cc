@@ -1,17 +1,26 @@
 #include "journal/etcd_client.h"
 
 #include <algorithm>
-
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "util/fiber.h"
 
 namespace txcoord::journal {
 namespace {
+
+// One unary call on the stub's callback API, `start(done)`, waited for
+// (util::AwaitCompletion): on an event loop's fiber only the fiber waits
+// for etcd, not the loop's thread.
+template <typename Start>
+grpc::Status Await(Start&& start) {
+  return util::AwaitCompletion<grpc::Status>([&](std::function<void(grpc::Status)> done) { start(std::move(done)); });
+}
 
 absl::StatusOr<std::string> ReadFile(const std::string& field, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -127,7 +136,7 @@ absl::Status EtcdClient::Authenticate(Endpoint& e) {
   req.set_name(options_.user);
   req.set_password(options_.password);
   etcdserverpb::AuthenticateResponse resp;
-  grpc::Status s = e.auth->Authenticate(&ctx, req, &resp);
+  grpc::Status s = Await([&](auto done) { e.auth->async()->Authenticate(&ctx, &req, &resp, std::move(done)); });
   if (!s.ok()) {
     if (Unreachable(s)) {
       return absl::UnavailableError(absl::StrCat("etcd at ", e.address, ": ", s.error_message()));
@@ -235,7 +244,7 @@ absl::StatusOr<std::optional<EtcdKeyValue>> EtcdClient::Get(const std::string& k
   req.set_key(key);
   etcdserverpb::RangeResponse resp;
   absl::Status s = Run("get", /*retry_elsewhere=*/true, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.kv->Range(&ctx, req, &resp);
+    return Await([&](auto done) { e.kv->async()->Range(&ctx, &req, &resp, std::move(done)); });
   });
   if (!s.ok()) return s;
   if (resp.kvs_size() == 0) return std::optional<EtcdKeyValue>();
@@ -249,7 +258,7 @@ absl::StatusOr<std::vector<EtcdKeyValue>> EtcdClient::GetPrefix(const std::strin
   req.set_limit(limit);
   etcdserverpb::RangeResponse resp;
   absl::Status s = Run("get prefix", /*retry_elsewhere=*/true, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.kv->Range(&ctx, req, &resp);
+    return Await([&](auto done) { e.kv->async()->Range(&ctx, &req, &resp, std::move(done)); });
   });
   if (!s.ok()) return s;
   std::vector<EtcdKeyValue> out;
@@ -261,7 +270,7 @@ absl::StatusOr<std::vector<EtcdKeyValue>> EtcdClient::GetPrefix(const std::strin
 absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(const etcdserverpb::RangeRequest& request) {
   etcdserverpb::RangeResponse resp;
   absl::Status s = Run("range", /*retry_elsewhere=*/true, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.kv->Range(&ctx, request, &resp);
+    return Await([&](auto done) { e.kv->async()->Range(&ctx, &request, &resp, std::move(done)); });
   });
   if (!s.ok()) return s;
   return resp;
@@ -274,7 +283,7 @@ absl::StatusOr<int64_t> EtcdClient::Put(const std::string& key, const std::strin
   req.set_lease(lease);
   etcdserverpb::PutResponse resp;
   absl::Status s = Run("put", /*retry_elsewhere=*/false, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.kv->Put(&ctx, req, &resp);
+    return Await([&](auto done) { e.kv->async()->Put(&ctx, &req, &resp, std::move(done)); });
   });
   if (!s.ok()) return s;
   return resp.header().revision();
@@ -285,7 +294,7 @@ absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {
   req.set_key(key);
   etcdserverpb::DeleteRangeResponse resp;
   absl::Status s = Run("delete", /*retry_elsewhere=*/false, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.kv->DeleteRange(&ctx, req, &resp);
+    return Await([&](auto done) { e.kv->async()->DeleteRange(&ctx, &req, &resp, std::move(done)); });
   });
   if (!s.ok()) return s;
   return resp.deleted();
@@ -294,7 +303,7 @@ absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {
 absl::StatusOr<etcdserverpb::TxnResponse> EtcdClient::Txn(const etcdserverpb::TxnRequest& request) {
   etcdserverpb::TxnResponse resp;
   absl::Status s = Run("txn", /*retry_elsewhere=*/false, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.kv->Txn(&ctx, request, &resp);
+    return Await([&](auto done) { e.kv->async()->Txn(&ctx, &request, &resp, std::move(done)); });
   });
   if (!s.ok()) return s;
   return resp;
@@ -305,7 +314,7 @@ absl::StatusOr<int64_t> EtcdClient::GrantLease(absl::Duration ttl) {
   req.set_ttl(std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(ttl, absl::Seconds(1)))));
   etcdserverpb::LeaseGrantResponse resp;
   absl::Status s = Run("grant lease", /*retry_elsewhere=*/false, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.lease->LeaseGrant(&ctx, req, &resp);
+    return Await([&](auto done) { e.lease->async()->LeaseGrant(&ctx, &req, &resp, std::move(done)); });
   });
   if (!s.ok()) return s;
   if (!resp.error().empty()) return absl::UnavailableError(absl::StrCat("etcd: grant lease: ", resp.error()));
@@ -335,7 +344,7 @@ absl::Status EtcdClient::RevokeLease(int64_t lease) {
   req.set_id(lease);
   etcdserverpb::LeaseRevokeResponse resp;
   absl::Status s = Run("revoke lease", /*retry_elsewhere=*/false, [&](Endpoint& e, grpc::ClientContext& ctx) {
-    return e.lease->LeaseRevoke(&ctx, req, &resp);
+    return Await([&](auto done) { e.lease->async()->LeaseRevoke(&ctx, &req, &resp, std::move(done)); });
   });
   return s;  // NOT_FOUND: no such lease (expired, or revoked already)
 }

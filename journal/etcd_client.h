@@ -19,7 +19,9 @@
 // from etcd's auth; INVALID_ARGUMENT bad options or a request etcd refused
 // as malformed (too many operations in one Txn, a request too large).
 //
-// Thread-safe.
+// Thread-safe. Unary calls go out on gRPC's callback API: on an event
+// loop's fiber (util/fiber.h) a call parks the fiber, not the loop's
+// thread. KeepAlive (a stream) blocks its thread: the lease thread's.
 #ifndef TXCOORD_JOURNAL_ETCD_CLIENT_H_
 #define TXCOORD_JOURNAL_ETCD_CLIENT_H_
 

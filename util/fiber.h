@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -109,6 +110,23 @@ class WaitWord {
   static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
                 "a futex word is a plain 32-bit integer");
 };
+
+// Starts an asynchronous operation, `start(done)`, whose completion calls
+// `done(result)` once, on any thread; waits for it and returns the result.
+// On a fiber the fiber parks (its loop runs the others meanwhile), on a
+// thread the thread sleeps. (gRPC's callback client API: `Result` is
+// grpc::Status.)
+template <typename Result, typename Start>
+Result AwaitCompletion(Start&& start) {
+  Result result{};
+  WaitWord done(0);
+  start([&result, &done](Result r) {
+    result = std::move(r);
+    WaitWord::Set(&done, 1);  // the waiter's frame may go from here on
+  });
+  done.WaitWhile(0);
+  return result;
+}
 
 }  // namespace txcoord::util
 

@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+
 #include "absl/strings/str_cat.h"
 #include "txcoord/v1/transaction.grpc.pb.h"
 #include "util/fiber.h"
@@ -17,21 +19,15 @@ namespace {
 constexpr auto kCallTimeout = std::chrono::seconds(10);
 
 // Makes one unary call with gRPC's callback API, `start(ctx, response,
-// on_done)`, and waits for its end with a WaitWord: on a fiber the fiber
-// parks (its loop runs the others meanwhile), on a thread the thread
-// sleeps. No thread is held for the call.
+// on_done)`, and waits for its end (util::AwaitCompletion: on a fiber the
+// fiber parks, on a thread the thread sleeps). No thread is held for the
+// call.
 template <typename Response, typename Start>
 grpc::Status CallAndWait(Response* response, Start start) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-  grpc::Status status;
-  util::WaitWord done(0);
-  start(&ctx, response, [&status, &done](grpc::Status s) {
-    status = std::move(s);
-    util::WaitWord::Set(&done, 1);  // the caller's frame may go from here on
-  });
-  done.WaitWhile(0);
-  return status;
+  return util::AwaitCompletion<grpc::Status>(
+      [&](std::function<void(grpc::Status)> done) { start(&ctx, response, std::move(done)); });
 }
 
 absl::Status FromGrpc(const grpc::Status& s, const std::string& name) {

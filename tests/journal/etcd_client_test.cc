@@ -10,11 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +26,7 @@
 #include "tests/testing/etcd_cluster.h"
 #include "tests/testing/local_db.h"
 #include "tests/testing/pki.h"
+#include "util/fiber.h"
 
 namespace txcoord::journal {
 namespace {
@@ -215,6 +216,36 @@ TEST_F(EtcdClientTest, ASilentEndpointFailsWithinTheCallTimeout) {
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
     EXPECT_LT(took, absl::Seconds(3)) << "call " << call;
   }
+}
+
+// On a fiber a call parks only its fiber: with the endpoint silent for the
+// whole call timeout, the loop's other fibers run meanwhile. (No etcd
+// needed: the silent port is the whole server.)
+TEST(EtcdClientOnAFiberTest, ACallWaitingForEtcdLeavesTheLoopFree) {
+  SilentPort silent;
+  EtcdOptions o;
+  o.endpoints = {silent.address()};
+  o.call_timeout = absl::Milliseconds(600);
+  auto client = EtcdClient::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::atomic<bool> call_done{false};
+  std::atomic<bool> other_ran_during_call{false};
+  absl::Status get, put;
+  {
+    util::FiberLoops loops(1);
+    loops.Spawn([&] {
+      get = (*client)->Get("/txcoord-test/fiber").status();
+      put = (*client)->Put("/txcoord-test/fiber", "1").status();
+      call_done = true;
+    });
+    loops.Spawn([&] {
+      util::Sleep(absl::Milliseconds(50));
+      other_ran_during_call = !call_done.load();
+    });
+  }  // waits for both fibers
+  EXPECT_EQ(get.code(), absl::StatusCode::kUnavailable) << get;
+  EXPECT_EQ(put.code(), absl::StatusCode::kUnavailable) << put;
+  EXPECT_TRUE(other_ran_during_call.load()) << "the etcd call held the loop's thread";
 }
 
 // A real etcd of this test's own, frozen (SIGSTOP) while the client is
