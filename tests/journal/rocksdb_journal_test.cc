@@ -131,36 +131,53 @@ TEST(RocksDbJournalTest, UpdateDecisionReplacesTheUnfinishedRecord) {
   EXPECT_EQ((*unfinished)[0].branches(1).last_error(), "bind_1 unavailable");
 }
 
+// Logs node-a.1.1 to .3 (idempotency keys key-1 to key-3) and node-a.1.4;
+// returns the first three as COMMITTED records finished at 1000 µs × i.
+std::vector<DecisionRecord> LogFourReturnThreeFinished(Journal& j) {
+  std::vector<DecisionRecord> done;
+  for (int i = 1; i <= 3; ++i) {
+    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i));
+    d.set_idempotency_key(absl::StrCat("key-", i));
+    EXPECT_TRUE(j.LogDecision(d).ok());
+    d.set_state(COMMITTED);
+    d.set_finished_at_unix_micros(1000 * i);
+    done.push_back(d);
+  }
+  EXPECT_TRUE(j.LogDecision(MakeDecision("node-a.1.4")).ok());
+  return done;
+}
+
+// After LogFourReturnThreeFinished's three were finished: they are in
+// history, findable by id and key, and node-a.1.4 alone is unfinished.
+void ExpectThreeInHistoryOneUnfinished(Journal& j) {
+  EXPECT_EQ(j.finished_count(), 3);
+  EXPECT_EQ(UnfinishedIds(j), std::vector<std::string>{"node-a.1.4"});
+  auto found = j.Find("node-a.1.2");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->state(), COMMITTED);
+  auto by_key = j.FindIdempotencyKey("key-3");
+  ASSERT_TRUE(by_key.ok());
+  EXPECT_EQ(by_key->value_or(""), "node-a.1.3");
+  auto listed = j.ListFinished(absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 3u) << "each listed once";
+}
+
 // Several ENDs in one write (the coordinator's END writer), one of them a
 // replay of an already finished record.
 TEST(RocksDbJournalTest, FinishingManyAtOnce) {
   TempDir tmp;
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
   ASSERT_TRUE(j.ok());
-  std::vector<DecisionRecord> done;
-  for (int i = 1; i <= 3; ++i) {
-    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i));
-    ASSERT_TRUE((*j)->LogDecision(d).ok());
-    d.set_state(COMMITTED);
-    d.set_finished_at_unix_micros(1000 * i);
-    done.push_back(d);
-  }
-  ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.4")).ok());
+  std::vector<DecisionRecord> done = LogFourReturnThreeFinished(**j);
   ASSERT_TRUE((*j)->MarkFinished(done[0]).ok());
   done[0].set_finished_at_unix_micros(5000);
   ASSERT_TRUE((*j)->MarkFinishedMany(done).ok());
-  EXPECT_EQ((*j)->finished_count(), 3);
-  auto unfinished = (*j)->ScanUnfinished();
-  ASSERT_TRUE(unfinished.ok());
-  ASSERT_EQ(unfinished->size(), 1u);
-  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.4");
-  auto found = (*j)->Find("node-a.1.2");
-  ASSERT_TRUE(found.ok());
-  ASSERT_TRUE(found->has_value());
-  EXPECT_EQ((*found)->state(), COMMITTED);
+  ExpectThreeInHistoryOneUnfinished(**j);
   auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
-  ASSERT_TRUE(listed.ok());
-  EXPECT_EQ(listed->size(), 3u) << "the replayed one is listed once, at its new time";
+  ASSERT_TRUE(listed.ok() && !listed->empty());
+  EXPECT_EQ((*listed)[0].txn_id(), "node-a.1.1") << "the replayed one, at its new time";
 }
 
 // The END writer's path: decisions logged here, finished once, without a
@@ -169,32 +186,10 @@ TEST(RocksDbJournalTest, MarkDecidedFinishedMovesDecisionsToHistory) {
   TempDir tmp;
   auto j = OpenRocksDbJournal(Options(tmp.Sub("j")));
   ASSERT_TRUE(j.ok());
-  std::vector<DecisionRecord> done;
-  for (int i = 1; i <= 3; ++i) {
-    DecisionRecord d = MakeDecision(absl::StrCat("node-a.1.", i));
-    d.set_idempotency_key(absl::StrCat("key-", i));
-    ASSERT_TRUE((*j)->LogDecision(d).ok());
-    d.set_state(COMMITTED);
-    d.set_finished_at_unix_micros(1000 * i);
-    done.push_back(d);
-  }
-  ASSERT_TRUE((*j)->LogDecision(MakeDecision("node-a.1.4")).ok());
-  ASSERT_TRUE((*j)->MarkDecidedFinished(done).ok());
-  EXPECT_EQ((*j)->finished_count(), 3);
-  auto unfinished = (*j)->ScanUnfinished();
-  ASSERT_TRUE(unfinished.ok());
-  ASSERT_EQ(unfinished->size(), 1u);
-  EXPECT_EQ((*unfinished)[0].txn_id(), "node-a.1.4");
-  auto found = (*j)->Find("node-a.1.2");
-  ASSERT_TRUE(found.ok());
-  ASSERT_TRUE(found->has_value());
-  EXPECT_EQ((*found)->state(), COMMITTED);
-  auto by_key = (*j)->FindIdempotencyKey("key-3");
-  ASSERT_TRUE(by_key.ok());
-  EXPECT_EQ(by_key->value_or(""), "node-a.1.3");
+  ASSERT_TRUE((*j)->MarkDecidedFinished(LogFourReturnThreeFinished(**j)).ok());
+  ExpectThreeInHistoryOneUnfinished(**j);
   auto listed = (*j)->ListFinished(absl::InfiniteFuture(), 10);
-  ASSERT_TRUE(listed.ok());
-  ASSERT_EQ(listed->size(), 3u);
+  ASSERT_TRUE(listed.ok() && !listed->empty());
   EXPECT_EQ((*listed)[0].txn_id(), "node-a.1.3");
 }
 
