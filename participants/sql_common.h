@@ -3,6 +3,7 @@
 #ifndef TXCOORD_PARTICIPANTS_SQL_COMMON_H_
 #define TXCOORD_PARTICIPANTS_SQL_COMMON_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -10,6 +11,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "participants/participant.h"
 
 namespace txcoord::participants {
 
@@ -83,6 +86,22 @@ std::string PostgresEndSessionSql(int64_t pid);
 // dropped and false returned.
 inline constexpr int kMaxCancelsInFlight = 64;
 bool SendCancelInBackground(std::function<void()> send);
+
+// How much longer than its statements' own time limit a call may wait.
+inline constexpr absl::Duration kStatementReplyMargin = absl::Seconds(5);
+
+// How long a call waits for the server's reply: options.io_timeout, or
+// `statement_limit` (the time limit its statements run under: PostgreSQL's
+// statement_timeout, MariaDB's max_statement_time) plus
+// kStatementReplyMargin when that is longer — a statement the server still
+// allows is never cut off.
+inline absl::Duration ReplyBound(const BindOptions& options, absl::Duration statement_limit) {
+  absl::Duration bound = options.io_timeout;
+  if (bound > absl::ZeroDuration() && statement_limit > absl::ZeroDuration()) {
+    bound = std::max(bound, statement_limit + kStatementReplyMargin);
+  }
+  return bound;
+}
 
 }  // namespace txcoord::participants
 

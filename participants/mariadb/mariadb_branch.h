@@ -5,7 +5,6 @@
 #ifndef TXCOORD_PARTICIPANTS_MARIADB_MARIADB_BRANCH_H_
 #define TXCOORD_PARTICIPANTS_MARIADB_MARIADB_BRANCH_H_
 
-#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,15 +19,11 @@
 #include "participants/mariadb/mariadb_connection.h"
 #include "participants/parked_connections.h"
 #include "participants/participant.h"
+#include "participants/sql_common.h"
 
 namespace txcoord::participants::mariadb {
 
 using Lease = ConnectionPool<MariadbConnection>::Lease;
-
-// A branch statement may wait for locks up to its lock timeout (the
-// server's max_statement_time ends it then): its reply is awaited that
-// long plus this margin, or io_timeout when that is longer.
-constexpr absl::Duration kStatementReplyMargin = absl::Seconds(5);
 
 // What a participant and its branches share (branches may outlive it).
 struct MariadbShared {
@@ -49,13 +44,9 @@ struct MariadbShared {
   }
   // The wait for one call's reply outside a branch's statements.
   absl::Duration io_timeout() const { return options.io_timeout; }
-  // The wait for a reply to a branch's statements under `lock_timeout`.
-  absl::Duration statement_timeout(absl::Duration lock_timeout) const {
-    if (options.io_timeout <= absl::ZeroDuration() || lock_timeout <= absl::ZeroDuration()) {
-      return options.io_timeout;
-    }
-    return std::max(options.io_timeout, lock_timeout + kStatementReplyMargin);
-  }
+  // The wait for a reply to a branch's statements, which run under
+  // max_statement_time = `lock_timeout` (ReplyBound).
+  absl::Duration statement_timeout(absl::Duration lock_timeout) const { return ReplyBound(options, lock_timeout); }
 };
 
 absl::StatusOr<std::unique_ptr<MariadbConnection>> OpenConnection(const MariadbShared& shared);

@@ -152,21 +152,6 @@ absl::Status Guard(absl::string_view bind, SqlErrorContext context, bool* broken
   }
 }
 
-// How much longer than its statements' own time limit a call may wait.
-constexpr absl::Duration kStatementReplyMargin = absl::Seconds(5);
-
-// How long a call waits for the server's reply: options.io_timeout, or
-// `statement_limit` (the statement_timeout its statements run under) plus
-// kStatementReplyMargin when that is longer — a statement the server still
-// allows is never cut off.
-inline absl::Duration ReplyBound(const BindOptions& options, absl::Duration statement_limit) {
-  absl::Duration bound = options.io_timeout;
-  if (bound > absl::ZeroDuration() && statement_limit > absl::ZeroDuration()) {
-    bound = std::max(bound, statement_limit + kStatementReplyMargin);
-  }
-  return bound;
-}
-
 // The error of a call whose reply did not come within `bound` (the
 // watchdog closed its connection).
 inline absl::Status NoReplyError(absl::string_view bind, absl::Duration bound) {
