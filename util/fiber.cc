@@ -1,6 +1,9 @@
 #include "util/fiber.h"
 
+#include <arpa/inet.h>
+#include <dlfcn.h>
 #include <linux/futex.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -22,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "util/blocking.h"
 #include "util/thread_name.h"
 
 namespace txcoord::util {
@@ -417,6 +421,43 @@ int PollOnFiber(pollfd* fds, unsigned long nfds, int timeout_ms) {
   return ppoll(fds, nfds, timeout_ms >= 0 ? &ts : nullptr, nullptr);
 }
 
+namespace {
+
+GetaddrinfoFn LibcGetaddrinfo() {
+  static const auto libc = reinterpret_cast<GetaddrinfoFn>(dlsym(RTLD_NEXT, "getaddrinfo"));
+  return libc;
+}
+
+std::atomic<GetaddrinfoFn> getaddrinfo_for_test{nullptr};
+
+// True when `node` is an IPv4 or IPv6 address written out: converting it
+// asks no name server.
+bool NumericAddress(const char* node) {
+  unsigned char addr[sizeof(in6_addr)];
+  return inet_pton(AF_INET, node, addr) == 1 || inet_pton(AF_INET6, node, addr) == 1;
+}
+
+}  // namespace
+
+void ReplaceGetaddrinfoForTest(GetaddrinfoFn lookup) { getaddrinfo_for_test = lookup; }
+
+int GetaddrinfoOnFiber(const char* node, const char* service, const addrinfo* hints, addrinfo** res) {
+  GetaddrinfoFn lookup = getaddrinfo_for_test.load();
+  if (lookup == nullptr) lookup = LibcGetaddrinfo();
+  if (tls_fiber == nullptr || node == nullptr || (hints != nullptr && (hints->ai_flags & AI_NUMERICHOST) != 0) ||
+      NumericAddress(node)) {
+    return lookup(node, service, hints, res);
+  }
+  int saved_errno = 0;
+  const int rc = RunBlocking([&] {
+    const int r = lookup(node, service, hints, res);
+    saved_errno = errno;  // EAI_SYSTEM's detail
+    return r;
+  });
+  errno = saved_errno;
+  return rc;
+}
+
 WaitWord::WaitWord(uint32_t initial) : word_(initial) {
   if (tls_fiber != nullptr) fiber_ = tls_fiber->shared_from_this();
 }
@@ -456,3 +497,10 @@ void WaitWord::Set(WaitWord* w, uint32_t value) {
 // libpqxx's blocking calls, a client library's connect — waits on the
 // fiber's loop instead. Everything else is ppoll(2), as before.
 extern "C" int poll(pollfd* fds, nfds_t nfds, int timeout) { return txcoord::util::PollOnFiber(fds, nfds, timeout); }
+
+// getaddrinfo(3) for the whole process (this definition interposes the C
+// library's): the host name libpq or Connector/C looks up when a fiber opens
+// a connection is looked up on the blocking pool, not on the fiber's loop.
+extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo* hints, addrinfo** res) {
+  return txcoord::util::GetaddrinfoOnFiber(node, service, hints, res);
+}

@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 
 struct pollfd;
+struct addrinfo;
 
 namespace txcoord::util {
 
@@ -87,6 +88,19 @@ int PollOnFiber(struct pollfd* fds, unsigned long nfds, int timeout_ms);
 
 // Sleeps `d`.
 void Sleep(absl::Duration d);
+
+// getaddrinfo(3) as the process's getaddrinfo() runs it: a lookup can only
+// block its thread (for seconds when a name server does not answer), so on
+// a fiber a host name is looked up on the blocking pool (util/blocking.h)
+// while the fiber parks. A numeric address (or a null node, or
+// AI_NUMERICHOST), which needs no name server, is converted in place.
+int GetaddrinfoOnFiber(const char* node, const char* service, const struct addrinfo* hints, struct addrinfo** res);
+
+// Tests only (a slow name server is an injected fault): the function
+// GetaddrinfoOnFiber calls instead of the C library's getaddrinfo; null
+// restores the C library's.
+using GetaddrinfoFn = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
+void ReplaceGetaddrinfoForTest(GetaddrinfoFn lookup);
 
 // A 32-bit word that one waiter waits on until another thread or fiber
 // changes it. Created by the waiter, which is the only one to wait on it.

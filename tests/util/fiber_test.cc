@@ -1,12 +1,15 @@
 #include "util/fiber.h"
 
+#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <set>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -229,6 +232,50 @@ TEST(FiberTest, TheLoopsCountTheirFibers) {
   release.Notify();
   for (int i = 0; i < 5000 && loops.fibers() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(loops.fibers(), 0);
+}
+
+// Which thread each lookup of the recording name server ran on.
+absl::Mutex lookups_mu;
+std::vector<std::pair<std::string, std::thread::id>> lookups ABSL_GUARDED_BY(lookups_mu);
+
+int RecordingNameServer(const char* node, const char*, const addrinfo*, addrinfo** res) {
+  absl::MutexLock lock(&lookups_mu);
+  lookups.emplace_back(node, std::this_thread::get_id());
+  *res = nullptr;
+  return EAI_NONAME;
+}
+
+// The process's getaddrinfo on a fiber: a host name is looked up on another
+// thread (the blocking pool), an address written out on the loop's own
+// thread; the lookup's result comes back as it is.
+TEST(FiberTest, AHostNameIsLookedUpOffTheLoopAndANumericAddressInPlace) {
+  {
+    absl::MutexLock lock(&lookups_mu);
+    lookups.clear();
+  }
+  ReplaceGetaddrinfoForTest(RecordingNameServer);
+  std::thread::id loop_thread;
+  std::vector<int> results;
+  {
+    FiberLoops loops(1);
+    loops.Spawn([&] {
+      loop_thread = std::this_thread::get_id();
+      for (const char* node : {"db.example.test", "127.0.0.1", "::1"}) {
+        addrinfo* res = nullptr;
+        results.push_back(getaddrinfo(node, "5432", nullptr, &res));
+      }
+    });
+  }
+  ReplaceGetaddrinfoForTest(nullptr);
+  EXPECT_EQ(results, std::vector<int>({EAI_NONAME, EAI_NONAME, EAI_NONAME}));
+  absl::MutexLock lock(&lookups_mu);
+  ASSERT_EQ(lookups.size(), 3u);
+  EXPECT_EQ(lookups[0].first, "db.example.test");
+  EXPECT_NE(lookups[0].second, loop_thread) << "the name was looked up on the loop's thread";
+  EXPECT_EQ(lookups[1].first, "127.0.0.1");
+  EXPECT_EQ(lookups[1].second, loop_thread);
+  EXPECT_EQ(lookups[2].first, "::1");
+  EXPECT_EQ(lookups[2].second, loop_thread);
 }
 
 }  // namespace
