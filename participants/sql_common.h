@@ -4,6 +4,7 @@
 #define TXCOORD_PARTICIPANTS_SQL_COMMON_H_
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -15,6 +16,17 @@
 #include "participants/participant.h"
 
 namespace txcoord::participants {
+
+// Whether a bind's decisions table is known to exist: looked for (and made)
+// until it is, then remembered. Shared by a participant and its branches.
+class DecisionsTableFlag {
+ public:
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
+  void Set() { ready_.store(true, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> ready_{false};
+};
 
 // Where an error happened: a 42704 (undefined object) while finishing a
 // prepared branch means "no such prepared transaction" and is NOT_FOUND.

@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "participants/mariadb_common.h"
 #include "participants/sql_common.h"
 #include "participants/statement_guard.h"
@@ -183,7 +184,7 @@ class MariadbBranch : public Branch {
     }
     TXC_FAILPOINT("participants.mariadb.before_last_resource_commit");
     TXC_RETURN_IF_ERROR(End(/*commit=*/true));
-    shared_->set_decisions_ready();
+    shared_->decisions_table.Set();
     return absl::OkStatus();
   }
 
@@ -257,10 +258,10 @@ class MariadbBranch : public Branch {
 
   // DDL commits implicitly: on a separate, unpooled connection.
   absl::Status EnsureDecisionsTable() {
-    if (shared_->decisions_ready()) return absl::OkStatus();
+    if (shared_->decisions_table.ready()) return absl::OkStatus();
     TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
     TXC_RETURN_IF_ERROR(separate->Run(kMariadbDecisionsTableDdl, shared_->io_timeout()));
-    shared_->set_decisions_ready();
+    shared_->decisions_table.Set();
     return absl::OkStatus();
   }
 

@@ -13,7 +13,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "participants/connection_pool.h"
 #include "participants/mariadb/mariadb_connection.h"
@@ -31,17 +30,7 @@ struct MariadbShared {
   MariadbDsn dsn;
   std::shared_ptr<ConnectionPool<MariadbConnection>> pool;
   ParkedConnections<MariadbConnection> parked;
-  absl::Mutex mu;
-  bool decisions_table_ready ABSL_GUARDED_BY(mu) = false;
-
-  bool decisions_ready() {
-    absl::MutexLock lock(&mu);
-    return decisions_table_ready;
-  }
-  void set_decisions_ready() {
-    absl::MutexLock lock(&mu);
-    decisions_table_ready = true;
-  }
+  DecisionsTableFlag decisions_table;
   // The wait for one call's reply outside a branch's statements.
   absl::Duration io_timeout() const { return options.io_timeout; }
   // The wait for a reply to a branch's statements, which run under

@@ -186,11 +186,11 @@ class MariadbParticipant : public Participant {
   }
 
   absl::Status EnsureDecisionTable() override {
-    if (shared_->decisions_ready()) return absl::OkStatus();
+    if (shared_->decisions_table.ready()) return absl::OkStatus();
     // In autocommit mode on a connection of its own (DDL).
     TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
     TXC_RETURN_IF_ERROR(separate->Run(kMariadbDecisionsTableDdl, shared_->io_timeout()));
-    shared_->set_decisions_ready();
+    shared_->decisions_table.Set();
     return absl::OkStatus();
   }
 

@@ -33,17 +33,7 @@ struct OdbcShared {
   std::string dbms_name;
   std::shared_ptr<const Dialect> dialect;
   std::shared_ptr<ConnectionPool<OdbcConnection>> pool;
-  absl::Mutex mu;
-  bool decisions_table_ready ABSL_GUARDED_BY(mu) = false;
-
-  bool decisions_ready() {
-    absl::MutexLock lock(&mu);
-    return decisions_table_ready;
-  }
-  void set_decisions_ready() {
-    absl::MutexLock lock(&mu);
-    decisions_table_ready = true;
-  }
+  DecisionsTableFlag decisions_table;
 
   // Connections still attached to the branch they prepared (dialects with
   // close_after_prepare(), i.e. MariaDB).
@@ -153,7 +143,7 @@ class OdbcBranch : public Branch {
     }
     TXC_FAILPOINT("participants.odbc.before_last_resource_commit");
     TXC_RETURN_IF_ERROR(End(/*commit=*/true));
-    shared_->set_decisions_ready();
+    shared_->decisions_table.Set();
     return absl::OkStatus();
   }
 
@@ -197,7 +187,7 @@ class OdbcBranch : public Branch {
   }
 
   absl::Status EnsureDecisionsTable() {
-    if (shared_->decisions_ready()) return absl::OkStatus();
+    if (shared_->decisions_table.ready()) return absl::OkStatus();
     if (shared_->dialect->decisions_ddl_in_transaction()) {
       return shared_->dialect->EnsureDecisionsTable(*lease_);
     }
@@ -205,7 +195,7 @@ class OdbcBranch : public Branch {
     // unpooled connection so that a full pool cannot block it.
     TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
     TXC_RETURN_IF_ERROR(shared_->dialect->EnsureDecisionsTable(*separate));
-    shared_->set_decisions_ready();
+    shared_->decisions_table.Set();
     return absl::OkStatus();
   }
 
@@ -337,11 +327,11 @@ class OdbcParticipant : public Participant {
   }
 
   absl::Status EnsureDecisionTable() override {
-    if (shared_->decisions_ready()) return absl::OkStatus();
+    if (shared_->decisions_table.ready()) return absl::OkStatus();
     // In autocommit mode on a connection of its own (DDL).
     TXC_ASSIGN_OR_RETURN(auto separate, OpenConnection(*shared_));
     TXC_RETURN_IF_ERROR(shared_->dialect->EnsureDecisionsTable(*separate));
-    shared_->set_decisions_ready();
+    shared_->decisions_table.Set();
     return absl::OkStatus();
   }
 
