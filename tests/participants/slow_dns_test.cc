@@ -113,5 +113,26 @@ TEST(SlowDnsTest, AMariadbOpenWaitingForTheNameLeavesTheLoopFree) {
   EXPECT_TRUE(free) << "the host name's lookup held the loop's thread";
 }
 
+// The same path with the C library's own lookup: a bind named `localhost`
+// opens from a fiber (the lookup on the blocking pool, libpq then trying
+// each address it returned).
+TEST(SlowDnsTest, ABindNamedByHostNameOpensFromAFiber) {
+  std::string uri;
+  TXC_REQUIRE_DB_ENV(uri, "TXC_PG_URI");
+  ASSERT_THAT(uri, ::testing::HasSubstr("@127.0.0.1:")) << "the local harness's URI";
+  BindOptions o;
+  o.name = "pg";
+  o.driver = "postgres";
+  o.dsn = absl::StrReplaceAll(uri, {{"@127.0.0.1:", "@localhost:"}});
+  o.io_timeout = absl::Seconds(10);
+  absl::StatusOr<std::unique_ptr<postgres_internal::PgConnection>> conn;
+  {
+    util::FiberLoops loops(1);
+    loops.Spawn([&] { conn = postgres_internal::OpenConnection(o); });
+  }
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  EXPECT_TRUE((*conn)->conn->is_open());
+}
+
 }  // namespace
 }  // namespace txcoord::participants
