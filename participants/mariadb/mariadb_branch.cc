@@ -151,7 +151,7 @@ class MariadbBranch : public Branch {
       return vote.status();
     }
     state_ = State::kEnded;
-    if (*vote == Vote::kPrepared && !session_state_) {
+    if (*vote == Vote::kPrepared && !session_state_ && !CancelSent()) {
       // Kept for phase 2; a connection with session state is closed by
       // Finish instead (the prepared branch survives the disconnect).
       {
@@ -202,6 +202,10 @@ class MariadbBranch : public Branch {
       session = cancel_session_;
     }
     if (session == 0) return;
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      cancel_sent_ = true;
+    }
     (void)SendCancelInBackground([shared = shared_, session] {
       absl::StatusOr<std::unique_ptr<MariadbConnection>> c = OpenConnection(*shared);
       if (c.ok()) (void)(*c)->Run(absl::StrCat("KILL QUERY ", session), shared->io_timeout());
@@ -295,14 +299,24 @@ class MariadbBranch : public Branch {
   }
 
   // Returns the connection to the pool (once); closes it instead when a
-  // statement may have left session state on it.
+  // statement may have left session state on it, or when a cancel was sent
+  // to it: the KILL QUERY may arrive after this branch ended and would
+  // interrupt the next statement on the connection.
   void Finish() {
+    bool cancel_sent;
     {
       absl::MutexLock lock(&cancel_mu_);
       cancel_session_ = 0;
+      cancel_sent = cancel_sent_;
     }
+    if (cancel_sent) lease_.Discard();
     if (session_state_ && lease_) lease_.MarkBroken();
     lease_.Release();
+  }
+
+  bool CancelSent() {
+    absl::MutexLock lock(&cancel_mu_);
+    return cancel_sent_;
   }
 
   std::shared_ptr<MariadbShared> shared_;
@@ -314,6 +328,7 @@ class MariadbBranch : public Branch {
   bool session_state_ = false;  // a statement may have left session state
   absl::Mutex cancel_mu_;
   int64_t cancel_session_ ABSL_GUARDED_BY(cancel_mu_) = 0;  // the server session to KILL QUERY; 0: none
+  bool cancel_sent_ ABSL_GUARDED_BY(cancel_mu_) = false;    // its connection is not lent again
 };
 
 }  // namespace

@@ -108,7 +108,7 @@ class OdbcBranch : public Branch {
       return vote.status();
     }
     state_ = State::kEnded;
-    if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare() && !session_state_) {
+    if (*vote == Vote::kPrepared && shared_->dialect->close_after_prepare() && !session_state_ && !CancelSent()) {
       // See Dialect::close_after_prepare(): kept for phase 2 (ParkedConnections).
       // Not a connection with session state: Finish closes that one, and
       // the prepared branch survives the disconnect.
@@ -166,6 +166,7 @@ class OdbcBranch : public Branch {
         cancel_target_->Cancel();
         return;
       }
+      cancel_sent_ = true;
     }
     (void)SendCancelInBackground([shared = shared_, sql = std::move(sql)] {
       absl::StatusOr<std::unique_ptr<OdbcConnection>> c = OpenConnection(*shared);
@@ -226,14 +227,24 @@ class OdbcBranch : public Branch {
   }
 
   // Returns the connection to the pool (once); closes it instead when a
-  // statement may have left session state on it (SessionStateSql).
+  // statement may have left session state on it (SessionStateSql), or when
+  // a cancel was sent to it from another connection: it may arrive after
+  // this branch ended and would interrupt the next statement on it.
   void Finish() {
+    bool cancel_sent;
     {
       absl::MutexLock lock(&cancel_mu_);
       cancel_target_ = nullptr;
+      cancel_sent = cancel_sent_;
     }
+    if (cancel_sent) lease_.Discard();
     if (session_state_ && lease_) lease_.MarkBroken();
     lease_.Release();
+  }
+
+  bool CancelSent() {
+    absl::MutexLock lock(&cancel_mu_);
+    return cancel_sent_;
   }
 
   std::shared_ptr<OdbcShared> shared_;
@@ -244,6 +255,7 @@ class OdbcBranch : public Branch {
   bool session_state_ = false;  // a statement may have left session state
   absl::Mutex cancel_mu_;
   OdbcConnection* cancel_target_ ABSL_GUARDED_BY(cancel_mu_) = nullptr;
+  bool cancel_sent_ ABSL_GUARDED_BY(cancel_mu_) = false;  // its connection is not lent again
 };
 
 class OdbcParticipant : public Participant {

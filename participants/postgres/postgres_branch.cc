@@ -183,6 +183,7 @@ class PostgresBranch : public Branch {
     {
       absl::MutexLock lock(&cancel_mu_);
       key = cancel_key_;
+      if (key != nullptr) cancel_sent_ = true;
     }
     if (key == nullptr) return;
     (void)SendCancelInBackground([key = std::move(key)] {
@@ -242,12 +243,17 @@ class PostgresBranch : public Branch {
   }
 
   // Returns the connection to the pool (once); closes it instead when a
-  // statement may have left session state on it (SessionStateSql).
+  // statement may have left session state on it (SessionStateSql), or when
+  // a cancel was sent to it: the cancel may arrive after this branch ended
+  // and would interrupt the next statement on the connection.
   void Finish() {
+    bool cancel_sent;
     {
       absl::MutexLock lock(&cancel_mu_);
       cancel_key_ = nullptr;
+      cancel_sent = cancel_sent_;
     }
+    if (cancel_sent) lease_.Discard();
     if (session_state_) lease_.MarkBroken();
     lease_.Release();
   }
@@ -261,6 +267,7 @@ class PostgresBranch : public Branch {
   bool session_state_ = false;  // a statement may have left session state
   absl::Mutex cancel_mu_;
   std::shared_ptr<PGcancel> cancel_key_ ABSL_GUARDED_BY(cancel_mu_);  // null once finished
+  bool cancel_sent_ ABSL_GUARDED_BY(cancel_mu_) = false;              // its connection is not lent again
 };
 
 }  // namespace

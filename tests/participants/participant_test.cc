@@ -558,6 +558,31 @@ TEST_P(ParticipantTest, CancelStopsARunningStatement) {
   EXPECT_TRUE(ExecOnePhase("SELECT 1").ok()) << "the connection is usable again";
 }
 
+// A cancel reaches the server from a connection of its own, some time after
+// it was asked for. By then the cancelled branch may have ended: its
+// connection must not be lent to the next branch, whose statement the late
+// cancel would interrupt instead.
+TEST_P(ParticipantTest, ALateCancelDoesNotInterruptTheNextBranchOnItsConnection) {
+  if (IsSqlite()) GTEST_SKIP() << "SQLite's cancel acts on the statement handle at once";
+  auto one = MakeParticipant(bind_name_, /*pool_size=*/1);
+  ASSERT_TRUE(one.ok()) << one.status();
+  auto first = (*one)->Begin(NewXid(), absl::Seconds(0));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*first)->Execute("SELECT 1", {}, 0).ok());
+  (*first)->Cancel();  // nothing runs now; the cancel is on its way
+  ASSERT_TRUE((*first)->Rollback().ok());
+  first->reset();
+  auto second = (*one)->Begin(NewXid(), absl::Seconds(0));
+  ASSERT_TRUE(second.ok()) << second.status();
+  auto slept = (*second)->Execute(IsPostgres() ? "SELECT pg_sleep(1)" : "SELECT SLEEP(1)", {}, 0);
+  ASSERT_TRUE(slept.ok()) << "the first branch's cancel interrupted the second's statement: " << slept.status();
+  if (IsMariadb()) {
+    ASSERT_EQ(slept->rows.size(), 1u);
+    EXPECT_EQ(slept->rows[0][0].int_value, 0) << "SLEEP was killed: the first branch's cancel reached it";
+  }
+  EXPECT_TRUE((*second)->Rollback().ok());
+}
+
 // Logging last resource: the decision row is written in the branch's own
 // local transaction, listed per node, and forgotten on request.
 TEST_P(ParticipantTest, LastResourceCommitWritesTheDecision) {
