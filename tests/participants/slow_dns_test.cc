@@ -82,15 +82,21 @@ bool LoopRanDuringLookup(const std::function<void()>& open) {
                      [](int64_t t) { return t > lookup_began.load() && t < lookup_ended.load(); });
 }
 
+// The local harness's PostgreSQL bind with its host written as `host`.
+BindOptions PgBindNamed(const std::string& uri, const std::string& host) {
+  BindOptions o;
+  o.name = "pg";
+  o.driver = "postgres";
+  o.dsn = absl::StrReplaceAll(uri, {{"@127.0.0.1:", absl::StrCat("@", host, ":")}});
+  o.io_timeout = absl::Seconds(10);
+  return o;
+}
+
 TEST(SlowDnsTest, APostgresOpenWaitingForTheNameLeavesTheLoopFree) {
   std::string uri;
   TXC_REQUIRE_DB_ENV(uri, "TXC_PG_URI");
   ASSERT_THAT(uri, ::testing::HasSubstr("@127.0.0.1:")) << "the local harness's URI";
-  BindOptions o;
-  o.name = "pg";
-  o.driver = "postgres";
-  o.dsn = absl::StrReplaceAll(uri, {{"@127.0.0.1:", absl::StrCat("@", kSlowHost, ":")}});
-  o.io_timeout = absl::Seconds(10);
+  const BindOptions o = PgBindNamed(uri, kSlowHost);
   absl::StatusOr<std::unique_ptr<postgres_internal::PgConnection>> conn;
   const bool free = LoopRanDuringLookup([&] { conn = postgres_internal::OpenConnection(o); });
   ASSERT_TRUE(conn.ok()) << conn.status();
@@ -120,11 +126,7 @@ TEST(SlowDnsTest, ABindNamedByHostNameOpensFromAFiber) {
   std::string uri;
   TXC_REQUIRE_DB_ENV(uri, "TXC_PG_URI");
   ASSERT_THAT(uri, ::testing::HasSubstr("@127.0.0.1:")) << "the local harness's URI";
-  BindOptions o;
-  o.name = "pg";
-  o.driver = "postgres";
-  o.dsn = absl::StrReplaceAll(uri, {{"@127.0.0.1:", "@localhost:"}});
-  o.io_timeout = absl::Seconds(10);
+  const BindOptions o = PgBindNamed(uri, "localhost");
   absl::StatusOr<std::unique_ptr<postgres_internal::PgConnection>> conn;
   {
     util::FiberLoops loops(1);
