@@ -200,12 +200,9 @@ class MariadbBranch : public Branch {
     {
       absl::MutexLock lock(&cancel_mu_);
       session = cancel_session_;
+      if (session != 0) cancel_sent_ = true;
     }
     if (session == 0) return;
-    {
-      absl::MutexLock lock(&cancel_mu_);
-      cancel_sent_ = true;
-    }
     (void)SendCancelInBackground([shared = shared_, session] {
       absl::StatusOr<std::unique_ptr<MariadbConnection>> c = OpenConnection(*shared);
       if (c.ok()) (void)(*c)->Run(absl::StrCat("KILL QUERY ", session), shared->io_timeout());
