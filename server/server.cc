@@ -11,7 +11,6 @@
 #include "coordinator/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "httplib.h"
 #include "server/auth.h"
@@ -20,6 +19,8 @@
 #include "server/http_threads.h"
 #include "server/peers.h"
 #include "server/service/admin_service.h"
+#include "server/service/async_edge.h"
+#include "server/service/health_service.h"
 #include "server/service/session_service.h"
 #include "server/service/transaction_service.h"
 #include "util/status_macros.h"
@@ -131,13 +132,13 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
                                          server->auth_.get());
   server->transaction_service_ =
       std::make_unique<TransactionServiceImpl>(server->coordinator_.get(), server->auth_.get(), server->fibers_.get());
+  server->health_service_ = std::make_unique<HealthServiceImpl>();
   SessionManager* sessions = server->sessions_.get();
   server->coordinator_->metrics().RegisterGauge(
       "txcoord_sessions", "Open sessions.", [sessions] {
         return std::vector<std::pair<Labels, double>>{{{}, double(sessions->size())}};
       });
 
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
@@ -147,19 +148,27 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
   grpc::ResourceQuota quota("txcoord");
   quota.SetMaxThreads(config.limits.server_threads);
   builder.SetResourceQuota(quota);
-  // Every txcoord service is on the callback API; gRPC's sync server is
-  // left with the reflection service. It runs each call on a thread that
-  // polled for it; threads beyond MAX_POLLERS idle ones exit after their
-  // call.
+  // Every txcoord service and the health service are on the async API,
+  // served by the edge's one thread (server/service/async_edge.h). gRPC's
+  // sync server is left with the reflection service. It runs each call on
+  // a thread that polled for it; threads beyond MAX_POLLERS idle ones exit
+  // after their call.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
                               config.limits.server_idle_threads);
   builder.RegisterService(server->session_service_.get());
-  builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->transaction_service_.get());
+  builder.RegisterService(server->admin_service_.get());
+  builder.RegisterService(server->health_service_.get());
+  server->edge_ = std::make_unique<AsyncEdge>(builder.AddCompletionQueue());
+  server->session_service_->ServeOn(*server->edge_);
+  server->transaction_service_->ServeOn(*server->edge_);
+  server->admin_service_->ServeOn(*server->edge_);
+  server->health_service_->ServeOn(*server->edge_);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen));
   }
+  server->edge_->Start();
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   server->address_ = absl::StrCat(host, ":", port);
   if (cluster) {
@@ -226,8 +235,7 @@ absl::StatusOr<std::unique_ptr<TxcoordServer>> TxcoordServer::Start(const Config
 }
 
 void TxcoordServer::UpdateHealth() {
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
+  HealthServiceImpl* health = health_service_.get();
   bool all = true;
   for (const std::string& name : coordinator_->BindNames()) {
     // A bind that cannot open its minimum is reported by its health check.
@@ -270,6 +278,7 @@ void TxcoordServer::Shutdown() {
   if (!server_) return;
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   StartCancellingAfter(deadline);
+  health_service_->Shutdown();  // ends the Watch streams, which the server's Shutdown would wait for
   server_->Shutdown(absl::ToChronoTime(deadline));
 }
 
@@ -303,13 +312,18 @@ TxcoordServer::~TxcoordServer() {
   console_.reset();  // before the gRPC server its calls go to
   Shutdown();
   if (server_) server_->Wait();
+  // The async services' calls still running are waited for here, while
+  // the canceller may still cancel their statements.
+  if (edge_) edge_->Stop();
   {
     absl::MutexLock lock(&shutdown_mu_);
     calls_done_ = true;
   }
   if (canceller_.joinable()) canceller_.join();
   server_.reset();
-  fibers_.reset();  // every call's fiber has finished (the server waited for their Finish)
+  edge_.reset();
+  fibers_.reset();  // every call has finished; a fiber may still be ending
+  health_service_.reset();
   admin_service_.reset();
   transaction_service_.reset();
   session_service_.reset();

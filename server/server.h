@@ -29,6 +29,8 @@ namespace txcoord::coordinator {
 class SessionServiceImpl;
 class Authenticator;
 class AdminServiceImpl;
+class AsyncEdge;
+class HealthServiceImpl;
 class TransactionServiceImpl;
 
 class ClusterMember;
@@ -84,7 +86,9 @@ class TxcoordServer {
   std::unique_ptr<SessionServiceImpl> session_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<TransactionServiceImpl> transaction_service_;
+  std::unique_ptr<HealthServiceImpl> health_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<AsyncEdge> edge_;  // serves every service's calls but reflection's
   std::string address_;
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;

@@ -58,49 +58,29 @@ AdminServiceImpl::AdminServiceImpl(Coordinator* coordinator, SessionManager* ses
                                    const Authenticator* auth)
     : coordinator_(coordinator), sessions_(sessions), auth_(auth) {}
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListTransactions(grpc::CallbackServerContext* ctx,
-                                                             const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListTransactions);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                           grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerGetTransaction);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::ListInDoubt(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                        grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListInDoubt);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::ResolveTransaction(grpc::CallbackServerContext* ctx,
-                                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerResolveTransaction);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::ListBinds(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                      grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListBinds);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::CheckBinds(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                       grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerCheckBinds);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::RecoverNow(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                       grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerRecoverNow);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::Drain(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                  grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerDrain);
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                      grpc::ByteBuffer* out) {
-  return UnaryCallOnThread(ctx, in, out, this, &AdminServiceImpl::AnswerListNodes);
+void AdminServiceImpl::ServeOn(AsyncEdge& edge) {
+  using Self = AdminServiceImpl;
+  ServeUnary(
+      edge, [this](auto... a) { RequestListTransactions(a...); }, this, &Self::AnswerListTransactions, FinishOnThread);
+  ServeUnary(
+      edge, [this](auto... a) { RequestGetTransaction(a...); }, this, &Self::AnswerGetTransaction, FinishOnThread);
+  ServeUnary(
+      edge, [this](auto... a) { RequestListInDoubt(a...); }, this, &Self::AnswerListInDoubt, FinishOnThread);
+  ServeUnary(
+      edge, [this](auto... a) { RequestResolveTransaction(a...); }, this, &Self::AnswerResolveTransaction,
+      FinishOnThread);
+  ServeUnary(
+      edge, [this](auto... a) { RequestListBinds(a...); }, this, &Self::AnswerListBinds, FinishOnThread);
+  ServeUnary(
+      edge, [this](auto... a) { RequestCheckBinds(a...); }, this, &Self::AnswerCheckBinds, FinishOnThread);
+  ServeUnary(
+      edge, [this](auto... a) { RequestRecoverNow(a...); }, this, &Self::AnswerRecoverNow, FinishOnThread);
+  // Drain waits for transactions in flight until its client gives up.
+  ServeUnary(
+      edge, [this](auto... a) { RequestDrain(a...); }, this, &Self::AnswerDrain, FinishOnThread,
+      /*notify_when_done=*/true);
+  ServeUnary(
+      edge, [this](auto... a) { RequestListNodes(a...); }, this, &Self::AnswerListNodes, FinishOnThread);
 }
 
 grpc::Status AdminServiceImpl::AnswerListTransactions(grpc::ServerContextBase* ctx,

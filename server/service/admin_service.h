@@ -1,6 +1,7 @@
-// txcoord.v1.AdminService: what operators and txctl use. On gRPC's
-// callback API; every call runs on a thread of the branch workers (a
-// recovery pass or a bind check may block), never on gRPC's threads.
+// txcoord.v1.AdminService: what operators and txctl use. On gRPC's async
+// API (server/service/async_edge.h); every call runs on a thread of the
+// branch workers (a recovery pass or a bind check may block), never on
+// gRPC's threads.
 #ifndef TXCOORD_SERVER_SERVICE_ADMIN_SERVICE_H_
 #define TXCOORD_SERVER_SERVICE_ADMIN_SERVICE_H_
 
@@ -11,42 +12,27 @@
 #include "server/auth.h"
 #include "server/cluster.h"
 #include "server/peers.h"
+#include "server/service/async_edge.h"
 #include "txcoord/v1/admin.grpc.pb.h"
 
 namespace txcoord::coordinator {
 
 class AdminServiceImpl final
-    : public txcoord::v1::AdminService::WithRawCallbackMethod_ListTransactions<
-          txcoord::v1::AdminService::WithRawCallbackMethod_GetTransaction<
-              txcoord::v1::AdminService::WithRawCallbackMethod_ListInDoubt<
-                  txcoord::v1::AdminService::WithRawCallbackMethod_ResolveTransaction<
-                      txcoord::v1::AdminService::WithRawCallbackMethod_ListBinds<
-                          txcoord::v1::AdminService::WithRawCallbackMethod_CheckBinds<
-                              txcoord::v1::AdminService::WithRawCallbackMethod_RecoverNow<
-                                  txcoord::v1::AdminService::WithRawCallbackMethod_Drain<
-                                      txcoord::v1::AdminService::WithRawCallbackMethod_ListNodes<
-                                          txcoord::v1::AdminService::Service>>>>>>>>> {
+    : public txcoord::v1::AdminService::WithRawMethod_ListTransactions<
+          txcoord::v1::AdminService::WithRawMethod_GetTransaction<txcoord::v1::AdminService::WithRawMethod_ListInDoubt<
+              txcoord::v1::AdminService::WithRawMethod_ResolveTransaction<
+                  txcoord::v1::AdminService::WithRawMethod_ListBinds<
+                      txcoord::v1::AdminService::WithRawMethod_CheckBinds<
+                          txcoord::v1::AdminService::WithRawMethod_RecoverNow<
+                              txcoord::v1::AdminService::WithRawMethod_Drain<
+                                  txcoord::v1::AdminService::WithRawMethod_ListNodes<
+                                      txcoord::v1::AdminService::Service>>>>>>>>> {
  public:
   // REQUIRES: all three outlive this object.
   AdminServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth);
 
-  grpc::ServerUnaryReactor* ListTransactions(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                             grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                           grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ListInDoubt(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                        grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ResolveTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                               grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ListBinds(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                      grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* CheckBinds(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                       grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RecoverNow(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                       grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                      grpc::ByteBuffer*) override;
+  // Serves every method on `edge`. REQUIRES: before edge.Start().
+  void ServeOn(AsyncEdge& edge);
 
   // Cluster mode: where adoptions are reported from (set once, at start).
   void SetCluster(const ClusterMember* cluster) { cluster_.store(cluster); }

@@ -36,54 +36,33 @@ SessionServiceImpl::SessionServiceImpl(Coordinator* coordinator, SessionManager*
       "or on a thread (limits.event_loops 0).");
 }
 
-void SessionServiceImpl::Dispatch(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call,
-                                  const char* counter) {
-  FinishOnFiberOrThread(fibers_, coordinator_->metrics(), counter, reactor, std::move(call));
+void SessionServiceImpl::Dispatch(FinishCall finish, std::function<grpc::Status()> call, const char* counter) {
+  FinishOnFiberOrThread(fibers_, coordinator_->metrics(), counter, std::move(finish), std::move(call));
 }
 
-template <typename Request, typename Response>
-grpc::ServerUnaryReactor* SessionServiceImpl::SessionCall(
-    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
-    grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
-  return UnaryCall(ctx, in, out, this, call,
-                   [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
-                     Dispatch(reactor, std::move(run), "txcoord_session_calls_total");
-                   });
-}
-
-grpc::ServerUnaryReactor* SessionServiceImpl::OpenSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                          grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerOpenSession);
-}
-
-grpc::ServerUnaryReactor* SessionServiceImpl::Begin(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                    grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerBegin);
-}
-
-grpc::ServerUnaryReactor* SessionServiceImpl::Execute(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                      grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerExecute);
-}
-
-grpc::ServerUnaryReactor* SessionServiceImpl::Commit(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                     grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerCommit);
-}
-
-grpc::ServerUnaryReactor* SessionServiceImpl::Rollback(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                       grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerRollback);
-}
-
-grpc::ServerUnaryReactor* SessionServiceImpl::CloseSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                           grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerCloseSession);
-}
-
-grpc::ServerUnaryReactor* SessionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx,
-                                                             const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return SessionCall(ctx, in, out, &SessionServiceImpl::AnswerGetTransaction);
+void SessionServiceImpl::ServeOn(AsyncEdge& edge) {
+  auto dispatch = [this](FinishCall finish, std::function<grpc::Status()> run) {
+    Dispatch(std::move(finish), std::move(run), "txcoord_session_calls_total");
+  };
+  using Self = SessionServiceImpl;
+  ServeUnary(
+      edge, [this](auto... a) { RequestOpenSession(a...); }, this, &Self::AnswerOpenSession, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestBegin(a...); }, this, &Self::AnswerBegin, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestExecute(a...); }, this, &Self::AnswerExecute, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestCommit(a...); }, this, &Self::AnswerCommit, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestRollback(a...); }, this, &Self::AnswerRollback, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestCloseSession(a...); }, this, &Self::AnswerCloseSession, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestGetTransaction(a...); }, this, &Self::AnswerGetTransaction, dispatch);
+  edge.Add([this](auto... a) { RequestRunTransaction(a...); },
+           [this](grpc::ServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out, FinishCall finish) {
+             RunTransactionCall(ctx, in, out, std::move(finish));
+           });
 }
 
 grpc::Status SessionServiceImpl::AnswerOpenSession(grpc::ServerContextBase* ctx,
@@ -275,27 +254,25 @@ absl::StatusOr<SessionServiceImpl::Work> SessionServiceImpl::WorkOf(
   return work;
 }
 
-grpc::ServerUnaryReactor* SessionServiceImpl::RunTransaction(grpc::CallbackServerContext* ctx,
-                                                             const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+void SessionServiceImpl::RunTransactionCall(grpc::ServerContextBase* ctx, const grpc::ByteBuffer* in,
+                                            grpc::ByteBuffer* out, FinishCall finish) {
   auto messages =
       std::make_shared<std::pair<txcoord::v1::RunTransactionRequest, txcoord::v1::RunTransactionResponse>>();
   absl::Status checked = ParseRequest(in, &messages->first);
   absl::StatusOr<Identity> who = checked.ok() ? auth_->Identify(*ctx) : absl::StatusOr<Identity>(checked);
   absl::StatusOr<Work> work = who.ok() ? WorkOf(*who, messages->first) : who.status();
   if (!work.ok()) {
-    reactor->Finish(ToGrpc(work.status()));
-    return reactor;
+    finish(ToGrpc(work.status()));
+    return;
   }
   auto shared_work = std::make_shared<Work>(*std::move(work));
   Dispatch(
-      reactor,
+      std::move(finish),
       [this, out, messages, who = *std::move(who), shared_work] {
         return SerializeReply(RunWork(who, messages->first, std::move(*shared_work), &messages->second),
                               messages->second, out);
       },
       "txcoord_one_shot_calls_total");
-  return reactor;
 }
 
 grpc::Status SessionServiceImpl::RunWork(const Identity& who, const txcoord::v1::RunTransactionRequest& request,

@@ -1,4 +1,4 @@
-// txcoord.v1.SessionService on gRPC's callback API.
+// txcoord.v1.SessionService on gRPC's async API (server/service/async_edge.h).
 //
 // Each handler hands its call to a fiber (util/fiber.h) or, with no event
 // loops (limits.event_loops 0), to a thread of the branch workers, which
@@ -16,20 +16,21 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/session_manager.h"
 #include "server/auth.h"
+#include "server/service/async_edge.h"
 #include "txcoord/v1/session.grpc.pb.h"
 #include "util/fiber.h"
 
 namespace txcoord::coordinator {
 
 class SessionServiceImpl final
-    : public txcoord::v1::SessionService::WithRawCallbackMethod_OpenSession<
-          txcoord::v1::SessionService::WithRawCallbackMethod_Begin<
-              txcoord::v1::SessionService::WithRawCallbackMethod_Execute<
-                  txcoord::v1::SessionService::WithRawCallbackMethod_Commit<
-                      txcoord::v1::SessionService::WithRawCallbackMethod_Rollback<
-                          txcoord::v1::SessionService::WithRawCallbackMethod_CloseSession<
-                              txcoord::v1::SessionService::WithRawCallbackMethod_GetTransaction<
-                                  txcoord::v1::SessionService::WithRawCallbackMethod_RunTransaction<
+    : public txcoord::v1::SessionService::WithRawMethod_OpenSession<
+          txcoord::v1::SessionService::WithRawMethod_Begin<
+              txcoord::v1::SessionService::WithRawMethod_Execute<
+                  txcoord::v1::SessionService::WithRawMethod_Commit<
+                      txcoord::v1::SessionService::WithRawMethod_Rollback<
+                          txcoord::v1::SessionService::WithRawMethod_CloseSession<
+                              txcoord::v1::SessionService::WithRawMethod_GetTransaction<
+                                  txcoord::v1::SessionService::WithRawMethod_RunTransaction<
                                       txcoord::v1::SessionService::Service>>>>>>>> {
  public:
   // `fibers` may be null (no fibers: RunTransaction on threads).
@@ -37,29 +38,17 @@ class SessionServiceImpl final
   SessionServiceImpl(Coordinator* coordinator, SessionManager* sessions, const Authenticator* auth,
                      util::FiberLoops* fibers);
 
-  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                        grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                         grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                           grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RunTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                           grpc::ByteBuffer*) override;
+  // Serves every method on `edge` (gRPC's async API). REQUIRES: before
+  // edge.Start().
+  void ServeOn(AsyncEdge& edge);
 
  private:
-  // A session call: parses, then runs `call` through Dispatch.
-  template <typename Request, typename Response>
-  grpc::ServerUnaryReactor* SessionCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                        grpc::ByteBuffer* out,
-                                        grpc::Status (SessionServiceImpl::*call)(grpc::ServerContextBase*,
-                                                                                 const Request*, Response*));
+  // RunTransaction: parses and checks its work before it runs it.
+  void RunTransactionCall(grpc::ServerContextBase* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
+                          FinishCall finish);
   // Counts the call in `counter` (by runs_on), runs it on a fiber (or a
-  // branch worker without loops), then calls Finish.
-  void Dispatch(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call, const char* counter);
+  // branch worker without loops), then finishes it.
+  void Dispatch(FinishCall finish, std::function<grpc::Status()> call, const char* counter);
   // Each call answered, run by Dispatch (each may block on its databases).
   grpc::Status AnswerOpenSession(grpc::ServerContextBase*, const txcoord::v1::OpenSessionRequest*,
                                  txcoord::v1::OpenSessionResponse*);

@@ -15,55 +15,28 @@ TransactionServiceImpl::TransactionServiceImpl(Coordinator* coordinator, const A
       "(limits.event_loops 0).");
 }
 
-template <typename Request, typename Response>
-grpc::ServerUnaryReactor* TransactionServiceImpl::TransactionCall(
-    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
-    grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*, const Request*, Response*)) {
-  return UnaryCall(ctx, in, out, this, call,
-                   [this](grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> run) {
-                     FinishOnFiberOrThread(fibers_, coordinator_->metrics(), "txcoord_transaction_calls_total", reactor,
-                                           std::move(run));
-                   });
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::BeginGlobal(grpc::CallbackServerContext* ctx,
-                                                              const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerBeginGlobal);
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::PrepareGlobal(grpc::CallbackServerContext* ctx,
-                                                                const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerPrepareGlobal);
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::AddBranch(grpc::CallbackServerContext* ctx,
-                                                            const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerAddBranch);
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::Execute(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                                          grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerExecute);
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::RegisterBranch(grpc::CallbackServerContext* ctx,
-                                                                 const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerRegisterBranch);
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::CommitGlobal(grpc::CallbackServerContext* ctx,
-                                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerCommitGlobal);
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::RollbackGlobal(grpc::CallbackServerContext* ctx,
-                                                                 const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerRollbackGlobal);
-}
-
-grpc::ServerUnaryReactor* TransactionServiceImpl::GetTransaction(grpc::CallbackServerContext* ctx,
-                                                                 const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  return TransactionCall(ctx, in, out, &TransactionServiceImpl::AnswerGetTransaction);
+void TransactionServiceImpl::ServeOn(AsyncEdge& edge) {
+  auto dispatch = [this](FinishCall finish, std::function<grpc::Status()> run) {
+    FinishOnFiberOrThread(fibers_, coordinator_->metrics(), "txcoord_transaction_calls_total", std::move(finish),
+                          std::move(run));
+  };
+  using Self = TransactionServiceImpl;
+  ServeUnary(
+      edge, [this](auto... a) { RequestBeginGlobal(a...); }, this, &Self::AnswerBeginGlobal, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestPrepareGlobal(a...); }, this, &Self::AnswerPrepareGlobal, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestAddBranch(a...); }, this, &Self::AnswerAddBranch, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestExecute(a...); }, this, &Self::AnswerExecute, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestRegisterBranch(a...); }, this, &Self::AnswerRegisterBranch, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestCommitGlobal(a...); }, this, &Self::AnswerCommitGlobal, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestRollbackGlobal(a...); }, this, &Self::AnswerRollbackGlobal, dispatch);
+  ServeUnary(
+      edge, [this](auto... a) { RequestGetTransaction(a...); }, this, &Self::AnswerGetTransaction, dispatch);
 }
 
 grpc::Status TransactionServiceImpl::AnswerBeginGlobal(grpc::ServerContextBase* ctx,

@@ -1,6 +1,6 @@
 // txcoord.v1.TransactionService: global transactions whose branches the
 // services prepare on their own connections (see docs/transaction-rpcs.md).
-// On gRPC's callback API, never on gRPC's threads: a call runs on a fiber of
+// On gRPC's async API (server/service/async_edge.h); a call runs on a fiber of
 // the event loops (a callback participant's RPCs park the fiber too), or
 // with no loops (limits.event_loops 0) on a thread of the branch workers.
 #ifndef TXCOORD_SERVER_SERVICE_TRANSACTION_SERVICE_H_
@@ -8,48 +8,31 @@
 
 #include "coordinator/coordinator.h"
 #include "server/auth.h"
+#include "server/service/async_edge.h"
 #include "txcoord/v1/transaction.grpc.pb.h"
 #include "util/fiber.h"
 
 namespace txcoord::coordinator {
 
 class TransactionServiceImpl final
-    : public txcoord::v1::TransactionService::WithRawCallbackMethod_BeginGlobal<
-          txcoord::v1::TransactionService::WithRawCallbackMethod_PrepareGlobal<
-              txcoord::v1::TransactionService::WithRawCallbackMethod_AddBranch<
-                  txcoord::v1::TransactionService::WithRawCallbackMethod_Execute<
-                      txcoord::v1::TransactionService::WithRawCallbackMethod_RegisterBranch<
-                          txcoord::v1::TransactionService::WithRawCallbackMethod_CommitGlobal<
-                              txcoord::v1::TransactionService::WithRawCallbackMethod_RollbackGlobal<
-                                  txcoord::v1::TransactionService::WithRawCallbackMethod_GetTransaction<
+    : public txcoord::v1::TransactionService::WithRawMethod_BeginGlobal<
+          txcoord::v1::TransactionService::WithRawMethod_PrepareGlobal<
+              txcoord::v1::TransactionService::WithRawMethod_AddBranch<
+                  txcoord::v1::TransactionService::WithRawMethod_Execute<
+                      txcoord::v1::TransactionService::WithRawMethod_RegisterBranch<
+                          txcoord::v1::TransactionService::WithRawMethod_CommitGlobal<
+                              txcoord::v1::TransactionService::WithRawMethod_RollbackGlobal<
+                                  txcoord::v1::TransactionService::WithRawMethod_GetTransaction<
                                       txcoord::v1::TransactionService::Service>>>>>>>> {
  public:
   // REQUIRES: all three outlive this object. `fibers` null: every call on a thread.
   TransactionServiceImpl(Coordinator* coordinator, const Authenticator* auth, util::FiberLoops* fibers);
 
-  grpc::ServerUnaryReactor* BeginGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                        grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* PrepareGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                          grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* AddBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                      grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RegisterBranch(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                           grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* CommitGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                         grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* RollbackGlobal(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                           grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
-                                           grpc::ByteBuffer*) override;
+  // Serves every method on `edge` (gRPC's async API). REQUIRES: before
+  // edge.Start().
+  void ServeOn(AsyncEdge& edge);
 
  private:
-  // A call: parsed, then run on a fiber or a thread (see above).
-  template <typename Request, typename Response>
-  grpc::ServerUnaryReactor* TransactionCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                            grpc::ByteBuffer* out,
-                                            grpc::Status (TransactionServiceImpl::*call)(grpc::ServerContextBase*,
-                                                                                         const Request*, Response*));
   // Each call answered.
   grpc::Status AnswerBeginGlobal(grpc::ServerContextBase*, const txcoord::v1::BeginGlobalRequest*,
                                  txcoord::v1::BeginGlobalResponse*);

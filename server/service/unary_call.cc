@@ -29,17 +29,17 @@ grpc::Status SerializeReply(const grpc::Status& status, const google::protobuf::
   return written.ok() ? status : grpc::Status(grpc::StatusCode::INTERNAL, "the response could not be serialized");
 }
 
-void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call) {
-  BranchWorkers().Submit([reactor, call = std::move(call)] { reactor->Finish(call()); });
+void FinishOnThread(FinishCall finish, std::function<grpc::Status()> call) {
+  BranchWorkers().Submit([finish = std::move(finish), call = std::move(call)] { finish(call()); });
 }
 
-void FinishOnFiberOrThread(util::FiberLoops* fibers, Metrics& metrics, const char* counter,
-                           grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call) {
+void FinishOnFiberOrThread(util::FiberLoops* fibers, Metrics& metrics, const char* counter, FinishCall finish,
+                           std::function<grpc::Status()> call) {
   metrics.Increment(counter, {{"runs_on", fibers != nullptr ? "fiber" : "thread"}});
   if (fibers != nullptr) {
-    fibers->Spawn([reactor, call = std::move(call)] { reactor->Finish(call()); });
+    fibers->Spawn([finish = std::move(finish), call = std::move(call)] { finish(call()); });
   } else {
-    FinishOnThread(reactor, std::move(call));
+    FinishOnThread(std::move(finish), std::move(call));
   }
 }
 

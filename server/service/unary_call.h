@@ -1,6 +1,6 @@
-// Unary calls on gRPC's raw callback API, the edge every txcoord service
+// Unary calls on gRPC's raw methods, the edge every txcoord service
 // shares: the request is parsed here (a request that does not parse gets
-// INVALID_ARGUMENT naming its message — left to gRPC, the callback API
+// INVALID_ARGUMENT naming its message — left to gRPC, a raw method
 // answers UNIMPLEMENTED with no message), the call runs where its service
 // dispatches it (a fiber, or a thread that may block), and its response is
 // serialized into gRPC's bytes. gRPC's own threads never wait for a call.
@@ -28,45 +28,39 @@ absl::Status ParseRequest(const grpc::ByteBuffer* in, google::protobuf::Message*
 grpc::Status SerializeReply(const grpc::Status& status, const google::protobuf::Message& response,
                             grpc::ByteBuffer* out);
 
+// Hands a call's status (and its response, serialized before) back to
+// gRPC: the response writer's Finish (server/service/async_edge.h). Called
+// once, from any thread.
+using FinishCall = std::function<void(const grpc::Status&)>;
+
 // Runs `call` on a thread of the branch workers (coordinator/parallel.h),
-// then finishes `reactor` with its status.
-void FinishOnThread(grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call);
+// then finishes with its status.
+void FinishOnThread(FinishCall finish, std::function<grpc::Status()> call);
 
 // Runs `call` on a fiber of `fibers`, or on a branch worker thread when
 // there are no loops (null); counts it in `counter`
-// {runs_on="fiber"|"thread"}; finishes `reactor` with its status.
-void FinishOnFiberOrThread(util::FiberLoops* fibers, Metrics& metrics, const char* counter,
-                           grpc::ServerUnaryReactor* reactor, std::function<grpc::Status()> call);
+// {runs_on="fiber"|"thread"}; finishes with its status.
+void FinishOnFiberOrThread(util::FiberLoops* fibers, Metrics& metrics, const char* counter, FinishCall finish,
+                           std::function<grpc::Status()> call);
 
-// A unary call: parses the request, then hands `dispatch` the reactor and
-// a function that runs `(self->*call)(ctx, request, response)` and returns
-// the status to finish with. `dispatch` must run that function once and
-// finish the reactor with what it returns.
+// A unary call: parses the request (a request that does not parse is
+// finished at once), then hands `dispatch` `finish` and a function that
+// runs `(self->*call)(ctx, request, response)` and returns the status to
+// finish with. `dispatch` must run that function once and finish with what
+// it returns.
 template <typename Service, typename Request, typename Response, typename Dispatch>
-grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
-                                    Service* self,
-                                    grpc::Status (Service::*call)(grpc::ServerContextBase*, const Request*, Response*),
-                                    Dispatch&& dispatch) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+void UnaryCall(grpc::ServerContextBase* ctx, const grpc::ByteBuffer* in, grpc::ByteBuffer* out, Service* self,
+               grpc::Status (Service::*call)(grpc::ServerContextBase*, const Request*, Response*), FinishCall finish,
+               Dispatch&& dispatch) {
   auto messages = std::make_shared<std::pair<Request, Response>>();
   if (absl::Status parsed = ParseRequest(in, &messages->first); !parsed.ok()) {
-    reactor->Finish(ToGrpc(parsed));
-    return reactor;
+    finish(ToGrpc(parsed));
+    return;
   }
   std::function<grpc::Status()> run = [ctx, out, messages, self, call] {
     return SerializeReply((self->*call)(ctx, &messages->first, &messages->second), messages->second, out);
   };
-  std::forward<Dispatch>(dispatch)(reactor, std::move(run));
-  return reactor;
-}
-
-// UnaryCall with the call on a branch worker thread.
-template <typename Service, typename Request, typename Response>
-grpc::ServerUnaryReactor* UnaryCallOnThread(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                            grpc::ByteBuffer* out, Service* self,
-                                            grpc::Status (Service::*call)(grpc::ServerContextBase*, const Request*,
-                                                                          Response*)) {
-  return UnaryCall(ctx, in, out, self, call, FinishOnThread);
+  std::forward<Dispatch>(dispatch)(std::move(finish), std::move(run));
 }
 
 }  // namespace txcoord::coordinator
