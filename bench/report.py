@@ -167,9 +167,9 @@ def main():
     if floor is not None:
         noop_on_floor = ratio(tps("noop", "txcoord-oneshot"), tps("ping", "sync-rpc"))
         out.append("")
-        out.append("Context, not a target: the cheapest call on txcoord's own synchronous server (`ping` "
-                   "mode `sync-rpc`: a malformed GetTransaction) runs at %.2f× the health check, which gRPC "
-                   "serves on its callback path; `noop` runs at %s× that floor."
+        out.append("Context, not a target: the cheapest call of txcoord's own services (`ping` mode "
+                   "`sync-rpc`: a malformed GetTransaction, handed to a loop and back) runs at %.2f× the health "
+                   "check, which txcoord answers on its gRPC thread; `noop` runs at %s× that floor."
                    % (floor, "—" if noop_on_floor is None else "%.2f" % noop_on_floor))
     cpu_rows = [(w, m) for w, m in [("transfer", "direct-2pc"), ("transfer", "txcoord-oneshot"),
                                     ("transfer", "txcoord-oneshot-lr"), ("transfer", "txcoord-oneshot-odbc"),

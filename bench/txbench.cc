@@ -11,9 +11,11 @@
 //   readonly   SELECT one account on PostgreSQL and one on MariaDB
 //   noop       one statement on each of two noop binds (a txcoord with the
 //              test-only noop driver): coordinator overhead + fsynced journal
-//   ping       the gRPC health check (Check): the floor cost of one RPC;
-//              with --mode sync-rpc a malformed GetTransaction on txcoord's
-//              synchronous server (the floor of txcoord's own RPCs)
+//   ping       the gRPC health check (Check), answered on txcoord's gRPC
+//              thread: the floor cost of one RPC; with --mode sync-rpc
+//              (named for the synchronous server it was first run on) a
+//              malformed GetTransaction, handed to a loop and back (the
+//              floor of txcoord's own RPCs)
 // Modes:
 //   txcoord-session  OpenSession once per client, then Execute per bind + Commit
 //   txcoord-oneshot  RunTransaction (one RPC per transaction)
@@ -365,10 +367,11 @@ class PingWorker final : public Worker {
   std::unique_ptr<grpc::health::v1::Health::Stub> stub_;
 };
 
-// ping --mode sync-rpc: the cheapest call on txcoord's own (synchronous)
-// server: SessionService.GetTransaction with a malformed id, answered
-// INVALID_ARGUMENT before any lookup. The floor under every txcoord RPC,
-// where the health check above runs on gRPC's callback path.
+// ping --mode sync-rpc: the cheapest call of txcoord's own services:
+// SessionService.GetTransaction with a malformed id, answered
+// INVALID_ARGUMENT on a loop before any lookup. The floor under every
+// txcoord RPC, where the health check above is answered on the gRPC
+// thread without a hand-off.
 class SyncPingWorker final : public SessionStubWorker {
  public:
   using SessionStubWorker::SessionStubWorker;
