@@ -331,6 +331,13 @@ class PostgresDialect : public Dialect {
 
   absl::Status OnConnect(OdbcConnection& c) const override {
     TXC_RETURN_IF_ERROR(c.Run("SET TIME ZONE 'UTC'"));
+    // As the libpqxx driver: PostgreSQL 14 and later end a statement
+    // whose client is gone within a second (docs/participants.md). The
+    // WHERE keeps older servers, which lack the setting, from evaluating
+    // set_config at all.
+    TXC_RETURN_IF_ERROR(
+        c.Run("SELECT set_config('client_connection_check_interval', '1000', false) "
+              "WHERE current_setting('server_version_num')::int >= 140000"));
     return ReadServerSessionId(c, "SELECT pg_backend_pid()");
   }
 

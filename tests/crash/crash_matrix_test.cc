@@ -14,6 +14,7 @@
 //   - a last resource's decision row is removed once the transaction ends.
 #include <grpcpp/grpcpp.h>
 
+#include <fstream>
 #include <pqxx/pqxx>
 #include <random>
 #include <thread>
@@ -399,58 +400,72 @@ TEST_F(KeyedRetryTest, ARetryAfterACrashBeforeTheReplyRunsNothingTwice) {
 // within seconds, instead of when the lock is released or the statement's
 // deadline (the transaction timeout, 20 s here) passes. The batch ended in
 // PREPARE TRANSACTION, so without it the branch would be prepared after
-// the holder lets go, for the next start's recovery to roll back.
+// the holder lets go, for the next start's recovery to roll back. Through
+// libpqxx (`pg`) and through psqlODBC (`pgodbc`, same database).
 TEST_F(KeyedRetryTest, AStatementWaitingForALockEndsWhenTxcoordIsKilled) {
   if (std::stoi(PgScalar(pg_uri_, "SHOW server_version_num")) < 140000) {
     GTEST_SKIP() << "client_connection_check_interval needs PostgreSQL 14";
   }
-  pqxx::connection holder(pg_uri_);
-  pqxx::work lock(holder);
-  lock.exec(absl::StrCat("UPDATE ", table_, " SET balance = balance WHERE id = 1"));
+  std::string pg_odbc;
+  TXC_REQUIRE_DB_ENV(pg_odbc, "TXC_PG_ODBC");
+  {
+    std::ofstream out(config_, std::ios::app);
+    out << "  pgodbc: {driver: odbc, dsn: \"" << pg_odbc << "\"}\n";
+  }
+  for (const std::string bind : {"pg", "pgodbc"}) {
+    SCOPED_TRACE(bind);
+    pqxx::connection holder(pg_uri_);
+    pqxx::work lock(holder);
+    lock.exec(absl::StrCat("UPDATE ", table_, " SET balance = balance WHERE id = 1"));
 
-  TxcoordProcess p(TXC_BINARY, config_, tmp_.path());
-  ASSERT_TRUE(p.Start());
-  const std::string marker = "txc_killed_wait_" + suffix_;
-  std::thread call([&] {
-    v1::RunTransactionResponse resp;
-    // Fails when the process dies; its outcome is checked in the databases.
-    (void)Run(
-        p.address(), "",
-        {{"pg", absl::StrCat("UPDATE ", table_, " SET balance = balance - 1 WHERE id = 1 AND '", marker, "' <> ''")},
-         {"pg2", absl::StrCat("UPDATE ", table_, " SET balance = balance + 1 WHERE id = 1")}},
-        &resp);
-  });
-  const std::string waiting = absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%", marker,
-                                           "%' AND query NOT LIKE '%pg_stat_activity%'");
-  bool seen = false;
-  for (int i = 0; i < 200 && !seen; ++i) {
-    seen = PgScalar(pg_uri_, waiting + " AND wait_event_type = 'Lock'") == "1";
-    if (!seen) absl::SleepFor(absl::Milliseconds(50));
+    TxcoordProcess p(TXC_BINARY, config_, tmp_.path());
+    ASSERT_TRUE(p.Start());
+    const std::string marker = absl::StrCat("txc_killed_wait_", bind, "_", suffix_);
+    std::thread call([&] {
+      v1::RunTransactionResponse resp;
+      // Fails when the process dies; its outcome is checked in the databases.
+      (void)Run(
+          p.address(), "",
+          {{bind, absl::StrCat("UPDATE ", table_, " SET balance = balance - 1 WHERE id = 1 AND '", marker, "' <> ''")},
+           {"pg2", absl::StrCat("UPDATE ", table_, " SET balance = balance + 1 WHERE id = 1")}},
+          &resp);
+    });
+    const std::string waiting = absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%", marker,
+                                             "%' AND query NOT LIKE '%pg_stat_activity%'");
+    bool seen = false;
+    for (int i = 0; i < 200 && !seen; ++i) {
+      seen = PgScalar(pg_uri_, waiting + " AND wait_event_type = 'Lock'") == "1";
+      if (!seen) absl::SleepFor(absl::Milliseconds(50));
+    }
+    if (!seen) {
+      p.Kill();
+      call.join();
+      FAIL() << "txcoord's statement never waited for the row lock";
+    }
+    p.Kill();
+    call.join();
+    const absl::Time killed = absl::Now();
+    bool gone = false;
+    while (!gone && absl::Now() < killed + absl::Seconds(10)) {
+      gone = PgScalar(pg_uri_, waiting) == "0";
+      if (!gone) absl::SleepFor(absl::Milliseconds(100));
+    }
+    EXPECT_TRUE(gone) << "the dead process's statement still waits for the lock";
+    lock.abort();
+    absl::SleepFor(absl::Milliseconds(500));
+    EXPECT_EQ(PgScalar(pg_uri_, absl::StrCat("SELECT count(*) FROM pg_prepared_xacts WHERE database = "
+                                             "current_database() AND gid LIKE '%",
+                                             node_, "%'")),
+              "0")
+        << "the dead process's branch on pg was prepared after it died";
+    // pg2's branch was prepared before the kill: the next start rolls it back.
+    ASSERT_TRUE(p.Start());
+    for (int i = 0; i < 150 && PreparedLeft() > 0; ++i) absl::SleepFor(absl::Milliseconds(100));
+    EXPECT_EQ(PreparedLeft(), 0);
+    EXPECT_EQ(Balance("pg"), 100);
+    EXPECT_EQ(Balance("pg2"), 100);
+    p.Stop();
   }
-  ASSERT_TRUE(seen) << "txcoord's statement never waited for the row lock";
-  p.Kill();
-  call.join();
-  const absl::Time killed = absl::Now();
-  bool gone = false;
-  while (!gone && absl::Now() < killed + absl::Seconds(10)) {
-    gone = PgScalar(pg_uri_, waiting) == "0";
-    if (!gone) absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_TRUE(gone) << "the dead process's statement still waits for the lock";
-  lock.abort();
-  absl::SleepFor(absl::Milliseconds(500));
-  EXPECT_EQ(PgScalar(pg_uri_, absl::StrCat("SELECT count(*) FROM pg_prepared_xacts WHERE database = "
-                                           "current_database() AND gid LIKE '%",
-                                           node_, "%'")),
-            "0")
-      << "the dead process's branch on pg was prepared after it died";
-  // pg2's branch was prepared before the kill: the next start rolls it back.
-  ASSERT_TRUE(p.Start());
-  for (int i = 0; i < 150 && PreparedLeft() > 0; ++i) absl::SleepFor(absl::Milliseconds(100));
-  EXPECT_EQ(PreparedLeft(), 0);
-  EXPECT_EQ(Balance("pg"), 100);
-  EXPECT_EQ(Balance("pg2"), 100);
-  p.Stop();
 }
 
 }  // namespace
