@@ -253,6 +253,27 @@ TEST_F(AdminTest, HealthAndReflectionAnswer) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// A health Watch on the running server: SERVING, then, when txcoord stops,
+// NOT_SERVING and the stream's end (UNAVAILABLE) — the stop does not wait
+// out its 5 s grace period for the open stream.
+TEST_F(AdminTest, HealthWatchIsToldWhenTxcoordStops) {
+  server_->UpdateHealth();
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::health::v1::HealthCheckRequest req;
+  auto stream = health->Watch(&ctx, req);
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  const absl::Time start = absl::Now();
+  StopServer();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "the stop waited for the Watch stream";
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 // The exposition format, parsed: every sample line is `name{labels} value`
 // of a family declared by # TYPE before it; histogram buckets are
 // cumulative and end with +Inf equal to _count.
