@@ -90,6 +90,19 @@ absl::Status StaleClaimTerminated(absl::string_view bind, int64_t session);
 // Ends PostgreSQL backend `pid` (libpqxx and psqlODBC alike).
 std::string PostgresEndSessionSql(int64_t pid);
 
+// Run once per PostgreSQL connection (libpqxx and psqlODBC alike): from
+// PostgreSQL 14 on, the server checks the client's socket every second
+// while a statement runs and ends the statement and its transaction when
+// the client is gone. When txcoord dies, a statement of its waiting for a
+// row lock ends then, instead of when the lock is released or its deadline
+// passes — and a batch ending in PREPARE TRANSACTION does not prepare a
+// branch behind the recovery already rolling back the dead process's
+// others. The WHERE keeps older servers, which lack the setting, from
+// evaluating set_config at all.
+inline constexpr char kPostgresClientCheckSql[] =
+    "SELECT set_config('client_connection_check_interval', '1000', false) "
+    "WHERE current_setting('server_version_num')::int >= 140000";
+
 // Runs `send` (a statement cancel that may wait on the network without a
 // limit of its own) on a detached thread, so that a server that accepts
 // but does not answer holds up neither the caller nor the branch. `send`

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "participants/mariadb_common.h"
+#include "participants/sql_common.h"
 #include "util/failpoint.h"
 #include "util/fiber.h"
 #include "util/status_macros.h"
@@ -331,13 +332,7 @@ class PostgresDialect : public Dialect {
 
   absl::Status OnConnect(OdbcConnection& c) const override {
     TXC_RETURN_IF_ERROR(c.Run("SET TIME ZONE 'UTC'"));
-    // As the libpqxx driver: PostgreSQL 14 and later end a statement
-    // whose client is gone within a second (docs/participants.md). The
-    // WHERE keeps older servers, which lack the setting, from evaluating
-    // set_config at all.
-    TXC_RETURN_IF_ERROR(
-        c.Run("SELECT set_config('client_connection_check_interval', '1000', false) "
-              "WHERE current_setting('server_version_num')::int >= 140000"));
+    TXC_RETURN_IF_ERROR(c.Run(kPostgresClientCheckSql));
     return ReadServerSessionId(c, "SELECT pg_backend_pid()");
   }
 

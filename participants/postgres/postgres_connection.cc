@@ -6,7 +6,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "participants/postgres/postgres_participant.h"
+#include "participants/sql_common.h"
 
 namespace txcoord::participants {
 
@@ -55,15 +57,7 @@ absl::StatusOr<std::unique_ptr<PgConnection>> OpenConnection(const BindOptions& 
     if (PGcancel* cancel = PQgetCancel(out->conn->raw())) out->cancel.reset(cancel, PQfreeCancel);
     s = GuardOn(options, *out, SqlErrorContext::kStatement, &broken, [&] {
       pqxx::nontransaction n(*out->conn);
-      // PostgreSQL 14 and later end a statement whose client is gone
-      // within the interval (the socket is checked while the statement
-      // runs): when txcoord dies, a statement of its waiting for a row
-      // lock ends then, with its transaction, instead of at its deadline
-      // — and a batch ending in PREPARE TRANSACTION does not prepare a
-      // branch behind the recovery that is already rolling back the
-      // dead process's others.
-      n.exec(out->conn->server_version() >= 140000 ? "SET TIME ZONE 'UTC'; SET client_connection_check_interval = 1000"
-                                                   : "SET TIME ZONE 'UTC'");
+      n.exec(absl::StrCat("SET TIME ZONE 'UTC'; ", kPostgresClientCheckSql));
     });
   }
   if (!s.ok()) {

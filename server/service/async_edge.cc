@@ -97,9 +97,9 @@ void AsyncEdge::Arrived(Call* call) {
       call->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "txcoord is stopping"));
       return;
     }
-    ++answering_;
-    Ask(call->method());
+    ++answering_;  // Stop waits for it: the queue stays up for the Ask below
   }
+  Ask(call->method());
   call->method()->answer(call->ctx(), call->in(), call->out(), [this, call](const grpc::Status& status) {
     call->Finish(status);  // the call may be gone once this returns
     absl::MutexLock lock(&mu_);
