@@ -149,6 +149,54 @@ TEST(StatementGuardTest, GuardBranchSqlRefusesAndFlagsSessionStateInOneReading) 
   EXPECT_EQ(GuardBranchSql("b", "mariadb", "COMMIT", nullptr).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// The guard keeps what it read of each recent text: a repeated text, the
+// same text on another dialect or with another number of values, and more
+// texts than it keeps must each get the answer a first reading gives.
+TEST(StatementGuardTest, RepeatedTextsGetTheAnswersOfAFirstReading) {
+  for (int round = 0; round < 3; ++round) {
+    // Refused on MariaDB (an implicit commit), allowed on PostgreSQL.
+    EXPECT_TRUE(CheckBranchSql("b", "postgresql", "CREATE TABLE t (a int)").ok()) << round;
+    EXPECT_TRUE(Refused("mariadb", "CREATE TABLE t (a int)")) << round;
+    absl::Status s = CheckBranchSql("pg1", "postgresql", "UPDATE t SET v = 1; /* x */ COMMIT AND CHAIN");
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("statement 2 of the SQL text (\"COMMIT AND CHAIN\")"))
+        << round;
+    // The markers are kept, not the verdict on a number of values.
+    EXPECT_TRUE(CheckParameterMarkers("b", "mariadb", "SELECT ? + ?", 2).ok()) << round;
+    EXPECT_FALSE(CheckParameterMarkers("b", "mariadb", "SELECT ? + ?", 1).ok()) << round;
+    EXPECT_FALSE(CheckParameterMarkers("b", "mariadb", "SELECT ? + ?", 3).ok()) << round;
+    // Session state before a refused statement is flagged, as a first
+    // reading flags it.
+    bool session_state = false;
+    EXPECT_FALSE(GuardBranchSql("b", "postgresql", "SET search_path = x; COMMIT", &session_state).ok()) << round;
+    EXPECT_TRUE(session_state) << round;
+    session_state = false;
+    EXPECT_TRUE(GuardBranchSql("b", "postgresql", "SET search_path = x", &session_state).ok()) << round;
+    EXPECT_TRUE(session_state) << round;
+    // Ends with the transaction on PostgreSQL; a session variable on MariaDB.
+    session_state = false;
+    EXPECT_TRUE(GuardBranchSql("b", "postgresql", "SET LOCAL work_mem = '1MB'", &session_state).ok()) << round;
+    EXPECT_FALSE(session_state) << round;
+    EXPECT_TRUE(GuardBranchSql("b", "mariadb", "SET LOCAL work_mem = '1MB'", &session_state).ok()) << round;
+    EXPECT_TRUE(session_state) << round;
+  }
+}
+
+TEST(StatementGuardTest, MoreTextsThanTheGuardKeepsStayCorrect) {
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 5000; ++i) {
+      const std::string n = std::to_string(i);
+      if (i % 3 == 0) {
+        EXPECT_TRUE(Refused("postgresql", "COMMIT /* " + n + " */")) << i;
+      } else if (i % 3 == 1) {
+        EXPECT_FALSE(Refused("postgresql", "SELECT " + n)) << i;
+      } else {
+        EXPECT_TRUE(SessionStateSql("postgresql", "SET work_mem = '" + n + "kB'")) << i;
+        EXPECT_EQ(CheckParameterMarkers("b", "mariadb", "SELECT ?, " + n, 1).ok(), true) << i;
+      }
+    }
+  }
+}
+
 TEST(StatementGuardTest, SplitReadsLikeTheServer) {
   auto split = SplitStatementsForTest("postgresql", "SELECT 'a;b'; -- x;\nSELECT $q$;$q$ ;", false);
   ASSERT_EQ(split.size(), 2u);
