@@ -8,6 +8,39 @@
 namespace txcoord::coordinator {
 
 namespace {
+// The label text ({a="x",b="y"}, "" without labels) appended to `out`.
+template <typename L>
+void AppendLabels(const L& labels, std::string* out) {
+  if (labels.empty()) return;
+  out->push_back('{');
+  bool first = true;
+  for (const auto& [label, value] : labels) {
+    if (!first) out->push_back(',');
+    first = false;
+    absl::StrAppend(out, label, "=\"");
+    for (char c : value) {  // the exposition format's escapes
+      if (c == '\\')
+        out->append("\\\\");
+      else if (c == '"')
+        out->append("\\\"");
+      else if (c == '\n')
+        out->append("\\n");
+      else
+        out->push_back(c);
+    }
+    out->push_back('"');
+  }
+  out->push_back('}');
+}
+
+// The key of a series in Metrics::series_: its name and label text.
+const std::string& SeriesKey(absl::string_view name, LabelRefs labels) {
+  thread_local std::string key;
+  key.assign(name.data(), name.size());
+  AppendLabels(labels, &key);
+  return key;
+}
+
 std::string FormatValue(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
@@ -51,26 +84,8 @@ Metrics::Metrics() = default;
 
 std::string Metrics::LabelText(const Labels& labels) {
   std::string out;
-  AppendLabelText(labels, &out);
+  AppendLabels(labels, &out);
   return out;
-}
-
-void Metrics::AppendLabelText(const Labels& labels, std::string* out) {
-  out->clear();
-  if (labels.empty()) return;
-  out->push_back('{');
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (i) out->push_back(',');
-    absl::StrAppend(out, labels[i].first, "=\"");
-    for (char c : labels[i].second) {  // the exposition format's escapes
-      if (c == '\\') out->append("\\\\");
-      else if (c == '"') out->append("\\\"");
-      else if (c == '\n') out->append("\\n");
-      else out->push_back(c);
-    }
-    out->push_back('"');
-  }
-  out->push_back('}');
 }
 
 void Metrics::DescribeCounter(const std::string& name, const std::string& help) {
@@ -106,44 +121,47 @@ void Metrics::RegisterReadAtScrape(const std::string& name, const std::string& h
   f.gauge = std::move(fn);
 }
 
-void Metrics::Increment(absl::string_view name, const Labels& labels, uint64_t by) {
-  thread_local std::string key;
-  AppendLabelText(labels, &key);
+void Metrics::Increment(absl::string_view name, LabelRefs labels, uint64_t by) {
+  const std::string& key = SeriesKey(name, labels);
   {
     absl::ReaderMutexLock lock(&mu_);
-    auto f = families_.find(name);
-    if (f != families_.end()) {
-      auto c = f->second.counters.find(key);
-      if (c != f->second.counters.end()) {
-        c->second->fetch_add(by, std::memory_order_relaxed);
-        return;
-      }
+    auto it = series_.find(key);
+    if (it != series_.end() && it->second.counter != nullptr) {
+      it->second.counter->fetch_add(by, std::memory_order_relaxed);
+      return;
     }
   }
+  Counter(name, labels, key)->fetch_add(by, std::memory_order_relaxed);
+}
+
+void Metrics::Observe(absl::string_view name, absl::Duration d, LabelRefs labels) {
+  const std::string& key = SeriesKey(name, labels);
+  const double seconds = absl::ToDoubleSeconds(d);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = series_.find(key);
+    if (it != series_.end() && it->second.histogram != nullptr) {
+      it->second.histogram->Observe(seconds);
+      return;
+    }
+  }
+  HistogramOf(name, labels, key)->Observe(seconds);
+}
+
+std::atomic<uint64_t>* Metrics::Counter(absl::string_view name, LabelRefs labels, const std::string& key) {
   absl::MutexLock lock(&mu_);  // the first use of this series
   auto f = families_.find(name);
   if (f == families_.end()) f = families_.emplace(std::string(name), Family()).first;
   if (f->second.type.empty()) f->second.type = "counter";
-  auto& c = f->second.counters[key];
+  std::string text;
+  AppendLabels(labels, &text);
+  auto& c = f->second.counters[text];
   if (!c) c = std::make_unique<std::atomic<uint64_t>>(0);
-  c->fetch_add(by, std::memory_order_relaxed);
+  series_[key].counter = c.get();
+  return c.get();
 }
 
-void Metrics::Observe(absl::string_view name, absl::Duration d, const Labels& labels) {
-  thread_local std::string key;
-  AppendLabelText(labels, &key);
-  const double seconds = absl::ToDoubleSeconds(d);
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    auto f = families_.find(name);
-    if (f != families_.end()) {
-      auto h = f->second.histograms.find(key);
-      if (h != f->second.histograms.end()) {
-        h->second->Observe(seconds);
-        return;
-      }
-    }
-  }
+Histogram* Metrics::HistogramOf(absl::string_view name, LabelRefs labels, const std::string& key) {
   absl::MutexLock lock(&mu_);  // the first use of this series
   auto f = families_.find(name);
   if (f == families_.end()) f = families_.emplace(std::string(name), Family()).first;
@@ -152,16 +170,21 @@ void Metrics::Observe(absl::string_view name, absl::Duration d, const Labels& la
     family.type = "histogram";
     family.bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   }
-  auto& h = family.histograms[key];
+  std::string text;
+  AppendLabels(labels, &text);
+  auto& h = family.histograms[text];
   if (!h) h = std::make_unique<Histogram>(family.bounds);
-  h->Observe(seconds);
+  series_[key].histogram = h.get();
+  return h.get();
 }
 
-uint64_t Metrics::CounterValue(const std::string& name, const Labels& labels) const {
+uint64_t Metrics::CounterValue(const std::string& name, LabelRefs labels) const {
+  std::string text;
+  AppendLabels(labels, &text);
   absl::MutexLock lock(&mu_);
   auto f = families_.find(name);
   if (f == families_.end()) return 0;
-  auto c = f->second.counters.find(LabelText(labels));
+  auto c = f->second.counters.find(text);
   return c == f->second.counters.end() ? 0 : c->second->load();
 }
 

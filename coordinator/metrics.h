@@ -1,9 +1,10 @@
 // Prometheus metrics: counters, gauges read at scrape time, and
 // histograms, rendered in the text exposition format (version 0.0.4).
 // Thread-safe. Recording takes a shared (reader) lock to find its series
-// and then updates atomics; only the first use of a name or label set takes
-// the lock exclusively. A recording allocates nothing once its series
-// exists (beyond the caller's Labels).
+// (one hash lookup of its name and labels) and then updates atomics; only
+// the first use of a name or label set takes the lock exclusively. A
+// recording allocates nothing once its series exists: its labels are views
+// of the caller's strings.
 #ifndef TXCOORD_COORDINATOR_METRICS_H_
 #define TXCOORD_COORDINATOR_METRICS_H_
 
@@ -16,13 +17,17 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 
 namespace txcoord::coordinator {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
+// The labels of one recording, valid for the call: {{"bind", name}, ...}.
+using LabelRefs = absl::Span<const std::pair<absl::string_view, absl::string_view>>;
 
 class Histogram {
  public:
@@ -42,8 +47,8 @@ class Metrics {
  public:
   Metrics();
 
-  void Increment(absl::string_view name, const Labels& labels = {}, uint64_t by = 1);
-  void Observe(absl::string_view name, absl::Duration d, const Labels& labels = {});
+  void Increment(absl::string_view name, LabelRefs labels = {}, uint64_t by = 1);
+  void Observe(absl::string_view name, absl::Duration d, LabelRefs labels = {});
   // A gauge whose samples are read by `fn` at every scrape.
   using GaugeFn = std::function<std::vector<std::pair<Labels, double>>()>;
   void RegisterGauge(const std::string& name, const std::string& help, GaugeFn fn);
@@ -56,15 +61,18 @@ class Metrics {
   // The whole exposition, "# HELP"/"# TYPE" lines included.
   std::string Render() const;
   // Current value of a counter (tests and admin).
-  uint64_t CounterValue(const std::string& name, const Labels& labels = {}) const;
+  uint64_t CounterValue(const std::string& name, LabelRefs labels = {}) const;
 
  private:
   // A family whose samples `fn` reads at every scrape, of `type`.
   void RegisterReadAtScrape(const std::string& name, const std::string& help, const char* type,
                             GaugeFn fn);
   static std::string LabelText(const Labels& labels);
-  // LabelText into `out` (cleared first), reusing its buffer.
-  static void AppendLabelText(const Labels& labels, std::string* out);
+  // The series of `name` with `labels` (created on first use), found by
+  // the text `key` (name and label text).
+  std::atomic<uint64_t>* Counter(absl::string_view name, LabelRefs labels, const std::string& key)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  Histogram* HistogramOf(absl::string_view name, LabelRefs labels, const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
   struct Family {
     std::string help;
     std::string type;  // counter, gauge, histogram
@@ -73,8 +81,14 @@ class Metrics {
     std::map<std::string, std::unique_ptr<Histogram>, std::less<>> histograms;
     GaugeFn gauge;  // gauges, and counters kept elsewhere
   };
+  // A series, by its name followed by its label text: what a recording looks up.
+  struct Series {
+    std::atomic<uint64_t>* counter = nullptr;
+    Histogram* histogram = nullptr;
+  };
   mutable absl::Mutex mu_;
   std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Series> series_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace txcoord::coordinator
