@@ -5,19 +5,14 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
-#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
-#include "util/thread_name.h"
-
-namespace {
-std::atomic<bool> g_stop{false};
-}
 
 int main(int argc, char** argv) {
   CLI::App app{"txcoord: two-phase-commit transaction coordinator"};
@@ -37,12 +32,15 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Files txcoord creates (journal, logs it opens) are private to its user.
   ::umask(077);
-  // SIGTERM/SIGINT stop the server (open transactions are rolled back).
-  // Blocked before any thread starts, so that only the waiter receives them.
+  // SIGTERM/SIGINT stop the server (open transactions are rolled back);
+  // SIGUSR1 is how the server tells the main thread it stopped by itself.
+  // Blocked before any thread starts, so that only the main thread's
+  // sigwait receives them.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   auto config = txcoord::coordinator::LoadConfigFile(config_path);
@@ -69,20 +67,24 @@ int main(int argc, char** argv) {
     std::ofstream(tmp) << (*server)->address() << "\n";
     std::rename(tmp.c_str(), address_file.c_str());
   }
-  std::thread waiter([&] {
-    txcoord::util::NameThisThread("txc-signals");
+  // The main thread waits for a signal: SIGTERM/SIGINT stop the server;
+  // SIGUSR1 comes from the server once it stopped by itself (a lost etcd
+  // lease), and counts only then (one sent by hand is ignored).
+  const pthread_t main_thread = pthread_self();
+  (*server)->NotifyWhenStoppedByItself([main_thread] { pthread_kill(main_thread, SIGUSR1); });
+  for (;;) {
     int sig = 0;
     sigwait(&set, &sig);
+    if (sig == SIGUSR1) {
+      if ((*server)->exit_code() != 0) break;
+      continue;
+    }
     spdlog::info("txcoord: signal {}, shutting down", sig);
     (*server)->Shutdown();
-  });
+    break;
+  }
   (*server)->Wait();
   const int code = (*server)->exit_code();
-  if (code != 0) {
-    // Stopped by itself (a lost etcd lease): the waiter still waits for a signal.
-    pthread_kill(waiter.native_handle(), SIGTERM);
-  }
-  waiter.join();
   server->reset();
   return code;
 }

@@ -257,7 +257,9 @@ void TxcoordServer::HealthLoop() {
   for (;;) {
     UpdateHealth();
     absl::MutexLock lock(&health_mu_);
-    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(health_mu_) { return stopping_ || lease_lost_; };
+    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(health_mu_) {
+      return stopping_ || (lease_lost_ && !shutting_down_for_lease_);
+    };
     health_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Seconds(5));
     if (stopping_) return;
     if (lease_lost_ && !shutting_down_for_lease_) {
@@ -266,8 +268,16 @@ void TxcoordServer::HealthLoop() {
       UpdateHealth();  // NOT_SERVING at once
       Shutdown();
       health_mu_.Lock();
+      stopped_by_itself_ = true;
+      if (on_stopped_by_itself_) on_stopped_by_itself_();
     }
   }
+}
+
+void TxcoordServer::NotifyWhenStoppedByItself(std::function<void()> fn) {
+  absl::MutexLock lock(&health_mu_);
+  on_stopped_by_itself_ = std::move(fn);
+  if (stopped_by_itself_ && on_stopped_by_itself_) on_stopped_by_itself_();
 }
 
 void TxcoordServer::Wait() {

@@ -4,6 +4,7 @@
 #ifndef TXCOORD_SERVER_SERVER_H_
 #define TXCOORD_SERVER_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -64,6 +65,10 @@ class TxcoordServer {
   SessionManager* sessions() { return sessions_.get(); }
   void Wait();
   void Shutdown();
+  // Calls `fn` once, from another thread, after the server stopped by
+  // itself (a lost etcd lease; exit_code() tells) — at once if it already
+  // has. The binary's main thread waits for it beside its signals.
+  void NotifyWhenStoppedByItself(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(health_mu_);
   // 0, or kExitLeaseLost when the server stopped because its etcd lease
   // was lost.
   int exit_code() {
@@ -98,6 +103,8 @@ class TxcoordServer {
   bool stopping_ ABSL_GUARDED_BY(health_mu_) = false;
   bool lease_lost_ ABSL_GUARDED_BY(health_mu_) = false;
   bool shutting_down_for_lease_ ABSL_GUARDED_BY(health_mu_) = false;
+  bool stopped_by_itself_ ABSL_GUARDED_BY(health_mu_) = false;  // its Shutdown has run
+  std::function<void()> on_stopped_by_itself_ ABSL_GUARDED_BY(health_mu_);
   journal::EtcdJournal* etcd_journal_ = nullptr;  // journal_, in cluster mode
   std::unique_ptr<ClusterMember> cluster_;
   std::thread health_thread_;
