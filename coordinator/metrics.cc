@@ -131,7 +131,7 @@ void Metrics::Increment(absl::string_view name, LabelRefs labels, uint64_t by) {
       return;
     }
   }
-  Counter(name, labels, key)->fetch_add(by, std::memory_order_relaxed);
+  Counter(name, key)->fetch_add(by, std::memory_order_relaxed);
 }
 
 void Metrics::Observe(absl::string_view name, absl::Duration d, LabelRefs labels) {
@@ -145,34 +145,29 @@ void Metrics::Observe(absl::string_view name, absl::Duration d, LabelRefs labels
       return;
     }
   }
-  HistogramOf(name, labels, key)->Observe(seconds);
+  HistogramOf(name, key)->Observe(seconds);
 }
 
-std::atomic<uint64_t>* Metrics::Counter(absl::string_view name, LabelRefs labels, const std::string& key) {
+// `key` is the series' name followed by its label text: the text is what
+// the family keys its series by.
+std::atomic<uint64_t>* Metrics::Counter(absl::string_view name, const std::string& key) {
   absl::MutexLock lock(&mu_);  // the first use of this series
-  auto f = families_.find(name);
-  if (f == families_.end()) f = families_.emplace(std::string(name), Family()).first;
-  if (f->second.type.empty()) f->second.type = "counter";
-  std::string text;
-  AppendLabels(labels, &text);
-  auto& c = f->second.counters[text];
+  Family& family = families_.try_emplace(std::string(name)).first->second;
+  if (family.type.empty()) family.type = "counter";
+  auto& c = family.counters[key.substr(name.size())];
   if (!c) c = std::make_unique<std::atomic<uint64_t>>(0);
   series_[key].counter = c.get();
   return c.get();
 }
 
-Histogram* Metrics::HistogramOf(absl::string_view name, LabelRefs labels, const std::string& key) {
+Histogram* Metrics::HistogramOf(absl::string_view name, const std::string& key) {
   absl::MutexLock lock(&mu_);  // the first use of this series
-  auto f = families_.find(name);
-  if (f == families_.end()) f = families_.emplace(std::string(name), Family()).first;
-  Family& family = f->second;
+  Family& family = families_.try_emplace(std::string(name)).first->second;
   if (family.type.empty()) {
     family.type = "histogram";
     family.bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   }
-  std::string text;
-  AppendLabels(labels, &text);
-  auto& h = family.histograms[text];
+  auto& h = family.histograms[key.substr(name.size())];
   if (!h) h = std::make_unique<Histogram>(family.bounds);
   series_[key].histogram = h.get();
   return h.get();

@@ -68,11 +68,10 @@ class Metrics {
   void RegisterReadAtScrape(const std::string& name, const std::string& help, const char* type,
                             GaugeFn fn);
   static std::string LabelText(const Labels& labels);
-  // The series of `name` with `labels` (created on first use), found by
-  // the text `key` (name and label text).
-  std::atomic<uint64_t>* Counter(absl::string_view name, LabelRefs labels, const std::string& key)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  Histogram* HistogramOf(absl::string_view name, LabelRefs labels, const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
+  // The series of `name` whose key (the name followed by the label text)
+  // is `key`, created on first use.
+  std::atomic<uint64_t>* Counter(absl::string_view name, const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
+  Histogram* HistogramOf(absl::string_view name, const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
   struct Family {
     std::string help;
     std::string type;  // counter, gauge, histogram

@@ -445,13 +445,14 @@ bool LeavesSessionState(Dialect dialect, const std::vector<Token>& t) {
   return false;
 }
 
-// The statements of `sql`, read with and without backslash escapes where
-// a server setting decides (MariaDB's NO_BACKSLASH_ESCAPES, PostgreSQL's
-// standard_conforming_strings): a rule applies if it applies to either.
+// Whether a server setting decides if a backslash escapes a quote
+// (MariaDB's NO_BACKSLASH_ESCAPES, PostgreSQL's standard_conforming_strings).
 bool TwoReadings(Dialect dialect) {
   return dialect == Dialect::kMysql || dialect == Dialect::kPostgres || dialect == Dialect::kUnknown;
 }
 
+// The statements of `sql`, read with and without backslash escapes where
+// TwoReadings: a rule applies if it applies to either.
 std::vector<std::vector<Statement>> Readings(Dialect dialect, absl::string_view sql) {
   std::vector<std::vector<Statement>> out;
   out.push_back(Split(dialect, Lexer(dialect, sql, /*backslash_escapes=*/false).Run()));

@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
-#include <functional>
 #include <iostream>
 
 #include "CLI/CLI.hpp"
